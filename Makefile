@@ -1,0 +1,51 @@
+# peercam: `make run` serves the camera, `make test` checks everything.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+# What the daemon needs from Debian, and what the tests add (a real browser).
+RUN_DEBS  := python3-venv
+TEST_DEBS := chromium
+
+.PHONY: run test test-all lint typecheck bench clean install-run install-test
+
+$(BIN)/python:
+	@scripts/ensure-debian-packages.sh $(RUN_DEBS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@ $(VENV)/.run-installed
+
+install-run: $(VENV)/.run-installed
+install-test: $(VENV)/.test-installed
+	@scripts/ensure-debian-packages.sh $(TEST_DEBS)
+
+run: install-run
+	$(BIN)/peercam run $(ARGS)
+
+lint: install-test
+	$(BIN)/ruff check device tests bench hw-tests
+	$(BIN)/ruff format --check device tests bench hw-tests
+
+typecheck: install-test
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+# Adds the long scenarios marked `slow` (see README).
+test-all: lint typecheck
+	$(BIN)/pytest -q -m ''
+
+bench: install-test
+	$(BIN)/python -m bench.cpu_per_viewer
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info device/*.egg-info

@@ -1,0 +1,3 @@
+from peercam.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The `peercam` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from peercam import __version__
+from peercam.config import ConfigError, load_config, parse_size
+
+
+def _size(text: str) -> str:
+    try:
+        parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peercam", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"peercam {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve the camera to browsers over WebRTC")
+    run.add_argument("--config", type=Path, help="TOML config file")
+    run.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    run.add_argument("--port", type=int, help="HTTP port (default 8080; 0 picks a free one)")
+    run.add_argument("--source", choices=["auto", "test"], help="camera source")
+    run.add_argument("--size", type=_size, help="picture size, WIDTHxHEIGHT")
+    run.add_argument("--fps", type=int, help="frames per second")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    server = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    camera = {
+        k: v
+        for k, v in (("source", args.source), ("size", args.size), ("fps", args.fps))
+        if v is not None
+    }
+    return {name: values for name, values in (("server", server), ("camera", camera)) if values}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # aioice and aiortc log every candidate pair at INFO; a busy camera needs less.
+    for noisy in ("aioice", "aiortc"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as error:
+        print(f"peercam: config error: {error}", file=sys.stderr)
+        return 2
+    from peercam.daemon import serve
+
+    return asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

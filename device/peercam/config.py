@@ -1,0 +1,153 @@
+"""The daemon's configuration: a TOML file validated at start, overridable by flags."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line for the user."""
+
+
+class _Section(BaseModel):
+    # A typo in a key must be an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "0.0.0.0"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    max_sdp_bytes: Annotated[int, Field(ge=1024, le=1_000_000)] = 64_000
+
+
+Size = tuple[int, int]
+_SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+
+
+def parse_size(text: str) -> Size:
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise ValueError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}")
+    width, height = int(match[1]), int(match[2])
+    if width % 2 or height % 2:
+        raise ValueError(f"width and height must be even, got {text!r}")
+    if not (64 <= width <= 4096 and 64 <= height <= 4096):
+        raise ValueError(f"size must be between 64x64 and 4096x4096, got {text!r}")
+    return width, height
+
+
+class CameraConfig(_Section):
+    # "auto" takes the first working camera and falls back to the test pattern.
+    source: Literal["auto", "test"] = "auto"
+    size: str = "1280x720"
+    fps: Annotated[int, Field(ge=1, le=60)] = 30
+
+    @field_validator("size")
+    @classmethod
+    def _valid_size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    @property
+    def dimensions(self) -> Size:
+        return parse_size(self.size)
+
+
+class VideoConfig(_Section):
+    codecs: list[Literal["h264", "vp8"]] = ["h264", "vp8"]
+    bitrate_kbps: Annotated[int, Field(ge=100, le=20_000)] = 2500
+    # Seconds between natural keyframes; viewers joining mid-GOP ask for one.
+    keyframe_interval: Annotated[float, Field(gt=0, le=60)] = 2.0
+    # Many viewers asking for keyframes must not turn the stream into all keyframes.
+    keyframe_min_gap_ms: Annotated[int, Field(ge=0, le=10_000)] = 500
+
+    @field_validator("codecs")
+    @classmethod
+    def _some_codec(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one codec is needed")
+        return value
+
+
+class AudioConfig(_Section):
+    enabled: bool = True
+    source: Literal["test"] = "test"
+    tone_hz: Annotated[float, Field(gt=20, lt=20_000)] = 440.0
+    bitrate_kbps: Annotated[int, Field(ge=6, le=256)] = 32
+
+
+class IceServer(_Section):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+    @field_validator("urls")
+    @classmethod
+    def _known_schemes(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("stun:", "turn:", "turns:")):
+                raise ValueError(f"ICE server URL must start with stun:, turn: or turns:: {url!r}")
+        return value
+
+
+class WebRtcConfig(_Section):
+    # Empty by default: on a LAN host candidates suffice, and no third party is contacted.
+    ice_servers: list[IceServer] = []
+
+
+class ViewerConfig(_Section):
+    # Frames a slow viewer may lag behind before it is skipped to the next keyframe.
+    queue_frames: Annotated[int, Field(ge=2, le=600)] = 30
+    # A peer that never completes ICE is dropped after this many seconds.
+    connect_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    max_viewers: Annotated[int, Field(ge=1, le=1000)] = 50
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    camera: CameraConfig = CameraConfig()
+    video: VideoConfig = VideoConfig()
+    audio: AudioConfig = AudioConfig()
+    webrtc: WebRtcConfig = WebRtcConfig()
+    viewers: ViewerConfig = ViewerConfig()
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"unknown key {key}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{key}: {message}"
+
+
+def build_config(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_config(path: Path | None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read `path` (if any), apply flag `overrides` section by section, and validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    for section, values in (overrides or {}).items():
+        current = data.get(section, {})
+        if not isinstance(current, dict):
+            raise ConfigError(f"{section}: expected a table")
+        data[section] = {**current, **values}
+    return build_config(data)

@@ -1,0 +1,142 @@
+"""The daemon: builds the pipeline and the web server, runs until told to stop, and
+then releases everything it started."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from peercam.capture.source import PacedSource
+from peercam.capture.test_pattern import TestPatternCamera
+from peercam.capture.test_tone import TestToneMicrophone
+from peercam.config import Config
+from peercam.encode.audio import OpusAudioEncoder
+from peercam.encode.backend import EncoderBackend
+from peercam.encode.video import PyAVVideoEncoder, VideoSettings
+from peercam.http.app import build_app
+from peercam.media import Kind
+from peercam.metrics import Metrics
+from peercam.pipeline import MediaPipeline
+from peercam.rtc.registry import SessionRegistry
+
+logger = logging.getLogger(__name__)
+
+
+def choose_camera(config: Config) -> PacedSource[Any]:
+    width, height = config.camera.dimensions
+    if config.camera.source == "auto":
+        # No camera backend exists yet (see issue 3), so "auto" finds none.
+        logger.info("no supported camera found; using the built-in test pattern")
+    return TestPatternCamera(width, height, config.camera.fps)
+
+
+def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
+    width, height = config.camera.dimensions
+    sources: dict[Kind, PacedSource[Any]] = {"video": choose_camera(config)}
+    settings = VideoSettings(
+        width,
+        height,
+        config.camera.fps,
+        config.video.bitrate_kbps * 1000,
+        config.video.keyframe_interval,
+    )
+
+    backends: dict[str, Callable[[], EncoderBackend]] = {
+        codec: functools.partial(PyAVVideoEncoder, codec, settings) for codec in config.video.codecs
+    }
+    if config.audio.enabled:
+        sources["audio"] = TestToneMicrophone(config.audio.tone_hz)
+        backends["opus"] = functools.partial(OpusAudioEncoder, config.audio.bitrate_kbps * 1000)
+    return MediaPipeline(
+        sources,
+        backends,
+        metrics,
+        keyframe_min_gap=config.video.keyframe_min_gap_ms / 1000,
+        queue_frames=config.viewers.queue_frames,
+    )
+
+
+def display_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        from aioice.ice import get_host_addresses
+
+        addresses = get_host_addresses(use_ipv4=True, use_ipv6=False)
+        host = addresses[0] if addresses else "localhost"
+    return f"http://{host}:{port}/"
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.pipeline = build_pipeline(config, self.metrics)
+        self.sessions = SessionRegistry(config, self.pipeline, self.metrics)
+        self.app = build_app(config, self.sessions, self.metrics)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", [])
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.server.port
+        return display_url(self.config.server.host, self.port)
+
+    async def stop(self) -> None:
+        await self.sessions.close_all()
+        await self.pipeline.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGINT/SIGTERM; return the process exit code."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    daemon = Daemon(config)
+    try:
+        url = await daemon.start()
+    except OSError as error:
+        logger.error(
+            "cannot listen on %s:%s: %s",
+            config.server.host,
+            config.server.port,
+            error.strerror or error,
+        )
+        await daemon.stop()
+        return 1
+    print(f"peercam: serving on {url}", flush=True)
+    await stopping.wait()
+    logger.info("stopping")
+    await daemon.stop()
+    leftover = await _settle_tasks()
+    if leftover:
+        logger.warning("tasks left at exit: %s", ", ".join(sorted(leftover)))
+    else:
+        logger.info("stopped cleanly: no tasks left")
+    return 0
+
+
+async def _settle_tasks(patience: float = 2.0) -> list[str]:
+    """Give tasks that are finishing (peer connections closing) a moment, then report
+    any that are still alive."""
+    current = asyncio.current_task()
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        others = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        if not others or asyncio.get_running_loop().time() > deadline:
+            return [t.get_name() + ":" + repr(t.get_coro()) for t in others]
+        await asyncio.sleep(0.05)

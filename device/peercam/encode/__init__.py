@@ -1,0 +1,1 @@
+"""Encoding once per codec: encoder backends and the shared encoder that drives them."""

@@ -1,0 +1,157 @@
+"""The shared encoder: one per codec in use, its output published to every viewer.
+
+The asyncio side takes captured frames, decides when a keyframe is due and publishes
+what comes out; the codec itself runs in a worker thread of its own, so the event loop
+never waits on an encode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from peercam.encode.backend import EncoderBackend
+from peercam.encode.codecs import CodecSpec
+from peercam.encode.keyframes import KeyframePolicy
+from peercam.encode.packetize import packetizer_for
+from peercam.media import Captured, EncodedFrame, rtp_timestamp
+from peercam.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class _Worker:
+    """One run of the encoder: a thread, the codec it opened, and its frame counter.
+
+    A fresh worker per start means a restart never shares a codec with a stop that is
+    still finishing.
+    """
+
+    def __init__(self, spec: CodecSpec, make_backend: Callable[[], EncoderBackend]) -> None:
+        self.spec = spec
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{spec.name}")
+        self._make_backend = make_backend
+        self._backend: EncoderBackend | None = None
+        self._packetizer = packetizer_for(spec.name)
+        self._sequence = 0
+
+    def encode(self, captured: Captured, force_keyframe: bool) -> list[EncodedFrame]:
+        """Runs in the worker thread: encode, then build the RTP payloads once."""
+        if self._backend is None:
+            self._backend = self._make_backend()
+        frames = []
+        for chunk in self._backend.encode(captured, force_keyframe):
+            frames.append(
+                EncodedFrame(
+                    codec=self.spec.name,
+                    data=chunk.data,
+                    keyframe=chunk.keyframe,
+                    captured_at=captured.captured_at,
+                    rtp_timestamp=rtp_timestamp(captured.captured_at, self.spec.clock_rate),
+                    payloads=self._packetizer.payloads(chunk.data),
+                    sequence=self._sequence,
+                )
+            )
+            self._sequence += 1
+        return frames
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+class SharedEncoder:
+    def __init__(
+        self,
+        spec: CodecSpec,
+        make_backend: Callable[[], EncoderBackend],
+        publish: Callable[[EncodedFrame], None],
+        metrics: Metrics,
+        keyframe_min_gap: float = 0.5,
+    ) -> None:
+        self.spec = spec
+        self._make_backend = make_backend
+        self._publish = publish
+        self._metrics = metrics
+        self.keyframes = KeyframePolicy(keyframe_min_gap)
+        # Video keeps only the newest frame: encoding a stale one only adds latency.
+        # Audio must not lose frames to a short stall, so it keeps a few.
+        self._pending: deque[Captured] = deque(maxlen=1 if spec.kind == "video" else 10)
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._worker: _Worker | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def start(self) -> None:
+        if self._task is not None:
+            return
+        self._worker = _Worker(self.spec, self._make_backend)
+        self._task = asyncio.create_task(self._run(self._worker), name=f"encoder-{self.spec.name}")
+        self._metrics.encoder_running.labels(self.spec.name).set(1)
+        logger.info("%s encoder started", self.spec.name)
+
+    async def stop(self) -> None:
+        task, worker = self._task, self._worker
+        if task is None or worker is None:
+            return
+        self._task = self._worker = None
+        self._pending.clear()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        # The close job queues behind any encode still running in the worker thread.
+        await asyncio.get_running_loop().run_in_executor(worker.executor, worker.close)
+        worker.executor.shutdown(wait=False)
+        if self._task is None:
+            self._metrics.encoder_running.labels(self.spec.name).set(0)
+        logger.info("%s encoder stopped", self.spec.name)
+
+    def feed(self, captured: Captured) -> None:
+        if self._task is None:
+            return
+        if len(self._pending) == self._pending.maxlen:
+            self._metrics.skipped_captures.labels(self.spec.name).inc()
+        self._pending.append(captured)
+        self._wakeup.set()
+
+    def request_keyframe(self, reason: str) -> None:
+        if not self.spec.has_keyframes:
+            return
+        self._metrics.keyframe_requests.labels(self.spec.name, reason).inc()
+        self.keyframes.request()
+
+    async def _run(self, worker: _Worker) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            captured = self._pending.popleft()
+            now = time.monotonic()
+            force = self.keyframes.should_force(now)
+            try:
+                frames = await loop.run_in_executor(worker.executor, worker.encode, captured, force)
+            except Exception:
+                # A frame the codec rejects must not end the stream for everyone.
+                logger.exception("%s encoder failed on a frame; skipping it", self.spec.name)
+                continue
+            for frame in frames:
+                self._account(frame, forced=force, now=now)
+                self._publish(frame)
+
+    def _account(self, frame: EncodedFrame, forced: bool, now: float) -> None:
+        self._metrics.frame_encoded(self.spec.name, len(frame.data), now)
+        if frame.keyframe and self.spec.has_keyframes:
+            cause = "requested" if forced else "natural"
+            self._metrics.keyframes.labels(self.spec.name, cause).inc()
+            self.keyframes.keyframe_sent(now, forced)

@@ -1,0 +1,1 @@
+"""HTTP handlers: WHEP signaling, health and metrics, and the viewer page."""

@@ -1,0 +1,28 @@
+"""Every refusal is one line of text with a 4xx status; no traceback ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+logger = logging.getLogger(__name__)
+
+
+def refuse(status: int, reason: str, **headers: str) -> web.Response:
+    return web.Response(status=status, text=reason + "\n", headers=headers)
+
+
+@web.middleware
+async def plain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400 or (error.text and not error.text.startswith(f"{error.status}:")):
+            raise
+        # aiohttp's own refusals (404, 405, 413) as one plain line, like ours.
+        return refuse(error.status, error.reason.lower(), **dict(error.headers))
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return refuse(500, "internal error (logged)")

@@ -1,0 +1,51 @@
+"""The viewer page: the files of web/, shipped in the package as peercam.webroot."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from aiohttp import web
+
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+class ViewerPage:
+    """Serves a fixed set of files read once at start: no path from a request ever
+    reaches the file system."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[bytes, str]] = {}
+        for entry in resources.files("peercam.webroot").iterdir():
+            suffix = "." + entry.name.rsplit(".", 1)[-1]
+            if entry.is_file() and suffix in _TYPES:
+                self._files[entry.name] = (entry.read_bytes(), _TYPES[suffix])
+        if "index.html" not in self._files:
+            raise RuntimeError("the viewer page (peercam.webroot/index.html) is not installed")
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/", self.index), web.get("/ui/{name}", self.asset)]
+
+    def _serve(self, name: str) -> web.Response:
+        body, content_type = self._files[name]
+        return web.Response(
+            body=body,
+            headers={
+                "Content-Type": content_type,
+                "Cache-Control": "no-cache",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    async def index(self, request: web.Request) -> web.Response:
+        return self._serve("index.html")
+
+    async def asset(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self._files:
+            raise web.HTTPNotFound()
+        return self._serve(name)

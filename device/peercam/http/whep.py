@@ -1,0 +1,151 @@
+"""WHEP: a viewer POSTs an SDP offer, gets an answer and a session resource to PATCH
+(trickled candidates) and DELETE (hang up). draft-ietf-wish-whep, after RFC 9725."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiortc import RTCIceCandidate
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
+from aiortc.sdp import candidate_from_sdp
+
+from peercam.config import Config
+from peercam.http.errors import refuse
+from peercam.http.ice_links import link_headers
+from peercam.rtc.negotiation import OfferError, plan_offer
+from peercam.rtc.registry import SessionRegistry, TooManyViewers
+
+logger = logging.getLogger(__name__)
+
+SESSIONS_PATH = "/whep/sessions"
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Accept-Post",
+}
+
+
+class WhepHandlers:
+    def __init__(self, config: Config, sessions: SessionRegistry) -> None:
+        self._config = config
+        self._sessions = sessions
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/whep", self.offer),
+            web.options("/whep", self.preflight),
+            web.patch(SESSIONS_PATH + "/{id}", self.trickle),
+            web.delete(SESSIONS_PATH + "/{id}", self.hang_up),
+            web.options(SESSIONS_PATH + "/{id}", self.preflight),
+        ]
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        methods = "POST, OPTIONS" if request.path == "/whep" else "PATCH, DELETE, OPTIONS"
+        return web.Response(
+            status=204,
+            headers={
+                **_CORS,
+                "Access-Control-Allow-Methods": methods,
+                "Access-Control-Allow-Headers": "Content-Type, Authorization, If-Match",
+                "Access-Control-Max-Age": "600",
+                "Accept-Post": "application/sdp",
+                "Accept-Patch": "application/trickle-ice-sdpfrag",
+            },
+        )
+
+    async def _read_text(self, request: web.Request, content_type: str) -> str | web.Response:
+        if request.content_type != content_type:
+            return refuse(415, f"Content-Type must be {content_type}", **_CORS)
+        limit = self._config.server.max_sdp_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return refuse(413, f"body over {limit} bytes", **_CORS)
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return refuse(413, f"body over {limit} bytes", **_CORS)
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            return refuse(400, "body is not UTF-8 text", **_CORS)
+
+    async def offer(self, request: web.Request) -> web.Response:
+        text = await self._read_text(request, "application/sdp")
+        if isinstance(text, web.Response):
+            return text
+        video = self._config.video.codecs
+        audio = ["opus"] if self._config.audio.enabled else []
+        try:
+            plan = plan_offer(text, list(video), audio)
+        except OfferError as error:
+            return refuse(400, str(error), **_CORS)
+        try:
+            session, answer = await self._sessions.create(plan, client=request.remote or "")
+        except TooManyViewers as error:
+            return refuse(503, str(error), **{**_CORS, "Retry-After": "10"})
+        except (
+            ValueError,
+            InternalError,
+            InvalidAccessError,
+            InvalidStateError,
+            OperationError,
+        ) as e:
+            return refuse(400, f"offer rejected: {' '.join(str(e).split())[:200]}", **_CORS)
+        location = f"{SESSIONS_PATH}/{session.id}"
+        response = web.Response(
+            status=201,
+            text=answer,
+            content_type="application/sdp",
+            headers={**_CORS, "Location": location, "ETag": f'"{session.id}"'},
+        )
+        for link in link_headers(self._config.webrtc.ice_servers):
+            response.headers.add("Link", link)
+        return response
+
+    async def trickle(self, request: web.Request) -> web.Response:
+        session = self._sessions.get(request.match_info["id"])
+        if session is None:
+            return refuse(404, "no such session", **_CORS)
+        text = await self._read_text(request, "application/trickle-ice-sdpfrag")
+        if isinstance(text, web.Response):
+            return text
+        try:
+            candidates, ufrag = parse_sdpfrag(text)
+        except ValueError as error:
+            return refuse(400, f"bad sdpfrag: {error}", **_CORS)
+        if ufrag is not None and ufrag != session.plan.ice_ufrag:
+            # A new ufrag is an ICE restart (RFC 8840); a fresh session does the same job.
+            return refuse(422, "ICE restart is not supported; start a new session", **_CORS)
+        session.add_candidates(candidates)
+        return web.Response(status=204, headers=_CORS)
+
+    async def hang_up(self, request: web.Request) -> web.Response:
+        session = self._sessions.get(request.match_info["id"])
+        if session is None:
+            return refuse(404, "no such session", **_CORS)
+        await session.close()
+        return web.Response(status=200, headers=_CORS)
+
+
+def parse_sdpfrag(text: str) -> tuple[list[RTCIceCandidate], str | None]:
+    """Candidates from a trickle-ice-sdpfrag (RFC 8840), and the ICE ufrag it names."""
+    candidates = []
+    mid: str | None = None
+    index = -1
+    ufrag: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            index += 1
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line[6:]
+        elif line.startswith("a=ice-ufrag:"):
+            ufrag = line[len("a=ice-ufrag:") :]
+        elif line.startswith("a=candidate:"):
+            try:
+                candidate = candidate_from_sdp(line[len("a=candidate:") :])
+            except (ValueError, IndexError):
+                raise ValueError(f"unreadable candidate line {line[:80]!r}") from None
+            candidate.sdpMid = mid
+            candidate.sdpMLineIndex = max(index, 0)
+            candidates.append(candidate)
+    return candidates, ufrag

@@ -1,0 +1,51 @@
+"""Plain data that flows through the pipeline: captured media in, encoded frames out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import av
+
+Kind = Literal["audio", "video"]
+
+# One clock for audio and video: RTP timestamps of both kinds count from this instant,
+# so the receiver's lip sync (through RTCP sender reports) lines up.
+MEDIA_EPOCH = time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedVideo:
+    image: av.VideoFrame
+    captured_at: float  # time.monotonic() when the sensor (or pattern) produced it
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedAudio:
+    samples: av.AudioFrame
+    captured_at: float
+
+
+Captured = CapturedVideo | CapturedAudio
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One encoded access unit, produced once and sent to every viewer of its codec.
+
+    `payloads` are ready RTP payloads (bitstream split and fragmented once, in the
+    encoder's thread); each viewer's sender only adds its own header, SRTP and socket.
+    """
+
+    codec: str
+    data: bytes
+    keyframe: bool
+    captured_at: float
+    rtp_timestamp: int
+    payloads: tuple[bytes, ...]
+    sequence: int = field(default=0)  # per-codec frame counter, for tests and metrics
+
+
+def rtp_timestamp(captured_at: float, clock_rate: int) -> int:
+    return int((captured_at - MEDIA_EPOCH) * clock_rate) & 0xFFFFFFFF

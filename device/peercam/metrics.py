@@ -1,0 +1,111 @@
+"""What the daemon counts, exposed in Prometheus' text format at /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class RateMeter:
+    """Events and bytes per second over a sliding window, for live fps and bitrate."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window = window
+        self._events: deque[tuple[float, int]] = deque()
+
+    def add(self, size: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._events.append((now, size))
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._events and self._events[0][0] < now - self.window:
+            self._events.popleft()
+
+    def per_second(self, now: float | None = None) -> tuple[float, float]:
+        """(events per second, bits per second)."""
+        now = time.monotonic() if now is None else now
+        self._trim(now)
+        count = len(self._events)
+        return count / self.window, sum(size for _, size in self._events) * 8 / self.window
+
+
+class Metrics:
+    """One registry per daemon, so several daemons can live in one test process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.viewers = Gauge("peercam_viewers", "Connected viewer sessions", registry=r)
+        self.sessions = Counter(
+            "peercam_sessions", "Viewer sessions created", ["codec"], registry=r
+        )
+        self.encoder_running = Gauge(
+            "peercam_encoder_running",
+            "1 while the codec's shared encoder runs",
+            ["codec"],
+            registry=r,
+        )
+        self.encoder_fps = Gauge(
+            "peercam_encoder_fps",
+            "Frames per second out of the shared encoder",
+            ["codec"],
+            registry=r,
+        )
+        self.encoder_bitrate = Gauge(
+            "peercam_encoder_bitrate_bps",
+            "Bits per second out of the shared encoder",
+            ["codec"],
+            registry=r,
+        )
+        self.encoded_frames = Counter(
+            "peercam_encoded_frames",
+            "Frames encoded (once for all viewers)",
+            ["codec"],
+            registry=r,
+        )
+        self.encoded_bytes = Counter(
+            "peercam_encoded_bytes",
+            "Bytes encoded (once for all viewers)",
+            ["codec"],
+            registry=r,
+        )
+        self.keyframes = Counter(
+            "peercam_keyframes",
+            "Keyframes produced, natural or requested",
+            ["codec", "cause"],
+            registry=r,
+        )
+        self.keyframe_requests = Counter(
+            "peercam_keyframe_requests",
+            "Keyframe requests received",
+            ["codec", "reason"],
+            registry=r,
+        )
+        self.skipped_captures = Counter(
+            "peercam_encoder_skipped_captures",
+            "Captured frames replaced before the encoder could take them",
+            ["codec"],
+            registry=r,
+        )
+        self.dropped_frames = Counter(
+            "peercam_viewer_dropped_frames",
+            "Encoded frames dropped for viewers that fell behind",
+            ["codec"],
+            registry=r,
+        )
+        self._meters: dict[str, RateMeter] = {}
+
+    def frame_encoded(self, codec: str, size: int, now: float) -> None:
+        self.encoded_frames.labels(codec).inc()
+        self.encoded_bytes.labels(codec).inc(size)
+        self._meters.setdefault(codec, RateMeter()).add(size, now)
+
+    def render(self) -> bytes:
+        for codec, meter in self._meters.items():
+            fps, bps = meter.per_second()
+            self.encoder_fps.labels(codec).set(fps)
+            self.encoder_bitrate.labels(codec).set(bps)
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""WebRTC: negotiating with each viewer and sending it the shared encoded frames."""

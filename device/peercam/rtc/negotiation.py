@@ -1,0 +1,116 @@
+"""Reading a viewer's SDP offer: is it usable, and which codecs does it get.
+
+Everything here runs before a peer connection exists, so a bad offer is refused with a
+clear reason and costs nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from aiortc import RTCIceCandidate, RTCRtpSender
+from aiortc.codecs import CODECS
+from aiortc.rtcpeerconnection import find_common_codecs
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import SessionDescription
+
+MAX_MEDIA_SECTIONS = 8
+
+_MIME = {"h264": "video/H264", "vp8": "video/VP8", "opus": "audio/opus"}
+# An mDNS host candidate: the browser hides its address behind "<uuid>.local".
+_MDNS_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ \S+\.local \d+ .*$", re.MULTILINE)
+
+
+class OfferError(ValueError):
+    """The offer cannot be answered; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class OfferPlan:
+    video_codec: str
+    audio_codec: str | None
+    ice_ufrag: str
+    # The offer with its mDNS candidates removed, and those candidates, to be resolved
+    # after the answer is sent: answering must never wait on name resolution.
+    sdp: str
+    mdns_candidates: list[RTCIceCandidate] = field(default_factory=list)
+
+
+def plan_offer(sdp: str, video_codecs: list[str], audio_codecs: list[str]) -> OfferPlan:
+    """Validate `sdp` and choose the first of `video_codecs` (and of `audio_codecs`) it accepts."""
+    if not sdp.lstrip().startswith("v=0"):
+        raise OfferError("body is not an SDP offer (it must start with v=0)")
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as error:  # aiortc's parser raises whatever its input provokes
+        raise OfferError(f"malformed SDP: {_one_line(error)}") from None
+    if len(description.media) > MAX_MEDIA_SECTIONS:
+        raise OfferError(
+            f"too many media sections ({len(description.media)} > {MAX_MEDIA_SECTIONS})"
+        )
+    videos = [m for m in description.media if m.kind == "video"]
+    audios = [m for m in description.media if m.kind == "audio"]
+    if not videos:
+        raise OfferError("the offer has no video media section")
+    if len(videos) > 1 or len(audios) > 1:
+        raise OfferError("the offer may hold at most one video and one audio section")
+    for media in videos + audios:
+        if media.ice is None or not media.ice.usernameFragment:
+            raise OfferError(f"the {media.kind} section has no ICE credentials")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise OfferError(f"the {media.kind} section has no DTLS fingerprint")
+        if media.direction not in ("recvonly", "sendrecv"):
+            raise OfferError(
+                f"the {media.kind} section does not receive (direction {media.direction})"
+            )
+
+    video_codec = _first_common(videos[0], "video", video_codecs)
+    if video_codec is None:
+        offered = sorted({c.mimeType for c in videos[0].rtp.codecs})
+        raise OfferError(
+            f"no common video codec: peercam sends {', '.join(video_codecs)}; "
+            f"the offer has {', '.join(offered) or 'none'}"
+        )
+    audio_codec = _first_common(audios[0], "audio", audio_codecs) if audios else None
+    ufrag = videos[0].ice.usernameFragment if videos[0].ice else None
+    assert ufrag  # checked above
+
+    mdns = []
+    for index, media in enumerate(description.media):
+        for candidate in media.ice_candidates:
+            if candidate.ip.endswith(".local"):
+                candidate.sdpMid, candidate.sdpMLineIndex = media.rtp.muxId, index
+                mdns.append(candidate)
+    stripped = _MDNS_CANDIDATE.sub("", sdp.replace("\r\n", "\n")).replace("\n\n", "\n")
+    return OfferPlan(
+        video_codec=video_codec,
+        audio_codec=audio_codec,
+        ice_ufrag=ufrag,
+        sdp=stripped.replace("\n", "\r\n"),
+        mdns_candidates=mdns,
+    )
+
+
+def _first_common(media: object, kind: str, wanted: list[str]) -> str | None:
+    common = find_common_codecs(CODECS[kind], media.rtp.codecs)  # type: ignore[attr-defined]
+    mimes = {codec.mimeType.lower() for codec in common}
+    for name in wanted:
+        if _MIME[name].lower() in mimes:
+            return name
+    return None
+
+
+def codec_preferences(kind: str, codec: str) -> list[RTCRtpCodecCapability]:
+    """Capabilities to give `setCodecPreferences` so that only `codec` (and its RTX) is used."""
+    mime = _MIME[codec].lower()
+    return [
+        capability
+        for capability in RTCRtpSender.getCapabilities(kind).codecs
+        if capability.mimeType.lower() in (mime, f"{kind}/rtx")
+    ]
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:200]

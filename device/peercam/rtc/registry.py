@@ -1,0 +1,80 @@
+"""All live viewer sessions, by id: creation under limits, lookup, and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from peercam.config import Config
+from peercam.metrics import Metrics
+from peercam.pipeline import MediaPipeline
+from peercam.rtc.negotiation import OfferPlan
+from peercam.rtc.session import ViewerSession
+
+logger = logging.getLogger(__name__)
+
+
+class TooManyViewers(Exception):
+    pass
+
+
+class SessionRegistry:
+    def __init__(self, config: Config, pipeline: MediaPipeline, metrics: Metrics) -> None:
+        self._config = config
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._sessions: dict[str, ViewerSession] = {}
+        self._releasing: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_id: str) -> ViewerSession | None:
+        return self._sessions.get(session_id)
+
+    async def create(self, plan: OfferPlan, client: str) -> tuple[ViewerSession, str]:
+        """Open a session for `plan` and return it with its SDP answer."""
+        if len(self._sessions) >= self._config.viewers.max_viewers:
+            raise TooManyViewers(f"viewer limit reached ({self._config.viewers.max_viewers})")
+        session = ViewerSession(
+            plan,
+            self._pipeline,
+            self._config.webrtc.ice_servers,
+            self._config.viewers.connect_timeout,
+            on_closed=self._forget,
+            client=client,
+        )
+        self._sessions[session.id] = session
+        self._metrics.viewers.set(len(self._sessions))
+        try:
+            answer = await session.answer()
+        except BaseException:
+            await session.close()
+            raise
+        self._metrics.sessions.labels(plan.video_codec).inc()
+        logger.info(
+            "session %s from %s: %s%s",
+            session.id,
+            client or "?",
+            plan.video_codec,
+            f" + {plan.audio_codec}" if plan.audio_codec else "",
+        )
+        return session, answer
+
+    def _forget(self, session: ViewerSession) -> None:
+        if self._sessions.pop(session.id, None) is not None:
+            self._metrics.viewers.set(len(self._sessions))
+            logger.info("session %s closed", session.id)
+        # Encoders nobody watches any more are stopped, off this callback, one release
+        # after another so that none is skipped.
+        self._releasing = asyncio.ensure_future(self._release_after(self._releasing))
+
+    async def _release_after(self, previous: asyncio.Future[None] | None) -> None:
+        if previous is not None:
+            await previous
+        await self._pipeline.release_idle()
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(s.close() for s in list(self._sessions.values())))
+        if self._releasing is not None:
+            await self._releasing

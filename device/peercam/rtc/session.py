@@ -1,0 +1,142 @@
+"""One viewer: its peer connection, its subscriptions to the shared streams, and the
+tasks it owns. Closing a session releases all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from peercam.config import IceServer
+from peercam.fanout.hub import Subscription
+from peercam.media import Kind
+from peercam.pipeline import MediaPipeline
+from peercam.rtc.negotiation import OfferPlan, codec_preferences
+from peercam.rtc.shared_track import SharedFrameTrack, attach_to_sender
+
+logger = logging.getLogger(__name__)
+
+
+def rtc_configuration(servers: list[IceServer]) -> RTCConfiguration:
+    # Always an explicit list: given None, aiortc quietly adds a public STUN server.
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in servers
+        ]
+    )
+
+
+class ViewerSession:
+    def __init__(
+        self,
+        plan: OfferPlan,
+        pipeline: MediaPipeline,
+        ice_servers: list[IceServer],
+        connect_timeout: float,
+        on_closed: Callable[[ViewerSession], None],
+        client: str = "",
+    ) -> None:
+        self.id = secrets.token_urlsafe(16)
+        self.plan = plan
+        self.client = client
+        self.created_at = time.monotonic()
+        self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
+        self._pipeline = pipeline
+        self._connect_timeout = connect_timeout
+        self._on_closed = on_closed
+        self._subscriptions: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: asyncio.Future[None] | None = None
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    @property
+    def state(self) -> str:
+        return str(self.pc.connectionState)
+
+    async def answer(self) -> str:
+        """Set up the tracks for the planned codecs and return the SDP answer."""
+        self._add_track("video", self.plan.video_codec)
+        if self.plan.audio_codec is not None:
+            self._add_track("audio", self.plan.audio_codec)
+        await self.pc.setRemoteDescription(RTCSessionDescription(self.plan.sdp, "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        if self.plan.mdns_candidates:
+            self.add_candidates(self.plan.mdns_candidates)
+        self._spawn(self._reap_if_never_connected(), "connect-timeout")
+        return str(self.pc.localDescription.sdp)
+
+    def _add_track(self, kind: Kind, codec: str) -> None:
+        subscription = self._pipeline.subscribe(codec)
+        self._subscriptions.append(subscription)
+        encoder = self._pipeline.encoder(codec)
+        transceiver = self.pc.addTransceiver(
+            SharedFrameTrack(kind, subscription), direction="sendonly"
+        )
+        # Must precede setRemoteDescription: set later, aiortc ignores it silently.
+        transceiver.setCodecPreferences(codec_preferences(kind, codec))
+        attach_to_sender(transceiver.sender, lambda: encoder.request_keyframe("rtcp"))
+
+    def add_candidates(self, candidates: list[RTCIceCandidate]) -> None:
+        """Add the viewer's candidates in the background: an mDNS name may take a
+        second to resolve, and no answer or PATCH response may wait on it."""
+        if candidates:
+            self._spawn(self._add_candidates(candidates), "candidates")
+
+    async def _add_candidates(self, candidates: list[RTCIceCandidate]) -> None:
+        for candidate in candidates:
+            if self.pc.connectionState == "closed":
+                return
+            try:
+                await self.pc.addIceCandidate(candidate)
+            except Exception as error:  # a candidate we cannot use must not end the session
+                logger.info("session %s: ignoring candidate %s: %s", self.id, candidate, error)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=f"session-{self.id[:6]}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reap_if_never_connected(self) -> None:
+        await asyncio.sleep(self._connect_timeout)
+        if self.pc.connectionState != "connected":
+            logger.info(
+                "session %s: not connected after %.0f s; closing", self.id, self._connect_timeout
+            )
+            self.close_soon()
+
+    async def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        logger.info("session %s: %s", self.id, state)
+        if state in ("failed", "closed"):
+            self.close_soon()
+
+    def close_soon(self) -> asyncio.Future[None]:
+        """Start closing (once) and return the closing task; safe from callbacks."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+            self._closing.set_name(f"session-{self.id[:6]}-close")
+        return self._closing
+
+    async def close(self) -> None:
+        await asyncio.shield(self.close_soon())
+
+    async def _close(self) -> None:
+        # The session stays registered until this ends, so shutdown can await it.
+        for task in self._tasks:
+            task.cancel()
+        for subscription in self._subscriptions:
+            subscription.close()
+        await self.pc.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._on_closed(self)

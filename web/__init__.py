@@ -1,0 +1,1 @@
+# The viewer page's files, installed as the package data peercam.webroot.

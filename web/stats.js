@@ -1,0 +1,59 @@
+// Turns RTCPeerConnection.getStats() into the few figures a viewer cares about.
+
+export class StatsReader {
+  constructor(pc) {
+    this.pc = pc;
+    this.previous = null;
+  }
+
+  async read() {
+    const report = await this.pc.getStats();
+    const byId = new Map();
+    report.forEach((entry) => byId.set(entry.id, entry));
+    const video = [...byId.values()].find((s) => s.type === 'inbound-rtp' && s.kind === 'video');
+    const audio = [...byId.values()].find((s) => s.type === 'inbound-rtp' && s.kind === 'audio');
+    const pair = [...byId.values()].find((s) => s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded');
+    const now = performance.now();
+    const result = {
+      codec: video?.codecId ? byId.get(video.codecId)?.mimeType?.replace('video/', '') : undefined,
+      width: video?.frameWidth,
+      height: video?.frameHeight,
+      fps: video?.framesPerSecond,
+      framesDecoded: video?.framesDecoded ?? 0,
+      keyFramesDecoded: video?.keyFramesDecoded ?? 0,
+      packetsLost: (video?.packetsLost ?? 0) + (audio?.packetsLost ?? 0),
+      audioPackets: audio?.packetsReceived ?? 0,
+      audioCodec: audio?.codecId ? byId.get(audio.codecId)?.mimeType?.replace('audio/', '') : undefined,
+      rttMs: pair?.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : undefined,
+      jitterBufferMs: video?.jitterBufferEmittedCount
+        ? (video.jitterBufferDelay / video.jitterBufferEmittedCount) * 1000
+        : undefined,
+      bitrateKbps: undefined,
+      path: undefined,
+    };
+    if (pair) {
+      const local = byId.get(pair.localCandidateId);
+      result.path = local ? `${local.candidateType}/${local.protocol}` : undefined;
+    }
+    const bytes = (video?.bytesReceived ?? 0) + (audio?.bytesReceived ?? 0);
+    if (this.previous && now > this.previous.time) {
+      result.bitrateKbps = ((bytes - this.previous.bytes) * 8) / (now - this.previous.time);
+    }
+    this.previous = { time: now, bytes };
+    return result;
+  }
+}
+
+export function formatStats(s) {
+  const n = (v, digits = 0) => (v === undefined || v === null ? '–' : Number(v).toFixed(digits));
+  return [
+    `codec      ${s.codec ?? '–'}${s.audioCodec ? ' + ' + s.audioCodec : ''}`,
+    `resolution ${s.width ? `${s.width}x${s.height}` : '–'}`,
+    `fps        ${n(s.fps)}`,
+    `bitrate    ${n(s.bitrateKbps)} kbit/s`,
+    `rtt        ${n(s.rttMs, 1)} ms`,
+    `lost       ${n(s.packetsLost)} packets`,
+    `jitter buf ${n(s.jitterBufferMs, 1)} ms`,
+    `path       ${s.path ?? '–'}`,
+  ].join('\n');
+}

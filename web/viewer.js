@@ -1,0 +1,137 @@
+// The viewer page: connects over WHEP, plays, reconnects by itself, and shows stats.
+
+import { WhepSession } from './whep.js';
+import { StatsReader, formatStats } from './stats.js';
+
+const params = new URLSearchParams(location.search);
+const videoCodec = params.get('codec'); // "H264" / "VP8": force one (tests, old devices)
+const $ = (id) => document.getElementById(id);
+const video = $('video');
+const statusBadge = $('status');
+const statsBox = $('stats');
+
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 10000;
+// A "disconnected" connection often recovers by itself; give it this long first.
+const DISCONNECT_GRACE_MS = 4000;
+
+class Viewer {
+  constructor() {
+    this.session = null;
+    this.stats = null;
+    this.lastStats = null;
+    this.retryMs = RETRY_MIN_MS;
+    this.retryTimer = null;
+    this.graceTimer = null;
+    this.connects = 0;
+  }
+
+  setStatus(state, text = state) {
+    statusBadge.dataset.state = state;
+    statusBadge.textContent = text;
+  }
+
+  async connect() {
+    clearTimeout(this.retryTimer);
+    this.setStatus(this.connects ? 'reconnecting' : 'connecting');
+    const session = new WhepSession(new URL('/whep', location.href).href, { videoCodec });
+    this.session = session;
+    session.pc.addEventListener('track', (event) => {
+      if (event.track.kind === 'video' || !video.srcObject) {
+        video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
+      } else if (!video.srcObject.getTracks().includes(event.track)) {
+        video.srcObject.addTrack(event.track);
+      }
+      video.play().catch(() => {});
+    });
+    session.pc.addEventListener('connectionstatechange', () => this.onState(session));
+    try {
+      await session.start();
+      this.stats = new StatsReader(session.pc);
+    } catch (error) {
+      console.warn(error);
+      this.setStatus('error', String(error.message ?? error));
+      this.retry(session);
+    }
+  }
+
+  onState(session) {
+    if (session !== this.session) return;
+    const state = session.pc.connectionState;
+    clearTimeout(this.graceTimer);
+    if (state === 'connected') {
+      this.connects += 1;
+      this.retryMs = RETRY_MIN_MS;
+      this.setStatus('connected', 'live');
+    } else if (state === 'disconnected') {
+      this.setStatus('reconnecting', 'connection interrupted');
+      this.graceTimer = setTimeout(() => this.retry(session), DISCONNECT_GRACE_MS);
+    } else if (state === 'failed' || state === 'closed') {
+      this.setStatus('failed', 'connection lost');
+      this.retry(session);
+    } else {
+      this.setStatus('connecting', state);
+    }
+  }
+
+  retry(session) {
+    if (session !== this.session) return;
+    this.session = null;
+    session.stop().catch(() => {});
+    const delay = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  async refreshStats() {
+    if (!this.stats) return;
+    try {
+      this.lastStats = await this.stats.read();
+      if (!statsBox.hidden) statsBox.textContent = formatStats(this.lastStats);
+    } catch (error) {
+      console.warn(error);
+    }
+  }
+}
+
+const viewer = new Viewer();
+// Tests and curious users can reach the live session from the console.
+window.peercam = viewer;
+
+$('unmute').addEventListener('click', (event) => {
+  video.muted = !video.muted;
+  event.currentTarget.textContent = video.muted ? '🔇 Sound' : '🔊 Sound';
+  event.currentTarget.setAttribute('aria-pressed', String(!video.muted));
+  video.play().catch(() => {});
+});
+
+$('toggle-stats').addEventListener('click', (event) => {
+  statsBox.hidden = !statsBox.hidden;
+  event.currentTarget.setAttribute('aria-pressed', String(!statsBox.hidden));
+  if (viewer.lastStats) statsBox.textContent = formatStats(viewer.lastStats);
+});
+
+$('fullscreen').addEventListener('click', () => {
+  const stage = $('stage');
+  if (document.fullscreenElement) document.exitFullscreen();
+  else (stage.requestFullscreen ?? video.webkitEnterFullscreen)?.call(stage);
+});
+
+$('snapshot').addEventListener('click', () => {
+  if (!video.videoWidth) return;
+  const canvas = document.createElement('canvas');
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext('2d').drawImage(video, 0, 0);
+  canvas.toBlob((blob) => {
+    const link = document.createElement('a');
+    link.href = URL.createObjectURL(blob);
+    link.download = `peercam-${new Date().toISOString().replace(/[:.]/g, '-')}.png`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  }, 'image/png');
+});
+
+window.addEventListener('pagehide', () => viewer.session?.stop({ keepalive: true }));
+setInterval(() => viewer.refreshStats(), 1000);
+viewer.connect();

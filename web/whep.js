@@ -1,0 +1,106 @@
+// A WHEP client (draft-ietf-wish-whep): POST an offer, PATCH trickled candidates,
+// DELETE to hang up. Used by the viewer page; no dependency on the page itself.
+
+export class WhepSession {
+  constructor(endpoint, { videoCodec = null } = {}) {
+    this.endpoint = endpoint;
+    this.videoCodec = videoCodec;
+    this.location = null;
+    this.iceServers = [];
+    this.pendingCandidates = [];
+    this.ufrag = null;
+    // An explicit empty list: no third-party STUN server is ever contacted by default.
+    this.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+    this.pc.addTransceiver('audio', { direction: 'recvonly' });
+    const video = this.pc.addTransceiver('video', { direction: 'recvonly' });
+    if (videoCodec) preferCodec(video, `video/${videoCodec}`);
+    this.pc.addEventListener('icecandidate', (event) => this.#trickle(event.candidate));
+  }
+
+  async start() {
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    this.ufrag = /a=ice-ufrag:(\S+)/.exec(offer.sdp)?.[1] ?? null;
+    // Sent at once, without waiting for candidate gathering: the daemon's candidates
+    // come back in the answer and ours follow by PATCH, which saves a round of waiting.
+    const response = await fetch(this.endpoint, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp' },
+      body: this.pc.localDescription.sdp,
+    });
+    if (response.status !== 201) {
+      const reason = (await response.text()).trim();
+      throw new Error(`WHEP ${response.status}: ${reason}`);
+    }
+    this.location = new URL(response.headers.get('Location'), this.endpoint).href;
+    this.iceServers = parseIceLinks(response.headers.get('Link'));
+    await this.pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
+    await this.#flushCandidates();
+  }
+
+  async #trickle(candidate) {
+    if (candidate && candidate.candidate) this.pendingCandidates.push(candidate);
+    if (this.location) await this.#flushCandidates();
+  }
+
+  async #flushCandidates() {
+    const batch = this.pendingCandidates.splice(0);
+    if (!batch.length || !this.location) return;
+    const lines = [`a=ice-ufrag:${this.ufrag}`];
+    let mid = null;
+    for (const c of batch) {
+      if (c.sdpMid !== mid) {
+        mid = c.sdpMid;
+        lines.push('m=audio 9 UDP/TLS/RTP/SAVPF 0', `a=mid:${mid}`);
+      }
+      lines.push(`a=${c.candidate}`);
+    }
+    try {
+      await fetch(this.location, {
+        method: 'PATCH',
+        headers: { 'Content-Type': 'application/trickle-ice-sdpfrag' },
+        body: lines.join('\r\n') + '\r\n',
+      });
+    } catch (error) {
+      console.warn('trickle failed', error);
+    }
+  }
+
+  async stop({ keepalive = false } = {}) {
+    const location = this.location;
+    this.location = null;
+    this.pc.close();
+    if (location) {
+      try {
+        await fetch(location, { method: 'DELETE', keepalive });
+      } catch (error) {
+        console.warn('hang-up failed', error);
+      }
+    }
+  }
+}
+
+function preferCodec(transceiver, mimeType) {
+  const capabilities = RTCRtpReceiver.getCapabilities('video');
+  if (!capabilities || !transceiver.setCodecPreferences) return;
+  const wanted = capabilities.codecs.filter((c) => c.mimeType.toLowerCase() === mimeType.toLowerCase());
+  const rest = capabilities.codecs.filter((c) => /rtx|red|ulpfec/i.test(c.mimeType));
+  if (wanted.length) transceiver.setCodecPreferences([...wanted, ...rest]);
+}
+
+// RFC 9725 section 4.6: Link: <turn:host>; rel="ice-server"; username="u"; credential="p"
+export function parseIceLinks(header) {
+  if (!header) return [];
+  const servers = [];
+  for (const part of header.split(/,(?=\s*<)/)) {
+    const url = /<([^>]+)>/.exec(part)?.[1];
+    if (!url || !/rel="?ice-server"?/.test(part)) continue;
+    const server = { urls: url };
+    const username = /username="([^"]*)"/.exec(part)?.[1];
+    const credential = /credential="([^"]*)"/.exec(part)?.[1];
+    if (username !== undefined) server.username = username;
+    if (credential !== undefined) server.credential = credential;
+    servers.push(server);
+  }
+  return servers;
+}
