@@ -92,9 +92,13 @@ class WhepHandlers:
         location = f"{SESSIONS_PATH}/{session.id}"
         response = web.Response(
             status=201,
-            text=answer,
-            content_type="application/sdp",
-            headers={**_CORS, "Location": location, "ETag": f'"{session.id}"'},
+            body=answer.encode(),
+            headers={
+                **_CORS,
+                "Content-Type": "application/sdp",
+                "Location": location,
+                "ETag": f'"{session.id}"',
+            },
         )
         for link in link_headers(self._config.webrtc.ice_servers):
             response.headers.add("Link", link)
@@ -143,7 +147,8 @@ def parse_sdpfrag(text: str) -> tuple[list[RTCIceCandidate], str | None]:
         elif line.startswith("a=candidate:"):
             try:
                 candidate = candidate_from_sdp(line[len("a=candidate:") :])
-            except (ValueError, IndexError):
+            # aiortc's parser asserts on short lines and int()s its numbers.
+            except (ValueError, IndexError, AssertionError):
                 raise ValueError(f"unreadable candidate line {line[:80]!r}") from None
             candidate.sdpMid = mid
             candidate.sdpMLineIndex = max(index, 0)

@@ -1,0 +1,72 @@
+"""Headless Chromium (Debian's package) driven by Playwright, as the real viewer."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from playwright.sync_api import BrowserContext, Page, sync_playwright
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+
+
+@contextmanager
+def chromium(extra_flags: list[str] | None = None) -> Iterator[BrowserContext]:
+    profile = tempfile.mkdtemp(prefix="peercam-chromium-")
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS + (extra_flags or []),
+            )
+            try:
+                yield context
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def page_stats(page: Page) -> dict[str, Any]:
+    """The page's own getStats() reading (web/stats.js), fresh."""
+    result: dict[str, Any] = page.evaluate(
+        "async () => window.peercam.stats ? await window.peercam.stats.read() : {}"
+    )
+    return result
+
+
+def wait_for_stats(
+    page: Page, condition: Callable[[dict[str, Any]], bool], timeout: float = 20
+) -> dict[str, Any]:
+    """Poll the page's stats until `condition(stats)` holds; fail with the last reading.
+
+    Polled from Python because Playwright's wait_for_function does not await a
+    Promise: an async predicate would count as true at once.
+    """
+    deadline = time.monotonic() + timeout
+    stats: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        stats = page_stats(page)
+        if stats and condition(stats):
+            return stats
+        time.sleep(0.2)
+    raise AssertionError(f"stats never met the condition within {timeout} s; last: {stats}")

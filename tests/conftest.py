@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_process import DaemonProcess
+
+StartDaemon = Callable[..., DaemonProcess]
+
+SMALL = """
+[camera]
+source = "test"
+size = "640x480"
+fps = 30
+"""
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
+    """Start real daemons (stopped at the end of the test): start_daemon(config, *flags)."""
+    started: list[DaemonProcess] = []
+
+    def start(config: str = SMALL, *args: str) -> DaemonProcess:
+        workdir = tmp_path / f"daemon{len(started)}"
+        workdir.mkdir()
+        daemon = DaemonProcess(workdir, config, *args)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.terminate()
+
+
+@pytest.fixture
+def daemon(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon()

@@ -1,0 +1,92 @@
+"""Runs the real daemon as a child process, the way a user starts it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+_SERVING = re.compile(r"^peercam: serving on (http://\S+)$")
+
+
+class DaemonProcess:
+    def __init__(self, workdir: Path, config: str = "", *args: str) -> None:
+        self.config_path = workdir / "peercam.toml"
+        self.config_path.write_text(config)
+        self.log_path = workdir / "daemon.log"
+        self._log: IO[str] = self.log_path.open("w")
+        command = [
+            sys.executable, "-m", "peercam", "run", "--config", str(self.config_path),
+            "--host", "127.0.0.1", "--port", "0", *args,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.url = self._wait_for_url(timeout=30)
+        self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.stdout_lines: list[str] = []
+        self._reader = threading.Thread(target=self._drain_stdout, daemon=True)
+        self._reader.start()
+
+    def _wait_for_url(self, timeout: float) -> str:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            match = _SERVING.match(line.strip())
+            if match:
+                return match[1]
+        self.process.kill()
+        raise RuntimeError(f"daemon did not start; log:\n{self.log_path.read_text()}")
+
+    def _drain_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.stdout_lines.append(line)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def get(self, path: str) -> str:
+        with urllib.request.urlopen(self.base + path, timeout=10) as response:
+            return str(response.read().decode())
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample from /metrics; 0 when the series does not exist yet."""
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in self.get("/metrics").splitlines():
+            if line.startswith("#"):
+                continue
+            series, _, value = line.rpartition(" ")
+            base, _, label_text = series.partition("{")
+            found = ",".join(sorted(label_text.rstrip("}").split(","))) if label_text else ""
+            if base == name and found == wanted:
+                return float(value)
+        return 0.0
+
+    def terminate(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        self._log.close()
+        return self.process.returncode

@@ -1,0 +1,119 @@
+"""The viewer page in real headless Chromium against the real daemon."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.browser import chromium, page_stats, wait_for_stats
+from tests.conftest import StartDaemon
+from tests.daemon_process import DaemonProcess
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+def test_three_browser_viewers_decode_video_and_receive_audio(
+    daemon: DaemonProcess, codec: str
+) -> None:
+    with chromium() as browser:
+        pages = []
+        for _ in range(3):
+            page = browser.new_page()
+            page.goto(f"{daemon.base}/?codec={codec}")
+            pages.append(page)
+        for page in pages:
+            stats = wait_for_stats(
+                page, lambda s: s["framesDecoded"] > 30 and s["audioPackets"] > 20
+            )
+            assert stats["codec"] == codec
+            assert (stats["width"], stats["height"]) == (640, 480)
+            assert stats["audioCodec"] == "opus"
+            assert page.locator("#status").inner_text() == "live"
+        assert daemon.metric("peercam_viewers") == 3
+        # Encode once: one encoder for the codec, producing the source's frame rate,
+        # not three times it.
+        name = codec.lower()
+        other = "vp8" if name == "h264" else "h264"
+        assert daemon.metric("peercam_encoder_running", codec=name) == 1
+        assert daemon.metric("peercam_encoder_running", codec=other) == 0
+        before = daemon.metric("peercam_encoded_frames_total", codec=name)
+        time.sleep(2)
+        produced = daemon.metric("peercam_encoded_frames_total", codec=name) - before
+        assert 40 <= produced <= 75, produced  # 2 s at 30 fps, once for all three
+        for page in pages:
+            decoded = page_stats(page)["framesDecoded"]
+            time.sleep(0.5)
+            assert page_stats(page)["framesDecoded"] > decoded  # still playing
+
+
+def test_a_viewer_joining_mid_gop_gets_a_requested_keyframe(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(
+        """
+[camera]
+size = "640x480"
+[video]
+keyframe_interval = 10.0
+"""
+    )
+    with chromium() as browser:
+        first = browser.new_page()
+        first.goto(f"{daemon.base}/?codec=H264")
+        wait_for_stats(first, lambda s: s["framesDecoded"] > 10)
+        time.sleep(2.5)  # well inside the 10 s GOP
+        natural = daemon.metric("peercam_keyframes_total", codec="h264", cause="natural")
+        requested = daemon.metric("peercam_keyframes_total", codec="h264", cause="requested")
+
+        second = browser.new_page()
+        joined = time.monotonic()
+        second.goto(f"{daemon.base}/?codec=H264")
+        stats = wait_for_stats(second, lambda s: s["framesDecoded"] > 0)
+        waited = time.monotonic() - joined
+        assert stats["keyFramesDecoded"] >= 1
+        # The keyframe it started from was one it asked for, not the GOP's next one.
+        assert daemon.metric("peercam_keyframes_total", codec="h264", cause="natural") == natural
+        assert daemon.metric("peercam_keyframes_total", codec="h264", cause="requested") > requested
+        assert waited < 7, f"first frame after {waited:.1f} s: looks like it waited for the GOP"
+
+
+def test_page_controls_snapshot_stats_and_reconnect(daemon: DaemonProcess, tmp_path: Path) -> None:
+    with chromium() as browser:
+        page = browser.new_page()
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        page.goto(daemon.base + "/")
+        wait_for_stats(page, lambda s: s["framesDecoded"] > 10)
+        # Muted autoplay, with a button to unmute.
+        assert page.evaluate("document.getElementById('video').muted") is True
+        page.click("#unmute")
+        assert page.evaluate("document.getElementById('video').muted") is False
+        # Stats overlay from getStats().
+        page.click("#toggle-stats")
+        page.wait_for_function(
+            "document.getElementById('stats').textContent.includes('640x480')", timeout=5000
+        )
+        overlay = page.locator("#stats").inner_text()
+        for label in ("codec", "fps", "bitrate", "rtt", "lost", "jitter buf"):
+            assert label in overlay
+        # Snapshot downloads a PNG of the current picture.
+        with page.expect_download() as download_info:
+            page.click("#snapshot")
+        target = tmp_path / "snap.png"
+        download_info.value.save_as(target)
+        assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # Every control is on screen at phone width.
+        for control in ("#unmute", "#snapshot", "#toggle-stats", "#fullscreen"):
+            box = page.locator(control).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        # The daemon drops the session (as after a network cut): the page reconnects.
+        session = page.evaluate("window.peercam.session.location")
+        urllib.request.urlopen(urllib.request.Request(session, method="DELETE"), timeout=5)
+        page.wait_for_function(
+            f"window.peercam.session && window.peercam.session.location !== {session!r}"
+            " && window.peercam.connects >= 2",
+            timeout=30_000,
+        )
+        decoded = page_stats(page)["framesDecoded"]
+        wait_for_stats(page, lambda s: s["framesDecoded"] > decoded + 10)

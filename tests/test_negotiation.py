@@ -1,0 +1,82 @@
+"""Choosing codecs from an offer and refusing unusable ones, before any peer exists."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from peercam.rtc.negotiation import OfferError, plan_offer
+from tests.whep_viewer import video_capabilities
+
+BOTH = ["h264", "vp8"]
+
+
+async def make_offer(video_mimes: list[str] | None = None, audio: bool = True) -> str:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    video = pc.addTransceiver("video", direction="recvonly")
+    if video_mimes:
+        video.setCodecPreferences([c for c in video_capabilities() if c.mimeType in video_mimes])
+    if audio:
+        pc.addTransceiver("audio", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = str(pc.localDescription.sdp)
+    await pc.close()
+    return sdp
+
+
+async def test_h264_is_preferred_when_offered() -> None:
+    plan = plan_offer(await make_offer(), BOTH, ["opus"])
+    assert (plan.video_codec, plan.audio_codec) == ("h264", "opus")
+
+
+async def test_vp8_when_h264_is_absent() -> None:
+    plan = plan_offer(await make_offer(["video/VP8", "video/rtx"]), BOTH, ["opus"])
+    assert plan.video_codec == "vp8"
+
+
+async def test_vp8_when_the_offered_h264_profile_is_incompatible() -> None:
+    offer = await make_offer()
+    # Only packetization-mode 0 H.264 (single NAL units) and High profile: neither fits.
+    offer = offer.replace("packetization-mode=1", "packetization-mode=0")
+    offer = re.sub(r"profile-level-id=42[0-9a-f]{4}", "profile-level-id=640032", offer)
+    plan = plan_offer(offer, BOTH, ["opus"])
+    assert plan.video_codec == "vp8"
+
+
+async def test_configured_codec_order_and_video_only_offers() -> None:
+    plan = plan_offer(await make_offer(audio=False), ["vp8", "h264"], ["opus"])
+    assert plan.video_codec == "vp8" and plan.audio_codec is None
+
+
+async def test_no_common_codec_names_both_sides() -> None:
+    offer = await make_offer(["video/VP8", "video/rtx"])
+    with pytest.raises(OfferError, match="peercam sends h264; the offer has"):
+        plan_offer(offer, ["h264"], ["opus"])
+
+
+async def test_mdns_candidates_are_set_aside_for_later() -> None:
+    offer = await make_offer()
+    line = (
+        "a=candidate:9 1 udp 2122262783 1f4712db-ea17-4bcf-a596-105139dfd8bf.local 54321 typ host"
+    )
+    offer = offer.replace("a=end-of-candidates", line + "\r\na=end-of-candidates", 1)
+    plan = plan_offer(offer, BOTH, ["opus"])
+    assert ".local" not in plan.sdp
+    assert [c.ip for c in plan.mdns_candidates] == ["1f4712db-ea17-4bcf-a596-105139dfd8bf.local"]
+    assert plan.mdns_candidates[0].port == 54321
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda s: s.replace("a=recvonly", "a=sendonly"), "does not receive"),
+        (lambda s: re.sub(r"a=ice-ufrag:\S+\r\n", "", s), "no ICE credentials"),
+        (lambda s: re.sub(r"a=fingerprint:.*\r\n", "", s), "no DTLS fingerprint"),
+        (lambda s: s + s[s.index("m=video") :], "at most one video"),
+    ],
+)
+async def test_unusable_offers_are_refused_with_a_reason(mutate, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(OfferError, match=message):
+        plan_offer(mutate(await make_offer()), BOTH, ["opus"])

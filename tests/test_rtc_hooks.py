@@ -1,0 +1,49 @@
+"""The two places peercam reaches into aiortc's sender, checked against the installed
+aiortc: shared payloads instead of a per-viewer encoder, and PLI/FIR forwarded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
+
+from peercam.fanout.hub import StreamHub
+from peercam.media import EncodedFrame
+from peercam.rtc.shared_track import PrepackedPayloads, SharedFrameTrack, attach_to_sender
+from tests.conftest import StartDaemon
+from tests.whep_viewer import WhepViewer
+
+
+async def test_sender_uses_the_shared_payloads_and_forwards_pli_and_fir() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    hub = StreamHub("h264", True, lambda reason: None)
+    track = SharedFrameTrack("video", hub.subscribe(4))
+    sender = pc.addTransceiver(track, direction="sendonly").sender
+    requests: list[str] = []
+    attach_to_sender(sender, lambda: requests.append("keyframe"))
+    packer = getattr(sender, "_RTCRtpSender__encoder")  # noqa: B009
+    assert isinstance(packer, PrepackedPayloads)
+    frame = EncodedFrame("h264", b"x", True, 0.0, 1234, (b"a", b"b"), 0)
+    assert packer.pack(frame) == ([b"a", b"b"], 1234)
+    for fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=fmt, ssrc=1, media_ssrc=sender._ssrc))
+    assert requests == ["keyframe", "keyframe"]
+    await pc.close()
+
+
+async def test_a_pli_from_a_real_viewer_reaches_the_shared_encoder(
+    start_daemon: StartDaemon,
+) -> None:
+    daemon = start_daemon()
+    async with WhepViewer(daemon.base) as viewer:
+        await viewer.video_frames(5)
+        before = daemon.metric("peercam_keyframe_requests_total", codec="h264", reason="rtcp")
+        receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")
+        media_ssrc = next(iter(getattr(receiver, "_RTCRtpReceiver__remote_streams")))  # noqa: B009
+        for _ in range(3):
+            await receiver._send_rtcp_pli(media_ssrc)
+            await asyncio.sleep(0.3)
+        await viewer.video_frames(5)
+        after = daemon.metric("peercam_keyframe_requests_total", codec="h264", reason="rtcp")
+        assert after - before >= 3

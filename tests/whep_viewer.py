@@ -1,0 +1,112 @@
+"""A WHEP viewer that is not the page: aiortc in the test process, like an NVR would be."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import aiohttp
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
+
+
+def video_capabilities() -> list[RTCRtpCodecCapability]:
+    capabilities = RTCRtpReceiver.getCapabilities("video")
+    assert capabilities is not None
+    return list(capabilities.codecs)
+
+
+@dataclass
+class WhepAnswer:
+    status: int
+    location: str
+    content_type: str
+    links: list[str]
+    sdp: str
+
+
+@dataclass
+class WhepViewer:
+    base: str  # http://127.0.0.1:PORT
+    video_codec: str | None = None  # "video/H264" or "video/VP8" to force one
+    pc: RTCPeerConnection = field(init=False)
+    answer: WhepAnswer | None = None
+    tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)
+    posted_at: float = 0.0
+    _track_seen: dict[str, asyncio.Event] = field(init=False)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self.tracks[track.kind] = track
+        self._track_seen[track.kind].set()
+
+    async def __aenter__(self) -> WhepViewer:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._track_seen = {"audio": asyncio.Event(), "video": asyncio.Event()}
+        video = self.pc.addTransceiver("video", direction="recvonly")
+        if self.video_codec:
+            video.setCodecPreferences(
+                [c for c in video_capabilities() if c.mimeType in (self.video_codec, "video/rtx")]
+            )
+        self.pc.addTransceiver("audio", direction="recvonly")
+        self.pc.on("track", self._on_track)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self.posted_at = time.monotonic()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                self.base + "/whep",
+                data=self.pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp"},
+            ) as response,
+        ):
+            text = await response.text()
+            assert response.status == 201, f"{response.status}: {text}"
+            self.answer = WhepAnswer(
+                response.status,
+                response.headers["Location"],
+                response.headers["Content-Type"],
+                response.headers.getall("Link", []),
+                text,
+            )
+        await self.pc.setRemoteDescription(RTCSessionDescription(text, "answer"))
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.pc.close()
+
+    async def video_frames(self, count: int, within: float = 15) -> list[av.VideoFrame]:
+        return [
+            f for f in await self._frames("video", count, within) if isinstance(f, av.VideoFrame)
+        ]
+
+    async def audio_frames(self, count: int, within: float = 15) -> list[av.AudioFrame]:
+        return [
+            f for f in await self._frames("audio", count, within) if isinstance(f, av.AudioFrame)
+        ]
+
+    async def _frames(self, kind: str, count: int, within: float) -> list[object]:
+        async with asyncio.timeout(within):
+            await self._track_seen[kind].wait()
+            return [await self.tracks[kind].recv() for _ in range(count)]
+
+    async def hang_up(self) -> int:
+        assert self.answer is not None
+        async with (
+            aiohttp.ClientSession() as http,
+            http.delete(self.base + self.answer.location) as response,
+        ):
+            return response.status
