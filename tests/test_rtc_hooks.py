@@ -47,3 +47,24 @@ async def test_a_pli_from_a_real_viewer_reaches_the_shared_encoder(
         await viewer.video_frames(5)
         after = daemon.metric("peercam_keyframe_requests_total", codec="h264", reason="rtcp")
         assert after - before >= 3
+
+
+async def test_a_pli_storm_yields_at_most_one_forced_keyframe_per_gap(
+    start_daemon: StartDaemon,
+) -> None:
+    daemon = start_daemon()  # keyframe_min_gap_ms = 500 by default
+    async with WhepViewer(daemon.base) as viewer:
+        await viewer.video_frames(5)
+        before = daemon.metric("peercam_keyframes_total", codec="h264", cause="requested")
+        receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")
+        media_ssrc = next(iter(getattr(receiver, "_RTCRtpReceiver__remote_streams")))  # noqa: B009
+        started = asyncio.get_running_loop().time()
+        for _ in range(60):  # a PLI every 50 ms for 3 s
+            await receiver._send_rtcp_pli(media_ssrc)
+            await asyncio.sleep(0.05)
+        elapsed = asyncio.get_running_loop().time() - started
+        await viewer.video_frames(10)  # the stream is still flowing
+        forced = daemon.metric("peercam_keyframes_total", codec="h264", cause="requested") - before
+        requests = daemon.metric("peercam_keyframe_requests_total", codec="h264", reason="rtcp")
+        assert requests >= 50
+        assert 3 <= forced <= elapsed / 0.5 + 2, (forced, elapsed)

@@ -95,6 +95,13 @@ class Viewer {
 }
 
 const viewer = new Viewer();
+// Milliseconds from navigation to the first frame shown (benchmarks read it).
+viewer.firstFrameMs = null;
+if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
+  video.requestVideoFrameCallback((now) => { viewer.firstFrameMs = now; });
+} else {
+  video.addEventListener('loadeddata', () => { viewer.firstFrameMs ??= performance.now(); }, { once: true });
+}
 // Tests and curious users can reach the live session from the console.
 window.peercam = viewer;
 

@@ -12,6 +12,8 @@ from peercam.capture import timecode
 from peercam.capture.source import PacedSource
 from peercam.media import CapturedVideo
 
+_NOISE_FIELDS = 7
+
 # Colour bars as (Y, U, V), video range.
 _BARS = [
     (180, 128, 128),  # grey
@@ -29,13 +31,16 @@ class TestPatternCamera(PacedSource[CapturedVideo]):
 
     Planes are built once, wider than the frame; each frame is a shifted view of them,
     so making a 720p frame costs a few copies rather than per-pixel arithmetic.
+    Sensor-like noise (a few precomputed fields, cycled) makes the picture cost an
+    encoder about what a real camera's does: a clean synthetic pattern compresses to a
+    fraction of a real scene's bitrate and would flatter every per-packet figure.
     """
 
     __test__ = False  # not a pytest test class, despite the name
     kind = "video"
     name = "test-pattern"
 
-    def __init__(self, width: int, height: int, fps: int) -> None:
+    def __init__(self, width: int, height: int, fps: int, noise: int = 12) -> None:
         super().__init__(1.0 / fps)
         self.width, self.height, self.fps = width, height, fps
         bar = max(2, (width // len(_BARS)) & ~1)
@@ -49,6 +54,16 @@ class TestPatternCamera(PacedSource[CapturedVideo]):
         self._v = np.broadcast_to(table[columns[::2], 2], (height // 2, wide // 2)).copy()
         self._box = max(16, (height // 6) & ~1)
         self._count = 0
+        rng = np.random.default_rng(1)
+        # Values 16..235 plus at most 12 either way stay within 0..255: no wrap-around.
+        self._noise = (
+            [
+                rng.integers(-noise, noise + 1, (height, width), dtype=np.int16).astype(np.uint8)
+                for _ in range(_NOISE_FIELDS)
+            ]
+            if noise
+            else []
+        )
 
     def _capture(self, now: float) -> CapturedVideo:
         # Only even shifts keep luma and chroma aligned.
@@ -57,6 +72,9 @@ class TestPatternCamera(PacedSource[CapturedVideo]):
         yuv = np.empty((h * 3 // 2, w), dtype=np.uint8)
         luma = yuv[:h]
         luma[:] = self._y[:, shift : shift + w]
+        if self._noise:
+            # uint8 addition wraps, so the stored two's-complement offsets subtract too.
+            luma += self._noise[self._count % len(self._noise)]
         chroma = yuv[h:].reshape(2, h // 2, w // 2)
         chroma[0] = self._u[:, shift // 2 : shift // 2 + w // 2]
         chroma[1] = self._v[:, shift // 2 : shift // 2 + w // 2]

@@ -1,0 +1,105 @@
+"""The baseline peercam is measured against: aiortc's standard way, as in its webcam
+example. One source track is shared through MediaRelay and every viewer's sender
+encodes it again with aiortc's own encoder. Same test pattern, same WHEP signaling."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import signal
+import time
+
+import av
+from aiohttp import web
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay
+
+from peercam.capture.test_pattern import TestPatternCamera
+
+
+class PatternTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, width: int, height: int, fps: int) -> None:
+        super().__init__()
+        self.camera = TestPatternCamera(width, height, fps)
+        self.fps = fps
+        self.started: float | None = None
+        self.count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        due = self.started + self.count / self.fps
+        if due > now:
+            await asyncio.sleep(due - now)
+        frame = self.camera._capture(time.monotonic()).image
+        frame.pts = self.count
+        frame.time_base = fractions.Fraction(1, self.fps)
+        self.count += 1
+        return frame
+
+
+async def serve(port: int, width: int, height: int, fps: int) -> None:
+    relay = MediaRelay()
+    source = PatternTrack(width, height, fps)
+    peers: set[RTCPeerConnection] = set()
+
+    async def offer(request: web.Request) -> web.Response:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        peers.add(pc)
+        transceiver = pc.addTransceiver(relay.subscribe(source), direction="sendonly")
+        capabilities = RTCRtpSender.getCapabilities("video")
+        assert capabilities is not None
+        transceiver.setCodecPreferences(
+            [c for c in capabilities.codecs if c.mimeType in ("video/H264", "video/rtx")]
+        )
+        await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return web.Response(
+            status=201,
+            body=pc.localDescription.sdp.encode(),
+            headers={"Content-Type": "application/sdp", "Location": f"/whep/{id(pc)}"},
+        )
+
+    async def hang_up(request: web.Request) -> web.Response:
+        for pc in list(peers):
+            if str(id(pc)) == request.match_info["id"]:
+                peers.discard(pc)
+                await pc.close()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.add_routes([web.post("/whep", offer), web.delete("/whep/{id}", hang_up)])
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    print(f"baseline: serving on http://127.0.0.1:{port}/", flush=True)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    await stopping.wait()
+    await asyncio.gather(*(pc.close() for pc in peers))
+    await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--fps", type=int, default=30)
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    asyncio.run(serve(args.port, width, height, args.fps))
+
+
+if __name__ == "__main__":
+    main()
