@@ -35,7 +35,6 @@ class Viewer:
         self.http = http
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.location: str | None = None
-        self.receiving = asyncio.Event()
 
     async def connect(self) -> None:
         self.pc.addTransceiver("video", direction="recvonly")
@@ -54,7 +53,6 @@ class Viewer:
         # is the signal that media arrives.
         while await self.bytes_received() == 0:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
-        self.receiving.set()
 
     async def bytes_received(self) -> int:
         # aiortc's inbound-rtp stats carry no byte count; the transport's does (SRTP

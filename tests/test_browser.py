@@ -87,8 +87,10 @@ def test_page_controls_snapshot_stats_and_reconnect(daemon: DaemonProcess, tmp_p
         wait_for_stats(page, lambda s: s["framesDecoded"] > 10)
         # Muted autoplay, with a button to unmute.
         assert page.evaluate("document.getElementById('video').muted") is True
+        assert page.locator("#unmute").inner_text() == "Unmute"
         page.click("#unmute")
         assert page.evaluate("document.getElementById('video').muted") is False
+        assert page.locator("#unmute").inner_text() == "Mute"
         # Stats overlay from getStats().
         page.click("#toggle-stats")
         page.wait_for_function(

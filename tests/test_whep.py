@@ -60,6 +60,12 @@ async def test_vp8_when_the_offer_has_no_h264(daemon: DaemonProcess) -> None:
         assert daemon.metric("peercam_encoder_running", codec="h264") == 0
 
 
+async def patch_sdpfrag(url: str, body: str) -> int:
+    headers = {"Content-Type": "application/trickle-ice-sdpfrag"}
+    async with aiohttp.ClientSession() as http, http.patch(url, data=body, headers=headers) as r:
+        return r.status
+
+
 async def test_trickled_candidates_are_accepted(daemon: DaemonProcess) -> None:
     async with WhepViewer(daemon.base) as viewer:
         assert viewer.answer is not None
@@ -74,23 +80,12 @@ async def test_trickled_candidates_are_accepted(daemon: DaemonProcess) -> None:
             "a=candidate:2 1 udp 2122260223 0e1c5a9c-1111-4d2e-9f00-3b8b0f0b0b0b.local "
             "50001 typ host\r\n"
         )
-        async with aiohttp.ClientSession() as http:
-            started = time.monotonic()
-            async with http.patch(
-                daemon.base + viewer.answer.location,
-                data=frag,
-                headers={"Content-Type": "application/trickle-ice-sdpfrag"},
-            ) as response:
-                assert response.status == 204
-            # An mDNS name is resolved in the background; the response never waits on it.
-            assert time.monotonic() - started < 0.5
-            restart = frag.replace(ufrag, "newufrag")
-            async with http.patch(
-                daemon.base + viewer.answer.location,
-                data=restart,
-                headers={"Content-Type": "application/trickle-ice-sdpfrag"},
-            ) as response:
-                assert response.status == 422
+        url = daemon.base + viewer.answer.location
+        started = time.monotonic()
+        assert await patch_sdpfrag(url, frag) == 204
+        # An mDNS name is resolved in the background; the response never waits on it.
+        assert time.monotonic() - started < 0.5
+        assert await patch_sdpfrag(url, frag.replace(ufrag, "newufrag")) == 422
         await viewer.video_frames(5)
 
 

@@ -107,7 +107,8 @@ window.peercam = viewer;
 
 $('unmute').addEventListener('click', (event) => {
   video.muted = !video.muted;
-  event.currentTarget.textContent = video.muted ? '🔇 Sound' : '🔊 Sound';
+  // Plain words: icon glyphs depend on fonts a kiosk or a minimal system may lack.
+  event.currentTarget.textContent = video.muted ? 'Unmute' : 'Mute';
   event.currentTarget.setAttribute('aria-pressed', String(!video.muted));
   video.play().catch(() => {});
 });

@@ -66,10 +66,6 @@ class MediaPipeline:
 
         return publish
 
-    @property
-    def codecs(self) -> list[str]:
-        return list(self._routes)
-
     def encoder(self, codec: str) -> SharedEncoder:
         return self._routes[codec].encoder
 

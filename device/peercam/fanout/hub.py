@@ -31,16 +31,7 @@ class Subscription:
         # keyframe it needs is best requested when it can be sent at once.
         self._started = False
         self.waiting_for_keyframe = needs_keyframe
-        self.delivered = 0
         self.dropped = 0
-
-    @property
-    def codec(self) -> str:
-        return self._hub.codec
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def _offer(self, frame: EncodedFrame) -> int:
         """Queue `frame`; return how many frames were dropped making room."""
@@ -75,7 +66,6 @@ class Subscription:
                 raise SubscriptionClosed
             self._ready.clear()
             await self._ready.wait()
-        self.delivered += 1
         return self._queue.popleft()
 
     def close(self) -> None:

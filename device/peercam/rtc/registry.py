@@ -42,7 +42,6 @@ class SessionRegistry:
             self._config.webrtc.ice_servers,
             self._config.viewers.connect_timeout,
             on_closed=self._forget,
-            client=client,
         )
         self._sessions[session.id] = session
         self._metrics.viewers.set(len(self._sessions))

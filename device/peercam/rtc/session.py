@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -45,12 +44,9 @@ class ViewerSession:
         ice_servers: list[IceServer],
         connect_timeout: float,
         on_closed: Callable[[ViewerSession], None],
-        client: str = "",
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.plan = plan
-        self.client = client
-        self.created_at = time.monotonic()
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self._pipeline = pipeline
         self._connect_timeout = connect_timeout
@@ -59,10 +55,6 @@ class ViewerSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: asyncio.Future[None] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
-
-    @property
-    def state(self) -> str:
-        return str(self.pc.connectionState)
 
     async def answer(self) -> str:
         """Set up the tracks for the planned codecs and return the SDP answer."""

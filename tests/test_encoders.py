@@ -1,0 +1,58 @@
+"""The shared encoders' bitstreams: what any viewer joining at any keyframe needs."""
+
+from __future__ import annotations
+
+import time
+
+from aiortc.codecs.h264 import H264Encoder
+
+from peercam.capture.test_pattern import TestPatternCamera
+from peercam.encode.video import PyAVVideoEncoder, VideoSettings, h264_level
+
+SPS, PPS, IDR = 7, 8, 5
+
+
+def nal_types(access_unit: bytes) -> list[int]:
+    return [nal[0] & 0x1F for nal in H264Encoder._split_bitstream(access_unit)]
+
+
+def test_h264_is_constrained_baseline_with_sps_pps_before_every_idr() -> None:
+    camera = TestPatternCamera(640, 480, 30)
+    encoder = PyAVVideoEncoder("h264", VideoSettings(640, 480, 30, 1_000_000, 1.0))
+    keyframes = []
+    for index in range(75):
+        for chunk in encoder.encode(camera._capture(time.monotonic()), index == 40):
+            types = nal_types(chunk.data)
+            assert chunk.keyframe == (IDR in types)
+            if chunk.keyframe:
+                keyframes.append(index)
+                assert types.index(SPS) < types.index(PPS) < types.index(IDR), types
+                sps = next(
+                    n for n in H264Encoder._split_bitstream(chunk.data) if n[0] & 0x1F == SPS
+                )
+                profile_idc, constraints, level_idc = sps[1], sps[2], sps[3]
+                assert profile_idc == 66  # baseline...
+                assert constraints & 0x40  # ...with constraint_set1: constrained baseline
+                assert level_idc == 31
+    # Natural IDRs every 30 frames (1 s GOP), the forced one at frame 40, and the GOP
+    # counted afresh from it (no extra keyframe at 60 so soon after a forced one).
+    assert keyframes == [0, 30, 40, 70]
+
+
+def test_vp8_honours_a_forced_keyframe() -> None:
+    camera = TestPatternCamera(320, 240, 30)
+    encoder = PyAVVideoEncoder("vp8", VideoSettings(320, 240, 30, 500_000, 10.0))
+    keyframes = [
+        index
+        for index in range(20)
+        for chunk in encoder.encode(camera._capture(time.monotonic()), index == 12)
+        if chunk.keyframe
+    ]
+    assert keyframes == [0, 12]
+
+
+def test_h264_level_fits_the_stream() -> None:
+    assert h264_level(VideoSettings(640, 480, 30, 1, 1)) == "31"
+    assert h264_level(VideoSettings(1280, 720, 30, 1, 1)) == "31"
+    assert h264_level(VideoSettings(1280, 720, 60, 1, 1)) == "32"
+    assert h264_level(VideoSettings(1920, 1080, 30, 1, 1)) == "40"
