@@ -42,15 +42,34 @@ def parse_size(text: str) -> Size:
 
 
 class CameraConfig(_Section):
-    # "auto" takes the first working camera and falls back to the test pattern.
-    source: Literal["auto", "test"] = "auto"
+    # "auto": a Pi camera (picamera2), else a USB/V4L2 camera, else the test pattern.
+    # "file": replay a recorded H.264 or MJPEG clip (`file`) as if it were a camera.
+    source: Literal["auto", "test", "picamera2", "v4l2", "file"] = "auto"
     size: str = "1280x720"
     fps: Annotated[int, Field(ge=1, le=60)] = 30
+    # picamera2: which CSI camera (0 is the first).
+    index: Annotated[int, Field(ge=0, le=7)] = 0
+    # v4l2: the device (None: the first capture device found) and what to ask it for.
+    device: str | None = None
+    input_format: Literal["auto", "h264", "mjpeg", "yuyv"] = "auto"
+    file: str | None = None
+    rotation: Literal[0, 180] = 0
+    hflip: bool = False
+    vflip: bool = False
+    # A small second stream (picamera2) for snapshots and motion detection; "" for none.
+    lores_size: str = "320x240"
 
     @field_validator("size")
     @classmethod
     def _valid_size(cls, value: str) -> str:
         parse_size(value)
+        return value
+
+    @field_validator("lores_size")
+    @classmethod
+    def _valid_lores(cls, value: str) -> str:
+        if value:
+            parse_size(value)
         return value
 
     @property
@@ -60,6 +79,9 @@ class CameraConfig(_Section):
 
 class VideoConfig(_Section):
     codecs: list[Literal["h264", "vp8"]] = ["h264", "vp8"]
+    # Software H.264 when the camera does not encode: "auto" probes the board's
+    # V4L2 memory-to-memory encoder (a Pi 4's hardware) and falls back to libx264.
+    h264_encoder: Literal["auto", "libx264", "h264_v4l2m2m"] = "auto"
     bitrate_kbps: Annotated[int, Field(ge=100, le=20_000)] = 2500
     # Seconds between natural keyframes; viewers joining mid-GOP ask for one.
     keyframe_interval: Annotated[float, Field(gt=0, le=60)] = 2.0

@@ -7,17 +7,19 @@ import asyncio
 import functools
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from peercam.capture.source import PacedSource
-from peercam.capture.test_pattern import TestPatternCamera
+from peercam.capture.selection import build_camera, choose_camera
+from peercam.capture.source import Source
 from peercam.capture.test_tone import TestToneMicrophone
-from peercam.config import Config
+from peercam.config import Config, ConfigError
 from peercam.encode.audio import OpusAudioEncoder
 from peercam.encode.backend import EncoderBackend
+from peercam.encode.probe import choose_h264_implementation
 from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.http.app import build_app
 from peercam.media import Kind
@@ -28,17 +30,12 @@ from peercam.rtc.registry import SessionRegistry
 logger = logging.getLogger(__name__)
 
 
-def choose_camera(config: Config) -> PacedSource[Any]:
-    width, height = config.camera.dimensions
-    if config.camera.source == "auto":
-        # No camera backend exists yet (see issue 3), so "auto" finds none.
-        logger.info("no supported camera found; using the built-in test pattern")
-    return TestPatternCamera(width, height, config.camera.fps)
-
-
 def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
+    choice = choose_camera(config)
+    logger.info("camera: %s", choice.description)
+    camera = build_camera(config, choice)
     width, height = config.camera.dimensions
-    sources: dict[Kind, PacedSource[Any]] = {"video": choose_camera(config)}
+    sources: dict[Kind, Source[Any]] = {"video": camera}
     settings = VideoSettings(
         width,
         height,
@@ -46,10 +43,15 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
         config.video.bitrate_kbps * 1000,
         config.video.keyframe_interval,
     )
-
-    backends: dict[str, Callable[[], EncoderBackend]] = {
-        codec: functools.partial(PyAVVideoEncoder, codec, settings) for codec in config.video.codecs
-    }
+    backends: dict[str, Callable[[], EncoderBackend]] = {}
+    for codec in config.video.codecs:
+        implementation = ""
+        if codec == "h264" and camera.native_codec != "h264":
+            implementation, why = choose_h264_implementation(
+                config.video.h264_encoder, width, height
+            )
+            logger.info("software H.264: %s (%s)", implementation, why)
+        backends[codec] = functools.partial(PyAVVideoEncoder, codec, settings, implementation)
     if config.audio.enabled:
         sources["audio"] = TestToneMicrophone(config.audio.tone_hz)
         backends["opus"] = functools.partial(OpusAudioEncoder, config.audio.bitrate_kbps * 1000)
@@ -106,7 +108,12 @@ async def serve(config: Config) -> int:
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    daemon = Daemon(config)
+    try:
+        daemon = Daemon(config)
+    except ConfigError as error:
+        # Camera settings can only be checked against the camera found at start.
+        print(f"peercam: config error: {error}", file=sys.stderr)
+        return 2
     try:
         url = await daemon.start()
     except OSError as error:

@@ -27,6 +27,16 @@ class CapturedAudio:
     captured_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class CapturedEncoded:
+    """A frame the camera encoded by itself (a hardware encoder, an H.264 camera)."""
+
+    codec: str
+    data: bytes  # one access unit; Annex-B for H.264
+    keyframe: bool
+    captured_at: float
+
+
 Captured = CapturedVideo | CapturedAudio
 
 

@@ -1,7 +1,9 @@
-"""Source → shared encoder → fan-out hub, started on demand.
+"""Source → one producer per codec → fan-out hub, started on demand.
 
-An encoder runs while at least one viewer needs its codec, and a source runs while at
-least one encoder needs it: a camera nobody watches costs nothing.
+A codec's producer is either a shared software encoder fed with raw frames or, when
+the camera encodes that codec itself, a passthrough of the camera's own frames. A
+producer runs while at least one viewer needs its codec, and a source runs while at
+least one producer needs it: a camera nobody watches costs nothing.
 """
 
 from __future__ import annotations
@@ -12,28 +14,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from peercam.capture.source import PacedSource
+from peercam.capture.source import Source
 from peercam.encode.backend import EncoderBackend
 from peercam.encode.codecs import BY_NAME
+from peercam.encode.native_stream import NativeStream
 from peercam.encode.shared_encoder import SharedEncoder
 from peercam.fanout.hub import StreamHub, Subscription
-from peercam.media import Captured, EncodedFrame, Kind
+from peercam.media import Captured, CapturedEncoded, EncodedFrame, Kind
 from peercam.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
+Producer = SharedEncoder | NativeStream
+
 
 @dataclass
 class _Route:
-    encoder: SharedEncoder
+    producer: Producer
     hub: StreamHub
-    source: PacedSource[Any]
+    source: Source[Any]
 
 
 class MediaPipeline:
     def __init__(
         self,
-        sources: dict[Kind, PacedSource[Any]],
+        sources: dict[Kind, Source[Any]],
         backends: dict[str, Callable[[], EncoderBackend]],
         metrics: Metrics,
         keyframe_min_gap: float,
@@ -46,19 +51,23 @@ class MediaPipeline:
         self._idle: set[str] = set()
         for codec, make_backend in backends.items():
             spec = BY_NAME[codec]
-            if spec.kind not in sources:
+            source = sources.get(spec.kind)
+            if source is None:
                 continue
-            encoder = SharedEncoder(
-                spec, make_backend, self._publisher(codec), metrics, keyframe_min_gap
-            )
+            publish = self._publisher(codec)
+            producer: Producer
+            if source.native_codec == codec:
+                producer = NativeStream(spec, source, publish, metrics, keyframe_min_gap)
+            else:
+                producer = SharedEncoder(spec, make_backend, publish, metrics, keyframe_min_gap)
             hub = StreamHub(
                 codec,
                 spec.has_keyframes,
-                request_keyframe=encoder.request_keyframe,
+                request_keyframe=producer.request_keyframe,
                 on_drop=metrics.dropped_frames.labels(codec).inc,
                 on_empty=functools.partial(self._idle.add, codec),
             )
-            self._routes[codec] = _Route(encoder, hub, sources[spec.kind])
+            self._routes[codec] = _Route(producer, hub, source)
 
     def _publisher(self, codec: str) -> Callable[[EncodedFrame], None]:
         def publish(frame: EncodedFrame) -> None:
@@ -66,30 +75,44 @@ class MediaPipeline:
 
         return publish
 
-    def encoder(self, codec: str) -> SharedEncoder:
-        return self._routes[codec].encoder
+    def producer(self, codec: str) -> Producer:
+        return self._routes[codec].producer
 
     def subscribe(self, codec: str) -> Subscription:
-        """A new viewer of `codec`; starts its encoder (and source) if they are idle."""
+        """A new viewer of `codec`; starts its producer (and source) if they are idle."""
         route = self._routes[codec]
         self._idle.discard(codec)
-        if not route.encoder.running:
-            route.encoder.start()
+        if not route.producer.running:
+            route.producer.start()
+            self._update_outputs(route.source)
         if not route.source.running:
             route.source.start(self._deliver(route.source))
             logger.info("%s source started", route.source.name)
         return route.hub.subscribe(self.queue_frames)
 
-    def _deliver(self, source: PacedSource[Any]) -> Callable[[Captured], None]:
-        def deliver(captured: Captured) -> None:
-            for route in self._routes.values():
-                if route.source is source:
-                    route.encoder.feed(captured)
+    def _update_outputs(self, source: Source[Any]) -> None:
+        running = [r.producer for r in self._routes.values() if r.source is source]
+        source.set_outputs(
+            raw=any(isinstance(p, SharedEncoder) and p.running for p in running),
+            encoded=any(isinstance(p, NativeStream) and p.running for p in running),
+        )
+
+    def _deliver(self, source: Source[Any]) -> Callable[[Captured | CapturedEncoded], None]:
+        routes = [r for r in self._routes.values() if r.source is source]
+
+        def deliver(captured: Captured | CapturedEncoded) -> None:
+            for route in routes:
+                producer = route.producer
+                if isinstance(captured, CapturedEncoded):
+                    if isinstance(producer, NativeStream) and producer.spec.name == captured.codec:
+                        producer.feed(captured)
+                elif isinstance(producer, SharedEncoder):
+                    producer.feed(captured)
 
         return deliver
 
     async def release_idle(self) -> None:
-        """Stop encoders nobody watches, and sources no encoder needs.
+        """Stop producers nobody watches, and sources no producer needs.
 
         Viewers close their subscriptions synchronously; stopping an encoder must be
         awaited, so it happens here, called by whoever closed the last viewer.
@@ -97,16 +120,17 @@ class MediaPipeline:
         idle, self._idle = self._idle, set()
         for codec in idle:
             route = self._routes[codec]
-            if len(route.hub) == 0 and route.encoder.running:
-                await route.encoder.stop()
+            if len(route.hub) == 0 and route.producer.running:
+                await route.producer.stop()
+                self._update_outputs(route.source)
         for source in set(self._sources.values()):
-            needed = any(r.encoder.running for r in self._routes.values() if r.source is source)
+            needed = any(r.producer.running for r in self._routes.values() if r.source is source)
             if source.running and not needed:
                 await source.stop()
                 logger.info("%s source stopped", source.name)
 
     async def stop(self) -> None:
         for route in self._routes.values():
-            await route.encoder.stop()
+            await route.producer.stop()
         for source in set(self._sources.values()):
             await source.stop()

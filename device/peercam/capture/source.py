@@ -1,4 +1,4 @@
-"""The seam between a capture driver's thread and the event loop."""
+"""Sources, and the seam between a capture driver's thread and the event loop."""
 
 from __future__ import annotations
 
@@ -10,14 +10,45 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from peercam.media import Kind
+from peercam.media import CapturedEncoded, Kind
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class PacedSource(ABC, Generic[T]):
+class Source(ABC, Generic[T]):
+    """What the pipeline needs of a camera or microphone.
+
+    A source hands the event loop raw captures (`T`) for the shared software encoders
+    and, if it encodes by itself (`native_codec`), `CapturedEncoded` frames that pass
+    straight to viewers. The pipeline says which of the two it currently needs, so a
+    camera does no work for outputs nobody uses.
+    """
+
+    kind: Kind
+    name: str
+    native_codec: str | None = None
+
+    @property
+    @abstractmethod
+    def running(self) -> bool: ...
+
+    @abstractmethod
+    def start(self, sink: Callable[[T | CapturedEncoded], None]) -> None:
+        """Begin capturing; `sink` is called on the event loop's thread."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    def set_outputs(self, raw: bool, encoded: bool) -> None:
+        """Which outputs the pipeline needs now; a source may skip work for the others."""
+
+    def request_keyframe(self) -> None:
+        """Ask the source's own encoder for a keyframe (native sources only)."""
+
+
+class PacedSource(Source[T]):
     """A source that makes one item per interval in its own thread.
 
     Capture drivers block (a camera's dequeue, ALSA's read), so each runs in a thread
@@ -26,21 +57,18 @@ class PacedSource(ABC, Generic[T]):
     use for stale frames.
     """
 
-    kind: Kind
-    name: str
-
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sink: Callable[[T], None] | None = None
+        self._sink: Callable[[T | CapturedEncoded], None] | None = None
 
     @property
     def running(self) -> bool:
         return self._thread is not None
 
-    def start(self, sink: Callable[[T], None]) -> None:
+    def start(self, sink: Callable[[T | CapturedEncoded], None]) -> None:
         if self._thread is not None:
             return
         self._loop = asyncio.get_running_loop()

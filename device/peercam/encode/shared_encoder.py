@@ -146,12 +146,16 @@ class SharedEncoder:
                 logger.exception("%s encoder failed on a frame; skipping it", self.spec.name)
                 continue
             for frame in frames:
-                self._account(frame, forced=force, now=now)
+                account_frame(self._metrics, self.spec, frame, force, now)
+                if frame.keyframe and self.spec.has_keyframes:
+                    self.keyframes.keyframe_sent(now, force)
                 self._publish(frame)
 
-    def _account(self, frame: EncodedFrame, forced: bool, now: float) -> None:
-        self._metrics.frame_encoded(self.spec.name, len(frame.data), now)
-        if frame.keyframe and self.spec.has_keyframes:
-            cause = "requested" if forced else "natural"
-            self._metrics.keyframes.labels(self.spec.name, cause).inc()
-            self.keyframes.keyframe_sent(now, forced)
+
+def account_frame(
+    metrics: Metrics, spec: CodecSpec, frame: EncodedFrame, forced: bool, now: float
+) -> None:
+    metrics.frame_encoded(spec.name, len(frame.data), now)
+    if frame.keyframe and spec.has_keyframes:
+        cause = "requested" if forced else "natural"
+        metrics.keyframes.labels(spec.name, cause).inc()

@@ -45,12 +45,21 @@ def _worker_threads(settings: VideoSettings) -> int:
 
 
 class PyAVVideoEncoder(EncoderBackend):
-    def __init__(self, codec: str, settings: VideoSettings) -> None:
+    """`codec` is what viewers receive; `implementation` the FFmpeg encoder that makes
+    it (libx264 and libvpx by default; h264_v4l2m2m is a Pi 4's hardware block)."""
+
+    def __init__(self, codec: str, settings: VideoSettings, implementation: str = "") -> None:
         self.codec = codec
         self.settings = settings
+        self.implementation = implementation or {"h264": "libx264", "vp8": "libvpx"}.get(codec, "")
         gop = max(1, round(settings.keyframe_interval * settings.fps))
-        if codec == "h264":
-            context = av.CodecContext.create("libx264", "w")
+        if self.implementation not in ("libx264", "libvpx", "h264_v4l2m2m", "vp8_v4l2m2m"):
+            raise ValueError(f"no software video encoder for {codec!r}")
+        context = av.CodecContext.create(self.implementation, "w")
+        assert isinstance(context, av.VideoCodecContext)
+        # The V4L2 memory-to-memory encoders (…_v4l2m2m) take none of the options
+        # below; keyframes are forced through the frame's picture type for all of them.
+        if self.implementation == "libx264":
             context.options = {
                 # x264's baseline is constrained baseline (no FMO/ASO), what browsers
                 # offer as profile-level-id 42e0xx.
@@ -66,8 +75,7 @@ class PyAVVideoEncoder(EncoderBackend):
                     "forced-idr=1:sliced-threads=1:aud=0"
                 ),
             }
-        elif codec == "vp8":
-            context = av.CodecContext.create("libvpx", "w")
+        elif self.implementation == "libvpx":
             context.qmin, context.qmax = 4, 56
             context.options = {
                 "deadline": "realtime",
@@ -82,8 +90,6 @@ class PyAVVideoEncoder(EncoderBackend):
                 "buf-optimal-sz": "600",
                 "buf-sz": "1000",
             }
-        else:
-            raise ValueError(f"no software video encoder for {codec!r}")
         context.width, context.height = settings.width, settings.height
         context.pix_fmt = "yuv420p"
         context.framerate = fractions.Fraction(settings.fps, 1)
@@ -99,7 +105,12 @@ class PyAVVideoEncoder(EncoderBackend):
     def encode(self, captured: Captured, force_keyframe: bool) -> list[EncodedChunk]:
         assert isinstance(captured, CapturedVideo)
         frame = captured.image
-        if frame.width != self.settings.width or frame.height != self.settings.height:
+        if (
+            frame.width != self.settings.width
+            or frame.height != self.settings.height
+            or frame.format.name != "yuv420p"
+        ):
+            # Cameras hand out MJPEG's yuvj422p, YUYV and other sizes; the codec wants one.
             frame = frame.reformat(self.settings.width, self.settings.height, "yuv420p")
         frame.pts = self._pts
         frame.time_base = self._context.time_base

@@ -71,13 +71,13 @@ class ViewerSession:
     def _add_track(self, kind: Kind, codec: str) -> None:
         subscription = self._pipeline.subscribe(codec)
         self._subscriptions.append(subscription)
-        encoder = self._pipeline.encoder(codec)
+        producer = self._pipeline.producer(codec)
         transceiver = self.pc.addTransceiver(
             SharedFrameTrack(kind, subscription), direction="sendonly"
         )
         # Must precede setRemoteDescription: set later, aiortc ignores it silently.
         transceiver.setCodecPreferences(codec_preferences(kind, codec))
-        attach_to_sender(transceiver.sender, lambda: encoder.request_keyframe("rtcp"))
+        attach_to_sender(transceiver.sender, lambda: producer.request_keyframe("rtcp"))
 
     def add_candidates(self, candidates: list[RTCIceCandidate]) -> None:
         """Add the viewer's candidates in the background: an mDNS name may take a

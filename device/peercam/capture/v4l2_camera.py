@@ -1,0 +1,180 @@
+"""USB and other V4L2 cameras through PyAV (FFmpeg's video4linux2 input).
+
+An H.264 camera's stream passes through to viewers as it is; MJPEG and YUYV are
+decoded once and handed to the shared encoders. If the camera goes away (unplugged,
+driver error) the capture thread says so, retries with backoff, and carries on when
+it returns; viewers stay connected and resume at the next keyframe.
+
+Everything after opening the device works on any PyAV input container, so tests feed
+it H.264 and MJPEG files through exactly the code a camera uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+
+from peercam.capture.source import Source
+from peercam.encode.h264_bitstream import IDR, nal_type, nal_units
+from peercam.media import CapturedEncoded, CapturedVideo
+
+logger = logging.getLogger(__name__)
+
+_FFMPEG_INPUT_FORMAT = {"h264": "h264", "mjpeg": "mjpeg", "yuyv": "yuyv422"}
+
+Opener = Callable[[], Any]  # returns an open av InputContainer
+
+
+@dataclass(frozen=True)
+class V4L2Settings:
+    device: str
+    input_format: str  # "h264", "mjpeg" or "yuyv"
+    width: int
+    height: int
+    fps: int
+
+
+def open_device(settings: V4L2Settings) -> Any:
+    return av.open(
+        settings.device,
+        format="video4linux2",
+        options={
+            "input_format": _FFMPEG_INPUT_FORMAT[settings.input_format],
+            "video_size": f"{settings.width}x{settings.height}",
+            "framerate": str(settings.fps),
+        },
+    )
+
+
+def is_idr(access_unit: bytes) -> bool:
+    return any(nal and nal_type(nal) == IDR for nal in nal_units(access_unit))
+
+
+class V4L2Camera(Source[CapturedVideo]):
+    kind = "video"
+
+    def __init__(
+        self,
+        settings: V4L2Settings,
+        opener: Opener | None = None,
+        pace_by_timestamps: bool = False,
+        backoff: tuple[float, float] = (1.0, 10.0),
+    ) -> None:
+        self.settings = settings
+        self.name = f"v4l2:{settings.device}"
+        self.native_codec = "h264" if settings.input_format == "h264" else None
+        self._opener = opener or (lambda: open_device(settings))
+        # Files (tests, recorded clips) arrive as fast as they can be read; a camera
+        # paces itself. Files are played at their timestamps' pace instead.
+        self._pace = pace_by_timestamps
+        self._backoff = backoff
+        self._want_raw = False
+        self._want_encoded = False
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sink: Callable[[CapturedVideo | CapturedEncoded], None] | None = None
+        self.connected = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def set_outputs(self, raw: bool, encoded: bool) -> None:
+        self._want_raw, self._want_encoded = raw, encoded
+
+    def start(self, sink: Callable[[CapturedVideo | CapturedEncoded], None]) -> None:
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._sink = sink
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        await asyncio.to_thread(thread.join)
+
+    def _hand_over(self, item: CapturedVideo | CapturedEncoded) -> None:
+        assert self._loop is not None and self._sink is not None
+        try:
+            self._loop.call_soon_threadsafe(self._sink, item)
+        except RuntimeError:  # loop closed during shutdown
+            self._stopping.set()
+
+    def _run(self) -> None:
+        delay, longest = self._backoff
+        while not self._stopping.is_set():
+            try:
+                container = self._opener()
+            except (OSError, av.FFmpegError) as error:
+                logger.warning("%s unavailable (%s); retrying in %.0f s", self.name, error, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, longest)
+                continue
+            delay = self._backoff[0]
+            logger.info("%s capturing %s", self.name, self.settings.input_format)
+            self.connected.set()
+            try:
+                self._capture(container)
+            except (OSError, av.FFmpegError) as error:
+                logger.warning("%s stopped delivering (%s); reopening", self.name, error)
+            finally:
+                self.connected.clear()
+                container.close()
+            if not self._stopping.is_set():
+                # A recorded clip ends by design; a camera's stream ending is news.
+                level = logging.DEBUG if self._pace else logging.WARNING
+                logger.log(level, "%s stream ended; reopening in %.0f s", self.name, delay)
+                self._stopping.wait(delay)
+
+    def _capture(self, container: Any) -> None:
+        stream = container.streams.video[0]
+        decoder = av.CodecContext.create(stream.codec_context.name, "r")
+        time_base = stream.time_base
+        started: float | None = None
+        first_pts: int | None = None
+        decoding_from_keyframe = False
+        for packet in container.demux(stream):
+            if self._stopping.is_set():
+                return
+            if packet.size == 0:
+                continue
+            if self._pace and packet.pts is not None and time_base is not None:
+                now = time.monotonic()
+                if started is None or first_pts is None:
+                    started, first_pts = now, packet.pts
+                due = started + float((packet.pts - first_pts) * time_base)
+                if due > now:
+                    self._stopping.wait(due - now)
+            captured_at = time.monotonic()
+            data = bytes(packet)
+            if self.native_codec == "h264":
+                keyframe = is_idr(data)
+                if self._want_encoded:
+                    self._hand_over(CapturedEncoded("h264", data, keyframe, captured_at))
+                # Decoding must begin at an IDR; until one comes, skip.
+                decoding_from_keyframe = self._want_raw and (decoding_from_keyframe or keyframe)
+                if not decoding_from_keyframe:
+                    continue
+            elif not self._want_raw:
+                continue
+            try:
+                frames = decoder.decode(av.Packet(data))
+            except av.FFmpegError as error:
+                logger.debug("%s: undecodable frame skipped (%s)", self.name, error)
+                decoding_from_keyframe = False
+                continue
+            for frame in frames:
+                self._hand_over(CapturedVideo(frame, captured_at))
