@@ -22,10 +22,10 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
     """Start real daemons (stopped at the end of the test): start_daemon(config, *flags)."""
     started: list[DaemonProcess] = []
 
-    def start(config: str = SMALL, *args: str) -> DaemonProcess:
+    def start(config: str = SMALL, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
         workdir = tmp_path / f"daemon{len(started)}"
         workdir.mkdir()
-        daemon = DaemonProcess(workdir, config, *args)
+        daemon = DaemonProcess(workdir, config, *args, env=env)
         started.append(daemon)
         return daemon
 

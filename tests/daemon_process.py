@@ -17,7 +17,9 @@ _SERVING = re.compile(r"^peercam: serving on (http://\S+)$")
 
 
 class DaemonProcess:
-    def __init__(self, workdir: Path, config: str = "", *args: str) -> None:
+    def __init__(
+        self, workdir: Path, config: str = "", *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.config_path = workdir / "peercam.toml"
         self.config_path.write_text(config)
         self.log_path = workdir / "daemon.log"
@@ -31,7 +33,7 @@ class DaemonProcess:
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.url = self._wait_for_url(timeout=30)
         self.port = int(self.url.rsplit(":", 1)[1].strip("/"))

@@ -29,20 +29,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="TOML config file")
     run.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     run.add_argument("--port", type=int, help="HTTP port (default 8080; 0 picks a free one)")
-    run.add_argument("--source", choices=["auto", "test"], help="camera source")
+    run.add_argument(
+        "--source", choices=["auto", "test", "picamera2", "v4l2", "file"], help="camera source"
+    )
     run.add_argument("--size", type=_size, help="picture size, WIDTHxHEIGHT")
     run.add_argument("--fps", type=int, help="frames per second")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    check = commands.add_parser("check", help="report the board's cameras, encoders, audio, GPIO")
+    check.add_argument("--config", type=Path, help="TOML config file")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    server = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    camera = {
-        k: v
-        for k, v in (("source", args.source), ("size", args.size), ("fps", args.fps))
-        if v is not None
-    }
+    def given(*names: str) -> dict[str, Any]:
+        return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+    server = given("host", "port")
+    camera = given("source", "size", "fps")
     return {name: values for name, values in (("server", server), ("camera", camera)) if values}
 
 
@@ -60,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"peercam: config error: {error}", file=sys.stderr)
         return 2
+    if args.command == "check":
+        from peercam.check import run_check
+
+        return run_check(config, args.json)
     from peercam.daemon import serve
 
     return asyncio.run(serve(config))

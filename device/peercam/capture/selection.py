@@ -149,7 +149,7 @@ def build_camera(config: Config, choice: CameraChoice) -> Source[Any]:
                 settings_v4l2,
                 opener=lambda: av.open(choice.device),
                 pace_by_timestamps=True,
-                backoff=(0.0, 0.0),  # a clip that ends starts again at once
+                backoff=(0.5, 5.0),
             )
         return V4L2Camera(settings_v4l2)
     return TestPatternCamera(width, height, camera.fps)

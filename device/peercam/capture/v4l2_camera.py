@@ -119,45 +119,52 @@ class V4L2Camera(Source[CapturedVideo]):
             try:
                 container = self._opener()
             except (OSError, av.FFmpegError) as error:
-                logger.warning("%s unavailable (%s); retrying in %.0f s", self.name, error, delay)
+                logger.warning("%s unavailable (%s); retrying in %.1f s", self.name, error, delay)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, longest)
                 continue
             delay = self._backoff[0]
             logger.info("%s capturing %s", self.name, self.settings.input_format)
             self.connected.set()
+            failed = False
             try:
                 self._capture(container)
             except (OSError, av.FFmpegError) as error:
                 logger.warning("%s stopped delivering (%s); reopening", self.name, error)
+                failed = True
             finally:
                 self.connected.clear()
                 container.close()
-            if not self._stopping.is_set():
-                # A recorded clip ends by design; a camera's stream ending is news.
-                level = logging.DEBUG if self._pace else logging.WARNING
-                logger.log(level, "%s stream ended; reopening in %.0f s", self.name, delay)
+            if self._stopping.is_set():
+                return
+            # A recorded clip ends by design and starts over at once; a camera's stream
+            # ending, or failing, is news and gets the backoff.
+            if failed or not self._pace:
+                if not failed:
+                    logger.warning("%s stream ended; reopening in %.1f s", self.name, delay)
                 self._stopping.wait(delay)
 
     def _capture(self, container: Any) -> None:
         stream = container.streams.video[0]
         decoder = av.CodecContext.create(stream.codec_context.name, "r")
         time_base = stream.time_base
-        started: float | None = None
+        started = time.monotonic()
         first_pts: int | None = None
         decoding_from_keyframe = False
-        for packet in container.demux(stream):
+        for index, packet in enumerate(container.demux(stream)):
             if self._stopping.is_set():
                 return
             if packet.size == 0:
                 continue
-            if self._pace and packet.pts is not None and time_base is not None:
-                now = time.monotonic()
-                if started is None or first_pts is None:
-                    started, first_pts = now, packet.pts
-                due = started + float((packet.pts - first_pts) * time_base)
-                if due > now:
-                    self._stopping.wait(due - now)
+            if self._pace:
+                # A raw H.264 file has no timestamps: then the configured rate paces it.
+                if packet.pts is not None and time_base is not None:
+                    first_pts = packet.pts if first_pts is None else first_pts
+                    due = started + float((packet.pts - first_pts) * time_base)
+                else:
+                    due = started + index / self.settings.fps
+                if due > time.monotonic():
+                    self._stopping.wait(due - time.monotonic())
             captured_at = time.monotonic()
             data = bytes(packet)
             if self.native_codec == "h264":
