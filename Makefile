@@ -44,8 +44,13 @@ test: lint typecheck
 test-all: lint typecheck
 	$(BIN)/pytest -q -m ''
 
+# Photographs for the camera-like clip (bench/camera_clip.py).
+BENCH_DEBS := plasma-workspace-wallpapers
+
 bench: install-test
+	@scripts/ensure-debian-packages.sh $(BENCH_DEBS)
 	$(BIN)/python -m bench.cpu_per_viewer
+	$(BIN)/python -m bench.camera_clip
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info device/*.egg-info

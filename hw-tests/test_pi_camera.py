@@ -1,0 +1,115 @@
+"""The Pi camera and its hardware H.264 encoder, on a real Pi (Pi 4, 3 or Zero 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import ModuleType
+
+import pytest
+
+from peercam.capture.picamera2_camera import Picamera2Camera, PiCameraSettings
+from peercam.encode.h264_bitstream import PPS, SPS, nal_type, nal_units
+from peercam.media import CapturedEncoded, CapturedVideo
+
+pytestmark = pytest.mark.hardware
+
+
+async def capture(
+    module: ModuleType, width: int, height: int, seconds: float, keyframe_at: float | None = None
+) -> tuple[list[CapturedEncoded], int | None]:
+    frames: list[CapturedEncoded] = []
+
+    def sink(item: CapturedVideo | CapturedEncoded) -> None:
+        if isinstance(item, CapturedEncoded):
+            frames.append(item)
+
+    settings = PiCameraSettings(0, width, height, 30, 4_000_000, keyframe_interval=10.0)
+    camera = Picamera2Camera(settings, module)
+    camera.set_outputs(raw=False, encoded=True)
+    camera.start(sink)
+    requested_after: int | None = None
+    try:
+        if keyframe_at is not None:
+            await asyncio.sleep(keyframe_at)
+            requested_after = len(frames)
+            camera.request_keyframe()
+            await asyncio.sleep(seconds - keyframe_at)
+        else:
+            await asyncio.sleep(seconds)
+    finally:
+        await camera.stop()
+    return frames, requested_after
+
+
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720)])
+async def test_camera_starts_with_sps_pps_on_every_idr(
+    hardware_encoder: ModuleType, width: int, height: int
+) -> None:
+    frames, _ = await capture(hardware_encoder, width, height, seconds=4)
+    assert len(frames) >= 90
+    assert frames[0].keyframe
+    for frame in frames:
+        if frame.keyframe:
+            types = [nal_type(n) for n in nal_units(frame.data) if n]
+            assert SPS in types and PPS in types
+
+
+async def test_hardware_encoder_keeps_the_frame_rate_for_60_seconds(
+    hardware_encoder: ModuleType,
+) -> None:
+    frames, _ = await capture(hardware_encoder, 1280, 720, seconds=62)
+    span = frames[-1].captured_at - frames[0].captured_at
+    fps = (len(frames) - 1) / span
+    print(f"hardware H.264 720p: {len(frames)} frames in {span:.1f} s = {fps:.2f} fps")
+    assert 29.0 <= fps <= 31.0
+
+
+async def test_a_keyframe_request_yields_an_idr_within_two_frames(
+    hardware_encoder: ModuleType,
+) -> None:
+    frames, requested_after = await capture(hardware_encoder, 1280, 720, 5.0, keyframe_at=3.0)
+    assert requested_after is not None
+    following = [f.keyframe for f in frames[requested_after : requested_after + 3]]
+    print(f"keyframe flags of the 3 frames after the request: {following}")
+    assert any(following)
+
+
+def test_daemon_cpu_with_five_viewers(hardware_encoder: ModuleType) -> None:
+    """Prints the daemon's CPU with 5 viewers on the hardware path; asserts they all
+    receive video (figures are for the note, not a pass/fail threshold)."""
+    import subprocess
+    import sys
+
+    from bench.cpu_per_viewer import cpu_percent, free_port, received_bytes, start_server
+
+    port = free_port()
+    daemon = start_server(
+        [sys.executable, "-m", "peercam", "run", "--source", "picamera2", "--size", "1280x720",
+         "--host", "127.0.0.1", "--port", str(port)],
+        "serving on",
+    )  # fmt: skip
+    receivers = subprocess.Popen(
+        [sys.executable, "-m", "bench.receivers", f"http://127.0.0.1:{port}/whep"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        import psutil
+
+        assert receivers.stdin is not None and receivers.stdout is not None
+        receivers.stdin.write("add 5\n")
+        receivers.stdin.flush()
+        assert receivers.stdout.readline().strip() == "ready 5"
+        time.sleep(3)
+        before = received_bytes(receivers)
+        cpu = cpu_percent(psutil.Process(daemon.pid), 10)
+        after = received_bytes(receivers)
+        print(f"daemon CPU with 5 viewers, 720p30 hardware H.264: {cpu:.1f} % of a core")
+        assert all(b - a > 100_000 for a, b in zip(before, after, strict=True))
+    finally:
+        if receivers.stdin is not None:
+            receivers.stdin.write("quit\n")
+            receivers.stdin.flush()
+        receivers.wait(30)
+        daemon.terminate()
+        daemon.wait(30)
