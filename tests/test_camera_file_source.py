@@ -39,6 +39,11 @@ async def test_h264_clip_passes_through_and_late_viewers_decode(
             frames = await late.video_frames(20, within=10)
             assert (frames[-1].width, frames[-1].height) == (320, 240)
     assert daemon.metric("peercam_encoded_frames_total", codec="h264") > 40
+    # A clip cannot be asked for keyframes: viewers waited for its own IDRs, and no
+    # keyframe is counted as one peercam forced.
+    assert daemon.metric("peercam_keyframe_requests_total", codec="h264", reason="new-viewer") >= 2
+    assert daemon.metric("peercam_keyframes_total", codec="h264", cause="requested") == 0
+    assert daemon.metric("peercam_keyframes_total", codec="h264", cause="natural") >= 3
 
 
 async def test_mjpeg_clip_is_decoded_and_encoded_once(

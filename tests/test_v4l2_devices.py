@@ -13,6 +13,12 @@ def test_ioctl_numbers_match_the_kernel_headers() -> None:
     assert v4l2.VIDIOC_ENUM_FMT == 0xC0405602
     assert v4l2.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
     assert v4l2.VIDIOC_ENUM_FRAMEINTERVALS == 0xC034564B
+    assert v4l2.VIDIOC_S_CTRL == 0xC008561C
+
+
+def test_forcing_a_keyframe_on_something_that_is_no_camera_fails_cleanly(tmp_path: Path) -> None:
+    assert v4l2.force_keyframe("/dev/null") is False
+    assert v4l2.force_keyframe(str(tmp_path / "video7")) is False
 
 
 def test_fourcc_and_format_preference() -> None:

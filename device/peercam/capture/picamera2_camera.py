@@ -121,10 +121,12 @@ class Picamera2Camera(Source[CapturedVideo]):
         # these flags only decide what is copied out and handed to the loop.
         self._want_raw, self._want_encoded = raw, encoded
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self) -> bool:
         encoder = self._encoder
-        if encoder is not None:
-            encoder.force_key_frame()
+        if encoder is None:
+            return False
+        encoder.force_key_frame()
+        return True
 
     def start(self, sink: Callable[[CapturedVideo | CapturedEncoded], None]) -> None:
         if self._camera is not None:

@@ -44,8 +44,10 @@ class Source(ABC, Generic[T]):
     def set_outputs(self, raw: bool, encoded: bool) -> None:
         """Which outputs the pipeline needs now; a source may skip work for the others."""
 
-    def request_keyframe(self) -> None:
-        """Ask the source's own encoder for a keyframe (native sources only)."""
+    def request_keyframe(self) -> bool:
+        """Ask the source's own encoder for a keyframe (native sources only); whether
+        the request reached an encoder that can honour it."""
+        return False
 
 
 class PacedSource(Source[T]):

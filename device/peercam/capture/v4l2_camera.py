@@ -22,6 +22,7 @@ from typing import Any
 import av
 
 from peercam.capture.source import Source
+from peercam.capture.v4l2_devices import force_keyframe
 from peercam.encode.h264_bitstream import IDR, nal_type, nal_units
 from peercam.media import CapturedEncoded, CapturedVideo
 
@@ -82,6 +83,7 @@ class V4L2Camera(Source[CapturedVideo]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sink: Callable[[CapturedVideo | CapturedEncoded], None] | None = None
         self.connected = threading.Event()
+        self._keyframes_forcible = True
 
     @property
     def running(self) -> bool:
@@ -89,6 +91,16 @@ class V4L2Camera(Source[CapturedVideo]):
 
     def set_outputs(self, raw: bool, encoded: bool) -> None:
         self._want_raw, self._want_encoded = raw, encoded
+
+    def request_keyframe(self) -> bool:
+        if self._pace or not self._keyframes_forcible:
+            return False  # a recorded clip has only the keyframes it has
+        if force_keyframe(self.settings.device):
+            return True
+        # Say it once: from now on viewers wait for the camera's own next IDR.
+        logger.info("%s cannot be asked for keyframes; viewers start at its next IDR", self.name)
+        self._keyframes_forcible = False
+        return False
 
     def start(self, sink: Callable[[CapturedVideo | CapturedEncoded], None]) -> None:
         if self._thread is not None:

@@ -68,21 +68,26 @@ class NativeStream:
     def request_keyframe(self, reason: str) -> None:
         self._metrics.keyframe_requests.labels(self.spec.name, reason).inc()
         self.keyframes.request()
+        if self._retry is None:  # else a retry is already due when the gap ends
+            self._force_if_due()
+
+    def _retry_now(self) -> None:
+        self._retry = None
         self._force_if_due()
 
     def _force_if_due(self) -> None:
-        self._retry = None
         if not self._running or not self.keyframes.pending:
             return
         now = time.monotonic()
         if self.keyframes.should_force(now):
-            self.source.request_keyframe()
-            self.keyframes.keyframe_sent(now, forced=True)
-            self._forced_outstanding = True
-        elif self._retry is None:
+            if self.source.request_keyframe():
+                self.keyframes.keyframe_sent(now, forced=True)
+                self._forced_outstanding = True
+            # Otherwise the request stays pending and the camera's next IDR answers it.
+        else:
             # Inside the gap: ask again when it ends, rather than dropping the request.
             wait = self.keyframes.last_forced_at + self.keyframes.min_gap - now
-            self._retry = asyncio.get_running_loop().call_later(wait, self._force_if_due)
+            self._retry = asyncio.get_running_loop().call_later(wait, self._retry_now)
 
     def feed(self, captured: CapturedEncoded) -> None:
         if not self._running:
