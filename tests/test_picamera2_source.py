@@ -53,7 +53,10 @@ def test_hardware_h264_reaches_chromium_and_keyframe_requests_reach_the_encoder(
         stats = wait_for_stats(first, lambda s: s["framesDecoded"] > 30)
         assert stats["codec"] == "H264" and (stats["width"], stats["height"]) == (640, 480)
         calls = log.read_text()
-        assert "configure main={'size': (640, 480), 'format': 'YUV420'}" in calls
+        assert (
+            "configure main={'size': (640, 480), 'format': 'YUV420'} "
+            "lores={'size': (320, 240), 'format': 'YUV420'}" in calls
+        )
         assert "'FrameRate': 30" in calls and "Transform(hflip=1, vflip=1" in calls
         assert "start_encoder bitrate=2500000 repeat=True iperiod=300 framerate=30" in calls
         # The GOP is 10 s: the second viewer starts from a keyframe it asked for.
