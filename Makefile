@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 
 # What the daemon needs from Debian, and what the tests add (a real browser).
-RUN_DEBS  := python3-venv
+# libasound2-dev, gcc and python3-dev build pyalsaaudio, which has no wheel.
+RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
 TEST_DEBS := chromium
 
 .PHONY: run test test-all lint typecheck bench clean install-run install-test
@@ -16,10 +17,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	@scripts/ensure-debian-packages.sh $(RUN_DEBS)
 	$(BIN)/pip install -q -e .
 	@touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	@scripts/ensure-debian-packages.sh $(RUN_DEBS)
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@ $(VENV)/.run-installed
 

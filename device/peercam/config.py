@@ -96,11 +96,51 @@ class VideoConfig(_Section):
         return value
 
 
+Rate = Literal[8000, 16000, 22050, 32000, 44100, 48000]
+
+
 class AudioConfig(_Section):
     enabled: bool = True
-    source: Literal["test"] = "test"
+    # "auto": the ALSA capture device when the board has a sound card, else the tone.
+    source: Literal["auto", "test", "alsa"] = "auto"
+    device: str = "default"  # ALSA PCM name, e.g. "plughw:1,0"
+    rate: Rate = 48000
+    channels: Annotated[int, Field(ge=1, le=2)] = 1
     tone_hz: Annotated[float, Field(gt=20, lt=20_000)] = 440.0
     bitrate_kbps: Annotated[int, Field(ge=6, le=256)] = 32
+    # Offered in this order: Opus for browsers, G.711 for clients that have nothing else.
+    codecs: list[Literal["opus", "pcmu", "pcma"]] = ["opus", "pcmu", "pcma"]
+
+
+class TalkbackConfig(_Section):
+    enabled: bool = True
+    device: str = "default"  # ALSA playback PCM
+    rate: Rate = 48000
+    channels: Annotated[int, Field(ge=1, le=2)] = 1
+    jitter_ms: Annotated[int, Field(ge=0, le=60)] = 40  # latency added to smooth the network
+    # Silence the microphone to viewers while talkback plays, against echo.
+    half_duplex: bool = False
+
+
+class GpioConfig(_Section):
+    # BCM pin numbers; a pin left unset means that part is not fitted.
+    doorbell_pin: Annotated[int, Field(ge=0, le=53)] | None = None
+    doorbell_pull_up: bool = True
+    debounce_ms: Annotated[int, Field(ge=0, le=1000)] = 50
+    motion_pin: Annotated[int, Field(ge=0, le=53)] | None = None
+    led_pin: Annotated[int, Field(ge=0, le=53)] | None = None
+    relay_pin: Annotated[int, Field(ge=0, le=53)] | None = None
+    relay_active_high: bool = True
+
+    @property
+    def in_use(self) -> bool:
+        pins = (self.doorbell_pin, self.motion_pin, self.led_pin, self.relay_pin)
+        return any(pin is not None for pin in pins)
+
+
+class DoorbellConfig(_Section):
+    ring_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0  # seconds until "missed"
+    door_pulse_ms: Annotated[int, Field(ge=50, le=30_000)] = 1000
 
 
 class IceServer(_Section):
@@ -135,6 +175,9 @@ class Config(_Section):
     camera: CameraConfig = CameraConfig()
     video: VideoConfig = VideoConfig()
     audio: AudioConfig = AudioConfig()
+    talkback: TalkbackConfig = TalkbackConfig()
+    gpio: GpioConfig = GpioConfig()
+    doorbell: DoorbellConfig = DoorbellConfig()
     webrtc: WebRtcConfig = WebRtcConfig()
     viewers: ViewerConfig = ViewerConfig()
 

@@ -13,15 +13,23 @@ from typing import Any
 
 from aiohttp import web
 
+from peercam.audio.alsa_microphone import AlsaMicrophone, AlsaSettings
+from peercam.audio.alsa_speaker import AlsaSpeaker
+from peercam.audio.selection import choose_microphone
+from peercam.audio.talkback import Talkback
 from peercam.capture.selection import build_camera, choose_camera
 from peercam.capture.source import Source
-from peercam.capture.test_tone import TestToneMicrophone
 from peercam.config import Config, ConfigError
-from peercam.encode.audio import OpusAudioEncoder
+from peercam.doorbell.call import Doorbell
+from peercam.doorbell.hardware import open_hardware
+from peercam.encode.audio import G711AudioEncoder, OpusAudioEncoder
 from peercam.encode.backend import EncoderBackend
 from peercam.encode.probe import choose_h264_implementation
 from peercam.encode.video import PyAVVideoEncoder, VideoSettings
+from peercam.events import EventBus
 from peercam.http.app import build_app
+from peercam.http.doorbell_api import DoorbellApi
+from peercam.http.push import PushChannel
 from peercam.media import Kind
 from peercam.metrics import Metrics
 from peercam.pipeline import MediaPipeline
@@ -52,9 +60,15 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
             )
             logger.info("software H.264: %s (%s)", implementation, why)
         backends[codec] = functools.partial(PyAVVideoEncoder, codec, settings, implementation)
-    if config.audio.enabled:
-        sources["audio"] = TestToneMicrophone(config.audio.tone_hz)
-        backends["opus"] = functools.partial(OpusAudioEncoder, config.audio.bitrate_kbps * 1000)
+    microphone = choose_microphone(config.audio)
+    if microphone is not None:
+        sources["audio"] = microphone
+        for audio_codec in config.audio.codecs:
+            if audio_codec == "opus":
+                bitrate = config.audio.bitrate_kbps * 1000
+                backends["opus"] = functools.partial(OpusAudioEncoder, bitrate)
+            else:
+                backends[audio_codec] = functools.partial(G711AudioEncoder, audio_codec)
     return MediaPipeline(
         sources,
         backends,
@@ -62,6 +76,25 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
         keyframe_min_gap=config.video.keyframe_min_gap_ms / 1000,
         queue_frames=config.viewers.queue_frames,
     )
+
+
+def build_talkback(config: Config, pipeline: MediaPipeline) -> Talkback:
+    settings = config.talkback
+    if not settings.enabled:
+        return Talkback(None, None)
+    speaker = AlsaSpeaker(
+        AlsaSettings(settings.device, settings.rate, settings.channels),
+        jitter_ms=settings.jitter_ms,
+    )
+    microphone = pipeline.source("audio")
+    mute = None
+    if settings.half_duplex and isinstance(microphone, AlsaMicrophone):
+        mic = microphone
+
+        def mute(on: bool) -> None:
+            mic.muted = on
+
+    return Talkback(speaker, mute)
 
 
 def display_url(host: str, port: int) -> str:
@@ -78,12 +111,33 @@ class Daemon:
         self.config = config
         self.metrics = Metrics()
         self.pipeline = build_pipeline(config, self.metrics)
-        self.sessions = SessionRegistry(config, self.pipeline, self.metrics)
-        self.app = build_app(config, self.sessions, self.metrics)
+        self.events = EventBus()
+        self.talkback = build_talkback(config, self.pipeline)
+        self.doorbell = Doorbell(
+            self.events,
+            self.talkback,
+            ring_timeout=config.doorbell.ring_timeout,
+            door_pulse=config.doorbell.door_pulse_ms / 1000,
+        )
+        self.sessions = SessionRegistry(
+            config,
+            self.pipeline,
+            self.metrics,
+            on_audio=self.talkback.listen if self.talkback.speaker else None,
+            on_gone=self.doorbell.session_gone,
+        )
+        self.push = PushChannel(self.events, self.doorbell, self.sessions)
+        self.app = build_app(
+            config, self.sessions, self.metrics, self.push, DoorbellApi(self.doorbell)
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self) -> str:
+        # gpiozero's callbacks need the running loop to hand their events to.
+        self.doorbell.hardware = open_hardware(
+            self.config.gpio, self.doorbell.ring, self.doorbell.motion
+        )
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
@@ -95,7 +149,9 @@ class Daemon:
         return display_url(self.config.server.host, self.port)
 
     async def stop(self) -> None:
+        await self.push.close_all()
         await self.sessions.close_all()
+        await self.doorbell.close()
         await self.pipeline.stop()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -75,6 +75,9 @@ class MediaPipeline:
 
         return publish
 
+    def source(self, kind: Kind) -> Source[Any] | None:
+        return self._sources.get(kind)
+
     def producer(self, codec: str) -> Producer:
         return self._routes[codec].producer
 

@@ -1,4 +1,9 @@
-"""Opus through PyAV, 20 ms frames, one encoder for every viewer."""
+"""Audio encoders through PyAV: Opus for browsers, G.711 (PCMU/PCMA) for the rest.
+
+Microphones deliver whatever rate, layout and period their driver gives; each encoder
+resamples to what its codec needs and cuts exact 20 ms frames from a FIFO, so one
+capture feeds every codec.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,56 @@ import av
 from peercam.encode.backend import EncodedChunk, EncoderBackend
 from peercam.media import Captured, CapturedAudio
 
+FRAME_SECONDS = 0.02
 
-class OpusAudioEncoder(EncoderBackend):
-    codec = "opus"
 
-    def __init__(self, bitrate: int, sample_rate: int = 48_000) -> None:
-        context = av.CodecContext.create("libopus", "w")
-        context.sample_rate = sample_rate
+class _FramedAudioEncoder(EncoderBackend):
+    def __init__(self, codec_name: str, rate: int, bitrate: int | None, options: dict[str, str]):
+        context = av.CodecContext.create(codec_name, "w")
+        assert isinstance(context, av.AudioCodecContext)
+        context.sample_rate = rate
         context.layout = "mono"
         context.format = "s16"
-        context.bit_rate = bitrate
-        context.options = {"application": "lowdelay", "frame_duration": "20"}
+        if bitrate:
+            context.bit_rate = bitrate
+        context.options = options
         context.open()
         self._context = context
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        self._fifo = av.AudioFifo()
+        self._samples = round(rate * FRAME_SECONDS)
         self._pts = 0
 
     def encode(self, captured: Captured, force_keyframe: bool) -> list[EncodedChunk]:
         assert isinstance(captured, CapturedAudio)
         frame = captured.samples
-        frame.pts = self._pts
-        self._pts += frame.samples
-        return [EncodedChunk(bytes(packet), True) for packet in self._context.encode(frame)]
+        frame.pts = None  # the FIFO keeps time; the capture's own pts would jump
+        for converted in self._resampler.resample(frame):
+            self._fifo.write(converted)
+        chunks = []
+        while self._fifo.samples >= self._samples:
+            piece = self._fifo.read(self._samples)
+            assert piece is not None
+            piece.pts = self._pts
+            self._pts += self._samples
+            chunks += [EncodedChunk(bytes(p), True) for p in self._context.encode(piece)]
+        return chunks
 
     def close(self) -> None:
         # PyAV frees the codec with its last reference; there is no close() to call.
         del self._context
+
+
+class OpusAudioEncoder(_FramedAudioEncoder):
+    codec = "opus"
+
+    def __init__(self, bitrate: int) -> None:
+        super().__init__("libopus", 48_000, bitrate, {"application": "lowdelay"})
+
+
+class G711AudioEncoder(_FramedAudioEncoder):
+    """PCMU or PCMA at 8 kHz: for clients (SIP bridges, NVRs) that offer nothing else."""
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        super().__init__({"pcmu": "pcm_mulaw", "pcma": "pcm_alaw"}[codec], 8_000, None, {})

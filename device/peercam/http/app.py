@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from aiohttp import web
 
 from peercam.config import Config
@@ -13,12 +15,23 @@ from peercam.metrics import Metrics
 from peercam.rtc.registry import SessionRegistry
 
 
-def build_app(config: Config, sessions: SessionRegistry, metrics: Metrics) -> web.Application:
+class RouteGroup(Protocol):
+    def routes(self) -> list[web.RouteDef]: ...
+
+
+def build_app(
+    config: Config, sessions: SessionRegistry, metrics: Metrics, *more: RouteGroup
+) -> web.Application:
     app = web.Application(
         middlewares=[plain_errors],
         client_max_size=config.server.max_sdp_bytes,
     )
-    app.add_routes(WhepHandlers(config, sessions).routes())
-    app.add_routes(ObservabilityHandlers(metrics, sessions).routes())
-    app.add_routes(ViewerPage().routes())
+    groups: list[RouteGroup] = [
+        WhepHandlers(config, sessions),
+        ObservabilityHandlers(metrics, sessions),
+        ViewerPage(),
+        *more,
+    ]
+    for group in groups:
+        app.add_routes(group.routes())
     return app

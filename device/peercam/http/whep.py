@@ -71,10 +71,10 @@ class WhepHandlers:
         text = await self._read_text(request, "application/sdp")
         if isinstance(text, web.Response):
             return text
-        video = self._config.video.codecs
-        audio = ["opus"] if self._config.audio.enabled else []
+        video: list[str] = list(self._config.video.codecs)
+        audio: list[str] = list(self._config.audio.codecs) if self._config.audio.enabled else []
         try:
-            plan = plan_offer(text, list(video), audio)
+            plan = plan_offer(text, video, audio)
         except OfferError as error:
             return refuse(400, str(error), **_CORS)
         try:

@@ -17,7 +17,13 @@ from aiortc.sdp import SessionDescription
 
 MAX_MEDIA_SECTIONS = 8
 
-_MIME = {"h264": "video/H264", "vp8": "video/VP8", "opus": "audio/opus"}
+_MIME = {
+    "h264": "video/H264",
+    "vp8": "video/VP8",
+    "opus": "audio/opus",
+    "pcmu": "audio/PCMU",
+    "pcma": "audio/PCMA",
+}
 # An mDNS host candidate: the browser hides its address behind "<uuid>.local".
 _MDNS_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ \S+\.local \d+ .*$", re.MULTILINE)
 
@@ -31,6 +37,8 @@ class OfferPlan:
     video_codec: str
     audio_codec: str | None
     ice_ufrag: str
+    # The viewer offered to send audio too (its Talk button): answer sendrecv.
+    audio_sendrecv: bool
     # The offer with its mDNS candidates removed, and those candidates, to be resolved
     # after the answer is sent: answering must never wait on name resolution.
     sdp: str
@@ -87,6 +95,7 @@ def plan_offer(sdp: str, video_codecs: list[str], audio_codecs: list[str]) -> Of
         video_codec=video_codec,
         audio_codec=audio_codec,
         ice_ufrag=ufrag,
+        audio_sendrecv=bool(audios) and audios[0].direction == "sendrecv",
         sdp=stripped.replace("\n", "\r\n"),
         mdns_candidates=mdns,
     )

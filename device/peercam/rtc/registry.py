@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from peercam.config import Config
 from peercam.metrics import Metrics
 from peercam.pipeline import MediaPipeline
 from peercam.rtc.negotiation import OfferPlan
-from peercam.rtc.session import ViewerSession
+from peercam.rtc.session import AudioListener, ViewerSession
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +21,18 @@ class TooManyViewers(Exception):
 
 
 class SessionRegistry:
-    def __init__(self, config: Config, pipeline: MediaPipeline, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        pipeline: MediaPipeline,
+        metrics: Metrics,
+        on_audio: AudioListener | None = None,
+        on_gone: Callable[[str], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
         self._config = config
+        self._on_audio = on_audio
+        self._on_gone = on_gone
+        self._gone_tasks: set[asyncio.Task[None]] = set()
         self._pipeline = pipeline
         self._metrics = metrics
         self._sessions: dict[str, ViewerSession] = {}
@@ -42,6 +54,8 @@ class SessionRegistry:
             self._config.webrtc.ice_servers,
             self._config.viewers.connect_timeout,
             on_closed=self._forget,
+            client=client,
+            on_audio=self._on_audio,
         )
         self._sessions[session.id] = session
         self._metrics.viewers.set(len(self._sessions))
@@ -64,6 +78,10 @@ class SessionRegistry:
         if self._sessions.pop(session.id, None) is not None:
             self._metrics.viewers.set(len(self._sessions))
             logger.info("session %s closed", session.id)
+            if self._on_gone is not None:
+                task = asyncio.ensure_future(self._on_gone(session.id))
+                self._gone_tasks.add(task)
+                task.add_done_callback(self._gone_tasks.discard)
         # Encoders nobody watches any more are stopped, off this callback, one release
         # after another so that none is skipped.
         self._releasing = asyncio.ensure_future(self._release_after(self._releasing))
@@ -77,3 +95,4 @@ class SessionRegistry:
         await asyncio.gather(*(s.close() for s in list(self._sessions.values())))
         if self._releasing is not None:
             await self._releasing
+        await asyncio.gather(*self._gone_tasks)

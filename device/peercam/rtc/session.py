@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiortc import (
+    MediaStreamTrack,
     RTCConfiguration,
     RTCIceCandidate,
     RTCIceServer,
@@ -25,6 +26,8 @@ from peercam.rtc.negotiation import OfferPlan, codec_preferences
 from peercam.rtc.shared_track import SharedFrameTrack, attach_to_sender
 
 logger = logging.getLogger(__name__)
+
+AudioListener = Callable[[str, MediaStreamTrack], Coroutine[Any, Any, None]]
 
 
 def rtc_configuration(servers: list[IceServer]) -> RTCConfiguration:
@@ -44,9 +47,13 @@ class ViewerSession:
         ice_servers: list[IceServer],
         connect_timeout: float,
         on_closed: Callable[[ViewerSession], None],
+        client: str = "",
+        on_audio: AudioListener | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.plan = plan
+        self.client = client
+        self._on_audio = on_audio
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self._pipeline = pipeline
         self._connect_timeout = connect_timeout
@@ -55,6 +62,7 @@ class ViewerSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: asyncio.Future[None] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
+        self.pc.on("track", self._on_track)
 
     async def answer(self) -> str:
         """Set up the tracks for the planned codecs and return the SDP answer."""
@@ -72,12 +80,19 @@ class ViewerSession:
         subscription = self._pipeline.subscribe(codec)
         self._subscriptions.append(subscription)
         producer = self._pipeline.producer(codec)
+        # Audio is two-way when the viewer offers it and something listens (talkback).
+        two_way = kind == "audio" and self.plan.audio_sendrecv and self._on_audio is not None
         transceiver = self.pc.addTransceiver(
-            SharedFrameTrack(kind, subscription), direction="sendonly"
+            SharedFrameTrack(kind, subscription), direction="sendrecv" if two_way else "sendonly"
         )
         # Must precede setRemoteDescription: set later, aiortc ignores it silently.
         transceiver.setCodecPreferences(codec_preferences(kind, codec))
         attach_to_sender(transceiver.sender, lambda: producer.request_keyframe("rtcp"))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self._on_audio is not None:
+            # Drained for the session's whole life: aiortc queues what nobody reads.
+            self._spawn(self._on_audio(self.id, track), "talkback")
 
     def add_candidates(self, candidates: list[RTCIceCandidate]) -> None:
         """Add the viewer's candidates in the background: an mDNS name may take a

@@ -1,0 +1,1 @@
+"""Sound both ways: the microphone (ALSA capture) and talkback (ALSA playback)."""

@@ -1,0 +1,141 @@
+"""Talkback out of the Pi's speaker: an ALSA playback device behind a jitter buffer.
+
+Browser audio arrives in 20 ms packets with network jitter. Playback starts once
+`jitter_ms` is buffered (the only latency this adds) and the buffer is capped at
+`max_ms`: if it grows past that (the device's clock slower than the sender's), the
+oldest audio is dropped so the delay cannot creep up during a long call. An underrun
+plays silence and buffers afresh. The device is written from a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+import av
+
+from peercam.audio.alsa_microphone import AlsaSettings, import_alsaaudio
+
+logger = logging.getLogger(__name__)
+
+
+class AlsaSpeaker:
+    def __init__(
+        self,
+        settings: AlsaSettings,
+        jitter_ms: int = 40,
+        max_ms: int = 120,
+        backoff: tuple[float, float] = (1.0, 10.0),
+    ) -> None:
+        self.settings = settings
+        self._bytes_per_ms = settings.rate * settings.channels * 2 // 1000
+        self._target = jitter_ms * self._bytes_per_ms
+        self._limit = max_ms * self._bytes_per_ms
+        self._backoff = backoff
+        self._buffer = bytearray()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._resampler: Any = None
+        self.played_bytes = 0
+        self.dropped_bytes = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        layout = "mono" if self.settings.channels == 1 else "stereo"
+        self._resampler = av.AudioResampler(format="s16", layout=layout, rate=self.settings.rate)
+        with self._lock:
+            self._buffer.clear()
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="talkback-speaker", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        await asyncio.to_thread(thread.join)
+
+    def play(self, frame: av.AudioFrame) -> None:
+        """Queue decoded audio (any rate and layout); called on the event loop."""
+        if self._thread is None or self._resampler is None:
+            return
+        frame.pts = None  # each talker's timestamps are its own; the buffer keeps time
+        data = b"".join(out.to_ndarray().tobytes() for out in self._resampler.resample(frame))
+        with self._lock:
+            self._buffer += data
+            excess = len(self._buffer) - self._limit
+            if excess > 0:
+                excess += -excess % (2 * self.settings.channels)  # whole samples only
+                del self._buffer[:excess]
+                self.dropped_bytes += excess
+
+    def _open(self) -> Any:
+        alsaaudio = import_alsaaudio()
+        if alsaaudio is None:
+            raise OSError("pyalsaaudio is not installed")
+        s = self.settings
+        return alsaaudio.PCM(
+            alsaaudio.PCM_PLAYBACK,
+            alsaaudio.PCM_NORMAL,
+            device=s.device,
+            channels=s.channels,
+            rate=s.rate,
+            format=alsaaudio.PCM_FORMAT_S16_LE,
+            periodsize=s.rate * s.period_ms // 1000,
+        )
+
+    def _run(self) -> None:
+        delay, longest = self._backoff
+        while not self._stopping.is_set():
+            try:
+                pcm = self._open()
+            except Exception as error:  # alsaaudio.ALSAAudioError, OSError
+                logger.warning("speaker %s unavailable (%s); retrying in %.0f s",
+                               self.settings.device, error, delay)  # fmt: skip
+                self._stopping.wait(delay)
+                delay = min(delay * 2, longest)
+                continue
+            logger.info("speaker %s playing at %d Hz", self.settings.device, self.settings.rate)
+            try:
+                self._play(pcm)
+            except Exception as error:
+                logger.warning("speaker %s failed (%s); reopening", self.settings.device, error)
+                self._stopping.wait(delay)
+            finally:
+                pcm.close()
+
+    def _play(self, pcm: Any) -> None:
+        s = self.settings
+        period_bytes = s.rate * s.period_ms // 1000 * s.channels * 2
+        buffering = True
+        deadline = time.monotonic()
+        while not self._stopping.is_set():
+            with self._lock:
+                if buffering and len(self._buffer) >= self._target:
+                    buffering = False
+                if not buffering and len(self._buffer) >= period_bytes:
+                    chunk = bytes(self._buffer[:period_bytes])
+                    del self._buffer[:period_bytes]
+                else:
+                    chunk = bytes(period_bytes)  # silence: an underrun, or still filling
+                    buffering = True
+            pcm.write(chunk)
+            self.played_bytes += len(chunk)
+            # A real device blocks in write(); one that does not (alsa-lib's file
+            # plugin) is paced here so that the buffer drains at the device's rate.
+            deadline += s.period_ms / 1000
+            ahead = deadline - time.monotonic()
+            if ahead > 0:
+                self._stopping.wait(ahead)
+            elif ahead < -0.5:
+                deadline = time.monotonic()

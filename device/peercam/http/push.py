@@ -1,0 +1,103 @@
+"""The page's push channel, a WebSocket at /events.
+
+Down: every doorbell event, and the call state on connect. Up: commands (answer,
+decline, hang up, talk, stop talking, open the door). A command names the viewer's
+live WHEP session, an unguessable id only that page holds, and is checked on the
+server: no session, an unknown command or a refused action gets a `result` with
+`ok: false` and the reason, and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from peercam.audio.talkback import Outcome
+from peercam.doorbell.call import Doorbell
+from peercam.events import Event, EventBus
+from peercam.rtc.registry import SessionRegistry
+
+logger = logging.getLogger(__name__)
+
+Command = Callable[[str, str], Awaitable[Outcome]]
+
+
+class PushChannel:
+    def __init__(self, events: EventBus, doorbell: Doorbell, sessions: SessionRegistry) -> None:
+        self._events = events
+        self._doorbell = doorbell
+        self._sessions = sessions
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._commands: dict[str, Command] = {
+            "answer": doorbell.answer,
+            "decline": doorbell.decline,
+            "hangup": doorbell.hang_up,
+            "talk": lambda sid, label: doorbell.talk(sid, label, True),
+            "untalk": lambda sid, label: doorbell.talk(sid, label, False),
+            "open-door": doorbell.open_door,
+        }
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/events", self.connect)]
+
+    async def connect(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+        await socket.prepare(request)
+        self._sockets.add(socket)
+        queue = self._events.subscribe()
+        forwarder = asyncio.create_task(self._forward(queue, socket), name="push-forward")
+        try:
+            await socket.send_json(self._doorbell.snapshot())
+            async for message in socket:
+                if message.type == WSMsgType.TEXT:
+                    await socket.send_json(await self._command(message.data))
+                elif message.type == WSMsgType.ERROR:
+                    break
+                else:
+                    await socket.send_json(_refusal(None, "send commands as JSON text"))
+        finally:
+            self._events.unsubscribe(queue)
+            forwarder.cancel()
+            await asyncio.gather(forwarder, return_exceptions=True)
+            self._sockets.discard(socket)
+        return socket
+
+    async def _forward(self, queue: asyncio.Queue[Event], socket: web.WebSocketResponse) -> None:
+        while not socket.closed:
+            event = await queue.get()
+            try:
+                await socket.send_json(event)
+            except ConnectionError:
+                return
+
+    async def _command(self, text: str) -> Event:
+        try:
+            data: Any = json.loads(text)
+        except ValueError:
+            return _refusal(None, "not JSON")
+        if not isinstance(data, dict):
+            return _refusal(None, "a command is a JSON object")
+        name = data.get("cmd")
+        action = self._commands.get(name) if isinstance(name, str) else None
+        if action is None:
+            return _refusal(name, f"unknown command {name!r}; known: {', '.join(self._commands)}")
+        session_id = data.get("session")
+        session = self._sessions.get(session_id) if isinstance(session_id, str) else None
+        if session is None:
+            return _refusal(name, "no such session: a command needs your live viewer session")
+        label = f"viewer {session.id[:6]} ({session.client or 'unknown address'})"
+        outcome = await action(session.id, label)
+        logger.info("%s from %s: %s", name, label, "done" if outcome.ok else outcome.reason)
+        return {"type": "result", "cmd": name, "ok": outcome.ok, "reason": outcome.reason}
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(s.close() for s in list(self._sockets)), return_exceptions=True)
+
+
+def _refusal(command: object, reason: str) -> Event:
+    return {"type": "result", "cmd": command, "ok": False, "reason": reason}
