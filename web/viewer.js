@@ -2,6 +2,7 @@
 
 import { WhepSession } from './whep.js';
 import { StatsReader, formatStats } from './stats.js';
+import { Doorbell } from './doorbell.js';
 
 const params = new URLSearchParams(location.search);
 const videoCodec = params.get('codec'); // "H264" / "VP8": force one (tests, old devices)
@@ -139,6 +140,27 @@ $('snapshot').addEventListener('click', () => {
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }, 'image/png');
 });
+
+let noticeTimer = null;
+const doorbell = new Doorbell(viewer, {
+  say(text) {
+    const notice = $('notice');
+    notice.textContent = text;
+    notice.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { notice.hidden = true; }, 6000);
+  },
+  showRing(on) { $('ring').hidden = !on; },
+  showCall(on) { $('hangup').hidden = !on; $('talk').disabled = on; },
+  showTalking(on) { $('talk').setAttribute('aria-pressed', String(on)); },
+});
+window.peercamDoorbell = doorbell;
+$('answer').addEventListener('click', () => doorbell.answer());
+$('decline').addEventListener('click', () => doorbell.decline());
+$('hangup').addEventListener('click', () => doorbell.hangUp());
+$('open-door').addEventListener('click', () => doorbell.openDoor());
+doorbell.bindTalkButton($('talk'));
+doorbell.connect();
 
 window.addEventListener('pagehide', () => viewer.session?.stop({ keepalive: true }));
 setInterval(() => viewer.refreshStats(), 1000);

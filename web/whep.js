@@ -11,7 +11,9 @@ export class WhepSession {
     this.ufrag = null;
     // An explicit empty list: no third-party STUN server is ever contacted by default.
     this.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
-    this.pc.addTransceiver('audio', { direction: 'recvonly' });
+    // Two-way from the start, with no track: talking later is a replaceTrack(),
+    // which needs no renegotiation (WHEP has none).
+    this.audio = this.pc.addTransceiver('audio', { direction: 'sendrecv' });
     const video = this.pc.addTransceiver('video', { direction: 'recvonly' });
     if (videoCodec) preferCodec(video, `video/${videoCodec}`);
     this.pc.addEventListener('icecandidate', (event) => this.#trickle(event.candidate));
@@ -64,6 +66,10 @@ export class WhepSession {
     } catch (error) {
       console.warn('trickle failed', error);
     }
+  }
+
+  get id() {
+    return this.location ? this.location.split('/').pop() : null;
   }
 
   async stop({ keepalive = false } = {}) {

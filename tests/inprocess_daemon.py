@@ -1,0 +1,62 @@
+"""The real daemon in a thread of the test process, for the tests that must reach
+into it: gpiozero's MockFactory pins exist only in the process that made them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import TracebackType
+
+from peercam.config import Config
+from peercam.daemon import Daemon
+
+
+class InProcessDaemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.daemon: Daemon | None = None
+        self.base = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="daemon", daemon=True)
+
+    def __enter__(self) -> InProcessDaemon:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(30)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as error:
+            self._error = error
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self.daemon = Daemon(self.config)
+        await self.daemon.start()
+        self.base = f"http://127.0.0.1:{self.daemon.port}"
+        self._ready.set()
+        await self._stopping.wait()
+        await self.daemon.stop()
+
+    def call(self, function: object) -> None:
+        """Run `function` on the daemon's event loop (its state is not thread-safe)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(function)  # type: ignore[arg-type]
