@@ -38,6 +38,7 @@ class WhepAnswer:
 class WhepViewer:
     base: str  # http://127.0.0.1:PORT
     video_codec: str | None = None  # "video/H264" or "video/VP8" to force one
+    audio_codec: str | None = None  # e.g. "audio/PCMU": a client that offers only that
     pc: RTCPeerConnection = field(init=False)
     answer: WhepAnswer | None = None
     tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)
@@ -56,7 +57,13 @@ class WhepViewer:
             video.setCodecPreferences(
                 [c for c in video_capabilities() if c.mimeType in (self.video_codec, "video/rtx")]
             )
-        self.pc.addTransceiver("audio", direction="recvonly")
+        audio = self.pc.addTransceiver("audio", direction="recvonly")
+        if self.audio_codec:
+            capabilities = RTCRtpReceiver.getCapabilities("audio")
+            assert capabilities is not None
+            audio.setCodecPreferences(
+                [c for c in capabilities.codecs if c.mimeType == self.audio_codec]
+            )
         self.pc.on("track", self._on_track)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.posted_at = time.monotonic()

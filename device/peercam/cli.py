@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--size", type=_size, help="picture size, WIDTHxHEIGHT")
     run.add_argument("--fps", type=int, help="frames per second")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    ring = commands.add_parser("ring", help="ring the doorbell of a running daemon")
+    ring.add_argument(
+        "--url", default="http://127.0.0.1:8080", help="the daemon (default %(default)s)"
+    )
     check = commands.add_parser("check", help="report the board's cameras, encoders, audio, GPIO")
     check.add_argument("--config", type=Path, help="TOML config file")
     check.add_argument("--json", action="store_true", help="machine-readable output")
@@ -53,15 +60,29 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {name: values for name, values in (("server", server), ("camera", camera)) if values}
 
 
+def ring_doorbell(url: str) -> int:
+    request = urllib.request.Request(url.rstrip("/") + "/api/ring", method="POST", data=b"")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            state = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        print(f"peercam: cannot ring {url}: {error}", file=sys.stderr)
+        return 1
+    print(f"peercam: rang; the doorbell is {state.get('call', '?')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
+        level=getattr(logging, getattr(args, "log_level", "warning").upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # aioice and aiortc log every candidate pair at INFO; a busy camera needs less.
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    if args.command == "ring":
+        return ring_doorbell(args.url)
     try:
         config = load_config(args.config, _overrides(args))
     except ConfigError as error:

@@ -1,0 +1,111 @@
+"""Sound both ways through real alsa-lib (file plugin), aiortc peers and Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+from tests.alsa_fixture import FakeSoundCard, dominant_frequency, fake_sound_card
+from tests.browser import chromium, wait_for_stats
+from tests.conftest import StartDaemon
+from tests.whep_viewer import WhepViewer
+
+ALSA = """
+[camera]
+source = "test"
+size = "320x240"
+[audio]
+source = "alsa"
+device = "{mic}"
+[talkback]
+device = "peercam_speaker"
+rate = 16000
+"""
+
+
+def received_tone(frames: list[av.AudioFrame]) -> float:
+    samples = np.concatenate(
+        [f.to_ndarray().reshape(-1, len(f.layout.channels))[:, 0] for f in frames]
+    )
+    return dominant_frequency(samples, frames[0].sample_rate)
+
+
+async def test_microphone_tone_reaches_a_viewer_as_opus(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    card = fake_sound_card(tmp_path / "card")
+    daemon = start_daemon(ALSA.format(mic="peercam_mic"), env=card.env)
+    async with WhepViewer(daemon.base) as viewer:
+        assert viewer.answer is not None and "opus/48000" in viewer.answer.sdp
+        frames = await viewer.audio_frames(60)
+    assert abs(received_tone(frames[20:]) - card.tone_hz) < 15  # 1 kHz, not the 440 Hz tone
+    assert "microphone peercam_mic capturing at 48000 Hz" in daemon.log()
+
+
+async def test_a_client_offering_only_g711_gets_pcmu(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    card = fake_sound_card(tmp_path / "card")
+    daemon = start_daemon(ALSA.format(mic="peercam_mic"), env=card.env)
+    async with WhepViewer(daemon.base, audio_codec="audio/PCMU") as viewer:
+        assert viewer.answer is not None
+        assert "PCMU/8000" in viewer.answer.sdp and "opus" not in viewer.answer.sdp
+        frames = await viewer.audio_frames(60)
+    assert abs(received_tone(frames[20:]) - card.tone_hz) < 15
+    assert daemon.metric("peercam_encoder_running", codec="pcmu") in (0.0, 1.0)
+    assert daemon.metric("peercam_encoded_frames_total", codec="pcmu") > 40
+
+
+async def test_a_missing_microphone_is_retried_and_video_keeps_streaming(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    card = fake_sound_card(tmp_path / "card", seconds=1)
+    daemon = start_daemon(ALSA.format(mic="no_such_pcm"), env=card.env)
+    async with WhepViewer(daemon.base) as viewer:
+        frames = await viewer.video_frames(30)
+        assert frames[-1].width == 320
+        await asyncio.sleep(1.5)
+    log = daemon.log()
+    assert "microphone no_such_pcm unavailable" in log and "retrying in" in log
+    assert "Traceback" not in log
+
+
+def speaker_rate(card: FakeSoundCard, seconds: float) -> float:
+    before = len(card.played())
+    time.sleep(seconds)
+    return (len(card.played()) - before) / seconds
+
+
+def test_talkback_from_chromium_plays_on_the_speaker(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    card = fake_sound_card(tmp_path / "card", seconds=5)
+    daemon = start_daemon(ALSA.format(mic="peercam_mic"), env=card.env)
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(daemon.base + "/")
+        wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
+        page.wait_for_function("window.peercamDoorbell.socket.readyState === 1")
+        assert len(card.played()) == 0  # nothing plays until someone talks
+        page.click("#talk")  # a click toggles talking on
+        page.wait_for_function(
+            "document.getElementById('talk').getAttribute('aria-pressed') === 'true'",
+            timeout=10_000,
+        )
+        time.sleep(1.0)
+        rate = speaker_rate(card, 3.0)
+        # The configured 16 kHz, resampled from the browser's 48 kHz Opus.
+        assert 14_500 <= rate <= 17_500, rate
+        recent = card.played()[-16_000:].astype(np.float64)
+        assert np.sqrt(np.mean(recent**2)) > 300  # Chromium's fake microphone, not silence
+        page.click("#talk")  # and off
+        page.wait_for_function(
+            "document.getElementById('talk').getAttribute('aria-pressed') === 'false'"
+        )
+        time.sleep(0.5)
+        assert speaker_rate(card, 1.0) == 0  # the speaker stopped with the talker
+    assert "talkback: floor released" in daemon.log()

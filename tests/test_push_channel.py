@@ -1,0 +1,146 @@
+"""The push channel's commands: refusals are clear and change nothing; one talker at
+a time; rings from the API and the command line reach every open channel."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.alsa_fixture import fake_sound_card
+from tests.conftest import StartDaemon
+from tests.daemon_process import DaemonProcess
+from tests.whep_viewer import WhepViewer
+
+CONFIG = """
+[camera]
+source = "test"
+size = "320x240"
+[talkback]
+device = "peercam_speaker"
+"""
+
+
+async def next_of(socket: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    while True:
+        message: dict[str, Any] = await socket.receive_json(timeout=10)
+        if message["type"] == kind:
+            return message
+
+
+async def command(socket: aiohttp.ClientWebSocketResponse, payload: object) -> dict[str, Any]:
+    if isinstance(payload, str):
+        await socket.send_str(payload)
+    else:
+        await socket.send_json(payload)
+    return await next_of(socket, "result")
+
+
+def session_id(viewer: WhepViewer) -> str:
+    assert viewer.answer is not None
+    return viewer.answer.location.rsplit("/", 1)[1]
+
+
+def start(start_daemon: StartDaemon, tmp_path: Path) -> DaemonProcess:
+    card = fake_sound_card(tmp_path / "card", seconds=2)
+    return start_daemon(CONFIG, env=card.env)
+
+
+async def test_bad_commands_are_refused_with_a_reason(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    daemon = start(start_daemon, tmp_path)
+    async with (
+        WhepViewer(daemon.base) as viewer,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(daemon.base + "/events") as socket,
+    ):
+        state = await next_of(socket, "state")
+        assert state["call"] == "idle"
+        me = session_id(viewer)
+        cases = [
+            ("{not json", "not JSON"),
+            ([1, 2], "a command is a JSON object"),
+            ({"cmd": "launch", "session": me}, "unknown command 'launch'"),
+            ({"cmd": "answer"}, "no such session"),
+            ({"cmd": "answer", "session": "forged-session-id"}, "no such session"),
+            ({"cmd": "answer", "session": me}, "nothing is ringing"),
+            ({"cmd": "hangup", "session": me}, "you are not in a call"),
+            ({"cmd": "untalk", "session": me}, "you are not talking"),
+            ({"cmd": "open-door", "session": me}, "no door relay is configured"),
+        ]
+        for payload, reason in cases:
+            result = await command(socket, payload)
+            assert result["ok"] is False and reason in result["reason"], (payload, result)
+        # Nothing was disturbed: the viewer still streams, the bell is still idle.
+        await viewer.video_frames(10)
+        assert (await command(socket, {"cmd": "decline", "session": me}))["reason"] == (
+            "nothing is ringing"
+        )
+
+
+async def test_one_talker_at_a_time(start_daemon: StartDaemon, tmp_path: Path) -> None:
+    daemon = start(start_daemon, tmp_path)
+    async with (
+        WhepViewer(daemon.base) as first,
+        WhepViewer(daemon.base) as second,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(daemon.base + "/events") as socket,
+    ):
+        a, b = session_id(first), session_id(second)
+        await first.video_frames(5)
+        await second.video_frames(5)  # connected: its going away is seen at once
+        assert (await command(socket, {"cmd": "talk", "session": a}))["ok"] is True
+        refused = await command(socket, {"cmd": "talk", "session": b})
+        assert refused["ok"] is False
+        assert f"viewer {a[:6]}" in refused["reason"] and "is talking" in refused["reason"]
+        assert (await command(socket, {"cmd": "untalk", "session": b}))["ok"] is False
+        assert (await command(socket, {"cmd": "untalk", "session": a}))["ok"] is True
+        assert (await command(socket, {"cmd": "talk", "session": b}))["ok"] is True
+        # The talker leaves without a word (no DELETE): the floor is freed for the others.
+        await second.pc.close()
+        # Until the daemon sees b gone, a is refused because b holds the floor.
+        for _ in range(50):
+            result = await command(socket, {"cmd": "talk", "session": a})
+            if result["ok"]:
+                break
+            assert f"viewer {b[:6]}" in result["reason"]
+            await asyncio.sleep(0.2)
+        assert result["ok"] is True
+        async with http.get(daemon.base + "/api/state") as response:
+            assert (await response.json())["talker"].startswith(f"viewer {a[:6]}")
+
+
+async def test_ring_from_the_api_and_the_command_line(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    daemon = start(start_daemon, tmp_path)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(daemon.base + "/events") as first,
+        http.ws_connect(daemon.base + "/events") as second,
+    ):
+        async with http.post(daemon.base + "/api/ring") as response:
+            assert response.status == 202
+            assert (await response.json())["call"] == "ringing"
+        for socket in (first, second):
+            ring = await next_of(socket, "ring")
+            assert ring["origin"] == "api"
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "peercam", "ring", "--url", daemon.base],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "the doorbell is ringing" in result.stdout
+        assert (await next_of(first, "ring"))["origin"] == "api"
+    unreachable = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "peercam", "ring", "--url", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert unreachable.returncode == 1 and "cannot ring" in unreachable.stderr
