@@ -109,3 +109,39 @@ def test_talkback_from_chromium_plays_on_the_speaker(
         time.sleep(0.5)
         assert speaker_rate(card, 1.0) == 0  # the speaker stopped with the talker
     assert "talkback: floor released" in daemon.log()
+
+
+async def test_half_duplex_silences_the_microphone_while_someone_talks(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    card = fake_sound_card(tmp_path / "card")
+    config = ALSA.format(mic="peercam_mic") + "half_duplex = true\n"
+    daemon = start_daemon(config, env=card.env)
+
+    def level(frames: list[av.AudioFrame]) -> float:
+        samples = np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float64)
+        return float(np.sqrt(np.mean(samples**2)))
+
+    async def talk(session: str, cmd: str) -> None:
+        await socket.send_json({"cmd": cmd, "session": session})
+        while (reply := await socket.receive_json(timeout=10))["type"] != "result":
+            pass
+        assert reply["ok"], reply
+
+    async with (
+        WhepViewer(daemon.base) as listener,
+        WhepViewer(daemon.base) as talker,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(daemon.base + "/events") as socket,
+    ):
+        assert talker.answer is not None
+        session = talker.answer.location.rsplit("/", 1)[1]
+        assert level((await listener.audio_frames(50))[10:]) > 3000  # the tone
+        await talk(session, "talk")
+        await listener.audio_frames(25)  # what was already on its way
+        assert level(await listener.audio_frames(25)) < 100  # silence while talking
+        await talk(session, "untalk")
+        await listener.audio_frames(25)
+        assert level(await listener.audio_frames(25)) > 3000  # the tone is back

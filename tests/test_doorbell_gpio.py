@@ -112,10 +112,23 @@ def test_ring_answer_open_door_and_hang_up(pins: MockFactory) -> None:
 def test_an_unanswered_ring_times_out_and_motion_is_pushed(pins: MockFactory) -> None:
     with doorbell_daemon(ring_timeout=1.0) as daemon, chromium() as browser:
         page = browser.new_page()
+        # A page in a background tab, notifications allowed: the ring shows one.
+        page.add_init_script(
+            """
+            window.shownNotifications = [];
+            window.Notification = class {
+              static permission = 'granted';
+              static requestPermission() { return Promise.resolve('granted'); }
+              constructor(title) { window.shownNotifications.push(title); }
+            };
+            Object.defineProperty(document, 'hidden', { get: () => true });
+            """
+        )
         page.goto(daemon.base + "/")
         page.wait_for_function("window.peercamDoorbell.socket.readyState === 1")
         press(pins)
         page.wait_for_selector("#ring", state="visible", timeout=5000)
+        assert page.evaluate("window.shownNotifications") == ["Someone is at the door"]
         page.wait_for_selector("#ring", state="hidden", timeout=5000)
         assert "Missed ring" in page.locator("#notice").inner_text()
         assert not pin(pins, LED_PIN).state
