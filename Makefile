@@ -54,6 +54,7 @@ bench: install-test
 	@scripts/ensure-debian-packages.sh $(BENCH_DEBS)
 	$(BIN)/python -m bench.cpu_per_viewer
 	$(BIN)/python -m bench.camera_clip
+	$(BIN)/python -m bench.audio_latency
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info device/*.egg-info

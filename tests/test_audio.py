@@ -108,6 +108,20 @@ def test_talkback_from_chromium_plays_on_the_speaker(
         )
         time.sleep(0.5)
         assert speaker_rate(card, 1.0) == 0  # the speaker stopped with the talker
+        # Held down, Talk is push-to-talk: on while pressed, off when let go.
+        box = page.locator("#talk").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.wait_for_function(
+            "document.getElementById('talk').getAttribute('aria-pressed') === 'true'"
+        )
+        time.sleep(1.5)
+        assert speaker_rate(card, 1.0) > 14_000
+        page.mouse.up()
+        page.wait_for_function(
+            "document.getElementById('talk').getAttribute('aria-pressed') === 'false'"
+        )
     assert "talkback: floor released" in daemon.log()
 
 

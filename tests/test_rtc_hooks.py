@@ -10,7 +10,12 @@ from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from peercam.fanout.hub import StreamHub
 from peercam.media import EncodedFrame
-from peercam.rtc.shared_track import PrepackedPayloads, SharedFrameTrack, attach_to_sender
+from peercam.rtc.shared_track import (
+    PrepackedPayloads,
+    SharedFrameTrack,
+    attach_to_sender,
+    release_audio_promptly,
+)
 from tests.conftest import StartDaemon
 from tests.whep_viewer import WhepViewer
 
@@ -29,6 +34,15 @@ async def test_sender_uses_the_shared_payloads_and_forwards_pli_and_fir() -> Non
     for fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
         await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=fmt, ssrc=1, media_ssrc=sender._ssrc))
     assert requests == ["keyframe", "keyframe"]
+    await pc.close()
+
+
+async def test_talkback_receivers_release_audio_without_prefetch() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = pc.addTransceiver("audio", direction="sendrecv").receiver
+    release_audio_promptly(receiver)
+    buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer")  # noqa: B009
+    assert buffer._prefetch == 1 and buffer.capacity == 16
     await pc.close()
 
 

@@ -23,7 +23,11 @@ from peercam.fanout.hub import Subscription
 from peercam.media import Kind
 from peercam.pipeline import MediaPipeline
 from peercam.rtc.negotiation import OfferPlan, codec_preferences
-from peercam.rtc.shared_track import SharedFrameTrack, attach_to_sender
+from peercam.rtc.shared_track import (
+    SharedFrameTrack,
+    attach_to_sender,
+    release_audio_promptly,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +92,8 @@ class ViewerSession:
         # Must precede setRemoteDescription: set later, aiortc ignores it silently.
         transceiver.setCodecPreferences(codec_preferences(kind, codec))
         attach_to_sender(transceiver.sender, lambda: producer.request_keyframe("rtcp"))
+        if two_way:
+            release_audio_promptly(transceiver.receiver)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self._on_audio is not None:

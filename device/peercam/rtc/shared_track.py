@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.base import Encoder
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from peercam.fanout.hub import Subscription, SubscriptionClosed
@@ -46,6 +47,19 @@ class PrepackedPayloads(Encoder):
 
     def pack(self, packet: EncodedFrame) -> tuple[list[bytes], int]:  # type: ignore[override]
         return list(packet.payloads), packet.rtp_timestamp
+
+
+def release_audio_promptly(receiver: RTCRtpReceiver) -> None:
+    """Let `receiver` hand on each audio frame as soon as it is complete.
+
+    aiortc 1.16 holds received audio until four newer frames have arrived (80 ms).
+    Talkback smooths jitter once, in the speaker's own buffer (audio/alsa_speaker.py),
+    so that wait would only add delay. Checked by tests/test_rtc_hooks.py.
+    """
+    name = "_RTCRtpReceiver__jitter_buffer"
+    if not hasattr(receiver, name):
+        raise RuntimeError("this aiortc version lacks the receiver hook peercam relies on")
+    setattr(receiver, name, JitterBuffer(capacity=16, prefetch=1))
 
 
 def attach_to_sender(sender: RTCRtpSender, on_keyframe_request: Callable[[], None]) -> None:

@@ -1,0 +1,229 @@
+"""Audio latency both ways, measured with clicks whose wall-clock time is known.
+
+The daemon's microphone and speaker are alsa-lib `file` PCMs on FIFOs. Real alsa-lib
+then blocks on them as on a sound card, and this benchmark is the card's clock:
+- microphone → browser: clicks are written into the microphone FIFO in real time;
+  headless Chromium, viewing the page, timestamps each click it hears (WebAudio on
+  the received stream). Latency is heard minus written.
+- talkback, mouth → ear: the page makes clicks with WebAudio at known times and sends
+  them as its Talk track; this benchmark reads the speaker FIFO as the daemon plays
+  it. Latency is played minus made.
+Both machines' clocks are this machine's. Prints p50/p95; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.cpu_per_viewer import RESULTS, free_port, percentile, start_server
+
+RATE = 48_000
+BLOCK = 960  # 20 ms
+CLICK_EVERY = 1.0
+
+ASOUNDRC = """
+pcm.bench_mic {{ type file slave.pcm "null" file "/dev/null" infile "{mic}" format "raw" }}
+pcm.bench_speaker {{ type file slave.pcm "null" file "{speaker}" format "raw" }}
+"""
+
+# Runs in the page: hears the daemon's audio and notes when each click arrives.
+LISTEN = """
+() => {
+  const video = document.getElementById('video');
+  const context = new AudioContext({ sampleRate: 48000 });
+  const source = context.createMediaStreamSource(video.srcObject);
+  const node = context.createScriptProcessor(256, 1, 1);
+  window.heardClicks = [];
+  let quietUntil = 0;
+  node.onaudioprocess = (event) => {
+    const samples = event.inputBuffer.getChannelData(0);
+    const now = performance.timeOrigin + performance.now();
+    for (let i = 0; i < samples.length; i++) {
+      if (Math.abs(samples[i]) > 0.2 && now > quietUntil) {
+        window.heardClicks.push(now - ((samples.length - i) / 48000) * 1000);
+        quietUntil = now + 500;
+        break;
+      }
+    }
+  };
+  source.connect(node);
+  node.connect(context.destination);
+}
+"""
+
+# Runs in the page: talks clicks, at known times, through the Talk path.
+TALK = """
+async (count) => {
+  const context = new AudioContext({ sampleRate: 48000 });
+  const destination = context.createMediaStreamDestination();
+  const oscillator = context.createOscillator();
+  const gain = context.createGain();
+  oscillator.frequency.value = 2000;
+  gain.gain.value = 0;
+  oscillator.connect(gain).connect(destination);
+  oscillator.start();
+  await window.peercam.session.audio.sender.replaceTrack(destination.stream.getAudioTracks()[0]);
+  const result = await window.peercamDoorbell.command('talk');
+  if (!result.ok) throw new Error(result.reason);
+  window.madeClicks = [];
+  for (let i = 0; i < count; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const at = context.currentTime + 0.05;
+    const stamp = context.getOutputTimestamp();
+    gain.gain.setValueAtTime(0.9, at);
+    gain.gain.setValueAtTime(0, at + 0.005);
+    // Context time → wall clock, through the context's own timestamp pair.
+    window.madeClicks.push(performance.timeOrigin + stamp.performanceTime +
+                           (at - stamp.contextTime) * 1000);
+  }
+  return window.madeClicks;
+}
+"""
+
+
+class MicrophoneFeed(threading.Thread):
+    """Writes 20 ms blocks into the microphone FIFO in real time, a click each second."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.clicks: list[float] = []  # wall-clock ms of each click's first sample
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        silence = np.zeros(BLOCK, dtype="<i2").tobytes()
+        click = np.zeros(BLOCK, dtype="<i2")
+        # 5 ms of 2 kHz: long enough to survive Opus at 32 kbit/s with its edge intact.
+        burst = np.arange(240)
+        click[:240] = (0.9 * 32767 * np.sin(2 * np.pi * 2000 * burst / RATE)).astype("<i2")
+        with self.path.open("wb", buffering=0) as fifo:
+            start = time.monotonic()
+            for index in range(10**9):
+                if self.stopping.is_set():
+                    return
+                deadline = start + index * BLOCK / RATE
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                clicking = index % round(CLICK_EVERY * RATE / BLOCK) == 0 and index > 0
+                if clicking:
+                    self.clicks.append(time.time() * 1000)
+                try:
+                    fifo.write(click.tobytes() if clicking else silence)
+                except BrokenPipeError:
+                    return
+
+
+class SpeakerTap(threading.Thread):
+    """Reads what the daemon plays, noting when each click comes out."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.clicks: list[float] = []
+
+    def run(self) -> None:
+        quiet_until = 0.0
+        with self.path.open("rb", buffering=0) as fifo:
+            while block := fifo.read(BLOCK * 2):
+                now = time.time() * 1000
+                samples = np.frombuffer(block[: len(block) // 2 * 2], dtype="<i2")
+                loud = np.flatnonzero(np.abs(samples) > 0.3 * 32767)
+                if loud.size and now > quiet_until:
+                    # The block was written as the daemon played it; its clicks
+                    # sounded that far into it.
+                    self.clicks.append(now - (len(samples) - loud[0]) / RATE * 1000)
+                    quiet_until = now + 500
+
+
+def pair_up(made: list[float], heard: list[float], window: float = 800) -> list[float]:
+    """Latency of each made click that was heard within `window` ms."""
+    latencies = []
+    for at in made:
+        later = [h - at for h in heard if 0 <= h - at <= window]
+        if later:
+            latencies.append(min(later))
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clicks", type=int, default=20)
+    args = parser.parse_args()
+    from tests.browser import chromium
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        mic, speaker = home / "mic.fifo", home / "speaker.fifo"
+        os.mkfifo(mic)
+        os.mkfifo(speaker)
+        (home / ".asoundrc").write_text(ASOUNDRC.format(mic=mic, speaker=speaker))
+        config = home / "peercam.toml"
+        config.write_text(
+            '[camera]\nsource = "test"\nsize = "320x240"\n'
+            '[audio]\nsource = "alsa"\ndevice = "bench_mic"\ncodecs = ["opus"]\n'
+            '[talkback]\ndevice = "bench_speaker"\n'
+        )
+        feed, tap = MicrophoneFeed(mic), SpeakerTap(speaker)
+        feed.start()
+        tap.start()
+        port = free_port()
+        env_home = os.environ.get("HOME")
+        os.environ["HOME"] = str(home)  # the daemon finds the FIFOs through ~/.asoundrc
+        try:
+            daemon = start_server(
+                [sys.executable, "-m", "peercam", "run", "--config", str(config),
+                 "--host", "127.0.0.1", "--port", str(port)],
+                "serving on",
+            )  # fmt: skip
+        finally:
+            if env_home is not None:
+                os.environ["HOME"] = env_home
+        try:
+            with chromium() as browser:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_function(
+                    "window.peercam.lastStats && window.peercam.lastStats.audioPackets > 20",
+                    timeout=20_000,
+                )
+                page.evaluate(LISTEN)
+                written_from = len(feed.clicks)
+                time.sleep(args.clicks * CLICK_EVERY + 1)
+                heard = page.evaluate("window.heardClicks")
+                mic_latency = pair_up(feed.clicks[written_from:], heard)
+                made = page.evaluate(TALK, args.clicks)
+                time.sleep(1.0)
+                talk_latency = pair_up(made, tap.clicks)
+        finally:
+            feed.stopping.set()
+            daemon.terminate()
+            daemon.wait(30)
+
+    lines = ["# Audio latency (clicks with known wall-clock times, loopback)", ""]
+    for name, values, sent in (
+        ("microphone → browser (ALSA → Opus → Chromium)", mic_latency, args.clicks),
+        ("talkback, mouth → ear (Chromium → Opus → ALSA)", talk_latency, args.clicks),
+    ):
+        if values:
+            lines.append(
+                f"- {name}: p50 {percentile(values, 50):.0f} ms, p95 {percentile(values, 95):.0f}"
+                f" ms, mean {statistics.fmean(values):.0f} ms ({len(values)} of {sent} clicks)"
+            )
+        else:
+            lines.append(f"- {name}: no click was detected")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "audio_latency.md").write_text(report)
+
+
+if __name__ == "__main__":
+    main()
