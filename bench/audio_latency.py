@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cpu_per_viewer import RESULTS, free_port, percentile, start_server
+from bench.cpu_per_viewer import free_port, percentile, start_server
+from bench.report import publish
 
 RATE = 48_000
 BLOCK = 960  # 20 ms
@@ -198,7 +199,8 @@ def main() -> None:
                 written_from = len(feed.clicks)
                 time.sleep(args.clicks * CLICK_EVERY + 1)
                 heard = page.evaluate("window.heardClicks")
-                mic_latency = pair_up(feed.clicks[written_from:], heard)
+                written = feed.clicks[written_from:]
+                mic_latency = pair_up(written, heard)
                 made = page.evaluate(TALK, args.clicks)
                 time.sleep(1.0)
                 talk_latency = pair_up(made, tap.clicks)
@@ -209,8 +211,8 @@ def main() -> None:
 
     lines = ["# Audio latency (clicks with known wall-clock times, loopback)", ""]
     for name, values, sent in (
-        ("microphone → browser (ALSA → Opus → Chromium)", mic_latency, args.clicks),
-        ("talkback, mouth → ear (Chromium → Opus → ALSA)", talk_latency, args.clicks),
+        ("microphone → browser (ALSA → Opus → Chromium)", mic_latency, len(written)),
+        ("talkback, mouth → ear (Chromium → Opus → ALSA)", talk_latency, len(made)),
     ):
         if values:
             lines.append(
@@ -219,10 +221,7 @@ def main() -> None:
             )
         else:
             lines.append(f"- {name}: no click was detected")
-    report = "\n".join(lines) + "\n"
-    print(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "audio_latency.md").write_text(report)
+    publish("audio_latency.md", lines)
 
 
 if __name__ == "__main__":

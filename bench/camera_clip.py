@@ -23,7 +23,8 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from bench.cpu_per_viewer import RESULTS, free_port, measure, start_server
+from bench.cpu_per_viewer import free_port, measure, start_server
+from bench.report import publish
 from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.media import CapturedVideo
 
@@ -149,11 +150,7 @@ def main() -> None:
         "",
         f"- CPU per extra viewer on the passthrough path: {run.per_extra_viewer():.2f} % of a core",
     ]
-    report = "\n".join(lines) + "\n"
-    print()
-    print(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "camera_clip.md").write_text(report)
+    publish("camera_clip.md", lines)
 
 
 if __name__ == "__main__":

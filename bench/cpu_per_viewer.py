@@ -23,8 +23,9 @@ from pathlib import Path
 
 import psutil
 
+from bench.report import publish
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 
 PEERCAM_CONFIG = """
 [camera]
@@ -263,11 +264,7 @@ def main() -> None:
             f"- page load -> first frame in Chromium ({len(first_frames)} loads): "
             f"p50 {percentile(first_frames, 50):.0f} ms, p95 {percentile(first_frames, 95):.0f} ms"
         )
-    report = "\n".join(lines) + "\n"
-    print()
-    print(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cpu_per_viewer.md").write_text(report)
+    publish("cpu_per_viewer.md", lines)
 
 
 if __name__ == "__main__":

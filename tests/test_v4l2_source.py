@@ -131,7 +131,7 @@ async def test_unplugged_camera_is_reported_retried_and_resumes(
     with caplog.at_level(logging.INFO, logger="peercam.capture.v4l2_camera"):
         sink = await run_camera(camera, 2.0, raw=False, encoded=True)
     log = caplog.text
-    assert "stopped delivering" in log and "Input/output error" in log
+    assert "failed" in log and "Input/output error" in log
     assert "unavailable" in log and "No such device" in log
     assert len(opens) >= 4
     assert opens[2] - opens[1] >= 0.09 and opens[3] - opens[2] >= 0.19  # backoff grows

@@ -9,7 +9,6 @@ plays silence and buffers afresh. The device is written from a thread of its own
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -17,12 +16,13 @@ from typing import Any
 
 import av
 
-from peercam.audio.alsa_microphone import AlsaSettings, import_alsaaudio
+from peercam.audio.alsa_microphone import AlsaSettings, open_pcm
+from peercam.capture.driver_thread import DriverThread
 
 logger = logging.getLogger(__name__)
 
 
-class AlsaSpeaker:
+class AlsaSpeaker(DriverThread[Any]):
     def __init__(
         self,
         settings: AlsaSettings,
@@ -30,44 +30,33 @@ class AlsaSpeaker:
         max_ms: int = 120,
         backoff: tuple[float, float] = (1.0, 10.0),
     ) -> None:
+        super().__init__(backoff)
         self.settings = settings
+        self.label = f"speaker {settings.device}"
         self._bytes_per_ms = settings.rate * settings.channels * 2 // 1000
         self._target = jitter_ms * self._bytes_per_ms
         self._limit = max_ms * self._bytes_per_ms
-        self._backoff = backoff
         self._buffer = bytearray()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
         self._resampler: Any = None
         self.played_bytes = 0
         self.dropped_bytes = 0
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
     def start(self) -> None:
-        if self._thread is not None:
+        if self.running:
             return
         layout = "mono" if self.settings.channels == 1 else "stereo"
         self._resampler = av.AudioResampler(format="s16", layout=layout, rate=self.settings.rate)
         with self._lock:
             self._buffer.clear()
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="talkback-speaker", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     async def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        await asyncio.to_thread(thread.join)
+        await self._stop_thread()
 
     def play(self, frame: av.AudioFrame) -> None:
         """Queue decoded audio (any rate and layout); called on the event loop."""
-        if self._thread is None or self._resampler is None:
+        if not self.running or self._resampler is None:
             return
         frame.pts = None  # each talker's timestamps are its own; the buffer keeps time
         data = b"".join(out.to_ndarray().tobytes() for out in self._resampler.resample(frame))
@@ -80,39 +69,14 @@ class AlsaSpeaker:
                 self.dropped_bytes += excess
 
     def _open(self) -> Any:
-        alsaaudio = import_alsaaudio()
-        if alsaaudio is None:
-            raise OSError("pyalsaaudio is not installed")
-        s = self.settings
-        return alsaaudio.PCM(
-            alsaaudio.PCM_PLAYBACK,
-            alsaaudio.PCM_NORMAL,
-            device=s.device,
-            channels=s.channels,
-            rate=s.rate,
-            format=alsaaudio.PCM_FORMAT_S16_LE,
-            periodsize=s.rate * s.period_ms // 1000,
-        )
+        return open_pcm(self.settings, capture=False)
 
-    def _run(self) -> None:
-        delay, longest = self._backoff
-        while not self._stopping.is_set():
-            try:
-                pcm = self._open()
-            except Exception as error:  # alsaaudio.ALSAAudioError, OSError
-                logger.warning("speaker %s unavailable (%s); retrying in %.0f s",
-                               self.settings.device, error, delay)  # fmt: skip
-                self._stopping.wait(delay)
-                delay = min(delay * 2, longest)
-                continue
-            logger.info("speaker %s playing at %d Hz", self.settings.device, self.settings.rate)
-            try:
-                self._play(pcm)
-            except Exception as error:
-                logger.warning("speaker %s failed (%s); reopening", self.settings.device, error)
-                self._stopping.wait(delay)
-            finally:
-                pcm.close()
+    def _close(self, pcm: Any) -> None:
+        pcm.close()
+
+    def _use(self, pcm: Any) -> None:
+        logger.info("%s playing at %d Hz", self.label, self.settings.rate)
+        self._play(pcm)
 
     def _play(self, pcm: Any) -> None:
         s = self.settings

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from peercam.capture.driver_thread import DriverThread
 from peercam.media import CapturedEncoded, Kind
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+H = TypeVar("H")
 
 
 class Source(ABC, Generic[T]):
@@ -50,68 +51,56 @@ class Source(ABC, Generic[T]):
         return False
 
 
-class PacedSource(Source[T]):
-    """A source that makes one item per interval in its own thread.
+class ThreadedSource(DriverThread[H], Source[T]):
+    """A source whose driver runs in a DriverThread and hands captures to the loop."""
 
-    Capture drivers block (a camera's dequeue, ALSA's read), so each runs in a thread
-    of its own and hands items to the event loop, where `sink` is called. A source
-    that falls behind skips ahead rather than bursting to catch up: live media has no
-    use for stale frames.
-    """
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+    def __init__(self, backoff: tuple[float, float] = (1.0, 30.0)) -> None:
+        super().__init__(backoff)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sink: Callable[[T | CapturedEncoded], None] | None = None
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
     def start(self, sink: Callable[[T | CapturedEncoded], None]) -> None:
-        if self._thread is not None:
+        if self.running:
             return
         self._loop = asyncio.get_running_loop()
         self._sink = sink
-        self._stopping.clear()
-        self._open()
-        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     async def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        await asyncio.to_thread(thread.join)
-        self._close()
+        await self._stop_thread()
+
+    def _hand_over(self, item: T | CapturedEncoded) -> None:
+        """From the driver's thread to `sink`, on the event loop's thread."""
+        assert self._loop is not None and self._sink is not None
+        try:
+            self._loop.call_soon_threadsafe(self._sink, item)
+        except RuntimeError:  # the loop closed under us during shutdown
+            self._stopping.set()
+
+
+class PacedSource(ThreadedSource[None, T]):
+    """A source that makes one item per interval.
+
+    A source that falls behind skips ahead rather than bursting to catch up: live
+    media has no use for stale frames.
+    """
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self.label = f"capture-{self.name}"
+        self.interval = interval
 
     def _open(self) -> None:
-        """Acquire the device; runs on the loop thread before capture starts."""
-
-    def _close(self) -> None:
-        """Release the device after the capture thread has ended."""
+        return None
 
     @abstractmethod
     def _capture(self, now: float) -> T:
         """Make or read one item; runs in the capture thread."""
 
-    def _run(self) -> None:
-        assert self._loop is not None and self._sink is not None
-        loop, sink = self._loop, self._sink
+    def _use(self, handle: None) -> None:
         deadline = time.monotonic()
         while not self._stopping.is_set():
-            try:
-                item = self._capture(time.monotonic())
-            except Exception:
-                logger.exception("%s capture failed; stopping it", self.name)
-                return
-            try:
-                loop.call_soon_threadsafe(sink, item)
-            except RuntimeError:  # the loop closed under us during shutdown
-                return
+            self._hand_over(self._capture(time.monotonic()))
             deadline += self.interval
             delay = deadline - time.monotonic()
             if delay < -self.interval:

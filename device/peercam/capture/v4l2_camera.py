@@ -11,7 +11,6 @@ it H.264 and MJPEG files through exactly the code a camera uses.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import Any
 
 import av
 
-from peercam.capture.source import Source
+from peercam.capture.source import ThreadedSource
 from peercam.capture.v4l2_devices import force_keyframe
 from peercam.encode.h264_bitstream import IDR, nal_type, nal_units
 from peercam.media import CapturedEncoded, CapturedVideo
@@ -58,7 +57,7 @@ def is_idr(access_unit: bytes) -> bool:
     return any(nal and nal_type(nal) == IDR for nal in nal_units(access_unit))
 
 
-class V4L2Camera(Source[CapturedVideo]):
+class V4L2Camera(ThreadedSource[Any, CapturedVideo]):
     kind = "video"
 
     def __init__(
@@ -68,26 +67,18 @@ class V4L2Camera(Source[CapturedVideo]):
         pace_by_timestamps: bool = False,
         backoff: tuple[float, float] = (1.0, 10.0),
     ) -> None:
+        super().__init__(backoff)
         self.settings = settings
-        self.name = f"v4l2:{settings.device}"
+        self.name = self.label = f"v4l2:{settings.device}"
         self.native_codec = "h264" if settings.input_format == "h264" else None
         self._opener = opener or (lambda: open_device(settings))
         # Files (tests, recorded clips) arrive as fast as they can be read; a camera
         # paces itself. Files are played at their timestamps' pace instead.
         self._pace = pace_by_timestamps
-        self._backoff = backoff
         self._want_raw = False
         self._want_encoded = False
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sink: Callable[[CapturedVideo | CapturedEncoded], None] | None = None
         self.connected = threading.Event()
         self._keyframes_forcible = True
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
 
     def set_outputs(self, raw: bool, encoded: bool) -> None:
         self._want_raw, self._want_encoded = raw, encoded
@@ -102,59 +93,25 @@ class V4L2Camera(Source[CapturedVideo]):
         self._keyframes_forcible = False
         return False
 
-    def start(self, sink: Callable[[CapturedVideo | CapturedEncoded], None]) -> None:
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._sink = sink
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
-        self._thread.start()
+    def _open(self) -> Any:
+        return self._opener()
 
-    async def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        await asyncio.to_thread(thread.join)
+    def _close(self, container: Any) -> None:
+        self.connected.clear()
+        container.close()
 
-    def _hand_over(self, item: CapturedVideo | CapturedEncoded) -> None:
-        assert self._loop is not None and self._sink is not None
-        try:
-            self._loop.call_soon_threadsafe(self._sink, item)
-        except RuntimeError:  # loop closed during shutdown
-            self._stopping.set()
+    def _delay_after_end(self, backoff: float) -> float:
+        # A recorded clip ends by design and starts over at once; a camera's stream
+        # ending is news, and gets the backoff.
+        if self._pace:
+            return 0.0
+        logger.warning("%s stream ended; reopening in %.1f s", self.name, backoff)
+        return backoff
 
-    def _run(self) -> None:
-        delay, longest = self._backoff
-        while not self._stopping.is_set():
-            try:
-                container = self._opener()
-            except (OSError, av.FFmpegError) as error:
-                logger.warning("%s unavailable (%s); retrying in %.1f s", self.name, error, delay)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, longest)
-                continue
-            delay = self._backoff[0]
-            logger.info("%s capturing %s", self.name, self.settings.input_format)
-            self.connected.set()
-            failed = False
-            try:
-                self._capture(container)
-            except (OSError, av.FFmpegError) as error:
-                logger.warning("%s stopped delivering (%s); reopening", self.name, error)
-                failed = True
-            finally:
-                self.connected.clear()
-                container.close()
-            if self._stopping.is_set():
-                return
-            # A recorded clip ends by design and starts over at once; a camera's stream
-            # ending, or failing, is news and gets the backoff.
-            if failed or not self._pace:
-                if not failed:
-                    logger.warning("%s stream ended; reopening in %.1f s", self.name, delay)
-                self._stopping.wait(delay)
+    def _use(self, container: Any) -> None:
+        logger.info("%s capturing %s", self.name, self.settings.input_format)
+        self.connected.set()
+        self._capture(container)
 
     def _capture(self, container: Any) -> None:
         stream = container.streams.video[0]
