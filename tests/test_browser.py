@@ -96,6 +96,8 @@ def test_page_controls_snapshot_stats_and_reconnect(daemon: DaemonProcess, tmp_p
         page.wait_for_function(
             "document.getElementById('stats').textContent.includes('640x480')", timeout=5000
         )
+        page.wait_for_timeout(1500)
+        assert page_stats(page)["bitrateKbps"] > 100  # a live rate, even read twice at once
         overlay = page.locator("#stats").inner_text()
         for label in ("codec", "fps", "bitrate", "rtt", "lost", "jitter buf"):
             assert label in overlay

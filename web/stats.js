@@ -4,6 +4,7 @@ export class StatsReader {
   constructor(pc) {
     this.pc = pc;
     this.previous = null;
+    this.bitrateKbps = undefined;
   }
 
   async read() {
@@ -36,10 +37,15 @@ export class StatsReader {
       result.path = local ? `${local.candidateType}/${local.protocol}` : undefined;
     }
     const bytes = (video?.bytesReceived ?? 0) + (audio?.bytesReceived ?? 0);
-    if (this.previous && now > this.previous.time) {
-      result.bitrateKbps = ((bytes - this.previous.bytes) * 8) / (now - this.previous.time);
+    // Two readings close together (the overlay's and a caller's) would give a noisy
+    // or zero rate: the figure is refreshed only over half a second or more.
+    if (this.previous && now - this.previous.time >= 500) {
+      this.bitrateKbps = ((bytes - this.previous.bytes) * 8) / (now - this.previous.time);
+      this.previous = { time: now, bytes };
+    } else if (!this.previous) {
+      this.previous = { time: now, bytes };
     }
-    this.previous = { time: now, bytes };
+    result.bitrateKbps = this.bitrateKbps;
     return result;
   }
 }
