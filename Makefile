@@ -7,7 +7,8 @@ ARGS   ?=
 # What the daemon needs from Debian, and what the tests add (a real browser).
 # libasound2-dev, gcc and python3-dev build pyalsaaudio, which has no wheel.
 RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
-TEST_DEBS := chromium
+# chromium: the real viewer; coturn, iptables, iproute2: the TURN fallback tests.
+TEST_DEBS := chromium coturn iptables iproute2
 
 .PHONY: run test test-all lint typecheck bench clean install-run install-test
 

@@ -28,13 +28,15 @@ FLAGS = [
 
 
 @contextmanager
-def chromium(extra_flags: list[str] | None = None) -> Iterator[BrowserContext]:
+def chromium(
+    extra_flags: list[str] | None = None, executable: str = CHROMIUM
+) -> Iterator[BrowserContext]:
     profile = tempfile.mkdtemp(prefix="peercam-chromium-")
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 profile,
-                executable_path=CHROMIUM,
+                executable_path=executable,
                 headless=True,
                 args=FLAGS + (extra_flags or []),
             )

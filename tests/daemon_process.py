@@ -18,15 +18,27 @@ _SERVING = re.compile(r"^peercam: serving on (http://\S+)$")
 
 class DaemonProcess:
     def __init__(
-        self, workdir: Path, config: str = "", *args: str, env: dict[str, str] | None = None
+        self,
+        workdir: Path,
+        config: str = "",
+        *args: str,
+        env: dict[str, str] | None = None,
+        netns: str | None = None,
     ) -> None:
         self.config_path = workdir / "peercam.toml"
         self.config_path.write_text(config)
         self.log_path = workdir / "daemon.log"
         self._log: IO[str] = self.log_path.open("w")
+        # In a test host's namespace the daemon listens on its address there.
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        listen = (
+            ["--host", "0.0.0.0", "--port", "8080"]
+            if netns
+            else ["--host", "127.0.0.1", "--port", "0"]
+        )
         command = [
-            sys.executable, "-m", "peercam", "run", "--config", str(self.config_path),
-            "--host", "127.0.0.1", "--port", "0", *args,
+            *prefix, sys.executable, "-m", "peercam", "run", "--config", str(self.config_path),
+            *listen, *args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,
@@ -37,7 +49,7 @@ class DaemonProcess:
         )
         self.url = self._wait_for_url(timeout=30)
         self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = self.url.rstrip("/") if netns else f"http://127.0.0.1:{self.port}"
         self.stdout_lines: list[str] = []
         self._reader = threading.Thread(target=self._drain_stdout, daemon=True)
         self._reader.start()

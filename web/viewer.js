@@ -35,7 +35,7 @@ class Viewer {
   async connect() {
     clearTimeout(this.retryTimer);
     this.setStatus(this.connects ? 'reconnecting' : 'connecting');
-    const session = new WhepSession(new URL('/whep', location.href).href, { videoCodec });
+    const session = await WhepSession.create(new URL('/whep', location.href).href, { videoCodec });
     this.session = session;
     session.pc.addEventListener('track', (event) => {
       if (event.track.kind === 'video' || !video.srcObject) {
@@ -68,7 +68,9 @@ class Viewer {
       this.setStatus('reconnecting', 'connection interrupted');
       this.graceTimer = setTimeout(() => this.retry(session), DISCONNECT_GRACE_MS);
     } else if (state === 'failed' || state === 'closed') {
-      this.setStatus('failed', 'connection lost');
+      const turn = session.iceErrors.length ? ` (TURN: ${session.iceErrors.at(-1)})` : '';
+      this.setStatus('failed', (this.connects ? 'connection lost' : 'could not connect') + turn);
+      this.lastFailure = state + turn;
       this.retry(session);
     } else {
       this.setStatus('connecting', state);

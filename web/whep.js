@@ -2,15 +2,37 @@
 // DELETE to hang up. Used by the viewer page; no dependency on the page itself.
 
 export class WhepSession {
-  constructor(endpoint, { videoCodec = null } = {}) {
+  // The daemon's ICE servers (with TURN credentials minted for this page) come first,
+  // from an OPTIONS request: the offer can only gather relay candidates with them.
+  static async create(endpoint, options = {}) {
+    let iceServers = [];
+    let iceTransportPolicy = 'all';
+    try {
+      const response = await fetch(endpoint, { method: 'OPTIONS' });
+      iceServers = parseIceLinks(response.headers.get('Link'));
+      iceTransportPolicy = response.headers.get('Peercam-Ice-Transport-Policy') === 'relay' ? 'relay' : 'all';
+    } catch (error) {
+      console.warn('no ICE server configuration', error);
+    }
+    return new WhepSession(endpoint, { ...options, iceServers, iceTransportPolicy });
+  }
+
+  constructor(endpoint, { videoCodec = null, iceServers = [], iceTransportPolicy = 'all' } = {}) {
     this.endpoint = endpoint;
     this.videoCodec = videoCodec;
     this.location = null;
-    this.iceServers = [];
+    this.iceServers = iceServers;
     this.pendingCandidates = [];
+    this.iceErrors = [];
     this.ufrag = null;
-    // An explicit empty list: no third-party STUN server is ever contacted by default.
-    this.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+    // Never a default public STUN server: only what the daemon says (maybe nothing).
+    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle' });
+    // A TURN server refusing us (wrong or expired credentials) is worth telling the user.
+    this.pc.addEventListener('icecandidateerror', (event) => {
+      if (event.url && /^turns?:/.test(event.url)) {
+        this.iceErrors.push(`${event.url}: ${event.errorCode} ${event.errorText}`.trim());
+      }
+    });
     // Two-way from the start, with no track: talking later is a replaceTrack(),
     // which needs no renegotiation (WHEP has none).
     this.audio = this.pc.addTransceiver('audio', { direction: 'sendrecv' });
@@ -35,7 +57,6 @@ export class WhepSession {
       throw new Error(`WHEP ${response.status}: ${reason}`);
     }
     this.location = new URL(response.headers.get('Location'), this.endpoint).href;
-    this.iceServers = parseIceLinks(response.headers.get('Link'));
     await this.pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
     await this.#flushCandidates();
   }

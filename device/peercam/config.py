@@ -157,9 +157,28 @@ class IceServer(_Section):
         return value
 
 
+class TurnRestConfig(_Section):
+    """A TURN server (coturn's `use-auth-secret`) sharing a secret with peercam, which
+    then mints short-lived credentials per session: no password ever sits in a page."""
+
+    urls: list[str]
+    secret: str
+    ttl: Annotated[int, Field(ge=60, le=86_400)] = 3600
+
+    @field_validator("urls")
+    @classmethod
+    def _turn_only(cls, value: list[str]) -> list[str]:
+        if not value or not all(url.startswith(("turn:", "turns:")) for url in value):
+            raise ValueError("TURN URLs must start with turn: or turns:")
+        return value
+
+
 class WebRtcConfig(_Section):
     # Empty by default: on a LAN host candidates suffice, and no third party is contacted.
     ice_servers: list[IceServer] = []
+    turn_rest: TurnRestConfig | None = None
+    # "relay": both the daemon and the page use TURN relay candidates only.
+    ice_transport_policy: Literal["all", "relay"] = "all"
 
 
 class ViewerConfig(_Section):

@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 from aiohttp import web
 from aiortc import RTCIceCandidate
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import candidate_from_sdp
 
-from peercam.config import Config
+from peercam.config import Config, IceServer
 from peercam.http.errors import refuse
 from peercam.http.ice_links import link_headers
+from peercam.ice.servers import session_ice
 from peercam.rtc.negotiation import OfferError, plan_offer
 from peercam.rtc.registry import SessionRegistry, TooManyViewers
 
@@ -21,7 +23,9 @@ logger = logging.getLogger(__name__)
 SESSIONS_PATH = "/whep/sessions"
 _CORS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Accept-Post",
+    "Access-Control-Expose-Headers": (
+        "Location, Link, ETag, Accept-Patch, Accept-Post, Peercam-Ice-Transport-Policy"
+    ),
 }
 
 
@@ -39,9 +43,14 @@ class WhepHandlers:
             web.options(SESSIONS_PATH + "/{id}", self.preflight),
         ]
 
+    def _ice_headers(self, response: web.Response, servers: list[IceServer]) -> None:
+        for link in link_headers(servers):
+            response.headers.add("Link", link)
+        response.headers["Peercam-Ice-Transport-Policy"] = self._config.webrtc.ice_transport_policy
+
     async def preflight(self, request: web.Request) -> web.Response:
         methods = "POST, OPTIONS" if request.path == "/whep" else "PATCH, DELETE, OPTIONS"
-        return web.Response(
+        response = web.Response(
             status=204,
             headers={
                 **_CORS,
@@ -52,6 +61,12 @@ class WhepHandlers:
                 "Accept-Patch": "application/trickle-ice-sdpfrag",
             },
         )
+        if request.path == "/whep":
+            # A browser needs its ICE servers before it can make the offer; these
+            # credentials are minted for this request alone and expire by themselves.
+            servers = session_ice(self._config.webrtc, secrets.token_hex(8)).for_viewer
+            self._ice_headers(response, servers)
+        return response
 
     async def _read_text(self, request: web.Request, content_type: str) -> str | web.Response:
         if request.content_type != content_type:
@@ -100,8 +115,7 @@ class WhepHandlers:
                 "ETag": f'"{session.id}"',
             },
         )
-        for link in link_headers(self._config.webrtc.ice_servers):
-            response.headers.add("Link", link)
+        self._ice_headers(response, session.ice.for_viewer)
         return response
 
     async def trickle(self, request: web.Request) -> web.Response:

@@ -51,7 +51,7 @@ class SessionRegistry:
         session = ViewerSession(
             plan,
             self._pipeline,
-            self._config.webrtc.ice_servers,
+            self._config.webrtc,
             self._config.viewers.connect_timeout,
             on_closed=self._forget,
             client=client,

@@ -14,12 +14,14 @@ from aiortc import (
     RTCConfiguration,
     RTCIceCandidate,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
 
-from peercam.config import IceServer
+from peercam.config import IceServer, WebRtcConfig
 from peercam.fanout.hub import Subscription
+from peercam.ice.servers import session_ice
 from peercam.media import Kind
 from peercam.pipeline import MediaPipeline
 from peercam.rtc.negotiation import OfferPlan, codec_preferences
@@ -34,12 +36,14 @@ logger = logging.getLogger(__name__)
 AudioListener = Callable[[str, MediaStreamTrack], Coroutine[Any, Any, None]]
 
 
-def rtc_configuration(servers: list[IceServer]) -> RTCConfiguration:
+def rtc_configuration(servers: list[IceServer], relay_only: bool) -> RTCConfiguration:
     # Always an explicit list: given None, aiortc quietly adds a public STUN server.
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in servers
-        ]
+        ],
+        iceTransportPolicy=policy,
     )
 
 
@@ -48,7 +52,7 @@ class ViewerSession:
         self,
         plan: OfferPlan,
         pipeline: MediaPipeline,
-        ice_servers: list[IceServer],
+        webrtc: WebRtcConfig,
         connect_timeout: float,
         on_closed: Callable[[ViewerSession], None],
         client: str = "",
@@ -58,7 +62,10 @@ class ViewerSession:
         self.plan = plan
         self.client = client
         self._on_audio = on_audio
-        self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
+        # TURN credentials are minted for this session and carry its id.
+        self.ice = session_ice(webrtc, self.id)
+        relay_only = webrtc.ice_transport_policy == "relay"
+        self.pc = RTCPeerConnection(rtc_configuration(self.ice.for_daemon, relay_only))
         self._pipeline = pipeline
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed

@@ -1,0 +1,1 @@
+"""ICE servers: which the daemon and each viewer use, and TURN credentials for them."""

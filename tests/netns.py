@@ -1,0 +1,112 @@
+"""Test hosts in network namespaces: a camera, a viewer, and a router between them
+that also runs the TURN server. Addresses exist only inside these namespaces.
+
+    pc-cam  10.71.1.2 ── 10.71.1.1 ┐
+                                   pc-net (forwards; TURN on 10.71.3.1)
+    pc-view 10.71.2.2 ── 10.71.2.1 ┘
+
+Rules to block paths are iptables rules in pc-net.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CAM, VIEW, NET = "pc-cam", "pc-view", "pc-net"
+CAM_IP, VIEW_IP, TURN_IP = "10.71.1.2", "10.71.2.2", "10.71.3.1"
+TURN_PORT = 3478
+TURN_SECRET = "peercam-test-secret"
+
+
+def run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=check, timeout=30)
+
+
+def in_ns(namespace: str, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run("ip", "netns", "exec", namespace, *command, check=check)
+
+
+def why_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if not shutil.which("ip") or not shutil.which("iptables"):
+        return "iproute2 and iptables are needed"
+    if not shutil.which("turnserver"):
+        return "coturn's turnserver is needed"
+    return None
+
+
+def _teardown() -> None:
+    for namespace in (CAM, VIEW, NET):
+        run("ip", "netns", "del", namespace, check=False)
+
+
+@contextmanager
+def network() -> Iterator[None]:
+    _teardown()
+    try:
+        for namespace in (CAM, VIEW, NET):
+            run("ip", "netns", "add", namespace)
+            in_ns(namespace, "ip", "link", "set", "lo", "up")
+        for host, side, subnet in ((CAM, "cam", "10.71.1"), (VIEW, "view", "10.71.2")):
+            run("ip", "link", "add", f"{side}0", "netns", host, "type", "veth",
+                "peer", "name", f"{side}1", "netns", NET)  # fmt: skip
+            in_ns(host, "ip", "addr", "add", f"{subnet}.2/24", "dev", f"{side}0")
+            in_ns(host, "ip", "link", "set", f"{side}0", "up")
+            # A default route: Chromium gathers no host candidates without one.
+            in_ns(host, "ip", "route", "add", "default", "via", f"{subnet}.1")
+            in_ns(NET, "ip", "addr", "add", f"{subnet}.1/24", "dev", f"{side}1")
+            in_ns(NET, "ip", "link", "set", f"{side}1", "up")
+        in_ns(NET, "ip", "addr", "add", f"{TURN_IP}/32", "dev", "lo")
+        in_ns(NET, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        yield
+    finally:
+        _teardown()
+
+
+def block_udp_between_hosts() -> None:
+    """The direct path: UDP between camera and viewer is dropped; TCP (the page,
+    signaling) and the TURN server stay reachable."""
+    for source, target in (("10.71.1.0/24", "10.71.2.0/24"), ("10.71.2.0/24", "10.71.1.0/24")):
+        in_ns(NET, "iptables", "-A", "FORWARD", "-p", "udp", "-s", source, "-d", target,
+              "-j", "DROP")  # fmt: skip
+
+
+def block_all_udp_from_viewer() -> None:
+    """A network that lets no UDP out: the viewer can reach TURN only over TCP."""
+    for chain in ("FORWARD", "INPUT"):
+        in_ns(NET, "iptables", "-A", chain, "-p", "udp", "-s", "10.71.2.0/24", "-j", "DROP")
+
+
+class Coturn:
+    def __init__(self, log: Path, secret: str = TURN_SECRET) -> None:
+        self.log_path = log
+        self.secret = secret
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", NET, "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls",
+             f"--listening-ip={TURN_IP}", f"--relay-ip={TURN_IP}",
+             f"--listening-port={TURN_PORT}", "--use-auth-secret",
+             f"--static-auth-secret={self.secret}", "--realm=peercam.test", "--fingerprint",
+             "--log-file=stdout", "--simple-log"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while f"{TURN_IP}" not in in_ns(NET, "ss", "-lnu", check=False).stdout:
+            assert time.monotonic() < deadline, self.log_path.read_text()
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
