@@ -57,3 +57,22 @@ async def test_options_gives_fresh_credentials_and_the_policy(start_daemon) -> N
             second = again.headers.getall("Link")
     assert len(links) == 1 and re.search(r'username="\d+:[0-9a-f]{16}"', links[0])
     assert links != second  # each page gets credentials of its own
+
+
+async def test_host_candidates_only_on_the_configured_interfaces(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    import ifaddr
+
+    from tests.whep_viewer import WhepViewer
+
+    def has_ipv4(adapter: ifaddr.Adapter) -> bool:
+        return any(isinstance(ip.ip, str) and ip.ip != "127.0.0.1" for ip in adapter.ips)
+
+    real = next(a.nice_name for a in ifaddr.get_adapters() if has_ipv4(a))
+    only_real = start_daemon(f'[camera]\nsize = "320x240"\n[webrtc]\ninterfaces = ["{real}"]\n')
+    async with WhepViewer(only_real.base) as viewer:
+        assert viewer.answer is not None and " typ host" in viewer.answer.sdp
+        await viewer.video_frames(5)
+    nowhere = start_daemon('[camera]\nsize = "320x240"\n[webrtc]\ninterfaces = ["nosuch0"]\n')
+    async with WhepViewer(nowhere.base) as viewer:
+        assert viewer.answer is not None and " typ host" not in viewer.answer.sdp
+    assert "have no usable address" in nowhere.log()

@@ -164,6 +164,16 @@ $('open-door').addEventListener('click', () => doorbell.openDoor());
 doorbell.bindTalkButton($('talk'));
 doorbell.connect();
 
+// A new network (Wi-Fi to mobile data, back online) invalidates the path found by
+// ICE; a connection that is not healthy then reconnects at once, not after backoff.
+function onNetworkChange() {
+  const session = viewer.session;
+  if (session && session.pc.connectionState === 'connected') return;
+  viewer.retryMs = RETRY_MIN_MS;
+  if (session) viewer.retry(session);
+}
+window.addEventListener('online', onNetworkChange);
+navigator.connection?.addEventListener?.('change', onNetworkChange);
 window.addEventListener('pagehide', () => viewer.session?.stop({ keepalive: true }));
 setInterval(() => viewer.refreshStats(), 1000);
 viewer.connect();

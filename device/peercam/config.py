@@ -179,6 +179,8 @@ class WebRtcConfig(_Section):
     turn_rest: TurnRestConfig | None = None
     # "relay": both the daemon and the page use TURN relay candidates only.
     ice_transport_policy: Literal["all", "relay"] = "all"
+    # Interfaces (e.g. ["wlan0"]) or addresses to offer host candidates on; [] for all.
+    interfaces: list[str] = []
 
 
 class ViewerConfig(_Section):

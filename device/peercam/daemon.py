@@ -30,6 +30,7 @@ from peercam.events import EventBus
 from peercam.http.app import build_app
 from peercam.http.doorbell_api import DoorbellApi
 from peercam.http.push import PushChannel
+from peercam.ice.host_addresses import restrict_host_candidates
 from peercam.ice.servers import describe_choice
 from peercam.media import Kind
 from peercam.metrics import Metrics
@@ -183,6 +184,7 @@ async def serve(config: Config) -> int:
         await daemon.stop()
         return 1
     logger.info("ICE: %s", describe_choice(config.webrtc))
+    restrict_host_candidates(config.webrtc.interfaces)
     print(f"peercam: serving on {url}", flush=True)
     await stopping.wait()
     logger.info("stopping")
