@@ -183,6 +183,36 @@ class WebRtcConfig(_Section):
     interfaces: list[str] = []
 
 
+class WhipTarget(_Section):
+    """A WHIP endpoint (RFC 9725) that receives the one encoded stream: an SFU such as
+    MediaMTX, LiveKit or Janus's WHIP front end, which then serves any number of viewers."""
+
+    url: str
+    token: str | None = None  # sent as "Authorization: Bearer <token>"
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"a WHIP URL is http:// or https://, got {value!r}")
+        return value
+
+
+class RtpTarget(_Section):
+    """Plain RTP to a media server's input (e.g. a Janus streaming mountpoint)."""
+
+    host: str
+    video_port: Annotated[int, Field(ge=1, le=65535)]
+    audio_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    video_payload_type: Annotated[int, Field(ge=96, le=127)] = 96
+    audio_payload_type: Annotated[int, Field(ge=96, le=127)] = 111
+
+
+class RepublishConfig(_Section):
+    whip: list[WhipTarget] = []
+    rtp: list[RtpTarget] = []
+
+
 class ViewerConfig(_Section):
     # Frames a slow viewer may lag behind before it is skipped to the next keyframe.
     queue_frames: Annotated[int, Field(ge=2, le=600)] = 30
@@ -201,6 +231,7 @@ class Config(_Section):
     doorbell: DoorbellConfig = DoorbellConfig()
     webrtc: WebRtcConfig = WebRtcConfig()
     viewers: ViewerConfig = ViewerConfig()
+    republish: RepublishConfig = RepublishConfig()
 
 
 def _describe(error: ValidationError) -> str:

@@ -35,6 +35,8 @@ from peercam.ice.servers import describe_choice
 from peercam.media import Kind
 from peercam.metrics import Metrics
 from peercam.pipeline import MediaPipeline
+from peercam.republish.rtp_forward import RtpForwarder
+from peercam.republish.whip_publisher import WhipPublisher
 from peercam.rtc.registry import SessionRegistry
 
 logger = logging.getLogger(__name__)
@@ -133,9 +135,19 @@ class Daemon:
             config, self.sessions, self.metrics, self.push, DoorbellApi(self.doorbell)
         )
         self._runner: web.AppRunner | None = None
+        self.publishers: list[WhipPublisher] = []
+        self.forwarders: list[RtpForwarder] = []
         self.port: int | None = None
 
     async def start(self) -> str:
+        for target in self.config.republish.whip:
+            publisher = WhipPublisher(target, self.pipeline, self.config.webrtc)
+            publisher.start()
+            self.publishers.append(publisher)
+        for rtp_target in self.config.republish.rtp:
+            forwarder = RtpForwarder(rtp_target, self.pipeline)
+            await forwarder.start()
+            self.forwarders.append(forwarder)
         # gpiozero's callbacks need the running loop to hand their events to.
         self.doorbell.hardware = open_hardware(
             self.config.gpio, self.doorbell.ring, self.doorbell.motion
@@ -151,6 +163,10 @@ class Daemon:
         return display_url(self.config.server.host, self.port)
 
     async def stop(self) -> None:
+        for publisher in self.publishers:
+            await publisher.stop()
+        for forwarder in self.forwarders:
+            await forwarder.stop()
         await self.push.close_all()
         await self.sessions.close_all()
         await self.doorbell.close()

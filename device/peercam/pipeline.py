@@ -75,6 +75,10 @@ class MediaPipeline:
 
         return publish
 
+    @property
+    def codecs(self) -> list[str]:
+        return list(self._routes)
+
     def source(self, kind: Kind) -> Source[Any] | None:
         return self._sources.get(kind)
 

@@ -1,0 +1,1 @@
+"""Scale-out: the one encoded stream pushed to a media server that fans it out further."""

@@ -1,0 +1,140 @@
+"""WHIP (RFC 9725): the daemon publishes its one encoded stream to a media server.
+
+peercam makes the offer (H.264 and Opus, sendonly), POSTs it, and keeps the session
+until the server or the network ends it; then it publishes again after a backoff. On
+shutdown the session resource is DELETEd. The stream is the shared one: the server
+costs the Pi what one more viewer costs, and PLI/FIR from the server reach the shared
+encoder like any viewer's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import urljoin
+
+import aiohttp
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from peercam.config import WebRtcConfig, WhipTarget
+from peercam.fanout.hub import Subscription
+from peercam.ice.servers import session_ice
+from peercam.media import Kind
+from peercam.pipeline import MediaPipeline
+from peercam.rtc.negotiation import codec_preferences
+from peercam.rtc.session import rtc_configuration
+from peercam.rtc.shared_track import SharedFrameTrack, attach_to_sender
+
+logger = logging.getLogger(__name__)
+
+
+class WhipRefused(Exception):
+    """The endpoint answered, but not with 201 Created and an SDP answer."""
+
+
+class WhipPublisher:
+    def __init__(
+        self,
+        target: WhipTarget,
+        pipeline: MediaPipeline,
+        webrtc: WebRtcConfig,
+        backoff: tuple[float, float] = (2.0, 60.0),
+    ) -> None:
+        self.target = target
+        self._pipeline = pipeline
+        self._webrtc = webrtc
+        self._backoff = backoff
+        self._task: asyncio.Task[None] | None = None
+        self.location: str | None = None
+        self.etag: str | None = None
+        self.published = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"whip {self.target.url}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if self.target.token:
+            headers["Authorization"] = f"Bearer {self.target.token}"
+        return headers
+
+    async def _run(self) -> None:
+        delay = self._backoff[0]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+            while True:
+                try:
+                    await self._publish_once(http)
+                    delay = self._backoff[0]  # it worked for a while: start afresh
+                    logger.warning("WHIP session with %s ended; publishing again", self.target.url)
+                except (WhipRefused, aiohttp.ClientError, OSError, TimeoutError) as error:
+                    logger.warning("WHIP publish to %s failed: %s; retrying in %.0f s",
+                                   self.target.url, error, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff[1])
+
+    async def _publish_once(self, http: aiohttp.ClientSession) -> None:
+        ice = session_ice(self._webrtc, "whip")
+        pc = RTCPeerConnection(rtc_configuration(ice.for_daemon, relay_only=False))
+        subscriptions: list[Subscription] = []
+        ended = asyncio.Event()
+
+        def changed() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                ended.set()
+
+        pc.on("connectionstatechange", changed)
+
+        try:
+            tracks: list[tuple[Kind, str]] = [("video", "h264"), ("audio", "opus")]
+            for kind, codec in tracks:
+                if codec in self._pipeline.codecs:
+                    subscriptions.append(self._add_track(pc, kind, codec))
+            await pc.setLocalDescription(await pc.createOffer())
+            async with http.post(
+                self.target.url,
+                data=pc.localDescription.sdp,
+                headers=self._headers("application/sdp"),
+            ) as response:
+                body = await response.text()
+                if response.status != 201 or "Location" not in response.headers:
+                    reason = " ".join(body.split())[:200]
+                    raise WhipRefused(f"HTTP {response.status} {reason}".strip())
+                self.location = urljoin(str(response.url), response.headers["Location"])
+                self.etag = response.headers.get("ETag")
+            await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+            logger.info("publishing over WHIP to %s (session %s)", self.target.url, self.location)
+            self.published.set()
+            await ended.wait()
+        finally:
+            self.published.clear()
+            await self._hang_up(http)
+            for subscription in subscriptions:
+                subscription.close()
+            await pc.close()
+            await self._pipeline.release_idle()
+
+    def _add_track(self, pc: RTCPeerConnection, kind: Kind, codec: str) -> Subscription:
+        subscription = self._pipeline.subscribe(codec)
+        producer = self._pipeline.producer(codec)
+        transceiver = pc.addTransceiver(SharedFrameTrack(kind, subscription), direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(kind, codec))
+        attach_to_sender(transceiver.sender, lambda: producer.request_keyframe("whip"))
+        return subscription
+
+    async def _hang_up(self, http: aiohttp.ClientSession) -> None:
+        location, self.location = self.location, None
+        if location is None:
+            return
+        try:
+            async with http.delete(location, headers=self._headers()) as response:
+                logger.info("WHIP session %s deleted (HTTP %d)", location, response.status)
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            logger.info("WHIP session %s not deleted: %s", location, error)
