@@ -7,8 +7,9 @@ ARGS   ?=
 # What the daemon needs from Debian, and what the tests add (a real browser).
 # libasound2-dev, gcc and python3-dev build pyalsaaudio, which has no wheel.
 RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
-# chromium: the real viewer; coturn, iptables, iproute2: the TURN fallback tests.
-TEST_DEBS := chromium coturn iptables iproute2
+# chromium: the real viewer; coturn, iptables, iproute2: the TURN fallback tests;
+# janus: the scale-out test.
+TEST_DEBS := chromium coturn iptables iproute2 janus
 
 .PHONY: run test test-all lint typecheck bench clean install-run install-test
 

@@ -1,0 +1,92 @@
+"""A real Janus (Debian's `janus`) with only its streaming plugin and HTTP transport,
+run in the test bed's router namespace, where it has real interfaces on both sides."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from tests import netns
+
+LIBS = Path("/usr/lib/x86_64-linux-gnu/janus")
+VIDEO_PORT, AUDIO_PORT, HTTP_PORT = 5004, 5006, 8088
+API = f"http://10.71.2.1:{HTTP_PORT}/janus"
+
+MAIN = """
+general: {{
+    configs_folder = "{folder}"
+    plugins_folder = "{folder}/plugins"
+    transports_folder = "{folder}/transports"
+    events_folder = "{folder}/none"
+    loggers_folder = "{folder}/none"
+    debug_level = 4
+}}
+media: {{ rtp_port_range = "20000-40000" }}
+nat: {{ ignore_mdns = true  ice_enforce_list = "10.71.2.1" }}
+"""
+
+STREAMING = f"""
+general: {{ }}
+peercam: {{
+    type = "rtp"
+    id = 1
+    description = "peercam"
+    media = (
+        {{ type = "video" mid = "v" port = {VIDEO_PORT} pt = 96 codec = "h264"
+          fmtp = "profile-level-id=42e01f;packetization-mode=1" }},
+        {{ type = "audio" mid = "a" port = {AUDIO_PORT} pt = 111 codec = "opus" }}
+    )
+}}
+"""
+
+HTTP = f"""
+general: {{ json = "compact" base_path = "/janus" http = true port = {HTTP_PORT} https = false }}
+admin: {{ admin_http = false }}
+cors: {{ allow_origin = "*" }}
+"""
+
+
+def available() -> bool:
+    return (LIBS / "plugins" / "libjanus_streaming.so").exists()
+
+
+class Janus:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        for sub in ("plugins", "transports", "none"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / "plugins" / "libjanus_streaming.so").symlink_to(
+            LIBS / "plugins" / "libjanus_streaming.so"
+        )
+        (folder / "transports" / "libjanus_http.so").symlink_to(
+            LIBS / "transports" / "libjanus_http.so"
+        )
+        (folder / "janus.jcfg").write_text(MAIN.format(folder=folder))
+        (folder / "janus.plugin.streaming.jcfg").write_text(STREAMING)
+        (folder / "janus.transport.http.jcfg").write_text(HTTP)
+        self.log = folder / "janus.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", netns.NET, "janus", "-F", str(self.folder),
+             "-C", str(self.folder / "janus.jcfg"), "--disable-colors"],
+            stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while True:
+            probe = netns.in_ns(
+                netns.VIEW, "python3", "-c",
+                f"import urllib.request; urllib.request.urlopen('{API}/info', timeout=1)",
+                check=False,
+            )  # fmt: skip
+            if probe.returncode == 0:
+                return
+            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
