@@ -110,3 +110,17 @@ class Coturn:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+
+PUBLIC_IP = "10.71.3.50"  # the router's "public" address, inside the test bed
+
+
+def forward_ports_to_camera(first: int, last: int) -> None:
+    """A home router's port forward: the public address's UDP ports reach the camera,
+    and nothing else crosses between the two sides over UDP."""
+    in_ns(NET, "ip", "addr", "add", f"{PUBLIC_IP}/32", "dev", "lo")
+    in_ns(NET, "iptables", "-t", "nat", "-A", "PREROUTING", "-p", "udp", "-d", PUBLIC_IP,
+          "--dport", f"{first}:{last}", "-j", "DNAT", "--to-destination", CAM_IP)  # fmt: skip
+    for source, target in (("10.71.1.0/24", "10.71.2.0/24"), ("10.71.2.0/24", "10.71.1.0/24")):
+        in_ns(NET, "iptables", "-A", "FORWARD", "-p", "udp", "-s", source, "-d", target,
+              "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")  # fmt: skip

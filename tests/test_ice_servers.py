@@ -76,3 +76,21 @@ async def test_host_candidates_only_on_the_configured_interfaces(start_daemon) -
     async with WhepViewer(nowhere.base) as viewer:
         assert viewer.answer is not None and " typ host" not in viewer.answer.sdp
     assert "have no usable address" in nowhere.log()
+
+
+async def test_fixed_ports_and_the_public_address_in_the_answer(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    from tests.whep_viewer import WhepViewer
+
+    # A loopback "public" address: the candidates may be tried, and reach nothing outside.
+    daemon = start_daemon(
+        '[camera]\nsize = "320x240"\n[webrtc]\nudp_ports = "41000-41010"\npublic_ip = "127.0.0.2"\n'
+    )
+    async with WhepViewer(daemon.base) as viewer:
+        assert viewer.answer is not None
+        hosts = re.findall(r"a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ host", viewer.answer.sdp)
+        ports = {int(port) for _, port in hosts}
+        assert ports and all(41000 <= port <= 41010 for port in ports), hosts
+        assert {port for ip, port in hosts if ip == "127.0.0.2"} == {
+            port for ip, port in hosts if ip != "127.0.0.2"
+        }
+        await viewer.video_frames(10)

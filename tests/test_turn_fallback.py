@@ -43,6 +43,7 @@ async () => {
   return {
     state: session.pc.connectionState,
     local: local.candidateType, remote: remote.candidateType,
+    remoteAddress: remote.address, remotePort: remote.port,
     protocol: local.protocol, relayProtocol: local.relayProtocol ?? null,
     frames: video?.framesDecoded ?? 0,
   };
@@ -193,5 +194,31 @@ def test_the_relay_dying_mid_stream_is_reported_and_recovered(
                 assert time.monotonic() < deadline, after
                 time.sleep(0.3)
             assert "relay" in (after["local"], after["remote"]), after
+    finally:
+        daemon.terminate()
+
+
+def test_a_port_forward_reaches_the_camera_at_its_public_address(
+    testbed: netns.Coturn, tmp_path: Path
+) -> None:
+    netns.forward_ports_to_camera(41000, 41010)
+    config = f"""
+[camera]
+source = "test"
+size = "320x240"
+fps = 15
+[audio]
+enabled = false
+[webrtc]
+udp_ports = "41000-41010"
+public_ip = "{netns.PUBLIC_IP}"
+"""
+    daemon = start_daemon(tmp_path, config)
+    try:
+        with chromium(NO_MDNS, executable=BROWSER) as browser:
+            pair = watch(browser.new_page(), daemon)
+        # No relay: the viewer reached the camera through the forward, at the public address.
+        assert pair["remoteAddress"] == netns.PUBLIC_IP and 41000 <= pair["remotePort"] <= 41010
+        assert pair["local"] == "host", pair
     finally:
         daemon.terminate()

@@ -181,6 +181,28 @@ class WebRtcConfig(_Section):
     ice_transport_policy: Literal["all", "relay"] = "all"
     # Interfaces (e.g. ["wlan0"]) or addresses to offer host candidates on; [] for all.
     interfaces: list[str] = []
+    # For a router port forward: host candidates only on these UDP ports ("40000-40100"),
+    # also advertised at the router's public address.
+    udp_ports: str | None = None
+    public_ip: str | None = None
+
+    @field_validator("udp_ports")
+    @classmethod
+    def _port_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            first, _, last = value.partition("-")
+            if not (
+                first.isdigit() and last.isdigit() and 1024 <= int(first) <= int(last) <= 65535
+            ):
+                raise ValueError(f"expected FIRST-LAST between 1024 and 65535, got {value!r}")
+        return value
+
+    @property
+    def port_range(self) -> tuple[int, int] | tuple[None, None]:
+        if self.udp_ports is None:
+            return None, None
+        first, _, last = self.udp_ports.partition("-")
+        return int(first), int(last)
 
 
 class WhipTarget(_Section):

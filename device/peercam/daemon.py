@@ -30,7 +30,7 @@ from peercam.events import EventBus
 from peercam.http.app import build_app
 from peercam.http.doorbell_api import DoorbellApi
 from peercam.http.push import PushChannel
-from peercam.ice.host_addresses import restrict_host_candidates
+from peercam.ice.host_candidates import restrict_host_candidates, use_port_range
 from peercam.ice.servers import describe_choice
 from peercam.media import Kind
 from peercam.metrics import Metrics
@@ -201,6 +201,7 @@ async def serve(config: Config) -> int:
         return 1
     logger.info("ICE: %s", describe_choice(config.webrtc))
     restrict_host_candidates(config.webrtc.interfaces)
+    use_port_range(*config.webrtc.port_range)
     print(f"peercam: serving on {url}", flush=True)
     await stopping.wait()
     logger.info("stopping")

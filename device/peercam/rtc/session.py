@@ -21,6 +21,7 @@ from aiortc import (
 
 from peercam.config import IceServer, WebRtcConfig
 from peercam.fanout.hub import Subscription
+from peercam.ice.host_candidates import advertise_public_address
 from peercam.ice.servers import session_ice
 from peercam.media import Kind
 from peercam.pipeline import MediaPipeline
@@ -64,6 +65,7 @@ class ViewerSession:
         self._on_audio = on_audio
         # TURN credentials are minted for this session and carry its id.
         self.ice = session_ice(webrtc, self.id)
+        self._public_ip = webrtc.public_ip
         relay_only = webrtc.ice_transport_policy == "relay"
         self.pc = RTCPeerConnection(rtc_configuration(self.ice.for_daemon, relay_only))
         self._pipeline = pipeline
@@ -85,7 +87,7 @@ class ViewerSession:
         if self.plan.mdns_candidates:
             self.add_candidates(self.plan.mdns_candidates)
         self._spawn(self._reap_if_never_connected(), "connect-timeout")
-        return str(self.pc.localDescription.sdp)
+        return advertise_public_address(str(self.pc.localDescription.sdp), self._public_ip)
 
     def _add_track(self, kind: Kind, codec: str) -> None:
         subscription = self._pipeline.subscribe(codec)
