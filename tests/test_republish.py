@@ -18,6 +18,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.codecs.h264 import h264_depayload
 from aiortc.rtp import RtpPacket
 
+from peercam.http.whep import parse_sdpfrag
 from tests.conftest import StartDaemon
 
 
@@ -26,6 +27,7 @@ class WhipEndpoint:
     token: str
     refuse_first: int = 0  # answer 503 to this many POSTs first
     posts: list[dict[str, str]] = field(default_factory=list)
+    patches: list[tuple[dict[str, str], str]] = field(default_factory=list)
     deletes: list[dict[str, str]] = field(default_factory=list)
     frames: int = 0
     audio_frames: int = 0
@@ -51,6 +53,16 @@ class WhipEndpoint:
             headers={"Content-Type": "application/sdp", "Location": "resource/1", "ETag": '"v1"'},
         )
 
+    async def patch(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        self.patches.append((dict(request.headers), body))
+        if request.headers.get("If-Match") != '"v1"':
+            return web.Response(status=412)
+        candidates, _ = parse_sdpfrag(body)
+        for candidate in candidates:
+            await self.peers[-1].addIceCandidate(candidate)
+        return web.Response(status=204)
+
     async def delete(self, request: web.Request) -> web.Response:
         self.deletes.append(dict(request.headers))
         return web.Response(status=200)
@@ -72,7 +84,13 @@ class WhipEndpoint:
 
 async def serve(endpoint: WhipEndpoint) -> tuple[web.AppRunner, int]:
     app = web.Application()
-    app.add_routes([web.post("/whip", endpoint.post), web.delete("/resource/1", endpoint.delete)])
+    app.add_routes(
+        [
+            web.post("/whip", endpoint.post),
+            web.patch("/resource/1", endpoint.patch),
+            web.delete("/resource/1", endpoint.delete),
+        ]
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -97,6 +115,13 @@ async def test_whip_publishing_conforms_and_delivers_media(start_daemon: StartDa
         )
         await wait_for(lambda: endpoint.frames > 30 and endpoint.audio_frames > 20, 30)
         first, second = endpoint.posts[:2]
+        # The offer went out before gathering; the candidates followed by PATCH.
+        assert endpoint.patches, "no trickle PATCH"
+        headers, fragment = endpoint.patches[0]
+        assert headers["Content-Type"] == "application/trickle-ice-sdpfrag"
+        assert headers["If-Match"] == '"v1"' and headers["Authorization"] == "Bearer s3cret"
+        assert fragment.startswith("a=ice-ufrag:") and "a=candidate:" in fragment
+        assert "a=end-of-candidates" in fragment
         assert "HTTP 503 warming up" in daemon.log()  # refused once, retried
         for post in (first, second):
             assert post["Content-Type"] == "application/sdp"

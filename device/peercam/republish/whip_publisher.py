@@ -97,19 +97,24 @@ class WhipPublisher:
             for kind, codec in tracks:
                 if codec in self._pipeline.codecs:
                     subscriptions.append(self._add_track(pc, kind, codec))
-            await pc.setLocalDescription(await pc.createOffer())
-            async with http.post(
-                self.target.url,
-                data=pc.localDescription.sdp,
-                headers=self._headers("application/sdp"),
-            ) as response:
-                body = await response.text()
-                if response.status != 201 or "Location" not in response.headers:
-                    reason = " ".join(body.split())[:200]
-                    raise WhipRefused(f"HTTP {response.status} {reason}".strip())
-                self.location = urljoin(str(response.url), response.headers["Location"])
-                self.etag = response.headers.get("ETag")
+            # The offer goes out at once and the candidates follow by PATCH (trickle):
+            # gathering, with STUN or TURN, can take seconds that need not delay it.
+            offer = await pc.createOffer()
+            gathering = asyncio.ensure_future(pc.setLocalDescription(offer))
+            try:
+                async with http.post(
+                    self.target.url, data=offer.sdp, headers=self._headers("application/sdp")
+                ) as response:
+                    body = await response.text()
+                    if response.status != 201 or "Location" not in response.headers:
+                        reason = " ".join(body.split())[:200]
+                        raise WhipRefused(f"HTTP {response.status} {reason}".strip())
+                    self.location = urljoin(str(response.url), response.headers["Location"])
+                    self.etag = response.headers.get("ETag")
+            finally:
+                await gathering
             await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+            await self._trickle(http, str(pc.localDescription.sdp))
             logger.info("publishing over WHIP to %s (session %s)", self.target.url, self.location)
             self.published.set()
             await ended.wait()
@@ -129,6 +134,18 @@ class WhipPublisher:
         attach_to_sender(transceiver.sender, lambda: producer.request_keyframe("whip"))
         return subscription
 
+    async def _trickle(self, http: aiohttp.ClientSession, local_sdp: str) -> None:
+        """Send the gathered candidates, and their end, as an RFC 8840 sdpfrag."""
+        assert self.location is not None
+        headers = self._headers("application/trickle-ice-sdpfrag")
+        # RFC 9725 4.3.1: a trickle PATCH names the session version it applies to.
+        headers["If-Match"] = self.etag or "*"
+        async with http.patch(self.location, data=sdpfrag(local_sdp), headers=headers) as response:
+            if response.status not in (200, 204):
+                # Not fatal: the server may not take trickle; its own candidates and our
+                # connectivity checks can still find a path.
+                logger.info("WHIP trickle to %s answered HTTP %d", self.location, response.status)
+
     async def _hang_up(self, http: aiohttp.ClientSession) -> None:
         location, self.location = self.location, None
         if location is None:
@@ -138,3 +155,21 @@ class WhipPublisher:
                 logger.info("WHIP session %s deleted (HTTP %d)", location, response.status)
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             logger.info("WHIP session %s not deleted: %s", location, error)
+
+
+def sdpfrag(sdp: str) -> str:
+    """The ICE parts of a local description as a trickle-ice-sdpfrag (RFC 8840): the
+    credentials first, at session level, then each media section's candidates."""
+    credentials: list[str] = []
+    sections: list[list[str]] = []
+    for raw in sdp.splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            sections.append([line])
+        elif line.startswith(("a=ice-ufrag:", "a=ice-pwd:")):
+            if line not in credentials:
+                credentials.append(line)
+        elif sections and line.startswith(("a=mid:", "a=candidate:", "a=end-of-candidates")):
+            sections[-1].append(line)
+    lines = credentials + [line for section in sections for line in section]
+    return "\r\n".join(lines) + "\r\n"
