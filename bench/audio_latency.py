@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cpu_per_viewer import free_port, percentile, start_server
+from bench.cpu_per_viewer import percentile, start_peercam
 from bench.report import publish
 
 RATE = 48_000
@@ -175,18 +174,8 @@ def main() -> None:
         feed, tap = MicrophoneFeed(mic), SpeakerTap(speaker)
         feed.start()
         tap.start()
-        port = free_port()
-        env_home = os.environ.get("HOME")
-        os.environ["HOME"] = str(home)  # the daemon finds the FIFOs through ~/.asoundrc
-        try:
-            daemon = start_server(
-                [sys.executable, "-m", "peercam", "run", "--config", str(config),
-                 "--host", "127.0.0.1", "--port", str(port)],
-                "serving on",
-            )  # fmt: skip
-        finally:
-            if env_home is not None:
-                os.environ["HOME"] = env_home
+        # The daemon finds the FIFOs through ~/.asoundrc.
+        daemon, port = start_peercam(config, env={"HOME": str(home)})
         try:
             with chromium() as browser:
                 page = browser.new_page()

@@ -23,7 +23,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from bench.cpu_per_viewer import free_port, measure, start_server
+from bench.cpu_per_viewer import measure, start_peercam
 from bench.report import publish
 from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.media import CapturedVideo
@@ -121,12 +121,7 @@ def main() -> None:
             f'[camera]\nsource = "file"\nfile = "{clip}"\nsize = "1280x720"\n'
             '[video]\ncodecs = ["h264"]\n[audio]\nenabled = false\n[viewers]\nmax_viewers = 200\n'
         )
-        port = free_port()
-        daemon = start_server(
-            [sys.executable, "-m", "peercam", "run", "--config", str(config),
-             "--host", "127.0.0.1", "--port", str(port)],
-            "serving on",
-        )  # fmt: skip
+        daemon, port = start_peercam(config)
         try:
             counts = [int(v) for v in args.viewers.split(",")]
             run = measure(

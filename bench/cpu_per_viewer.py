@@ -79,15 +79,32 @@ def cpu_percent(process: psutil.Process, seconds: float) -> float:
     return float(100 * used / (time.monotonic() - started))
 
 
-def start_server(command: list[str], marker: str) -> subprocess.Popen[str]:
+def start_server(
+    command: list[str], marker: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     server = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
     assert server.stdout is not None
     for line in server.stdout:
         if marker in line:
             return server
     raise RuntimeError(f"{command[2:4]} did not start")
+
+
+def start_peercam(
+    config: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """The daemon with `config` on a free loopback port: (process, port)."""
+    port = free_port()
+    command = [sys.executable, "-m", "peercam", "run", "--config", str(config),
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    return start_server(command, "serving on", env), port
 
 
 def measure(
@@ -207,12 +224,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "peercam.toml"
         config.write_text(PEERCAM_CONFIG.format(size=args.size, fps=args.fps))
-        port = free_port()
-        peercam = start_server(
-            [sys.executable, "-m", "peercam", "run", "--config", str(config),
-             "--host", "127.0.0.1", "--port", str(port)],
-            "serving on",
-        )  # fmt: skip
+        peercam, port = start_peercam(config)
         try:
             ours = measure(
                 "peercam (encode once)", peercam, f"http://127.0.0.1:{port}/whep", counts,

@@ -51,6 +51,16 @@ async () => {
 """
 
 
+CAMERA = """
+[camera]
+source = "test"
+size = "320x240"
+fps = 15
+[audio]
+enabled = false
+"""
+
+
 def turn_config(
     secret: str = netns.TURN_SECRET, relay_only: bool = False, tcp: bool = False
 ) -> str:
@@ -58,13 +68,7 @@ def turn_config(
     if tcp:
         urls.append(f"turn:{netns.TURN_IP}:{netns.TURN_PORT}?transport=tcp")
     quoted = ", ".join(f'"{u}"' for u in urls)
-    return f"""
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[audio]
-enabled = false
+    return f"""{CAMERA}
 [webrtc]
 ice_transport_policy = "{"relay" if relay_only else "all"}"
 [webrtc.turn_rest]
@@ -202,13 +206,7 @@ def test_a_port_forward_reaches_the_camera_at_its_public_address(
     testbed: netns.Coturn, tmp_path: Path
 ) -> None:
     netns.forward_ports_to_camera(41000, 41010)
-    config = f"""
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[audio]
-enabled = false
+    config = f"""{CAMERA}
 [webrtc]
 udp_ports = "41000-41010"
 public_ip = "{netns.PUBLIC_IP}"
