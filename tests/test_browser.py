@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import chromium, page_stats, wait_for_stats
+from tests.conftest import SMALL as SMALL_CONFIG
 from tests.conftest import StartDaemon
 from tests.daemon_process import DaemonProcess
 
@@ -121,3 +122,24 @@ def test_page_controls_snapshot_stats_and_reconnect(daemon: DaemonProcess, tmp_p
         )
         decoded = page_stats(page)["framesDecoded"]
         wait_for_stats(page, lambda s: s["framesDecoded"] > decoded + 10)
+
+
+def test_back_online_the_page_reconnects_at_once_not_after_its_backoff(
+    start_daemon: StartDaemon,
+) -> None:
+    first = start_daemon()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{first.base}/")
+        wait_for_stats(page, lambda s: s["framesDecoded"] > 10)
+        assert first.terminate() == 0  # the camera goes away
+        # Failed attempts back off: 0.5, 1, 2, 4, 8 s between them.
+        page.wait_for_function("window.peercam.retryMs >= 8000", timeout=30_000)
+        # The camera is back at the same address, and the browser's network changes.
+        second = start_daemon(SMALL_CONFIG, "--port", str(first.port))
+        started = time.monotonic()
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        page.wait_for_function("window.peercam.connects >= 2", timeout=10_000)
+        assert time.monotonic() - started < 4  # not the up to 8 s of the pending backoff
+        wait_for_stats(page, lambda s: s["framesDecoded"] > 10)
+        assert second.process.poll() is None

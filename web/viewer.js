@@ -170,7 +170,8 @@ function onNetworkChange() {
   const session = viewer.session;
   if (session && session.pc.connectionState === 'connected') return;
   viewer.retryMs = RETRY_MIN_MS;
-  if (session) viewer.retry(session);
+  if (session) viewer.retry(session); // tear down the stale attempt, retry at once
+  else viewer.connect(); // waiting out a backoff: try now instead
 }
 window.addEventListener('online', onNetworkChange);
 navigator.connection?.addEventListener?.('change', onNetworkChange);
