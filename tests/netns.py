@@ -84,16 +84,23 @@ def block_all_udp_from_viewer() -> None:
         in_ns(NET, "iptables", "-A", chain, "-p", "udp", "-s", "10.71.2.0/24", "-j", "DROP")
 
 
+TLS_PORT = 5349
+
+
 class Coturn:
-    def __init__(self, log: Path, secret: str = TURN_SECRET) -> None:
+    def __init__(
+        self, log: Path, secret: str = TURN_SECRET, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.log_path = log
         self.secret = secret
+        self.tls = tls  # (certificate, key): also serve TURN over TLS on TLS_PORT
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", NET, "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls",
+            ["ip", "netns", "exec", NET, "turnserver", "-n", "--no-cli", "--no-dtls",
+             *self._tls_arguments(),
              f"--listening-ip={TURN_IP}", f"--relay-ip={TURN_IP}",
              f"--listening-port={TURN_PORT}", "--use-auth-secret",
              f"--static-auth-secret={self.secret}", "--realm=peercam.test", "--fingerprint",
@@ -104,6 +111,12 @@ class Coturn:
         while f"{TURN_IP}" not in in_ns(NET, "ss", "-lnu", check=False).stdout:
             assert time.monotonic() < deadline, self.log_path.read_text()
             time.sleep(0.1)
+
+    def _tls_arguments(self) -> list[str]:
+        if self.tls is None:
+            return ["--no-tls"]
+        certificate, key = self.tls
+        return [f"--cert={certificate}", f"--pkey={key}", f"--tls-listening-port={TLS_PORT}"]
 
     def stop(self) -> None:
         if self.process is not None:
@@ -124,3 +137,59 @@ def forward_ports_to_camera(first: int, last: int) -> None:
     for source, target in (("10.71.1.0/24", "10.71.2.0/24"), ("10.71.2.0/24", "10.71.1.0/24")):
         in_ns(NET, "iptables", "-A", "FORWARD", "-p", "udp", "-s", source, "-d", target,
               "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")  # fmt: skip
+
+
+def block_plain_turn() -> None:
+    """Only TURN over TLS gets through: the plain TURN port is closed both ways."""
+    for protocol in ("udp", "tcp"):
+        in_ns(NET, "iptables", "-A", "INPUT", "-p", protocol, "--dport", str(TURN_PORT),
+              "-j", "DROP")  # fmt: skip
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate it signs for the TURN address: (ca, cert, key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "peercam test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TURN_IP)]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(TURN_IP))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = directory / "ca.pem", directory / "turn.pem", directory / "turn.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths

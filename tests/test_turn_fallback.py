@@ -88,10 +88,10 @@ def testbed(tmp_path: Path) -> Iterator[netns.Coturn]:
             turn.stop()
 
 
-def start_daemon(tmp_path: Path, config: str) -> DaemonProcess:
+def start_daemon(tmp_path: Path, config: str, env: dict[str, str] | None = None) -> DaemonProcess:
     workdir = tmp_path / "daemon"
     workdir.mkdir(exist_ok=True)
-    return DaemonProcess(workdir, config, netns=netns.CAM)
+    return DaemonProcess(workdir, config, netns=netns.CAM, env=env)
 
 
 def watch(page: Page, daemon: DaemonProcess, timeout: float = 30) -> dict[str, Any]:
@@ -220,3 +220,32 @@ public_ip = "{netns.PUBLIC_IP}"
         assert pair["local"] == "host", pair
     finally:
         daemon.terminate()
+
+
+def test_turn_over_tls_relays_when_nothing_else_gets_through(tmp_path: Path) -> None:
+    ca, certificate, key = netns.make_certificates(tmp_path)
+    with netns.network():
+        turn = netns.Coturn(tmp_path / "coturn.log", tls=(certificate, key))
+        turn.start()
+        netns.block_udp_between_hosts()
+        netns.block_plain_turn()
+        config = (
+            CAMERA
+            + f"""
+[webrtc.turn_rest]
+urls = ["turns:{netns.TURN_IP}:{netns.TLS_PORT}?transport=tcp"]
+secret = "{netns.TURN_SECRET}"
+"""
+        )
+        # The daemon checks the TURN server's certificate against the test CA; without
+        # it (SSL_CERT_FILE=/dev/null) this same test finds no path at all.
+        daemon = start_daemon(tmp_path, config, env={"SSL_CERT_FILE": str(ca)})
+        try:
+            with chromium(NO_MDNS, executable=BROWSER) as browser:
+                pair = watch(browser.new_page(), daemon, timeout=45)
+            # Only the daemon's relay, allocated over TLS, could carry the stream.
+            assert pair["remote"] == "relay", pair
+            assert "ICE: daemon uses turns:" in daemon.log()
+        finally:
+            daemon.terminate()
+            turn.stop()
