@@ -57,6 +57,7 @@ bench: install-test
 	$(BIN)/python -m bench.cpu_per_viewer
 	$(BIN)/python -m bench.camera_clip
 	$(BIN)/python -m bench.audio_latency
+	$(BIN)/python -m bench.janus_fanout
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info device/*.egg-info

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests import netns
+from tests.daemon_process import DaemonProcess
 
 LIBS = Path("/usr/lib/x86_64-linux-gnu/janus")
 VIDEO_PORT, AUDIO_PORT, HTTP_PORT = 5004, 5006, 8088
@@ -90,3 +93,79 @@ class Janus:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(10)
+
+
+# A minimal client of Janus's HTTP API: create a session, attach the streaming plugin,
+# watch mountpoint 1, answer its offer, start; then keep long-polling (keepalive).
+WATCH = """
+async (api) => {
+  const transaction = () => Math.random().toString(36).slice(2);
+  const post = async (url, body) => {
+    const message = JSON.stringify({ ...body, transaction: transaction() });
+    return (await fetch(url, { method: 'POST', body: message })).json();
+  };
+  const session = (await post(api, { janus: 'create' })).data.id;
+  const base = `${api}/${session}`;
+  const handle = (await post(base, { janus: 'attach', plugin: 'janus.plugin.streaming' })).data.id;
+  await post(`${base}/${handle}`, { janus: 'message', body: { request: 'watch', id: 1 } });
+  let jsep = null;
+  while (!jsep) {
+    const events = [].concat(await (await fetch(`${base}?maxev=5&rid=${Date.now()}`)).json());
+    jsep = events.find((e) => e.jsep)?.jsep ?? null;
+  }
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  await pc.setRemoteDescription(jsep);
+  await pc.setLocalDescription(await pc.createAnswer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === 'complete') done();
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') done();
+    });
+  });
+  const start = { janus: 'message', body: { request: 'start' }, jsep: pc.localDescription };
+  await post(`${base}/${handle}`, start);
+  (async () => {
+    for (;;) {
+      try { await fetch(`${base}?maxev=5&rid=${Date.now()}`); } catch { return; }
+    }
+  })();
+  window.janusPc = pc;
+}
+"""
+
+FRAMES = """
+async () => {
+  let frames = 0;
+  (await window.janusPc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded;
+  });
+  return frames;
+}
+"""
+
+
+@contextmanager
+def camera_forwarding_to_janus(directory: Path) -> Iterator[tuple[DaemonProcess, Janus]]:
+    """The test bed with Janus in the router and the daemon forwarding RTP to it."""
+    with netns.network():
+        janus = Janus(directory / "janus")
+        janus.start()
+        workdir = directory / "daemon"
+        workdir.mkdir()
+        config = f"""
+[camera]
+source = "test"
+size = "640x480"
+[video]
+codecs = ["h264"]
+[[republish.rtp]]
+host = "10.71.1.1"
+video_port = {VIDEO_PORT}
+audio_port = {AUDIO_PORT}
+"""
+        daemon = DaemonProcess(workdir, config, netns=netns.CAM)
+        try:
+            yield daemon, janus
+        finally:
+            daemon.terminate()
+            janus.stop()
