@@ -120,6 +120,7 @@ def main() -> None:
         config.write_text(
             f'[camera]\nsource = "file"\nfile = "{clip}"\nsize = "1280x720"\n'
             '[video]\ncodecs = ["h264"]\n[audio]\nenabled = false\n[viewers]\nmax_viewers = 200\n'
+            "max_per_client = 200\nsessions_per_minute_per_client = 1000\n"
         )
         daemon, port = start_peercam(config)
         try:

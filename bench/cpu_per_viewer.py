@@ -39,6 +39,9 @@ bitrate_kbps = 1500
 enabled = false
 [viewers]
 max_viewers = 200
+# Every receiver comes from this one address.
+max_per_client = 200
+sessions_per_minute_per_client = 1000
 """
 
 

@@ -211,3 +211,22 @@ async def test_bad_trickle_fragments(daemon: DaemonProcess) -> None:
             async with http.patch(url, data=body, headers={"Content-Type": content_type}) as r:
                 assert r.status == status, await r.text()
         await viewer.video_frames(5)
+
+
+async def test_per_client_limits_are_429_with_a_reason(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(
+        '[camera]\nsize = "320x240"\n[viewers]\nmax_per_client = 2\n'
+        "sessions_per_minute_per_client = 3\n"
+    )
+    async with WhepViewer(daemon.base) as first, WhepViewer(daemon.base):
+        with pytest.raises(AssertionError, match="429: at most 2 viewers per client"):
+            async with WhepViewer(daemon.base):
+                pass
+        await first.video_frames(5)  # the admitted viewers are unaffected
+        assert await first.hang_up() == 200
+        # A slot is free again, but this client has started 3 sessions this minute.
+        async with WhepViewer(daemon.base) as third:
+            assert await third.hang_up() == 200
+        with pytest.raises(AssertionError, match="429: at most 3 new sessions a minute"):
+            async with WhepViewer(daemon.base):
+                pass

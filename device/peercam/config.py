@@ -241,6 +241,9 @@ class ViewerConfig(_Section):
     # A peer that never completes ICE is dropped after this many seconds.
     connect_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
     max_viewers: Annotated[int, Field(ge=1, le=1000)] = 50
+    # One address may not take every slot, nor churn sessions in a loop.
+    max_per_client: Annotated[int, Field(ge=1, le=1000)] = 10
+    sessions_per_minute_per_client: Annotated[int, Field(ge=1, le=10_000)] = 60
 
 
 class Config(_Section):

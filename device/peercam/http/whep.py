@@ -16,7 +16,7 @@ from peercam.http.errors import refuse
 from peercam.http.ice_links import link_headers
 from peercam.ice.servers import session_ice
 from peercam.rtc.negotiation import OfferError, plan_offer
-from peercam.rtc.registry import SessionRegistry, TooManyViewers
+from peercam.rtc.registry import ClientOverLimit, SessionRegistry, TooManyViewers
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ class WhepHandlers:
             session, answer = await self._sessions.create(plan, client=request.remote or "")
         except TooManyViewers as error:
             return refuse(503, str(error), **{**_CORS, "Retry-After": "10"})
+        except ClientOverLimit as error:
+            return refuse(429, str(error), **{**_CORS, "Retry-After": "60"})
         except (
             ValueError,
             InternalError,

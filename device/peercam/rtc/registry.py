@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,7 +19,11 @@ logger = logging.getLogger(__name__)
 
 
 class TooManyViewers(Exception):
-    pass
+    """The daemon is full (503)."""
+
+
+class ClientOverLimit(Exception):
+    """This client has too many sessions, or opens them too fast (429)."""
 
 
 class SessionRegistry:
@@ -37,6 +43,7 @@ class SessionRegistry:
         self._metrics = metrics
         self._sessions: dict[str, ViewerSession] = {}
         self._releasing: asyncio.Future[None] | None = None
+        self._recent: dict[str, deque[float]] = {}  # session start times per client
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -46,8 +53,27 @@ class SessionRegistry:
 
     async def create(self, plan: OfferPlan, client: str) -> tuple[ViewerSession, str]:
         """Open a session for `plan` and return it with its SDP answer."""
-        if len(self._sessions) >= self._config.viewers.max_viewers:
-            raise TooManyViewers(f"viewer limit reached ({self._config.viewers.max_viewers})")
+        limits = self._config.viewers
+        if len(self._sessions) >= limits.max_viewers:
+            raise TooManyViewers(f"viewer limit reached ({limits.max_viewers})")
+        mine = sum(1 for s in self._sessions.values() if s.client == client)
+        if mine >= limits.max_per_client:
+            raise ClientOverLimit(f"at most {limits.max_per_client} viewers per client")
+        now = time.monotonic()
+        recent = self._recent.setdefault(client, deque())
+        while recent and recent[0] < now - 60:
+            recent.popleft()
+        if len(recent) >= limits.sessions_per_minute_per_client:
+            raise ClientOverLimit(
+                f"at most {limits.sessions_per_minute_per_client} new sessions a minute per client"
+            )
+        recent.append(now)
+        if len(self._recent) > 10 * limits.max_viewers:  # forget clients gone quiet
+            self._recent = {
+                address: times
+                for address, times in self._recent.items()
+                if times and times[-1] >= now - 60
+            }
         session = ViewerSession(
             plan,
             self._pipeline,
