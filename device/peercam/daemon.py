@@ -38,6 +38,7 @@ from peercam.pipeline import MediaPipeline
 from peercam.republish.rtp_forward import RtpForwarder
 from peercam.republish.whip_publisher import WhipPublisher
 from peercam.rtc.registry import SessionRegistry
+from peercam.service.notify import SystemdNotifier
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +204,11 @@ async def serve(config: Config) -> int:
     restrict_host_candidates(config.webrtc.interfaces)
     use_port_range(*config.webrtc.port_range)
     print(f"peercam: serving on {url}", flush=True)
+    notifier = SystemdNotifier()
+    notifier.ready(f"serving on {url}")
     await stopping.wait()
     logger.info("stopping")
+    await notifier.stopping()
     await daemon.stop()
     leftover = await _settle_tasks()
     if leftover:

@@ -1,0 +1,1 @@
+"""Running as a system service: what the daemon tells systemd."""
