@@ -157,7 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clicks", type=int, default=20)
     args = parser.parse_args()
-    from tests.browser import chromium
+    from tests.browser import chromium, wait_js
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -180,7 +180,8 @@ def main() -> None:
             with chromium() as browser:
                 page = browser.new_page()
                 page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_function(
+                wait_js(
+                    page,
                     "window.peercam.lastStats && window.peercam.lastStats.audioPackets > 20",
                     timeout=20_000,
                 )

@@ -72,3 +72,17 @@ def wait_for_stats(
             return stats
         time.sleep(0.2)
     raise AssertionError(f"stats never met the condition within {timeout} s; last: {stats}")
+
+
+def wait_js(page: Page, expression: str, timeout: float = 30_000) -> None:
+    """Wait until `expression` is true in the page, polled from here.
+
+    Playwright's wait_for_function evaluates its string with eval() inside the page,
+    which the page's Content-Security-Policy (no unsafe-eval) rightly forbids;
+    page.evaluate runs through DevTools and is not subject to it.
+    """
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout / 1000:.0f} s: {expression}")
+        time.sleep(0.1)

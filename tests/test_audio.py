@@ -10,7 +10,7 @@ import av
 import numpy as np
 
 from tests.alsa_fixture import FakeSoundCard, dominant_frequency, fake_sound_card
-from tests.browser import chromium, wait_for_stats
+from tests.browser import chromium, wait_for_stats, wait_js
 from tests.conftest import StartDaemon
 from tests.whep_viewer import WhepViewer
 
@@ -89,10 +89,11 @@ def test_talkback_from_chromium_plays_on_the_speaker(
         page = browser.new_page()
         page.goto(daemon.base + "/")
         wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
-        page.wait_for_function("window.peercamDoorbell.socket.readyState === 1")
+        wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
         assert len(card.played()) == 0  # nothing plays until someone talks
         page.click("#talk")  # a click toggles talking on
-        page.wait_for_function(
+        wait_js(
+            page,
             "document.getElementById('talk').getAttribute('aria-pressed') === 'true'",
             timeout=10_000,
         )
@@ -103,9 +104,7 @@ def test_talkback_from_chromium_plays_on_the_speaker(
         recent = card.played()[-16_000:].astype(np.float64)
         assert np.sqrt(np.mean(recent**2)) > 300  # Chromium's fake microphone, not silence
         page.click("#talk")  # and off
-        page.wait_for_function(
-            "document.getElementById('talk').getAttribute('aria-pressed') === 'false'"
-        )
+        wait_js(page, "document.getElementById('talk').getAttribute('aria-pressed') === 'false'")
         time.sleep(0.5)
         assert speaker_rate(card, 1.0) == 0  # the speaker stopped with the talker
         # Held down, Talk is push-to-talk: on while pressed, off when let go.
@@ -113,15 +112,11 @@ def test_talkback_from_chromium_plays_on_the_speaker(
         assert box is not None
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.down()
-        page.wait_for_function(
-            "document.getElementById('talk').getAttribute('aria-pressed') === 'true'"
-        )
+        wait_js(page, "document.getElementById('talk').getAttribute('aria-pressed') === 'true'")
         time.sleep(1.5)
         assert speaker_rate(card, 1.0) > 14_000
         page.mouse.up()
-        page.wait_for_function(
-            "document.getElementById('talk').getAttribute('aria-pressed') === 'false'"
-        )
+        wait_js(page, "document.getElementById('talk').getAttribute('aria-pressed') === 'false'")
     assert "talkback: floor released" in daemon.log()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium, page_stats, wait_for_stats
+from tests.browser import chromium, page_stats, wait_for_stats, wait_js
 from tests.conftest import SMALL as SMALL_CONFIG
 from tests.conftest import StartDaemon
 from tests.daemon_process import DaemonProcess
@@ -94,8 +94,8 @@ def test_page_controls_snapshot_stats_and_reconnect(daemon: DaemonProcess, tmp_p
         assert page.locator("#unmute").inner_text() == "Mute"
         # Stats overlay from getStats().
         page.click("#toggle-stats")
-        page.wait_for_function(
-            "document.getElementById('stats').textContent.includes('640x480')", timeout=5000
+        wait_js(
+            page, "document.getElementById('stats').textContent.includes('640x480')", timeout=5000
         )
         page.wait_for_timeout(1500)
         assert page_stats(page)["bitrateKbps"] > 100  # a live rate, even read twice at once
@@ -115,7 +115,8 @@ def test_page_controls_snapshot_stats_and_reconnect(daemon: DaemonProcess, tmp_p
         # The daemon drops the session (as after a network cut): the page reconnects.
         session = page.evaluate("window.peercam.session.location")
         urllib.request.urlopen(urllib.request.Request(session, method="DELETE"), timeout=5)
-        page.wait_for_function(
+        wait_js(
+            page,
             f"window.peercam.session && window.peercam.session.location !== {session!r}"
             " && window.peercam.connects >= 2",
             timeout=30_000,
@@ -134,12 +135,12 @@ def test_back_online_the_page_reconnects_at_once_not_after_its_backoff(
         wait_for_stats(page, lambda s: s["framesDecoded"] > 10)
         assert first.terminate() == 0  # the camera goes away
         # Failed attempts back off: 0.5, 1, 2, 4, 8 s between them.
-        page.wait_for_function("window.peercam.retryMs >= 8000", timeout=30_000)
+        wait_js(page, "window.peercam.retryMs >= 8000", timeout=30_000)
         # The camera is back at the same address, and the browser's network changes.
         second = start_daemon(SMALL_CONFIG, "--port", str(first.port))
         started = time.monotonic()
         page.evaluate("window.dispatchEvent(new Event('online'))")
-        page.wait_for_function("window.peercam.connects >= 2", timeout=10_000)
+        wait_js(page, "window.peercam.connects >= 2", timeout=10_000)
         assert time.monotonic() - started < 4  # not the up to 8 s of the pending backoff
         wait_for_stats(page, lambda s: s["framesDecoded"] > 10)
         assert second.process.poll() is None

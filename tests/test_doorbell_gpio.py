@@ -10,7 +10,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from peercam.config import build_config
-from tests.browser import chromium, wait_for_stats
+from tests.browser import chromium, wait_for_stats, wait_js
 from tests.inprocess_daemon import InProcessDaemon
 
 BUTTON, LED_PIN, RELAY, PIR = 17, 27, 22, 4
@@ -71,7 +71,7 @@ def test_ring_answer_open_door_and_hang_up(pins: MockFactory) -> None:
         for page in pages:
             page.goto(daemon.base + "/")
             wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
-            page.wait_for_function("window.peercamDoorbell.socket.readyState === 1")
+            wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
         led = pin(pins, LED_PIN)
         assert not led.state
 
@@ -94,8 +94,10 @@ def test_ring_answer_open_door_and_hang_up(pins: MockFactory) -> None:
 
         relay = pin(pins, RELAY)
         pages[0].click("#open-door")
-        pages[0].wait_for_function(
-            "document.getElementById('notice').textContent.includes('Door opened')", timeout=5000
+        wait_js(
+            pages[0],
+            "document.getElementById('notice').textContent.includes('Door opened')",
+            timeout=5000,
         )
         wait_until(lambda: not relay.state and any(s.state for s in relay.states))
         # MockPin stamps each state with the time since the previous change.
@@ -125,7 +127,7 @@ def test_an_unanswered_ring_times_out_and_motion_is_pushed(pins: MockFactory) ->
             """
         )
         page.goto(daemon.base + "/")
-        page.wait_for_function("window.peercamDoorbell.socket.readyState === 1")
+        wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
         press(pins)
         page.wait_for_selector("#ring", state="visible", timeout=5000)
         assert page.evaluate("window.shownNotifications") == ["Someone is at the door"]
@@ -133,6 +135,4 @@ def test_an_unanswered_ring_times_out_and_motion_is_pushed(pins: MockFactory) ->
         assert "Missed ring" in page.locator("#notice").inner_text()
         assert not pin(pins, LED_PIN).state
         pin(pins, PIR).drive_high()  # the PIR sensor sees someone
-        page.wait_for_function(
-            "window.peercamDoorbell.events.some(e => e.type === 'motion')", timeout=5000
-        )
+        wait_js(page, "window.peercamDoorbell.events.some(e => e.type === 'motion')", timeout=5000)

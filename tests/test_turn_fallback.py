@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests import netns
-from tests.browser import chromium
+from tests.browser import chromium, wait_js
 from tests.daemon_process import DaemonProcess
 
 pytestmark = [
@@ -164,8 +164,8 @@ def test_wrong_turn_credentials_are_a_clear_failure_not_a_hang(
         with chromium(NO_MDNS, executable=BROWSER) as browser:
             page = browser.new_page()
             page.goto(daemon.base + "/")
-            page.wait_for_function(
-                "document.getElementById('status').dataset.state === 'failed'", timeout=60_000
+            wait_js(
+                page, "document.getElementById('status').dataset.state === 'failed'", timeout=60_000
             )
             status = page.locator("#status").inner_text()
         assert "could not connect" in status and "TURN" in status and "401" in status, status
@@ -184,14 +184,17 @@ def test_the_relay_dying_mid_stream_is_reported_and_recovered(
             pair = watch(page, daemon)
             assert "relay" in (pair["local"], pair["remote"]), pair
             testbed.stop()
-            page.wait_for_function(
+            wait_js(
+                page,
                 "['reconnecting', 'failed']"
                 ".includes(document.getElementById('status').dataset.state)",
                 timeout=60_000,
             )
             testbed.start()
-            page.wait_for_function(
-                "document.getElementById('status').dataset.state === 'connected'", timeout=60_000
+            wait_js(
+                page,
+                "document.getElementById('status').dataset.state === 'connected'",
+                timeout=60_000,
             )
             deadline = time.monotonic() + 20
             while (after := page.evaluate(SELECTED_PAIR)) is None or after.get("frames", 0) < 10:

@@ -230,3 +230,21 @@ async def test_per_client_limits_are_429_with_a_reason(start_daemon: StartDaemon
         with pytest.raises(AssertionError, match="429: at most 3 new sessions a minute"):
             async with WhepViewer(daemon.base):
                 pass
+
+
+async def test_every_response_carries_the_security_headers(daemon: DaemonProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        for method, path in [
+            ("GET", "/"), ("GET", "/ui/viewer.js"), ("GET", "/healthz"), ("GET", "/metrics"),
+            ("GET", "/api/state"), ("GET", "/nope"), ("OPTIONS", "/whep"), ("POST", "/whep"),
+        ]:  # fmt: skip
+            async with http.request(method, daemon.base + path) as response:
+                csp = response.headers.get("Content-Security-Policy", "")
+                assert "frame-ancestors 'none'" in csp, (method, path, response.status)
+                assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+                assert response.headers["Referrer-Policy"] == "no-referrer"
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+        async with http.get(daemon.base + "/") as response:
+            page = await response.text()
+    # No inline script for the policy to forbid: every script is a file of ours.
+    assert "<script>" not in page and 'src="/ui/viewer.js"' in page

@@ -9,6 +9,7 @@ from aiohttp import web
 from peercam.config import Config
 from peercam.http.errors import plain_errors
 from peercam.http.observability import ObservabilityHandlers
+from peercam.http.security_headers import security_headers
 from peercam.http.viewer_page import ViewerPage
 from peercam.http.whep import WhepHandlers
 from peercam.metrics import Metrics
@@ -23,7 +24,8 @@ def build_app(
     config: Config, sessions: SessionRegistry, metrics: Metrics, *more: RouteGroup
 ) -> web.Application:
     app = web.Application(
-        middlewares=[plain_errors],
+        # Outermost, so refusals and errors carry the headers too.
+        middlewares=[security_headers, plain_errors],
         client_max_size=config.server.max_sdp_bytes,
     )
     groups: list[RouteGroup] = [
