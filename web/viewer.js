@@ -70,7 +70,6 @@ class Viewer {
     } else if (state === 'failed' || state === 'closed') {
       const turn = session.iceErrors.length ? ` (TURN: ${session.iceErrors.at(-1)})` : '';
       this.setStatus('failed', (this.connects ? 'connection lost' : 'could not connect') + turn);
-      this.lastFailure = state + turn;
       this.retry(session);
     } else {
       this.setStatus('connecting', state);

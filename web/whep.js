@@ -21,7 +21,6 @@ export class WhepSession {
     this.endpoint = endpoint;
     this.videoCodec = videoCodec;
     this.location = null;
-    this.iceServers = iceServers;
     this.pendingCandidates = [];
     this.iceErrors = [];
     this.ufrag = null;

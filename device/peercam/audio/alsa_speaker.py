@@ -39,8 +39,6 @@ class AlsaSpeaker(DriverThread[Any]):
         self._buffer = bytearray()
         self._lock = threading.Lock()
         self._resampler: Any = None
-        self.played_bytes = 0
-        self.dropped_bytes = 0
 
     def start(self) -> None:
         if self.running:
@@ -66,7 +64,6 @@ class AlsaSpeaker(DriverThread[Any]):
             if excess > 0:
                 excess += -excess % (2 * self.settings.channels)  # whole samples only
                 del self._buffer[:excess]
-                self.dropped_bytes += excess
 
     def _open(self) -> Any:
         return open_pcm(self.settings, capture=False)
@@ -94,7 +91,6 @@ class AlsaSpeaker(DriverThread[Any]):
                     chunk = bytes(period_bytes)  # silence: an underrun, or still filling
                     buffering = True
             pcm.write(chunk)
-            self.played_bytes += len(chunk)
             # A real device blocks in write(); one that does not (alsa-lib's file
             # plugin) is paced here so that the buffer drains at the device's rate.
             deadline += s.period_ms / 1000

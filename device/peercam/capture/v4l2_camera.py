@@ -12,7 +12,6 @@ it H.264 and MJPEG files through exactly the code a camera uses.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,7 +76,6 @@ class V4L2Camera(ThreadedSource[Any, CapturedVideo]):
         self._pace = pace_by_timestamps
         self._want_raw = False
         self._want_encoded = False
-        self.connected = threading.Event()
         self._keyframes_forcible = True
 
     def set_outputs(self, raw: bool, encoded: bool) -> None:
@@ -97,7 +95,6 @@ class V4L2Camera(ThreadedSource[Any, CapturedVideo]):
         return self._opener()
 
     def _close(self, container: Any) -> None:
-        self.connected.clear()
         container.close()
 
     def _delay_after_end(self, backoff: float) -> float:
@@ -110,7 +107,6 @@ class V4L2Camera(ThreadedSource[Any, CapturedVideo]):
 
     def _use(self, container: Any) -> None:
         logger.info("%s capturing %s", self.name, self.settings.input_format)
-        self.connected.set()
         self._capture(container)
 
     def _capture(self, container: Any) -> None:

@@ -52,7 +52,6 @@ class RtpForwarder:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscriptions: list[Subscription] = []
         self._transport: asyncio.DatagramTransport | None = None
-        self.sent_packets = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -82,7 +81,6 @@ class RtpForwarder:
                 frame = await subscription.get()
                 for packet in stream.packets(frame.payloads, frame.rtp_timestamp):
                     self._transport.sendto(packet, address)
-                    self.sent_packets += 1
         except SubscriptionClosed:
             return
 
