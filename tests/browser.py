@@ -8,8 +8,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+
+from tests.access import TEST_PASSWORD
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -24,6 +28,8 @@ FLAGS = [
     "--autoplay-policy=no-user-gesture-required",
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
+    # The daemon's self-signed certificate, as a user accepts it on the warning page.
+    "--ignore-certificate-errors",
 ]
 
 
@@ -46,6 +52,34 @@ def chromium(
                 context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_page(
+    page: Page,
+    base: str,
+    path: str = "/",
+    user: str = "admin",
+    password: str = TEST_PASSWORD,
+) -> None:
+    """Go to `path`, logging in through the login page the way a user does."""
+    for attempt in range(3):
+        try:
+            page.goto(base + path)
+            break
+        except PlaywrightError as error:
+            # Chromium aborts a navigation when it sees interfaces change, as they do
+            # while a test sets up its network namespaces; a user would press reload.
+            if "ERR_NETWORK_CHANGED" not in str(error) or attempt == 2:
+                raise
+            time.sleep(0.5)
+    if urlsplit(page.url).path == "/login":
+        page.fill("#user", user)
+        page.fill("#password", password)
+        with page.expect_navigation():
+            page.click("#submit")
+        if urlsplit(page.url).path == "/login":
+            shown = page.text_content("#error")
+            raise AssertionError(f"login as {user} failed: {shown}")
 
 
 def page_stats(page: Page) -> dict[str, Any]:

@@ -9,11 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import IO
 
-_SERVING = re.compile(r"^peercam: serving on (http://\S+)$")
+from tests.access import TEST_PASSWORD, Access
+
+_SERVING = re.compile(r"^peercam: serving on (https?://\S+)$")
+_REDIRECTING = re.compile(r"^peercam: redirecting (http://\S+) to HTTPS$")
 
 
 class DaemonProcess:
@@ -28,28 +30,39 @@ class DaemonProcess:
         self.config_path = workdir / "peercam.toml"
         self.config_path.write_text(config)
         self.log_path = workdir / "daemon.log"
+        self.state_dir = workdir / "state"
         self._log: IO[str] = self.log_path.open("w")
         # In a test host's namespace the daemon listens on its address there.
         prefix = ["ip", "netns", "exec", netns] if netns else []
         listen = (
-            ["--host", "0.0.0.0", "--port", "8080"]
+            ["--host", "0.0.0.0", "--port", "8443", "--http-port", "8080"]
             if netns
-            else ["--host", "127.0.0.1", "--port", "0"]
+            else ["--host", "127.0.0.1", "--port", "0", "--http-port", "0"]
         )
         command = [
             *prefix, sys.executable, "-m", "peercam", "run", "--config", str(self.config_path),
-            *listen, *args,
+            "--state-dir", str(self.state_dir), *listen, *args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            # The admin password as a container would set it; a test may override it
+            # (an empty one leaves the daemon without a password).
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "PEERCAM_PASSWORD": TEST_PASSWORD,
+                **(env or {}),
+            },
         )
+        self.redirect_url: str | None = None
         self.url = self._wait_for_url(timeout=30)
         self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
-        self.base = self.url.rstrip("/") if netns else f"http://127.0.0.1:{self.port}"
+        scheme = self.url.split(":", 1)[0]
+        self.base = self.url.rstrip("/") if netns else f"{scheme}://127.0.0.1:{self.port}"
+        self.access = Access(self.base, self.state_dir / "tls-cert.pem")
         self.stdout_lines: list[str] = []
         self._reader = threading.Thread(target=self._drain_stdout, daemon=True)
         self._reader.start()
@@ -61,6 +74,9 @@ class DaemonProcess:
             line = self.process.stdout.readline()
             if not line:
                 break
+            redirecting = _REDIRECTING.match(line.strip())
+            if redirecting:
+                self.redirect_url = redirecting[1]
             match = _SERVING.match(line.strip())
             if match:
                 return match[1]
@@ -73,12 +89,13 @@ class DaemonProcess:
             self.stdout_lines.append(line)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def get(self, path: str) -> str:
-        with urllib.request.urlopen(self.base + path, timeout=10) as response:
-            return str(response.read().decode())
+        """GET `path` as the admin."""
+        return self.access.urlopen(path).decode()
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample from /metrics; 0 when the series does not exist yet."""

@@ -7,13 +7,20 @@ import asyncio
 import threading
 from types import TracebackType
 
+from peercam.auth.store import CredentialStore
 from peercam.config import Config
 from peercam.daemon import Daemon
+from peercam.service.state_dir import state_directory
+from tests.access import TEST_PASSWORD, Access
 
 
 class InProcessDaemon:
     def __init__(self, config: Config) -> None:
+        """`config` names a fresh server.state_dir; the admin password is the tests' own."""
         self.config = config
+        state_dir = state_directory(config.server.state_dir)
+        CredentialStore(state_dir).set_password("admin", TEST_PASSWORD, "admin")
+        self.access = Access("", state_dir / "tls-cert.pem")
         self.daemon: Daemon | None = None
         self.base = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -51,7 +58,8 @@ class InProcessDaemon:
         self._stopping = asyncio.Event()
         self.daemon = Daemon(self.config)
         await self.daemon.start()
-        self.base = f"http://127.0.0.1:{self.daemon.port}"
+        scheme = "https" if self.daemon.certificate else "http"
+        self.base = self.access.base = f"{scheme}://127.0.0.1:{self.daemon.port}"
         self._ready.set()
         await self._stopping.wait()
         await self.daemon.stop()

@@ -10,7 +10,7 @@ import av
 import numpy as np
 
 from tests.alsa_fixture import FakeSoundCard, dominant_frequency, fake_sound_card
-from tests.browser import chromium, wait_for_stats, wait_js
+from tests.browser import chromium, open_page, wait_for_stats, wait_js
 from tests.conftest import StartDaemon
 from tests.whep_viewer import WhepViewer
 
@@ -39,7 +39,7 @@ async def test_microphone_tone_reaches_a_viewer_as_opus(
 ) -> None:
     card = fake_sound_card(tmp_path / "card")
     daemon = start_daemon(ALSA.format(mic="peercam_mic"), env=card.env)
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         assert viewer.answer is not None and "opus/48000" in viewer.answer.sdp
         frames = await viewer.audio_frames(60)
     assert abs(received_tone(frames[20:]) - card.tone_hz) < 15  # 1 kHz, not the 440 Hz tone
@@ -51,7 +51,7 @@ async def test_a_client_offering_only_g711_gets_pcmu(
 ) -> None:
     card = fake_sound_card(tmp_path / "card")
     daemon = start_daemon(ALSA.format(mic="peercam_mic"), env=card.env)
-    async with WhepViewer(daemon.base, audio_codec="audio/PCMU") as viewer:
+    async with WhepViewer(daemon.access, audio_codec="audio/PCMU") as viewer:
         assert viewer.answer is not None
         assert "PCMU/8000" in viewer.answer.sdp and "opus" not in viewer.answer.sdp
         frames = await viewer.audio_frames(60)
@@ -65,7 +65,7 @@ async def test_a_missing_microphone_is_retried_and_video_keeps_streaming(
 ) -> None:
     card = fake_sound_card(tmp_path / "card", seconds=1)
     daemon = start_daemon(ALSA.format(mic="no_such_pcm"), env=card.env)
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         frames = await viewer.video_frames(30)
         assert frames[-1].width == 320
         await asyncio.sleep(1.5)
@@ -87,7 +87,7 @@ def test_talkback_from_chromium_plays_on_the_speaker(
     daemon = start_daemon(ALSA.format(mic="peercam_mic"), env=card.env)
     with chromium() as browser:
         page = browser.new_page()
-        page.goto(daemon.base + "/")
+        open_page(page, daemon.base, "/")
         wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
         wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
         assert len(card.played()) == 0  # nothing plays until someone talks
@@ -123,7 +123,6 @@ def test_talkback_from_chromium_plays_on_the_speaker(
 async def test_half_duplex_silences_the_microphone_while_someone_talks(
     start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    import aiohttp
 
     card = fake_sound_card(tmp_path / "card")
     config = ALSA.format(mic="peercam_mic") + "half_duplex = true\n"
@@ -140,9 +139,9 @@ async def test_half_duplex_silences_the_microphone_while_someone_talks(
         assert reply["ok"], reply
 
     async with (
-        WhepViewer(daemon.base) as listener,
-        WhepViewer(daemon.base) as talker,
-        aiohttp.ClientSession() as http,
+        WhepViewer(daemon.access) as listener,
+        WhepViewer(daemon.access) as talker,
+        daemon.access.session() as http,
         http.ws_connect(daemon.base + "/events") as socket,
     ):
         assert talker.answer is not None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser import chromium, page_stats, wait_for_stats, wait_js
+from tests.browser import chromium, open_page, page_stats, wait_for_stats, wait_js
 from tests.conftest import SMALL as SMALL_CONFIG
 from tests.conftest import StartDaemon
 from tests.daemon_process import DaemonProcess
@@ -24,7 +24,7 @@ def test_three_browser_viewers_decode_video_and_receive_audio(
         pages = []
         for _ in range(3):
             page = browser.new_page()
-            page.goto(f"{daemon.base}/?codec={codec}")
+            open_page(page, daemon.base, f"/?codec={codec}")
             pages.append(page)
         for page in pages:
             stats = wait_for_stats(
@@ -62,7 +62,7 @@ keyframe_interval = 10.0
     )
     with chromium() as browser:
         first = browser.new_page()
-        first.goto(f"{daemon.base}/?codec=H264")
+        open_page(first, daemon.base, "/?codec=H264")
         wait_for_stats(first, lambda s: s["framesDecoded"] > 10)
         time.sleep(2.5)  # well inside the 10 s GOP
         natural = daemon.metric("peercam_keyframes_total", codec="h264", cause="natural")
@@ -70,7 +70,7 @@ keyframe_interval = 10.0
 
         second = browser.new_page()
         joined = time.monotonic()
-        second.goto(f"{daemon.base}/?codec=H264")
+        open_page(second, daemon.base, "/?codec=H264")
         stats = wait_for_stats(second, lambda s: s["framesDecoded"] > 0)
         waited = time.monotonic() - joined
         assert stats["keyFramesDecoded"] >= 1
@@ -84,7 +84,7 @@ def test_page_controls_snapshot_stats_and_reconnect(daemon: DaemonProcess, tmp_p
     with chromium() as browser:
         page = browser.new_page()
         page.set_viewport_size({"width": 390, "height": 844})  # a phone
-        page.goto(daemon.base + "/")
+        open_page(page, daemon.base, "/")
         wait_for_stats(page, lambda s: s["framesDecoded"] > 10)
         # Muted autoplay, with a button to unmute.
         assert page.evaluate("document.getElementById('video').muted") is True
@@ -114,7 +114,7 @@ def test_page_controls_snapshot_stats_and_reconnect(daemon: DaemonProcess, tmp_p
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
         # The daemon drops the session (as after a network cut): the page reconnects.
         session = page.evaluate("window.peercam.session.location")
-        urllib.request.urlopen(urllib.request.Request(session, method="DELETE"), timeout=5)
+        daemon.access.urlopen(urlsplit(session).path, method="DELETE")
         wait_js(
             page,
             f"window.peercam.session && window.peercam.session.location !== {session!r}"
@@ -131,13 +131,16 @@ def test_back_online_the_page_reconnects_at_once_not_after_its_backoff(
     first = start_daemon()
     with chromium() as browser:
         page = browser.new_page()
-        page.goto(f"{first.base}/")
+        open_page(page, first.base, "/")
         wait_for_stats(page, lambda s: s["framesDecoded"] > 10)
         assert first.terminate() == 0  # the camera goes away
         # Failed attempts back off: 0.5, 1, 2, 4, 8 s between them.
         wait_js(page, "window.peercam.retryMs >= 8000", timeout=30_000)
         # The camera is back at the same address, and the browser's network changes.
-        second = start_daemon(SMALL_CONFIG, "--port", str(first.port))
+        # Same state directory, as after a restart: the login survives it.
+        second = start_daemon(
+            SMALL_CONFIG, "--port", str(first.port), "--state-dir", str(first.state_dir)
+        )
         started = time.monotonic()
         page.evaluate("window.dispatchEvent(new Event('online'))")
         wait_js(page, "window.peercam.connects >= 2", timeout=10_000)

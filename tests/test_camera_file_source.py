@@ -8,7 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.browser import chromium, page_stats, wait_for_stats
+from tests.browser import chromium, open_page, page_stats, wait_for_stats
 from tests.conftest import StartDaemon
 from tests.media_fixtures import h264_clip, mjpeg_clip
 from tests.whep_viewer import WhepViewer
@@ -29,13 +29,13 @@ async def test_h264_clip_passes_through_and_late_viewers_decode(
 ) -> None:
     clip = h264_clip(tmp_path / "camera.h264", 320, 240, 30, seconds=12, gop=30)
     daemon = start_daemon(file_config(clip))
-    async with WhepViewer(daemon.base) as first:
+    async with WhepViewer(daemon.access) as first:
         await first.video_frames(10)
         log = daemon.log()
         assert "h264 passthrough from v4l2:" in log
         assert "software H.264" not in log  # nothing encodes H.264 here
         await asyncio.sleep(1.5)  # past the only IDR that carries SPS/PPS in the clip
-        async with WhepViewer(daemon.base) as late:
+        async with WhepViewer(daemon.access) as late:
             frames = await late.video_frames(20, within=10)
             assert (frames[-1].width, frames[-1].height) == (320, 240)
     assert daemon.metric("peercam_encoded_frames_total", codec="h264") > 40
@@ -51,7 +51,7 @@ async def test_mjpeg_clip_is_decoded_and_encoded_once(
 ) -> None:
     clip = mjpeg_clip(tmp_path / "camera.mkv", 320, 240, 30, seconds=4)
     daemon = start_daemon(file_config(clip))
-    async with WhepViewer(daemon.base) as first, WhepViewer(daemon.base) as second:
+    async with WhepViewer(daemon.access) as first, WhepViewer(daemon.access) as second:
         await first.video_frames(15)
         await second.video_frames(15)
     log = daemon.log()
@@ -67,7 +67,7 @@ def test_camera_gone_and_back_resumes_the_open_page(
     daemon = start_daemon(file_config(clip))
     with chromium() as browser:
         page = browser.new_page()
-        page.goto(f"{daemon.base}/?codec=H264")
+        open_page(page, daemon.base, "/?codec=H264")
         wait_for_stats(page, lambda s: s["framesDecoded"] > 20)
         session = page.evaluate("window.peercam.session.location")
         hidden = clip.rename(tmp_path / "unplugged.h264")  # the camera disappears

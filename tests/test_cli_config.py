@@ -80,7 +80,7 @@ async def test_size_and_fps_flags_reach_the_stream(start_daemon: StartDaemon) ->
     from tests.whep_viewer import WhepViewer
 
     daemon = start_daemon("", "--size", "320x240", "--fps", "15", "--source", "test")
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         frames = await viewer.video_frames(20)
         assert (frames[-1].width, frames[-1].height) == (320, 240)
     fps = daemon.metric("peercam_encoder_fps", codec="h264")

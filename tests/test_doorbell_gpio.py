@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from peercam.config import build_config
-from tests.browser import chromium, wait_for_stats, wait_js
+from tests.browser import chromium, open_page, wait_for_stats, wait_js
 from tests.inprocess_daemon import InProcessDaemon
 
 BUTTON, LED_PIN, RELAY, PIR = 17, 27, 22, 4
@@ -27,11 +28,16 @@ def pins() -> Iterator[MockFactory]:
     Device.pin_factory = previous
 
 
-def doorbell_daemon(ring_timeout: float = 30.0) -> InProcessDaemon:
+def doorbell_daemon(state_dir: Path, ring_timeout: float = 30.0) -> InProcessDaemon:
     return InProcessDaemon(
         build_config(
             {
-                "server": {"host": "127.0.0.1", "port": 0},
+                "server": {
+                    "host": "127.0.0.1",
+                    "port": 0,
+                    "http_port": None,
+                    "state_dir": str(state_dir),
+                },
                 "camera": {"source": "test", "size": "320x240", "fps": 15},
                 "gpio": {
                     "doorbell_pin": BUTTON,
@@ -65,11 +71,11 @@ def wait_until(condition: object, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
-def test_ring_answer_open_door_and_hang_up(pins: MockFactory) -> None:
-    with doorbell_daemon() as daemon, chromium() as browser:
+def test_ring_answer_open_door_and_hang_up(pins: MockFactory, tmp_path: Path) -> None:
+    with doorbell_daemon(tmp_path) as daemon, chromium() as browser:
         pages = [browser.new_page(), browser.new_page()]
         for page in pages:
-            page.goto(daemon.base + "/")
+            open_page(page, daemon.base, "/")
             wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
             wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
         led = pin(pins, LED_PIN)
@@ -111,8 +117,10 @@ def test_ring_answer_open_door_and_hang_up(pins: MockFactory) -> None:
         assert daemon.daemon.talkback.floor.holder is None
 
 
-def test_an_unanswered_ring_times_out_and_motion_is_pushed(pins: MockFactory) -> None:
-    with doorbell_daemon(ring_timeout=1.0) as daemon, chromium() as browser:
+def test_an_unanswered_ring_times_out_and_motion_is_pushed(
+    pins: MockFactory, tmp_path: Path
+) -> None:
+    with doorbell_daemon(tmp_path, ring_timeout=1.0) as daemon, chromium() as browser:
         page = browser.new_page()
         # A page in a background tab, notifications allowed: the ring shows one.
         page.add_init_script(
@@ -126,7 +134,7 @@ def test_an_unanswered_ring_times_out_and_motion_is_pushed(pins: MockFactory) ->
             Object.defineProperty(document, 'hidden', { get: () => true });
             """
         )
-        page.goto(daemon.base + "/")
+        open_page(page, daemon.base, "/")
         wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
         press(pins)
         page.wait_for_selector("#ring", state="visible", timeout=5000)

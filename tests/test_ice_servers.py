@@ -43,13 +43,12 @@ def test_the_daemon_takes_one_stun_and_the_best_turn_the_viewer_gets_all() -> No
 
 
 async def test_options_gives_fresh_credentials_and_the_policy(start_daemon) -> None:  # type: ignore[no-untyped-def]
-    import aiohttp
 
     daemon = start_daemon(
         '[camera]\nsize = "320x240"\n[webrtc]\nice_transport_policy = "relay"\n'
         '[webrtc.turn_rest]\nurls = ["turn:127.0.0.1:3478"]\nsecret = "x"\n'
     )
-    async with aiohttp.ClientSession() as http:
+    async with daemon.access.session() as http:
         async with http.options(daemon.base + "/whep") as response:
             links = response.headers.getall("Link")
             assert response.headers["Peercam-Ice-Transport-Policy"] == "relay"
@@ -69,11 +68,11 @@ async def test_host_candidates_only_on_the_configured_interfaces(start_daemon) -
 
     real = next(a.nice_name for a in ifaddr.get_adapters() if has_ipv4(a))
     only_real = start_daemon(f'[camera]\nsize = "320x240"\n[webrtc]\ninterfaces = ["{real}"]\n')
-    async with WhepViewer(only_real.base) as viewer:
+    async with WhepViewer(only_real.access) as viewer:
         assert viewer.answer is not None and " typ host" in viewer.answer.sdp
         await viewer.video_frames(5)
     nowhere = start_daemon('[camera]\nsize = "320x240"\n[webrtc]\ninterfaces = ["nosuch0"]\n')
-    async with WhepViewer(nowhere.base) as viewer:
+    async with WhepViewer(nowhere.access) as viewer:
         assert viewer.answer is not None and " typ host" not in viewer.answer.sdp
     assert "have no usable address" in nowhere.log()
 
@@ -85,7 +84,7 @@ async def test_fixed_ports_and_the_public_address_in_the_answer(start_daemon) ->
     daemon = start_daemon(
         '[camera]\nsize = "320x240"\n[webrtc]\nudp_ports = "41000-41010"\npublic_ip = "127.0.0.2"\n'
     )
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         assert viewer.answer is not None
         hosts = re.findall(r"a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ host", viewer.answer.sdp)
         ports = {int(port) for _, port in hosts}

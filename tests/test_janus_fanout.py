@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import janus_server, netns
+from tests.access import TEST_PASSWORD, basic
 from tests.browser import chromium
 
 pytestmark = [
@@ -22,9 +23,15 @@ BROWSER = str(Path(__file__).parent / "chromium-in-viewer-ns")
 
 
 def daemon_metric(name: str) -> float:
+    # Inside the camera's namespace, as the admin; the daemon's certificate is not
+    # what this test is about, so it is not checked here.
+    headers = basic("admin", TEST_PASSWORD)
+    url = f"https://{netns.CAM_IP}:8443/metrics"
+    request = f"urllib.request.Request({url!r}, headers={headers!r})"
     script = (
-        "import urllib.request;"
-        f"print(urllib.request.urlopen('http://{netns.CAM_IP}:8080/metrics').read().decode())"
+        "import ssl, urllib.request;"
+        f"print(urllib.request.urlopen({request}, context=ssl._create_unverified_context())"
+        ".read().decode())"
     )
     text = netns.in_ns(netns.CAM, sys.executable, "-c", script).stdout
     for line in text.splitlines():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from peercam.capture import timecode
-from tests.browser import chromium, wait_for_stats
+from tests.browser import chromium, open_page, wait_for_stats
 from tests.conftest import StartDaemon
 from tests.whep_viewer import WhepViewer
 
@@ -49,7 +49,7 @@ def test_hardware_h264_reaches_chromium_and_keyframe_requests_reach_the_encoder(
     assert "camera: Pi camera imx708: hardware H.264" in daemon_log  # auto chose it
     with chromium() as browser:
         first = browser.new_page()
-        first.goto(f"{daemon.base}/?codec=H264")
+        open_page(first, daemon.base, "/?codec=H264")
         stats = wait_for_stats(first, lambda s: s["framesDecoded"] > 30)
         assert stats["codec"] == "H264" and (stats["width"], stats["height"]) == (640, 480)
         calls = log.read_text()
@@ -63,7 +63,7 @@ def test_hardware_h264_reaches_chromium_and_keyframe_requests_reach_the_encoder(
         forced = calls.count("force_key_frame")
         assert forced >= 1  # the first viewer's request
         second = browser.new_page()
-        second.goto(f"{daemon.base}/?codec=H264")
+        open_page(second, daemon.base, "/?codec=H264")
         wait_for_stats(second, lambda s: s["framesDecoded"] > 10, timeout=8)
         assert log.read_text().count("force_key_frame") > forced
     assert daemon.metric("peercam_keyframes_total", codec="h264", cause="requested") >= 2
@@ -78,7 +78,7 @@ async def test_vp8_viewers_get_the_cameras_raw_frames_encoded_once(
     start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
     daemon = start_daemon(config(size="640x360"), env=standin_env(tmp_path / "p.log"))
-    async with WhepViewer(daemon.base, video_codec="video/VP8") as viewer:
+    async with WhepViewer(daemon.access, video_codec="video/VP8") as viewer:
         frames = await viewer.video_frames(20)
         picture = frames[-1]
         assert (picture.width, picture.height) == (640, 360)
@@ -95,7 +95,7 @@ async def test_pi5_has_no_hardware_h264_and_encodes_with_libx264(
     log = daemon.log()
     assert "no hardware H.264 on this board (Pi 5)" in log
     assert "software H.264: libx264" in log
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         await viewer.video_frames(10)
     assert "h264 encoder started" in daemon.log()
     assert "start_encoder" not in (tmp_path / "p.log").read_text()

@@ -4,6 +4,7 @@ a time; rings from the API and the command line reach every open channel."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,8 +56,8 @@ async def test_bad_commands_are_refused_with_a_reason(
 ) -> None:
     daemon = start(start_daemon, tmp_path)
     async with (
-        WhepViewer(daemon.base) as viewer,
-        aiohttp.ClientSession() as http,
+        WhepViewer(daemon.access) as viewer,
+        daemon.access.session() as http,
         http.ws_connect(daemon.base + "/events") as socket,
     ):
         state = await next_of(socket, "state")
@@ -86,9 +87,9 @@ async def test_bad_commands_are_refused_with_a_reason(
 async def test_one_talker_at_a_time(start_daemon: StartDaemon, tmp_path: Path) -> None:
     daemon = start(start_daemon, tmp_path)
     async with (
-        WhepViewer(daemon.base) as first,
-        WhepViewer(daemon.base) as second,
-        aiohttp.ClientSession() as http,
+        WhepViewer(daemon.access) as first,
+        WhepViewer(daemon.access) as second,
+        daemon.access.session() as http,
         http.ws_connect(daemon.base + "/events") as socket,
     ):
         a, b = session_id(first), session_id(second)
@@ -120,7 +121,7 @@ async def test_ring_from_the_api_and_the_command_line(
 ) -> None:
     daemon = start(start_daemon, tmp_path)
     async with (
-        aiohttp.ClientSession() as http,
+        daemon.access.session() as http,
         http.ws_connect(daemon.base + "/events") as first,
         http.ws_connect(daemon.base + "/events") as second,
     ):
@@ -130,17 +131,25 @@ async def test_ring_from_the_api_and_the_command_line(
         for socket in (first, second):
             ring = await next_of(socket, "ring")
             assert ring["origin"] == "api"
+        state = ["--state-dir", str(daemon.state_dir)]
+        made = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "peercam", "token", *state, "create", "bell", "--role", "admin"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        token = made.stdout.strip()
+        # The command line trusts the daemon's own certificate from the state directory.
         result = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "peercam", "ring", "--url", daemon.base],
-            capture_output=True, text=True, timeout=30,
+            [sys.executable, "-m", "peercam", "ring", "--url", daemon.base, *state],
+            capture_output=True, text=True, timeout=30, env={**os.environ, "PEERCAM_TOKEN": token},
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert "the doorbell is ringing" in result.stdout
         assert (await next_of(first, "ring"))["origin"] == "api"
     unreachable = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "peercam", "ring", "--url", "http://127.0.0.1:9"],
+        [sys.executable, "-m", "peercam", "ring", "--url", "https://127.0.0.1:9", "--token", "x"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert unreachable.returncode == 1 and "cannot ring" in unreachable.stderr

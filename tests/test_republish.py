@@ -152,7 +152,7 @@ async def test_a_refusing_whip_endpoint_is_logged_and_retried(start_daemon: Star
         # The daemon itself is unaffected: viewers still get video.
         from tests.whep_viewer import WhepViewer
 
-        async with WhepViewer(daemon.base) as viewer:
+        async with WhepViewer(daemon.access) as viewer:
             await viewer.video_frames(10)
     finally:
         await endpoint.close()

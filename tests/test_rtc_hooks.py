@@ -50,7 +50,7 @@ async def test_a_pli_from_a_real_viewer_reaches_the_shared_encoder(
     start_daemon: StartDaemon,
 ) -> None:
     daemon = start_daemon()
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         await viewer.video_frames(5)
         before = daemon.metric("peercam_keyframe_requests_total", codec="h264", reason="rtcp")
         receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")
@@ -67,7 +67,7 @@ async def test_a_pli_storm_yields_at_most_one_forced_keyframe_per_gap(
     start_daemon: StartDaemon,
 ) -> None:
     daemon = start_daemon()  # keyframe_min_gap_ms = 500 by default
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         await viewer.video_frames(5)
         before = daemon.metric("peercam_keyframes_total", codec="h264", cause="requested")
         receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")

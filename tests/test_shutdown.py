@@ -11,7 +11,7 @@ from tests.whep_viewer import WhepViewer
 
 async def test_sigterm_with_viewers_exits_0_and_leaves_no_tasks(start_daemon: StartDaemon) -> None:
     daemon = start_daemon()
-    async with WhepViewer(daemon.base) as first, WhepViewer(daemon.base) as second:
+    async with WhepViewer(daemon.access) as first, WhepViewer(daemon.access) as second:
         await first.video_frames(10)
         await second.video_frames(10)
         assert daemon.metric("peercam_viewers") == 2

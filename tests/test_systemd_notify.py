@@ -22,7 +22,7 @@ def test_ready_watchdog_and_stopping_reach_a_notify_socket(
             env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}  # pings every 0.2 s
         )
         ready = sock.recv(512).decode()
-        assert ready.startswith("READY=1\nSTATUS=serving on http://127.0.0.1:"), ready
+        assert ready.startswith("READY=1\nSTATUS=serving on https://127.0.0.1:"), ready
         started = time.monotonic()
         pings = [sock.recv(512).decode() for _ in range(5)]
         assert pings == ["WATCHDOG=1"] * 5

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests import netns
-from tests.browser import chromium, wait_js
+from tests.browser import chromium, open_page, wait_js
 from tests.daemon_process import DaemonProcess
 
 pytestmark = [
@@ -96,7 +96,7 @@ def start_daemon(tmp_path: Path, config: str, env: dict[str, str] | None = None)
 
 def watch(page: Page, daemon: DaemonProcess, timeout: float = 30) -> dict[str, Any]:
     """Open the page and wait until video decodes over a selected pair."""
-    page.goto(daemon.base + "/")
+    open_page(page, daemon.base, "/")
     deadline = time.monotonic() + timeout
     pair: dict[str, Any] | None = None
     while time.monotonic() < deadline:
@@ -163,7 +163,7 @@ def test_wrong_turn_credentials_are_a_clear_failure_not_a_hang(
     try:
         with chromium(NO_MDNS, executable=BROWSER) as browser:
             page = browser.new_page()
-            page.goto(daemon.base + "/")
+            open_page(page, daemon.base, "/")
             wait_js(
                 page, "document.getElementById('status').dataset.state === 'failed'", timeout=60_000
             )

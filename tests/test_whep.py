@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import numpy as np
 import pytest
 
 from peercam.capture import timecode
+from tests.access import Access
 from tests.conftest import StartDaemon
 from tests.daemon_process import DaemonProcess
 from tests.whep_viewer import WhepViewer
 
 
 async def test_whep_client_gets_201_location_and_live_frames(daemon: DaemonProcess) -> None:
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         assert viewer.answer is not None
         assert viewer.answer.status == 201
         assert viewer.answer.location.startswith("/whep/sessions/")
@@ -39,7 +39,7 @@ async def test_whep_client_gets_201_location_and_live_frames(daemon: DaemonProce
 
 
 async def test_delete_ends_the_session_and_stops_idle_encoders(daemon: DaemonProcess) -> None:
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         await viewer.video_frames(5)
         assert daemon.metric("peercam_encoder_running", codec="h264") == 1
         assert await viewer.hang_up() == 200
@@ -52,7 +52,7 @@ async def test_delete_ends_the_session_and_stops_idle_encoders(daemon: DaemonPro
 
 
 async def test_vp8_when_the_offer_has_no_h264(daemon: DaemonProcess) -> None:
-    async with WhepViewer(daemon.base, video_codec="video/VP8") as viewer:
+    async with WhepViewer(daemon.access, video_codec="video/VP8") as viewer:
         assert viewer.answer is not None
         assert "VP8/90000" in viewer.answer.sdp and "H264" not in viewer.answer.sdp
         await viewer.video_frames(10)
@@ -60,14 +60,14 @@ async def test_vp8_when_the_offer_has_no_h264(daemon: DaemonProcess) -> None:
         assert daemon.metric("peercam_encoder_running", codec="h264") == 0
 
 
-async def patch_sdpfrag(url: str, body: str) -> int:
+async def patch_sdpfrag(access: Access, url: str, body: str) -> int:
     headers = {"Content-Type": "application/trickle-ice-sdpfrag"}
-    async with aiohttp.ClientSession() as http, http.patch(url, data=body, headers=headers) as r:
-        return r.status
+    async with access.session() as http, http.patch(url, data=body, headers=headers) as r:
+        return int(r.status)
 
 
 async def test_trickled_candidates_are_accepted(daemon: DaemonProcess) -> None:
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         assert viewer.answer is not None
         ufrag = next(
             line.split(":", 1)[1]
@@ -82,15 +82,15 @@ async def test_trickled_candidates_are_accepted(daemon: DaemonProcess) -> None:
         )
         url = daemon.base + viewer.answer.location
         started = time.monotonic()
-        assert await patch_sdpfrag(url, frag) == 204
+        assert await patch_sdpfrag(daemon.access, url, frag) == 204
         # An mDNS name is resolved in the background; the response never waits on it.
         assert time.monotonic() - started < 0.5
-        assert await patch_sdpfrag(url, frag.replace(ufrag, "newufrag")) == 422
+        assert await patch_sdpfrag(daemon.access, url, frag.replace(ufrag, "newufrag")) == 422
         await viewer.video_frames(5)
 
 
 async def test_cors_preflight(daemon: DaemonProcess) -> None:
-    async with aiohttp.ClientSession() as http, http.options(daemon.base + "/whep") as response:
+    async with daemon.access.session() as http, http.options(daemon.base + "/whep") as response:
         assert response.status == 204
         assert response.headers["Access-Control-Allow-Origin"] == "*"
         assert "POST" in response.headers["Access-Control-Allow-Methods"]
@@ -110,7 +110,7 @@ username = "user"
 credential = "pa\\"ss"
 """
     )
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         assert viewer.answer is not None
         links = ", ".join(viewer.answer.links)
         assert '<stun:127.0.0.1:3478>; rel="ice-server"' in links
@@ -159,7 +159,7 @@ async def test_bad_offers_get_a_4xx_with_a_reason(
     daemon: DaemonProcess, content_type: str, body: str, status: int, reason: str
 ) -> None:
     async with (
-        aiohttp.ClientSession() as http,
+        daemon.access.session() as http,
         http.post(
             daemon.base + "/whep", data=body.encode(), headers={"Content-Type": content_type}
         ) as response,
@@ -181,9 +181,9 @@ async def test_bad_input_never_disturbs_a_streaming_viewer(daemon: DaemonProcess
         ("GET", "/whep/sessions/../../etc/passwd", "text/plain", b""),
         ("PUT", "/whep", "application/sdp", b"v=0"),
     ]
-    async with WhepViewer(daemon.base) as viewer:
+    async with WhepViewer(daemon.access) as viewer:
         await viewer.video_frames(10)
-        async with aiohttp.ClientSession() as http:
+        async with daemon.access.session() as http:
             statuses = []
             for method, path, content_type, body in bad_requests * 5:
                 async with http.request(
@@ -200,7 +200,7 @@ async def test_bad_input_never_disturbs_a_streaming_viewer(daemon: DaemonProcess
 
 
 async def test_bad_trickle_fragments(daemon: DaemonProcess) -> None:
-    async with WhepViewer(daemon.base) as viewer, aiohttp.ClientSession() as http:
+    async with WhepViewer(daemon.access) as viewer, daemon.access.session() as http:
         assert viewer.answer is not None
         url = daemon.base + viewer.answer.location
         cases = [
@@ -218,22 +218,22 @@ async def test_per_client_limits_are_429_with_a_reason(start_daemon: StartDaemon
         '[camera]\nsize = "320x240"\n[viewers]\nmax_per_client = 2\n'
         "sessions_per_minute_per_client = 3\n"
     )
-    async with WhepViewer(daemon.base) as first, WhepViewer(daemon.base):
+    async with WhepViewer(daemon.access) as first, WhepViewer(daemon.access):
         with pytest.raises(AssertionError, match="429: at most 2 viewers per client"):
-            async with WhepViewer(daemon.base):
+            async with WhepViewer(daemon.access):
                 pass
         await first.video_frames(5)  # the admitted viewers are unaffected
         assert await first.hang_up() == 200
         # A slot is free again, but this client has started 3 sessions this minute.
-        async with WhepViewer(daemon.base) as third:
+        async with WhepViewer(daemon.access) as third:
             assert await third.hang_up() == 200
         with pytest.raises(AssertionError, match="429: at most 3 new sessions a minute"):
-            async with WhepViewer(daemon.base):
+            async with WhepViewer(daemon.access):
                 pass
 
 
 async def test_every_response_carries_the_security_headers(daemon: DaemonProcess) -> None:
-    async with aiohttp.ClientSession() as http:
+    async with daemon.access.session() as http:
         for method, path in [
             ("GET", "/"), ("GET", "/ui/viewer.js"), ("GET", "/healthz"), ("GET", "/metrics"),
             ("GET", "/api/state"), ("GET", "/nope"), ("OPTIONS", "/whep"), ("POST", "/whep"),

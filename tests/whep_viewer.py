@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
-import aiohttp
 import av
 from aiortc import (
     MediaStreamTrack,
@@ -17,6 +16,8 @@ from aiortc import (
     RTCRtpReceiver,
     RTCSessionDescription,
 )
+
+from tests.access import Access
 
 
 def video_capabilities() -> list[RTCRtpCodecCapability]:
@@ -36,7 +37,7 @@ class WhepAnswer:
 
 @dataclass
 class WhepViewer:
-    base: str  # http://127.0.0.1:PORT
+    access: Access  # the daemon, and whose credentials to use
     video_codec: str | None = None  # "video/H264" or "video/VP8" to force one
     audio_codec: str | None = None  # e.g. "audio/PCMU": a client that offers only that
     pc: RTCPeerConnection = field(init=False)
@@ -68,9 +69,9 @@ class WhepViewer:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.posted_at = time.monotonic()
         async with (
-            aiohttp.ClientSession() as http,
+            self.access.session() as http,
             http.post(
-                self.base + "/whep",
+                self.access.base + "/whep",
                 data=self.pc.localDescription.sdp,
                 headers={"Content-Type": "application/sdp"},
             ) as response,
@@ -113,7 +114,7 @@ class WhepViewer:
     async def hang_up(self) -> int:
         assert self.answer is not None
         async with (
-            aiohttp.ClientSession() as http,
-            http.delete(self.base + self.answer.location) as response,
+            self.access.session() as http,
+            http.delete(self.access.base + self.answer.location) as response,
         ):
             return response.status

@@ -51,6 +51,10 @@ class Viewer {
       this.stats = new StatsReader(session.pc);
     } catch (error) {
       console.warn(error);
+      if (error.status === 401) {
+        toLogin(); // the login session expired or was ended
+        return;
+      }
       this.setStatus('error', String(error.message ?? error));
       this.retry(session);
     }
@@ -95,6 +99,22 @@ class Viewer {
     }
   }
 }
+
+function toLogin() {
+  location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
+// Talk, answer and open door are for admins; a viewer's page does not offer them
+// (the daemon refuses them anyway).
+async function showRole() {
+  const response = await fetch('/api/session');
+  if (response.status === 401) return toLogin();
+  if (!response.ok) return;
+  const { role } = await response.json();
+  document.body.dataset.role = role;
+  for (const id of ['talk', 'open-door', 'answer', 'decline']) $(id).hidden = role !== 'admin';
+}
+showRole().catch((error) => console.warn(error));
 
 const viewer = new Viewer();
 // Milliseconds from navigation to the first frame shown (benchmarks read it).

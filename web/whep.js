@@ -53,7 +53,9 @@ export class WhepSession {
     });
     if (response.status !== 201) {
       const reason = (await response.text()).trim();
-      throw new Error(`WHEP ${response.status}: ${reason}`);
+      const error = new Error(`WHEP ${response.status}: ${reason}`);
+      error.status = response.status;
+      throw error;
     }
     this.location = new URL(response.headers.get('Location'), this.endpoint).href;
     await this.pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -13,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from peercam import __version__
-from peercam.config import ConfigError, load_config, parse_size
+from peercam.auth.commands import add_commands
+from peercam.config import Config, ConfigError, load_config, parse_size
+from peercam.service.state_dir import state_directory
 
 
 def _size(text: str) -> str:
@@ -31,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="serve the camera to browsers over WebRTC")
     run.add_argument("--config", type=Path, help="TOML config file")
     run.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    run.add_argument("--port", type=int, help="HTTP port (default 8080; 0 picks a free one)")
+    run.add_argument("--port", type=int, help="HTTPS port (default 8443; 0 picks a free one)")
+    run.add_argument(
+        "--http-port", type=int, help="plain-HTTP port that redirects to HTTPS (default 8080)"
+    )
+    run.add_argument("--state-dir", help="where credentials and the certificate are kept")
     run.add_argument(
         "--source", choices=["auto", "test", "picamera2", "v4l2", "file"], help="camera source"
     )
@@ -40,8 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     ring = commands.add_parser("ring", help="ring the doorbell of a running daemon")
     ring.add_argument(
-        "--url", default="http://127.0.0.1:8080", help="the daemon (default %(default)s)"
+        "--url", default="https://127.0.0.1:8443", help="the daemon (default %(default)s)"
     )
+    ring.add_argument("--config", type=Path, help="TOML config file (to trust its certificate)")
+    ring.add_argument("--state-dir", help="the daemon's state directory (its certificate)")
+    ring.add_argument(
+        "--token", help="an admin token (`peercam token create`); default $PEERCAM_TOKEN"
+    )
+    add_commands(commands)
     check = commands.add_parser("check", help="report the board's cameras, encoders, audio, GPIO")
     check.add_argument("--config", type=Path, help="TOML config file")
     check.add_argument("--json", action="store_true", help="machine-readable output")
@@ -55,15 +69,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     def given(*names: str) -> dict[str, Any]:
         return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
-    server = given("host", "port")
+    server = given("host", "port", "http_port", "state_dir")
     camera = given("source", "size", "fps")
     return {name: values for name, values in (("server", server), ("camera", camera)) if values}
 
 
-def ring_doorbell(url: str) -> int:
-    request = urllib.request.Request(url.rstrip("/") + "/api/ring", method="POST", data=b"")
+def ring_doorbell(url: str, token: str | None, config: Config) -> int:
+    if not token:
+        print("peercam: ring needs --token or PEERCAM_TOKEN (an admin token)", file=sys.stderr)
+        return 2
+    request = urllib.request.Request(
+        url.rstrip("/") + "/api/ring",
+        method="POST",
+        data=b"",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    # The daemon's own self-signed certificate is trusted; nothing else is.
+    own = state_directory(config.server.state_dir) / "tls-cert.pem"
+    context = ssl.create_default_context(cafile=str(own) if own.is_file() else None)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             state = json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as error:
         print(f"peercam: cannot ring {url}: {error}", file=sys.stderr)
@@ -81,13 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     # aioice and aiortc log every candidate pair at INFO; a busy camera needs less.
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
-    if args.command == "ring":
-        return ring_doorbell(args.url)
     try:
-        config = load_config(args.config, _overrides(args))
+        config = load_config(Path(args.config) if args.config else None, _overrides(args))
     except ConfigError as error:
         print(f"peercam: config error: {error}", file=sys.stderr)
         return 2
+    if args.command == "ring":
+        return ring_doorbell(args.url, args.token or os.environ.get("PEERCAM_TOKEN"), config)
+    if args.command in ("passwd", "token"):
+        return _manage_credentials(config, args)
     if args.command == "check":
         from peercam.check import run_check
 
@@ -95,6 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     from peercam.daemon import serve
 
     return asyncio.run(serve(config))
+
+
+def _manage_credentials(config: Config, args: argparse.Namespace) -> int:
+    from peercam.auth.commands import run_passwd, run_token
+    from peercam.auth.store import CredentialError, CredentialStore
+
+    directory = state_directory(config.server.state_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = CredentialStore(directory)
+    except (CredentialError, OSError) as error:
+        print(f"peercam: {error}", file=sys.stderr)
+        return 2
+    return run_passwd(store, args) if args.command == "passwd" else run_token(store, args)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,27 @@ class _Section(BaseModel):
 
 class ServerConfig(_Section):
     host: str = "0.0.0.0"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # HTTPS (or plain HTTP when tls is off).
+    port: Annotated[int, Field(ge=0, le=65535)] = 8443
+    # Plain HTTP that only redirects to HTTPS; None for none.
+    http_port: Annotated[int, Field(ge=0, le=65535)] | None = 8080
+    # Off only behind a reverse proxy that does TLS: browsers refuse the microphone and
+    # the login cookie to a plain-HTTP page on another host.
+    tls: bool = True
+    # Your own certificate (PEM); without one a self-signed one is made at first start.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    # Credentials and the certificate; default: $STATE_DIRECTORY (systemd), else
+    # /var/lib/peercam for root, else ~/.local/state/peercam.
+    state_dir: str | None = None
     max_sdp_bytes: Annotated[int, Field(ge=1024, le=1_000_000)] = 64_000
+
+
+class AuthConfig(_Section):
+    # How long a browser stays logged in, in seconds (default a week).
+    session_lifetime: Annotated[float, Field(ge=1, le=365 * 86400)] = 7 * 86400.0
+    # Failed logins (password, Basic or token) one address may make per minute.
+    login_failures_per_minute: Annotated[int, Field(ge=1, le=1000)] = 5
 
 
 Size = tuple[int, int]
@@ -248,6 +267,7 @@ class ViewerConfig(_Section):
 
 class Config(_Section):
     server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
     camera: CameraConfig = CameraConfig()
     video: VideoConfig = VideoConfig()
     audio: AudioConfig = AudioConfig()

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,10 @@ from peercam.audio.alsa_microphone import AlsaMicrophone, AlsaSettings
 from peercam.audio.alsa_speaker import AlsaSpeaker
 from peercam.audio.selection import choose_microphone
 from peercam.audio.talkback import Talkback
+from peercam.auth.authenticator import Authenticator
+from peercam.auth.environment import apply_password_from_environment
+from peercam.auth.passwords import WeakPassword
+from peercam.auth.store import CredentialError, CredentialStore
 from peercam.capture.selection import build_camera, choose_camera
 from peercam.capture.source import Source
 from peercam.config import Config, ConfigError
@@ -30,6 +35,7 @@ from peercam.events import EventBus
 from peercam.http.app import build_app
 from peercam.http.doorbell_api import DoorbellApi
 from peercam.http.push import PushChannel
+from peercam.http.redirect import build_redirect_app
 from peercam.ice.host_candidates import restrict_host_candidates, use_port_range
 from peercam.ice.servers import describe_choice
 from peercam.media import Kind
@@ -39,6 +45,8 @@ from peercam.republish.rtp_forward import RtpForwarder
 from peercam.republish.whip_publisher import WhipPublisher
 from peercam.rtc.registry import SessionRegistry
 from peercam.service.notify import SystemdNotifier
+from peercam.service.state_dir import state_directory
+from peercam.tls.certificate import CertificateError, CertificateFiles, certificate_files
 
 logger = logging.getLogger(__name__)
 
@@ -102,18 +110,48 @@ def build_talkback(config: Config, pipeline: MediaPipeline) -> Talkback:
     return Talkback(speaker, mute)
 
 
-def display_url(host: str, port: int) -> str:
+def display_url(scheme: str, host: str, port: int) -> str:
     if host in ("0.0.0.0", "::", ""):
         from aioice.ice import get_host_addresses
 
         addresses = get_host_addresses(use_ipv4=True, use_ipv6=False)
         host = addresses[0] if addresses else "localhost"
-    return f"http://{host}:{port}/"
+    return f"{scheme}://{host}:{port}/"
+
+
+def open_credentials(config: Config) -> CredentialStore:
+    """The credential store, with PEERCAM_PASSWORD applied. Raises ConfigError."""
+    directory = state_directory(config.server.state_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = CredentialStore(directory)
+        apply_password_from_environment(store)
+    except (CredentialError, WeakPassword) as error:
+        raise ConfigError(str(error)) from None
+    except OSError as error:
+        raise ConfigError(f"state directory {directory}: {error.strerror or error}") from None
+    return store
 
 
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.state_dir = state_directory(config.server.state_dir)
+        self.authenticator = Authenticator(
+            open_credentials(config),
+            config.auth.session_lifetime,
+            config.auth.login_failures_per_minute,
+        )
+        self.certificate: CertificateFiles | None = None
+        self._tls: ssl.SSLContext | None = None
+        if config.server.tls:
+            try:
+                self.certificate = certificate_files(
+                    self.state_dir, config.server.tls_cert, config.server.tls_key
+                )
+                self._tls = self.certificate.server_context()
+            except CertificateError as error:
+                raise ConfigError(f"server.tls: {error}") from None
         self.metrics = Metrics()
         self.pipeline = build_pipeline(config, self.metrics)
         self.events = EventBus()
@@ -133,9 +171,16 @@ class Daemon:
         )
         self.push = PushChannel(self.events, self.doorbell, self.sessions)
         self.app = build_app(
-            config, self.sessions, self.metrics, self.push, DoorbellApi(self.doorbell)
+            config,
+            self.sessions,
+            self.metrics,
+            self.authenticator,
+            self.push,
+            DoorbellApi(self.doorbell),
         )
         self._runner: web.AppRunner | None = None
+        self._redirect_runner: web.AppRunner | None = None
+        self.http_port: int | None = None
         self.publishers: list[WhipPublisher] = []
         self.forwarders: list[RtpForwarder] = []
         self.port: int | None = None
@@ -153,15 +198,16 @@ class Daemon:
         self.doorbell.hardware = open_hardware(
             self.config.gpio, self.doorbell.ring, self.doorbell.motion
         )
+        server = self.config.server
+        context = self._tls
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", [])
-        self.port = sockets[0].getsockname()[1] if sockets else self.config.server.port
-        return display_url(self.config.server.host, self.port)
+        self.port = await _listen(self._runner, server.host, server.port, context)
+        if context is not None and server.http_port is not None:
+            self._redirect_runner = web.AppRunner(
+                build_redirect_app(self.port), access_log=None, handle_signals=False
+            )
+            self.http_port = await _listen(self._redirect_runner, server.host, server.http_port)
+        return display_url("https" if context else "http", server.host, self.port)
 
     async def stop(self) -> None:
         for publisher in self.publishers:
@@ -172,9 +218,23 @@ class Daemon:
         await self.sessions.close_all()
         await self.doorbell.close()
         await self.pipeline.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for runner in (self._redirect_runner, self._runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._redirect_runner = None
+
+
+async def _listen(
+    runner: web.AppRunner, host: str, port: int, context: ssl.SSLContext | None = None
+) -> int:
+    """Serve `runner` on host:port and return the port bound (port 0 picks one)."""
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=context)
+    await site.start()
+    server = site._server
+    assert server is not None
+    sockets = getattr(server, "sockets", [])
+    return int(sockets[0].getsockname()[1]) if sockets else port
 
 
 async def serve(config: Config) -> int:
@@ -203,7 +263,26 @@ async def serve(config: Config) -> int:
     logger.info("ICE: %s", describe_choice(config.webrtc))
     restrict_host_candidates(config.webrtc.interfaces)
     use_port_range(*config.webrtc.port_range)
+    # The redirect first: the "serving" line tells whoever waits that all is up.
+    if daemon.http_port is not None:
+        redirect = display_url("http", config.server.host, daemon.http_port)
+        print(f"peercam: redirecting {redirect} to HTTPS", flush=True)
     print(f"peercam: serving on {url}", flush=True)
+    if daemon.certificate is not None and daemon.certificate.self_signed:
+        logger.info(
+            "self-signed certificate, SHA-256 %s: check it when the browser asks",
+            daemon.certificate.fingerprint(),
+        )
+    if daemon.authenticator.setup_needed():
+        logger.warning(
+            "no admin password is set, so the camera shows nothing yet: run "
+            "`peercam passwd`, or set PEERCAM_PASSWORD"
+        )
+    elif not config.server.tls:
+        logger.warning(
+            "TLS is off: only safe behind a reverse proxy that does HTTPS; browsers keep "
+            "no login cookie and give no microphone to a plain-HTTP page"
+        )
     notifier = SystemdNotifier()
     notifier.ready(f"serving on {url}")
     await stopping.wait()

@@ -6,8 +6,11 @@ from typing import Protocol
 
 from aiohttp import web
 
+from peercam.auth.authenticator import Authenticator
 from peercam.config import Config
+from peercam.http.access import AccessControl
 from peercam.http.errors import plain_errors
+from peercam.http.login import LoginHandlers
 from peercam.http.observability import ObservabilityHandlers
 from peercam.http.security_headers import security_headers
 from peercam.http.viewer_page import ViewerPage
@@ -21,17 +24,25 @@ class RouteGroup(Protocol):
 
 
 def build_app(
-    config: Config, sessions: SessionRegistry, metrics: Metrics, *more: RouteGroup
+    config: Config,
+    sessions: SessionRegistry,
+    metrics: Metrics,
+    authenticator: Authenticator,
+    *more: RouteGroup,
 ) -> web.Application:
+    pages = ViewerPage()
+    access = AccessControl(authenticator, lambda: pages.page("setup.html"))
     app = web.Application(
-        # Outermost, so refusals and errors carry the headers too.
-        middlewares=[security_headers, plain_errors],
+        # Security headers outermost, so refusals and errors carry them too; access
+        # control inside the error policy, so its refusals are plain lines as well.
+        middlewares=[security_headers, plain_errors, access.middleware],
         client_max_size=config.server.max_sdp_bytes,
     )
     groups: list[RouteGroup] = [
         WhepHandlers(config, sessions),
         ObservabilityHandlers(metrics, sessions),
-        ViewerPage(),
+        LoginHandlers(authenticator, pages.page),
+        pages,
         *more,
     ]
     for group in groups:

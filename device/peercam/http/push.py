@@ -3,8 +3,10 @@
 Down: every doorbell event, and the call state on connect. Up: commands (answer,
 decline, hang up, talk, stop talking, open the door). A command names the viewer's
 live WHEP session, an unguessable id only that page holds, and is checked on the
-server: no session, an unknown command or a refused action gets a `result` with
-`ok: false` and the reason, and nothing else changes.
+server: every command needs the admin role (a viewer only watches), and the session
+must be the caller's own. No session, an unknown command, a missing role or a refused
+action gets a `result` with `ok: false` and the reason, and nothing else changes.
+Connecting at all needs a login (the access middleware), from the camera's own origin.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from peercam.audio.talkback import Outcome
+from peercam.auth.principal import Principal
 from peercam.doorbell.call import Doorbell
 from peercam.events import Event, EventBus
+from peercam.http.access import principal_of
 from peercam.rtc.registry import SessionRegistry
 
 logger = logging.getLogger(__name__)
@@ -46,6 +50,9 @@ class PushChannel:
         return [web.get("/events", self.connect)]
 
     async def connect(self, request: web.Request) -> web.WebSocketResponse:
+        principal = principal_of(request)
+        if principal is None:  # the access middleware lets no one here without one
+            raise web.HTTPUnauthorized()
         socket = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
         await socket.prepare(request)
         self._sockets.add(socket)
@@ -55,7 +62,7 @@ class PushChannel:
             await socket.send_json(self._doorbell.snapshot())
             async for message in socket:
                 if message.type == WSMsgType.TEXT:
-                    await socket.send_json(await self._command(message.data))
+                    await socket.send_json(await self._command(message.data, principal))
                 elif message.type == WSMsgType.ERROR:
                     break
                 else:
@@ -75,7 +82,7 @@ class PushChannel:
             except ConnectionError:
                 return
 
-    async def _command(self, text: str) -> Event:
+    async def _command(self, text: str, principal: Principal) -> Event:
         try:
             data: Any = json.loads(text)
         except ValueError:
@@ -86,9 +93,11 @@ class PushChannel:
         action = self._commands.get(name) if isinstance(name, str) else None
         if action is None:
             return _refusal(name, f"unknown command {name!r}; known: {', '.join(self._commands)}")
+        if not principal.may("admin"):
+            return _refusal(name, f"{name} needs the admin role; {principal.name} may only watch")
         session_id = data.get("session")
         session = self._sessions.get(session_id) if isinstance(session_id, str) else None
-        if session is None:
+        if session is None or session.owner != principal.name:
             return _refusal(name, "no such session: a command needs your live viewer session")
         label = f"viewer {session.id[:6]} ({session.client or 'unknown address'})"
         outcome = await action(session.id, label)

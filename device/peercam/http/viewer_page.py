@@ -30,6 +30,9 @@ class ViewerPage:
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.index), web.get("/ui/{name}", self.asset)]
 
+    def page(self, name: str) -> web.Response:
+        return self._serve(name)
+
     def _serve(self, name: str) -> web.Response:
         body, content_type = self._files[name]
         return web.Response(

@@ -12,11 +12,13 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.sdp import candidate_from_sdp
 
 from peercam.config import Config, IceServer
+from peercam.http.access import principal_of
 from peercam.http.errors import refuse
 from peercam.http.ice_links import link_headers
 from peercam.ice.servers import session_ice
 from peercam.rtc.negotiation import OfferError, plan_offer
 from peercam.rtc.registry import ClientOverLimit, SessionRegistry, TooManyViewers
+from peercam.rtc.session import ViewerSession
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +63,11 @@ class WhepHandlers:
                 "Accept-Patch": "application/trickle-ice-sdpfrag",
             },
         )
-        if request.path == "/whep":
+        if request.path == "/whep" and principal_of(request) is not None:
             # A browser needs its ICE servers before it can make the offer; these
             # credentials are minted for this request alone and expire by themselves.
+            # A preflight carries no credentials and is public, so TURN credentials
+            # go only to a caller who proves it may watch.
             servers = session_ice(self._config.webrtc, secrets.token_hex(8)).for_viewer
             self._ice_headers(response, servers)
         return response
@@ -92,8 +96,12 @@ class WhepHandlers:
             plan = plan_offer(text, video, audio)
         except OfferError as error:
             return refuse(400, str(error), **_CORS)
+        principal = principal_of(request)
+        owner = principal.name if principal else ""
         try:
-            session, answer = await self._sessions.create(plan, client=request.remote or "")
+            session, answer = await self._sessions.create(
+                plan, client=request.remote or "", owner=owner
+            )
         except TooManyViewers as error:
             return refuse(503, str(error), **{**_CORS, "Retry-After": "10"})
         except ClientOverLimit as error:
@@ -120,8 +128,18 @@ class WhepHandlers:
         self._ice_headers(response, session.ice.for_viewer)
         return response
 
-    async def trickle(self, request: web.Request) -> web.Response:
+    def _own_session(self, request: web.Request) -> ViewerSession | None:
+        """The session named in the path, if this caller opened it (or is an admin)."""
         session = self._sessions.get(request.match_info["id"])
+        principal = principal_of(request)
+        if session is None or principal is None:
+            return None
+        if session.owner != principal.name and principal.role != "admin":
+            return None  # as if it did not exist: ids of others are not confirmed
+        return session
+
+    async def trickle(self, request: web.Request) -> web.Response:
+        session = self._own_session(request)
         if session is None:
             return refuse(404, "no such session", **_CORS)
         text = await self._read_text(request, "application/trickle-ice-sdpfrag")
@@ -138,7 +156,7 @@ class WhepHandlers:
         return web.Response(status=204, headers=_CORS)
 
     async def hang_up(self, request: web.Request) -> web.Response:
-        session = self._sessions.get(request.match_info["id"])
+        session = self._own_session(request)
         if session is None:
             return refuse(404, "no such session", **_CORS)
         await session.close()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from peercam.config import Config
 from peercam.metrics import Metrics
 from peercam.pipeline import MediaPipeline
+from peercam.rate_window import RateWindow
 from peercam.rtc.negotiation import OfferPlan
 from peercam.rtc.session import AudioListener, ViewerSession
 
@@ -43,7 +42,7 @@ class SessionRegistry:
         self._metrics = metrics
         self._sessions: dict[str, ViewerSession] = {}
         self._releasing: asyncio.Future[None] | None = None
-        self._recent: dict[str, deque[float]] = {}  # session start times per client
+        self._recent = RateWindow(60.0)  # session starts per client
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -51,7 +50,9 @@ class SessionRegistry:
     def get(self, session_id: str) -> ViewerSession | None:
         return self._sessions.get(session_id)
 
-    async def create(self, plan: OfferPlan, client: str) -> tuple[ViewerSession, str]:
+    async def create(
+        self, plan: OfferPlan, client: str, owner: str = ""
+    ) -> tuple[ViewerSession, str]:
         """Open a session for `plan` and return it with its SDP answer."""
         limits = self._config.viewers
         if len(self._sessions) >= limits.max_viewers:
@@ -59,21 +60,11 @@ class SessionRegistry:
         mine = sum(1 for s in self._sessions.values() if s.client == client)
         if mine >= limits.max_per_client:
             raise ClientOverLimit(f"at most {limits.max_per_client} viewers per client")
-        now = time.monotonic()
-        recent = self._recent.setdefault(client, deque())
-        while recent and recent[0] < now - 60:
-            recent.popleft()
-        if len(recent) >= limits.sessions_per_minute_per_client:
+        if self._recent.count(client) >= limits.sessions_per_minute_per_client:
             raise ClientOverLimit(
                 f"at most {limits.sessions_per_minute_per_client} new sessions a minute per client"
             )
-        recent.append(now)
-        if len(self._recent) > 10 * limits.max_viewers:  # forget clients gone quiet
-            self._recent = {
-                address: times
-                for address, times in self._recent.items()
-                if times and times[-1] >= now - 60
-            }
+        self._recent.add(client)
         session = ViewerSession(
             plan,
             self._pipeline,
@@ -82,6 +73,7 @@ class SessionRegistry:
             on_closed=self._forget,
             client=client,
             on_audio=self._on_audio,
+            owner=owner,
         )
         self._sessions[session.id] = session
         self._metrics.viewers.set(len(self._sessions))
@@ -92,9 +84,10 @@ class SessionRegistry:
             raise
         self._metrics.sessions.labels(plan.video_codec).inc()
         logger.info(
-            "session %s from %s: %s%s",
+            "session %s from %s (%s): %s%s",
             session.id,
             client or "?",
+            owner or "?",
             plan.video_codec,
             f" + {plan.audio_codec}" if plan.audio_codec else "",
         )

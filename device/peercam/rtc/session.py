@@ -58,10 +58,13 @@ class ViewerSession:
         on_closed: Callable[[ViewerSession], None],
         client: str = "",
         on_audio: AudioListener | None = None,
+        owner: str = "",
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.plan = plan
         self.client = client
+        # Who opened it (a user or token name): only they may act through it.
+        self.owner = owner
         self._on_audio = on_audio
         # TURN credentials are minted for this session and carry its id.
         self.ice = session_ice(webrtc, self.id)

@@ -1,0 +1,1 @@
+"""Who may do what: users, tokens, login sessions and the roles they carry."""

@@ -1,0 +1,142 @@
+"""Turns what a request presents (login cookie, Bearer token, Basic password) into a
+Principal, and limits how fast one client may guess."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import time
+
+from peercam.auth.login_sessions import LoginSessions
+from peercam.auth.passwords import hash_password, verify_password
+from peercam.auth.principal import Principal, Proof
+from peercam.auth.store import CredentialError, CredentialStore
+from peercam.rate_window import RateWindow
+
+logger = logging.getLogger(__name__)
+
+# Basic sends the password with every request; an NVR polling once a second would
+# otherwise cost an Argon2 verification (~0.1 s of CPU, 64 MiB) per request.
+_BASIC_CACHE_SECONDS = 300.0
+
+
+class LoginThrottled(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many failed logins; try again in {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+class Authenticator:
+    def __init__(
+        self, store: CredentialStore, session_lifetime: float, failures_per_minute: int
+    ) -> None:
+        self.store = store
+        self.sessions = LoginSessions(store, session_lifetime)
+        self._failures = RateWindow(60.0)
+        self._failures_per_minute = failures_per_minute
+        self._basic_ok: dict[str, tuple[Principal, str, float]] = {}
+        # Verified against when the user does not exist, so that a wrong user name
+        # takes as long as a wrong password and names cannot be probed by timing.
+        self._decoy_hash = hash_password("peercam-decoy-password")
+        self._store_error: str | None = None
+        # Each verification holds 64 MiB for ~0.1 s (more on a Pi): one at a time, so
+        # a burst of guesses cannot run a small board out of memory.
+        self._verifying = asyncio.Semaphore(1)
+
+    def refresh(self) -> None:
+        try:
+            self.store.refresh()
+            self._store_error = None
+        except CredentialError as error:
+            # Keep the users we had; say so once, not on every request.
+            if str(error) != self._store_error:
+                logger.error("%s; keeping the credentials read before", error)
+                self._store_error = str(error)
+
+    def setup_needed(self) -> bool:
+        self.refresh()
+        return not self.store.has_admin()
+
+    async def identify(
+        self, cookie: str | None, authorization: str | None, client: str
+    ) -> Principal | None:
+        """The principal a request proves, or None. Raises LoginThrottled."""
+        self.refresh()
+        if authorization:
+            scheme, _, credentials = authorization.strip().partition(" ")
+            if scheme.lower() == "bearer":
+                return self._bearer(credentials.strip(), client)
+            if scheme.lower() == "basic":
+                name, password = _decode_basic(credentials.strip())
+                return await self.check_password(name, password, client, "basic")
+            return None
+        if cookie:
+            return self.sessions.lookup(cookie)
+        return None
+
+    def _bearer(self, presented: str, client: str) -> Principal | None:
+        self._raise_if_throttled(client)
+        token = self.store.token_for(presented)
+        if token is None:
+            self._failed(client, "a bad or expired token")
+            return None
+        return Principal(f"token:{token.name}", token.role, "bearer")
+
+    def _raise_if_throttled(self, client: str) -> None:
+        if self._failures.count(client) >= self._failures_per_minute:
+            raise LoginThrottled(max(1.0, self._failures.retry_after(client)))
+
+    def _failed(self, client: str, what: str) -> None:
+        self._failures.add(client)
+        logger.warning(
+            "refused %s from %s (%d failures in the last minute)",
+            what,
+            client or "?",
+            self._failures.count(client),
+        )
+
+    async def check_password(
+        self, name: str, password: str, client: str, proof: Proof = "cookie"
+    ) -> Principal | None:
+        self._raise_if_throttled(client)
+        user = self.store.users.get(name)
+        cache_key = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
+        cached = self._basic_ok.get(cache_key)
+        if (
+            cached is not None
+            and user is not None
+            and cached[1] == user.password_hash
+            and cached[2] > time.monotonic()
+        ):
+            return cached[0]
+        stored = user.password_hash if user is not None else self._decoy_hash
+        async with self._verifying:
+            # Guesses that queued up behind others are counted before they cost more.
+            self._raise_if_throttled(client)
+            # Argon2 is deliberately slow: off the event loop.
+            ok = await asyncio.to_thread(verify_password, stored, password)
+        if not ok or user is None:
+            self._failed(client, f"password for user {name[:64]!r}")
+            return None
+        principal = Principal(user.name, user.role, proof)
+        if proof == "basic":
+            if len(self._basic_ok) > 100:
+                self._basic_ok.clear()
+            self._basic_ok[cache_key] = (
+                principal,
+                user.password_hash,
+                time.monotonic() + _BASIC_CACHE_SECONDS,
+            )
+        return principal
+
+
+def _decode_basic(credentials: str) -> tuple[str, str]:
+    try:
+        text = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return "", ""
+    name, _, password = text.partition(":")
+    return name, password

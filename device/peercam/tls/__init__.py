@@ -1,0 +1,1 @@
+"""HTTPS for the daemon: the certificate it serves, generated when none is given."""
