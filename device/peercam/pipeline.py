@@ -65,7 +65,7 @@ class MediaPipeline:
                 spec.has_keyframes,
                 request_keyframe=producer.request_keyframe,
                 on_drop=metrics.dropped_frames.labels(codec).inc,
-                on_empty=functools.partial(self._idle.add, codec),
+                on_empty=functools.partial(self._mark_idle, codec),
             )
             self._routes[codec] = _Route(producer, hub, source)
 
@@ -117,6 +117,10 @@ class MediaPipeline:
                     producer.feed(captured)
 
         return deliver
+
+    def _mark_idle(self, codec: str) -> None:
+        # Looked up on each call: release_idle swaps in a new set.
+        self._idle.add(codec)
 
     async def release_idle(self) -> None:
         """Stop producers nobody watches, and sources no producer needs.
