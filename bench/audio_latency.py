@@ -157,7 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clicks", type=int, default=20)
     args = parser.parse_args()
-    from tests.browser import chromium, wait_js
+    from tests.browser import chromium, open_page, wait_js
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -175,11 +175,11 @@ def main() -> None:
         feed.start()
         tap.start()
         # The daemon finds the FIFOs through ~/.asoundrc.
-        daemon, port = start_peercam(config, env={"HOME": str(home)})
+        daemon, access = start_peercam(config, env={"HOME": str(home)})
         try:
             with chromium() as browser:
                 page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}/")
+                open_page(page, access.base, "/")
                 wait_js(
                     page,
                     "window.peercam.lastStats && window.peercam.lastStats.audioPackets > 20",

@@ -122,12 +122,12 @@ def main() -> None:
             '[video]\ncodecs = ["h264"]\n[audio]\nenabled = false\n[viewers]\nmax_viewers = 200\n'
             "max_per_client = 200\nsessions_per_minute_per_client = 1000\n"
         )
-        daemon, port = start_peercam(config)
+        daemon, access = start_peercam(config)
         try:
             counts = [int(v) for v in args.viewers.split(",")]
             run = measure(
-                "peercam passthrough", daemon, f"http://127.0.0.1:{port}/whep", counts,
-                args.window,
+                "peercam passthrough", daemon, f"{access.base}/whep", counts,
+                args.window, access=access,
             )  # fmt: skip
         finally:
             daemon.terminate()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from tests.access import TEST_PASSWORD, Access
 
 from bench.report import publish
 
@@ -102,12 +103,16 @@ def start_server(
 
 def start_peercam(
     config: Path, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[str], int]:
-    """The daemon with `config` on a free loopback port: (process, port)."""
+) -> tuple[subprocess.Popen[str], Access]:
+    """The daemon with `config` on a free loopback port, as the tests start it (HTTPS,
+    the tests' admin password, state next to the config): (process, access)."""
     port = free_port()
+    state = config.parent / "state"
     command = [sys.executable, "-m", "peercam", "run", "--config", str(config),
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    return start_server(command, "serving on", env), port
+               "--host", "127.0.0.1", "--port", str(port), "--http-port", "0",
+               "--state-dir", str(state)]  # fmt: skip
+    server = start_server(command, "serving on", {"PEERCAM_PASSWORD": TEST_PASSWORD, **(env or {})})
+    return server, Access(f"https://127.0.0.1:{port}", state / "tls-cert.pem")
 
 
 def measure(
@@ -116,11 +121,18 @@ def measure(
     endpoint: str,
     counts: list[int],
     window: float,
-    metrics_base: str | None = None,
+    access: Access | None = None,
 ) -> SystemRun:
+    """CPU and RSS of `server` while `counts` receivers watch `endpoint`; `access` for
+    peercam (credentials, certificate, its encoder's bitrate)."""
     run = SystemRun(name)
+    credentials = []
+    if access is not None:
+        credentials = ["--authorization", access.headers["Authorization"]]
+        if access.cert is not None:
+            credentials += ["--cafile", str(access.cert)]
     receivers = subprocess.Popen(
-        [sys.executable, "-m", "bench.receivers", endpoint],
+        [sys.executable, "-m", "bench.receivers", endpoint, *credentials],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -151,7 +163,7 @@ def measure(
                 - receivers_before.user - receivers_before.system
             ) / window  # fmt: skip
             rss = server_process.memory_info().rss / 2**20
-            kbps = encoder_bitrate(metrics_base) if metrics_base else float("nan")
+            kbps = encoder_bitrate(access) if access else float("nan")
             run.samples.append(Sample(count, cpu, rss, receivers_cpu, kbps, slowest_kbps))
             print(
                 f"  {name:<28} {count:>3} viewers: {cpu:6.1f} % of a core, {rss:6.1f} MB RSS,"
@@ -175,25 +187,23 @@ def received_bytes(receivers: subprocess.Popen[str]) -> list[int]:
     return [int(w) for w in words[1:]]
 
 
-def encoder_bitrate(base: str) -> float:
+def encoder_bitrate(access: Access) -> float:
     """peercam's own reading of its encoder's output, in kbit/s."""
-    import urllib.request
-
-    with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("peercam_encoder_bitrate_bps{"):
-                return float(line.rsplit(" ", 1)[1]) / 1000
+    for line in access.urlopen("/metrics", timeout=5).decode().splitlines():
+        if line.startswith("peercam_encoder_bitrate_bps{"):
+            return float(line.rsplit(" ", 1)[1]) / 1000
     return float("nan")
 
 
-def first_frame_times(base: str, loads: int) -> list[float]:
-    from tests.browser import chromium
+def first_frame_times(access: Access, loads: int) -> list[float]:
+    from tests.browser import chromium, open_page
 
     times = []
     with chromium() as browser:
+        open_page(browser.new_page(), access.base, "/login")  # logged in once, like a user
         for _ in range(loads):
             page = browser.new_page()
-            page.goto(base + "/?codec=H264")
+            page.goto(access.base + "/?codec=H264")
             deadline = time.monotonic() + 15
             value = None
             while value is None and time.monotonic() < deadline:
@@ -227,14 +237,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "peercam.toml"
         config.write_text(PEERCAM_CONFIG.format(size=args.size, fps=args.fps))
-        peercam, port = start_peercam(config)
+        peercam, access = start_peercam(config)
         try:
             ours = measure(
-                "peercam (encode once)", peercam, f"http://127.0.0.1:{port}/whep", counts,
-                args.window, metrics_base=f"http://127.0.0.1:{port}",
+                "peercam (encode once)", peercam, f"{access.base}/whep", counts,
+                args.window, access=access,
             )  # fmt: skip
             bitrate = statistics.fmean(s.stream_kbps for s in ours.samples)
-            first_frames = first_frame_times(f"http://127.0.0.1:{port}", args.loads)
+            first_frames = first_frame_times(access, args.loads)
         finally:
             peercam.terminate()
             peercam.wait(30)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import sys
 
 import aiohttp
@@ -78,11 +79,16 @@ class Viewer:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("endpoint", help="WHEP endpoint URL")
+    parser.add_argument("--authorization", help="Authorization header value")
+    parser.add_argument("--cafile", help="trust this certificate (the daemon's self-signed one)")
     args = parser.parse_args()
+    headers = {"Authorization": args.authorization} if args.authorization else {}
+    context = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
     setattr(rtcrtpreceiver, "get_decoder", lambda codec: DiscardingDecoder())  # noqa: B010
     viewers: list[Viewer] = []
     loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession() as http:
+    connector = aiohttp.TCPConnector(ssl=context if context is not None else True)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
         while True:
             line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
             if not line or line[0] == "quit":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 
@@ -32,6 +33,13 @@ class RateMeter:
         return count / self.window, sum(size for _, size in self._events) * 8 / self.window
 
 
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped off the loop (a test reading the registry)
+        return float("nan")
+
+
 class Metrics:
     """One registry per daemon, so several daemons can live in one test process."""
 
@@ -39,6 +47,11 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.viewers = Gauge("peercam_viewers", "Connected viewer sessions", registry=r)
+        # Read at each scrape, on the event loop: a count that only grows is a leak.
+        self.loop_tasks = Gauge(
+            "peercam_event_loop_tasks", "Tasks alive on the daemon's event loop", registry=r
+        )
+        self.loop_tasks.set_function(_task_count)
         self.sessions = Counter(
             "peercam_sessions", "Viewer sessions created", ["codec"], registry=r
         )

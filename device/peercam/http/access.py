@@ -24,7 +24,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout"})
 PUBLIC_PREFIXES = ("/ui/",)
 ADMIN_ROUTES = frozenset({("POST", "/api/ring")})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_PRINCIPAL = "peercam.principal"
+_PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def needed_role(method: str, path: str) -> Role | None:
@@ -36,8 +36,7 @@ def needed_role(method: str, path: str) -> Role | None:
 
 
 def principal_of(request: web.Request) -> Principal | None:
-    found = request.get(_PRINCIPAL)
-    return found if isinstance(found, Principal) else None
+    return request.get(_PRINCIPAL)
 
 
 def cross_origin(request: web.Request) -> bool:

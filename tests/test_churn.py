@@ -1,0 +1,156 @@
+"""Viewers come and go for months: connect/disconnect cycles, some polite (DELETE),
+some abrupt (the peer closes without DELETE, or its process is killed and simply
+goes silent). Afterwards the daemon's tasks, open files and threads are back where
+they were and its memory has not crept up.
+
+`make test` runs a short churn; the full 500 cycles are marked slow (`make test-all`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.daemon_process import DaemonProcess
+from tests.whep_viewer import WhepViewer
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = """
+[camera]
+source = "test"
+size = "320x240"
+fps = 15
+[viewers]
+max_viewers = 200
+max_per_client = 200
+sessions_per_minute_per_client = 10000
+connect_timeout = 5
+"""
+
+
+@dataclass
+class Footprint:
+    tasks: float
+    fds: int
+    threads: int
+    rss_mb: float
+
+    @staticmethod
+    def of(daemon: DaemonProcess) -> Footprint:
+        process = psutil.Process(daemon.process.pid)
+        return Footprint(
+            daemon.metric("peercam_event_loop_tasks"),
+            process.num_fds(),
+            process.num_threads(),
+            process.memory_info().rss / 2**20,
+        )
+
+
+def viewers(daemon: DaemonProcess) -> int:
+    return int(json.loads(daemon.get("/healthz"))["viewers"])
+
+
+async def wait_for_no_viewers(daemon: DaemonProcess, within: float) -> float:
+    started = time.monotonic()
+    while viewers(daemon):
+        assert time.monotonic() - started < within, f"{viewers(daemon)} sessions never reaped"
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
+async def wait_for_footprint(
+    daemon: DaemonProcess, baseline: Footprint, within: float = 15
+) -> Footprint:
+    """Encoders stop and peer connections finish closing a moment after the last
+    viewer; give them that moment."""
+    deadline = time.monotonic() + within
+    while True:
+        now = Footprint.of(daemon)
+        settled = (
+            now.tasks <= baseline.tasks and now.fds <= baseline.fds + 2
+        ) and now.threads <= baseline.threads
+        if settled or time.monotonic() > deadline:
+            return now
+        await asyncio.sleep(0.5)
+
+
+def killed_receivers(daemon: DaemonProcess, count: int) -> None:
+    """`count` viewers in another process, killed with SIGKILL once they receive: their
+    sessions go silent with no DELETE and no DTLS goodbye, like a phone out of range."""
+    access = daemon.access
+    assert access.cert is not None
+    receivers = subprocess.Popen(
+        [sys.executable, "-m", "bench.receivers", f"{access.base}/whep",
+         "--authorization", access.headers["Authorization"], "--cafile", str(access.cert)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert receivers.stdin is not None and receivers.stdout is not None
+    receivers.stdin.write(f"add {count}\n")
+    receivers.stdin.flush()
+    assert receivers.stdout.readline().strip() == f"ready {count}"
+    os.kill(receivers.pid, signal.SIGKILL)
+    receivers.wait()
+
+
+async def churn(daemon: DaemonProcess, cycles: int) -> dict[str, float]:
+    # Warm up: the first viewer starts encoders, imports codecs and fills caches.
+    async with WhepViewer(daemon.access) as viewer:
+        await viewer.video_frames(5)
+        await viewer.hang_up()
+    await wait_for_no_viewers(daemon, within=10)
+    baseline = await wait_for_footprint(daemon, Footprint.of(daemon), within=5)
+    started = time.monotonic()
+    killed = 0
+    for cycle in range(cycles):
+        async with WhepViewer(daemon.access) as viewer:
+            await viewer.video_frames(1)
+            if cycle % 2 == 0:
+                assert await viewer.hang_up() == 200
+            # Odd cycles: the peer connection just closes, no DELETE.
+        if cycle % 50 == 25:
+            await asyncio.to_thread(killed_receivers, daemon, 3)
+            killed += 3
+    churn_seconds = time.monotonic() - started
+    # Silent sessions end by ICE consent expiry (RFC 7675: 30 s without an answer).
+    reaped_in = await wait_for_no_viewers(daemon, within=60)
+    after = await wait_for_footprint(daemon, baseline)
+    print(f"baseline {baseline}\nafter    {after}")
+    assert after.tasks <= baseline.tasks, (baseline, after)
+    assert after.fds <= baseline.fds + 2, (baseline, after)
+    assert after.threads <= baseline.threads, (baseline, after)
+    assert after.rss_mb - baseline.rss_mb < 10, (baseline, after)
+    return {
+        "cycles": cycles,
+        "killed": killed,
+        "seconds": churn_seconds,
+        "reaped_in": reaped_in,
+        "rss_growth_mb": after.rss_mb - baseline.rss_mb,
+    }
+
+
+@pytest.mark.timeout(240)
+async def test_a_short_churn_leaves_nothing_behind(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(CONFIG)
+    figures = await churn(daemon, cycles=60)
+    print(figures)
+    assert "Traceback" not in daemon.log()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+async def test_500_cycles_leave_nothing_behind(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(CONFIG)
+    figures = await churn(daemon, cycles=500)
+    print(figures)
+    assert "Traceback" not in daemon.log()
