@@ -23,6 +23,9 @@ export class StatsReader {
       framesDecoded: video?.framesDecoded ?? 0,
       keyFramesDecoded: video?.keyFramesDecoded ?? 0,
       packetsLost: (video?.packetsLost ?? 0) + (audio?.packetsLost ?? 0),
+      // Repairs asked of the camera: retransmissions (NACK) and keyframes (PLI).
+      nackCount: video?.nackCount ?? 0,
+      pliCount: video?.pliCount ?? 0,
       audioPackets: audio?.packetsReceived ?? 0,
       audioCodec: audio?.codecId ? byId.get(audio.codecId)?.mimeType?.replace('audio/', '') : undefined,
       rttMs: pair?.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : undefined,

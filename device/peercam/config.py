@@ -75,6 +75,9 @@ class CameraConfig(_Section):
     rotation: Literal[0, 180] = 0
     hflip: bool = False
     vflip: bool = False
+    # A camera (or microphone) that delivers nothing for this long while open is
+    # restarted: a hung driver must not freeze every viewer's picture.
+    stall_timeout: Annotated[float, Field(ge=0.5, le=120)] = 3.0
     # A small second stream (picamera2) for snapshots and motion detection; "" for none.
     lores_size: str = "320x240"
 

@@ -22,8 +22,10 @@ from peercam.auth.authenticator import Authenticator
 from peercam.auth.environment import apply_password_from_environment
 from peercam.auth.passwords import WeakPassword
 from peercam.auth.store import CredentialError, CredentialStore
+from peercam.capture.driver_thread import DriverThread
 from peercam.capture.selection import build_camera, choose_camera
 from peercam.capture.source import Source
+from peercam.capture.stall_watch import StallWatch
 from peercam.config import Config, ConfigError
 from peercam.doorbell.call import Doorbell
 from peercam.doorbell.hardware import open_hardware
@@ -154,6 +156,8 @@ class Daemon:
                 raise ConfigError(f"server.tls: {error}") from None
         self.metrics = Metrics()
         self.pipeline = build_pipeline(config, self.metrics)
+        threaded = [s for s in self.pipeline.sources() if isinstance(s, DriverThread)]
+        self.stall_watch = StallWatch(threaded, config.camera.stall_timeout, self.metrics)
         self.events = EventBus()
         self.talkback = build_talkback(config, self.pipeline)
         self.doorbell = Doorbell(
@@ -194,6 +198,7 @@ class Daemon:
             forwarder = RtpForwarder(rtp_target, self.pipeline)
             await forwarder.start()
             self.forwarders.append(forwarder)
+        self.stall_watch.start()
         # gpiozero's callbacks need the running loop to hand their events to.
         self.doorbell.hardware = open_hardware(
             self.config.gpio, self.doorbell.ring, self.doorbell.motion
@@ -214,6 +219,7 @@ class Daemon:
             await publisher.stop()
         for forwarder in self.forwarders:
             await forwarder.stop()
+        await self.stall_watch.stop()
         await self.push.close_all()
         await self.sessions.close_all()
         await self.doorbell.close()

@@ -52,6 +52,12 @@ class Metrics:
             "peercam_event_loop_tasks", "Tasks alive on the daemon's event loop", registry=r
         )
         self.loop_tasks.set_function(_task_count)
+        self.driver_restarts = Counter(
+            "peercam_driver_restarts",
+            "Capture drivers restarted because they hung",
+            ["driver"],
+            registry=r,
+        )
         self.sessions = Counter(
             "peercam_sessions", "Viewer sessions created", ["codec"], registry=r
         )

@@ -79,6 +79,9 @@ class MediaPipeline:
     def codecs(self) -> list[str]:
         return list(self._routes)
 
+    def sources(self) -> list[Source[Any]]:
+        return list(set(self._sources.values()))
+
     def source(self, kind: Kind) -> Source[Any] | None:
         return self._sources.get(kind)
 

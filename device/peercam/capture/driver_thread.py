@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
@@ -25,25 +26,56 @@ class DriverThread(ABC, Generic[Handle]):
     def __init__(self, backoff: tuple[float, float] = (1.0, 30.0)) -> None:
         self._backoff = backoff
         self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._thread_stop: threading.Event | None = None
+        # Each thread has a stop event of its own: a start while an earlier thread is
+        # still winding down (a viewer arriving as the last one leaves) must not
+        # revive that thread by clearing the event it is about to see.
+        self._local = threading.local()
+        self.busy_since: float | None = None  # monotonic; while the device is open
+        self.last_item_at = 0.0  # monotonic; set by subclasses per item
+
+    @property
+    def _stopping(self) -> threading.Event:
+        """The stop event of the calling driver thread."""
+        event: threading.Event | None = getattr(self._local, "stopping", None)
+        # Off a driver thread there is nothing to stop: a fresh event, never shared.
+        return event if event is not None else threading.Event()
 
     @property
     def running(self) -> bool:
         return self._thread is not None
 
     def _start_thread(self) -> None:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name=self.label, daemon=True)
+        self._thread_stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._thread_stop,), name=self.label, daemon=True
+        )
         self._thread.start()
 
     async def _stop_thread(self) -> bool:
         """Stop and join the thread; False if it was not running."""
-        thread, self._thread = self._thread, None
-        if thread is None:
+        thread, stop = self._thread, self._thread_stop
+        self._thread = self._thread_stop = None
+        self.busy_since = None
+        if thread is None or stop is None:
             return False
-        self._stopping.set()
+        stop.set()
         await asyncio.to_thread(thread.join)
         return True
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds the open device has delivered nothing (0 while it is not open)."""
+        since = self.busy_since
+        return 0.0 if since is None else now - max(since, self.last_item_at)
+
+    def abandon_thread(self) -> None:
+        """Leave a driver call that hangs behind and open the device again in a new
+        thread. The old thread exits if the call ever returns; it is a daemon thread,
+        so it cannot hold up shutdown."""
+        if self._thread_stop is not None:
+            self._thread_stop.set()
+        self.busy_since = None
+        self._start_thread()
 
     @abstractmethod
     def _open(self) -> Handle: ...
@@ -59,24 +91,29 @@ class DriverThread(ABC, Generic[Handle]):
         """How long to wait before reopening a device whose stream simply ended."""
         return backoff
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
+        self._local.stopping = stopping
         first, longest = self._backoff
         delay = first
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             try:
                 handle = self._open()
             except Exception as error:  # each driver fails in its own words
                 logger.warning("%s unavailable (%s); retrying in %.1f s", self.label, error, delay)
-                self._stopping.wait(delay)
+                stopping.wait(delay)
                 delay = min(delay * 2, longest)
                 continue
             delay = first
+            if not stopping.is_set():
+                self.busy_since = time.monotonic()
             try:
                 self._use(handle)
-                wait = 0.0 if self._stopping.is_set() else self._delay_after_end(delay)
+                wait = 0.0 if stopping.is_set() else self._delay_after_end(delay)
             except Exception as error:
                 logger.warning("%s failed (%s); reopening", self.label, error)
                 wait = delay
             finally:
+                if not stopping.is_set():
+                    self.busy_since = None
                 self._close(handle)
-            self._stopping.wait(wait)
+            stopping.wait(wait)

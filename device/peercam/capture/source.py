@@ -72,6 +72,7 @@ class ThreadedSource(DriverThread[H], Source[T]):
     def _hand_over(self, item: T | CapturedEncoded) -> None:
         """From the driver's thread to `sink`, on the event loop's thread."""
         assert self._loop is not None and self._sink is not None
+        self.last_item_at = time.monotonic()
         try:
             self._loop.call_soon_threadsafe(self._sink, item)
         except RuntimeError:  # the loop closed under us during shutdown
