@@ -35,6 +35,10 @@ install-test: $(VENV)/.test-installed
 run: install-run
 	$(BIN)/peercam run $(ARGS)
 
+# Set the admin password (or another user's: make passwd ARGS="--user family").
+passwd: install-run
+	$(BIN)/peercam passwd $(ARGS)
+
 lint: install-test
 	$(BIN)/ruff check device tests bench hw-tests
 	$(BIN)/ruff format --check device tests bench hw-tests

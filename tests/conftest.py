@@ -16,6 +16,19 @@ size = "640x480"
 fps = 30
 """
 
+# For tests that open sessions by the hundred from one address: the per-client
+# limits (tested in test_whep.py) stay out of their way.
+MANY_SESSIONS = """
+[camera]
+source = "test"
+size = "320x240"
+fps = 15
+[viewers]
+max_viewers = 1000
+max_per_client = 1000
+sessions_per_minute_per_client = 10000
+"""
+
 
 @pytest.fixture
 def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:

@@ -354,3 +354,32 @@ def test_the_credentials_file_keeps_only_hashes(tmp_path: Path) -> None:
     assert again.token_for(presented[:-1] + ("A" if presented[-1] != "A" else "B")) is None
     time.sleep(1.1)
     assert again.token_for(presented) is None  # expired
+
+
+def test_a_viewer_logs_in_on_the_page_watches_without_admin_controls_and_logs_out(
+    start_daemon: StartDaemon,
+) -> None:
+    from tests.browser import chromium, open_page, wait_for_stats, wait_js
+
+    daemon = start_daemon()
+    peercam(daemon, "passwd", "--user", "family", "--stdin", stdin="family-password\n")
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(daemon.base + "/")
+        assert page.url.endswith("/login?next=/")
+        page.fill("#user", "family")
+        page.fill("#password", "wrong-password")
+        with page.expect_navigation():
+            page.click("#submit")
+        assert page.text_content("#error") == "Wrong user name or password."
+        open_page(page, daemon.base, "/", user="family", password="family-password")
+        wait_for_stats(page, lambda s: s["framesDecoded"] > 10)
+        wait_js(page, "document.body.dataset.role === 'viewer'")
+        for control in ("#talk", "#open-door"):
+            assert not page.is_visible(control), control
+        assert page.is_visible("#snapshot")
+        with page.expect_navigation():
+            page.click("#logout")
+        assert page.url.endswith("/login")
+        page.goto(daemon.base + "/")
+        assert "/login" in page.url  # the session is gone on the server too

@@ -21,22 +21,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import StartDaemon
+from tests.conftest import MANY_SESSIONS, StartDaemon
 from tests.daemon_process import DaemonProcess
 from tests.whep_viewer import WhepViewer
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = """
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[viewers]
-max_viewers = 200
-max_per_client = 200
-sessions_per_minute_per_client = 10000
-connect_timeout = 5
-"""
+CONFIG = MANY_SESSIONS + "connect_timeout = 5\n"
 
 
 @dataclass
@@ -145,18 +135,15 @@ async def churn(daemon: DaemonProcess, cycles: int) -> dict[str, float]:
     }
 
 
-@pytest.mark.timeout(240)
-async def test_a_short_churn_leaves_nothing_behind(start_daemon: StartDaemon) -> None:
+@pytest.mark.parametrize(
+    "cycles",
+    [
+        pytest.param(40, marks=pytest.mark.timeout(240)),
+        pytest.param(500, marks=[pytest.mark.slow, pytest.mark.timeout(1200)]),
+    ],
+)
+async def test_churn_leaves_nothing_behind(start_daemon: StartDaemon, cycles: int) -> None:
     daemon = start_daemon(CONFIG)
-    figures = await churn(daemon, cycles=40)
-    print(figures)
-    assert "Traceback" not in daemon.log()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1200)
-async def test_500_cycles_leave_nothing_behind(start_daemon: StartDaemon) -> None:
-    daemon = start_daemon(CONFIG)
-    figures = await churn(daemon, cycles=500)
+    figures = await churn(daemon, cycles)
     print(figures)
     assert "Traceback" not in daemon.log()

@@ -35,7 +35,7 @@ def doorbell_daemon(state_dir: Path, ring_timeout: float = 30.0) -> InProcessDae
                 "server": {
                     "host": "127.0.0.1",
                     "port": 0,
-                    "http_port": None,
+                    "redirect_http": False,
                     "state_dir": str(state_dir),
                 },
                 "camera": {"source": "test", "size": "320x240", "fps": 15},

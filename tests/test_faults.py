@@ -18,6 +18,7 @@ from tests import netns
 from tests.browser import chromium, open_page, page_stats, wait_for_stats, wait_js
 from tests.daemon_process import DaemonProcess
 from tests.inprocess_daemon import InProcessDaemon
+from tests.test_turn_fallback import BROWSER, CAMERA
 from tests.whep_viewer import WhepViewer
 
 RESUME_WITHIN = 5.0
@@ -27,7 +28,7 @@ def camera_daemon(state_dir: Path) -> InProcessDaemon:
     return InProcessDaemon(
         build_config(
             {
-                "server": {"host": "127.0.0.1", "port": 0, "http_port": None,
+                "server": {"host": "127.0.0.1", "port": 0, "redirect_http": False,
                            "state_dir": str(state_dir)},
                 "camera": {"source": "test", "size": "320x240", "fps": 15, "stall_timeout": 2},
                 "audio": {"enabled": False},
@@ -132,18 +133,6 @@ async def fail_then_hang(daemon: InProcessDaemon, camera: TestPatternCamera) -> 
         await clock.close()
 
 
-NETWORK_CAMERA = """
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[audio]
-enabled = false
-"""
-
-BROWSER = str(Path(__file__).parent / "chromium-in-viewer-ns")
-
-
 def netem_available() -> bool:
     probe = netns.in_ns(
         netns.NET, "tc", "qdisc", "add", "dev", "view1", "root", "netem", "loss", "0%",
@@ -189,7 +178,7 @@ def network() -> Iterator[None]:
 def test_loss_and_an_outage_heal_without_a_reload(network: None, tmp_path: Path) -> None:
     workdir = tmp_path / "daemon"
     workdir.mkdir()
-    daemon = DaemonProcess(workdir, NETWORK_CAMERA, netns=netns.CAM)
+    daemon = DaemonProcess(workdir, CAMERA, netns=netns.CAM)
     link = LossyLink()
     try:
         with chromium(executable=BROWSER) as browser:

@@ -16,7 +16,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -25,24 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.access import Access
-from tests.conftest import StartDaemon
+from tests.conftest import MANY_SESSIONS, StartDaemon
 from tests.daemon_process import DaemonProcess
 from tests.whep_viewer import WhepViewer
 
 FUZZ_SAMPLE = 400
-CONFIG = """
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[viewers]
-max_viewers = 1000
-max_per_client = 1000
-sessions_per_minute_per_client = 10000
-connect_timeout = 2
-[auth]
-login_failures_per_minute = 1000
-"""
+CONFIG = MANY_SESSIONS + "connect_timeout = 2\n[auth]\nlogin_failures_per_minute = 1000\n"
 
 # A real browser-shaped offer, to mutate: the daemon must survive every variation.
 OFFER = (
@@ -293,22 +280,18 @@ def fuzz(daemon: DaemonProcess, examples: int) -> dict[str, object]:
     }
 
 
-def run_fuzz(start_daemon: StartDaemon, examples: int, report: Callable[[str], None]) -> None:
+@pytest.mark.parametrize(
+    "examples",
+    [
+        pytest.param(FUZZ_SAMPLE, marks=pytest.mark.timeout(300)),
+        pytest.param(10_000, marks=[pytest.mark.slow, pytest.mark.timeout(3600)]),
+    ],
+)
+def test_fuzzed_requests_get_4xx_and_the_viewer_keeps_streaming(
+    start_daemon: StartDaemon, examples: int
+) -> None:
     daemon = start_daemon(CONFIG)
     figures = fuzz(daemon, examples)
-    report(json.dumps(figures))
+    print(json.dumps(figures))
     # Hypothesis may stop a little short when it finds nothing new to try.
     assert isinstance(figures["requests"], int) and figures["requests"] >= 0.9 * examples
-
-
-@pytest.mark.timeout(300)
-def test_fuzzed_requests_get_4xx_and_the_viewer_keeps_streaming(
-    start_daemon: StartDaemon,
-) -> None:
-    run_fuzz(start_daemon, FUZZ_SAMPLE, print)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(3600)
-def test_10000_fuzzed_requests(start_daemon: StartDaemon) -> None:
-    run_fuzz(start_daemon, 10_000, print)

@@ -12,6 +12,7 @@ from peercam.capture import timecode
 from tests.access import Access
 from tests.conftest import StartDaemon
 from tests.daemon_process import DaemonProcess
+from tests.test_fuzz import OFFER
 from tests.whep_viewer import WhepViewer
 
 
@@ -155,6 +156,10 @@ a=rtpmap:111 opus/48000/2
             "no common video codec",
         ),
         ("application/sdp", "v=0\r\n\x00\xff\x01", 400, ""),
+        # Found by tests/test_fuzz.py: aiortc failed deep in its answer on these.
+        ("application/sdp", OFFER.replace("a=mid:0\r\n", ""), 400, "needs an a=mid"),
+        ("application/sdp", OFFER.replace("a=mid:1", "a=mid:0"), 400, "share an a=mid"),
+        ("application/sdp", OFFER.replace("BUNDLE 0 1", "BUNDLE 0 7"), 400, "unknown mids 7"),
     ],
 )
 async def test_bad_offers_get_a_4xx_with_a_reason(

@@ -23,8 +23,9 @@ class ServerConfig(_Section):
     host: str = "0.0.0.0"
     # HTTPS (or plain HTTP when tls is off).
     port: Annotated[int, Field(ge=0, le=65535)] = 8443
-    # Plain HTTP that only redirects to HTTPS; None for none.
-    http_port: Annotated[int, Field(ge=0, le=65535)] | None = 8080
+    # Plain HTTP that only redirects to HTTPS (with TLS on).
+    redirect_http: bool = True
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     # Off only behind a reverse proxy that does TLS: browsers refuse the microphone and
     # the login cookie to a plain-HTTP page on another host.
     tls: bool = True

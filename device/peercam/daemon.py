@@ -207,7 +207,7 @@ class Daemon:
         context = self._tls
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         self.port = await _listen(self._runner, server.host, server.port, context)
-        if context is not None and server.http_port is not None:
+        if context is not None and server.redirect_http:
             self._redirect_runner = web.AppRunner(
                 build_redirect_app(self.port), access_log=None, handle_signals=False
             )

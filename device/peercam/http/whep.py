@@ -114,6 +114,12 @@ class WhepHandlers:
             OperationError,
         ) as e:
             return refuse(400, f"offer rejected: {' '.join(str(e).split())[:200]}", **_CORS)
+        except Exception:
+            # aiortc failing deep inside on an offer that passed our checks: this offer
+            # cannot be answered, others can. The traceback is for us (the fuzz tests
+            # fail on it), the client gets a 400.
+            logger.exception("offer from %s broke negotiation", request.remote)
+            return refuse(400, "offer rejected: it could not be negotiated", **_CORS)
         location = f"{SESSIONS_PATH}/{session.id}"
         response = web.Response(
             status=201,

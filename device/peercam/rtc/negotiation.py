@@ -57,6 +57,7 @@ def plan_offer(sdp: str, video_codecs: list[str], audio_codecs: list[str]) -> Of
         raise OfferError(
             f"too many media sections ({len(description.media)} > {MAX_MEDIA_SECTIONS})"
         )
+    _check_mids(description)
     videos = [m for m in description.media if m.kind == "video"]
     audios = [m for m in description.media if m.kind == "audio"]
     if not videos:
@@ -99,6 +100,20 @@ def plan_offer(sdp: str, video_codecs: list[str], audio_codecs: list[str]) -> Of
         sdp=stripped.replace("\n", "\r\n"),
         mdns_candidates=mdns,
     )
+
+
+def _check_mids(description: SessionDescription) -> None:
+    """Every section names its mid once, and BUNDLE names only those (RFC 8843); aiortc
+    assumes both and fails deep inside the answer otherwise."""
+    mids = [m.rtp.muxId for m in description.media]
+    if not all(mids):
+        raise OfferError("every media section needs an a=mid line")
+    if len(set(mids)) != len(mids):
+        raise OfferError("two media sections share an a=mid")
+    for group in description.group:
+        unknown = [str(item) for item in group.items if str(item) not in mids]
+        if unknown:
+            raise OfferError(f"a=group:{group.semantic} names unknown mids {', '.join(unknown)}")
 
 
 def _first_common(media: object, kind: str, wanted: list[str]) -> str | None:

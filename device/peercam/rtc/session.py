@@ -162,6 +162,9 @@ class ViewerSession:
             task.cancel()
         for subscription in self._subscriptions:
             subscription.close()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception:  # a peer connection broken mid-negotiation must still go
+            logger.exception("session %s: error closing its peer connection", self.id)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._on_closed(self)
