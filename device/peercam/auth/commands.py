@@ -9,9 +9,11 @@ import argparse
 import datetime
 import getpass
 import sys
+from pathlib import Path
 
 from peercam.auth.passwords import WeakPassword
 from peercam.auth.store import CredentialError, CredentialStore
+from peercam.firstboot.password import apply_boot_password
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +28,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--stdin", action="store_true", help="read the password from standard input"
     )
     passwd.add_argument("--remove", action="store_true", help="remove the user instead")
+    passwd.add_argument(
+        "--from-boot-config",
+        metavar="FILE",
+        help="take the admin password from FILE's `password = ...` line, then blank it",
+    )
 
     token = commands.add_parser("token", help="API tokens for NVRs and home automation")
     token.add_argument("--config", help="TOML config file (for server.state_dir)")
@@ -50,6 +57,12 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def run_passwd(store: CredentialStore, args: argparse.Namespace) -> int:
+    if args.from_boot_config:
+        problem = apply_boot_password(Path(args.from_boot_config), store)
+        if problem:
+            print(f"peercam: {problem}", file=sys.stderr)
+            return 2
+        return 0
     try:
         if args.remove:
             store.remove_user(args.user)

@@ -1,0 +1,1 @@
+"""First boot: settings a user wrote on the SD card's boot partition."""
