@@ -56,3 +56,27 @@ def test_h264_level_fits_the_stream() -> None:
     assert h264_level(VideoSettings(1280, 720, 30, 1, 1)) == "31"
     assert h264_level(VideoSettings(1280, 720, 60, 1, 1)) == "32"
     assert h264_level(VideoSettings(1920, 1080, 30, 1, 1)) == "40"
+
+
+def test_a_second_encoder_gets_its_own_frame_with_the_same_picture() -> None:
+    import numpy as np
+
+    from peercam.media import own_copy
+
+    captured = TestPatternCamera(320, 240, 15)._capture(time.monotonic())
+    copy = own_copy(captured)
+    assert copy.image is not captured.image and copy.captured_at == captured.captured_at
+    assert np.array_equal(copy.image.to_ndarray(), captured.image.to_ndarray())
+    # Stamping one (as an encoder does) leaves the other alone.
+    copy.image.pts = 375
+    captured.image.pts = 0
+    assert copy.image.pts == 375
+    # Fed in turn to two encoders (as a shared frame could be, interleaved with
+    # another encoder's stamps), VP8 accepts its own frames.
+    vp8 = PyAVVideoEncoder("vp8", VideoSettings(320, 240, 15, 500_000, 2.0))
+    h264 = PyAVVideoEncoder("h264", VideoSettings(320, 240, 15, 500_000, 2.0))
+    camera = TestPatternCamera(320, 240, 15)
+    for _ in range(5):
+        frame = camera._capture(time.monotonic())
+        h264.encode(frame, False)
+        assert vp8.encode(own_copy(frame), False)

@@ -255,3 +255,17 @@ async def test_every_response_carries_the_security_headers(daemon: DaemonProcess
             page = await response.text()
     # No inline script for the policy to forbid: every script is a file of ours.
     assert "<script>" not in page and 'src="/ui/viewer.js"' in page
+
+
+async def test_h264_and_vp8_viewers_at_once_share_raw_frames_safely(
+    daemon: DaemonProcess,
+) -> None:
+    # Found by tests/test_fuzz.py: both encoders stamped their pts on one shared
+    # frame, and libvpx refused every frame while an H.264 viewer watched too.
+    async with (
+        WhepViewer(daemon.access, video_codec="video/H264") as h264,
+        WhepViewer(daemon.access, video_codec="video/VP8") as vp8,
+    ):
+        assert len(await h264.video_frames(30)) == 30
+        assert len(await vp8.video_frames(30)) == 30
+    assert "encoder failed" not in daemon.log()

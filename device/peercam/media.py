@@ -21,6 +21,19 @@ class CapturedVideo:
     captured_at: float  # time.monotonic() when the sensor (or pattern) produced it
 
 
+def own_copy(captured: CapturedVideo) -> CapturedVideo:
+    """The same picture in a frame of its own, for a second encoder: an encoder stamps
+    its pts and picture type on the frame it encodes, and two encoders in two threads
+    stamping one frame feed each other's timestamps to libvpx, which then refuses
+    every frame."""
+    image = captured.image
+    try:
+        copy = av.VideoFrame.from_ndarray(image.to_ndarray(), format=image.format.name)
+    except (ValueError, TypeError, NotImplementedError):  # a format numpy cannot hold
+        copy = image.reformat(format="yuv420p")
+    return CapturedVideo(copy, captured.captured_at)
+
+
 @dataclass(frozen=True, slots=True)
 class CapturedAudio:
     samples: av.AudioFrame

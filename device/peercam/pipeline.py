@@ -20,7 +20,7 @@ from peercam.encode.codecs import BY_NAME
 from peercam.encode.native_stream import NativeStream
 from peercam.encode.shared_encoder import SharedEncoder
 from peercam.fanout.hub import StreamHub, Subscription
-from peercam.media import Captured, CapturedEncoded, EncodedFrame, Kind
+from peercam.media import Captured, CapturedEncoded, CapturedVideo, EncodedFrame, Kind, own_copy
 from peercam.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -111,13 +111,18 @@ class MediaPipeline:
         routes = [r for r in self._routes.values() if r.source is source]
 
         def deliver(captured: Captured | CapturedEncoded) -> None:
+            shared = False
             for route in routes:
                 producer = route.producer
                 if isinstance(captured, CapturedEncoded):
                     if isinstance(producer, NativeStream) and producer.spec.name == captured.codec:
                         producer.feed(captured)
-                elif isinstance(producer, SharedEncoder):
-                    producer.feed(captured)
+                elif isinstance(producer, SharedEncoder) and producer.running:
+                    if shared and isinstance(captured, CapturedVideo):
+                        producer.feed(own_copy(captured))
+                    else:
+                        producer.feed(captured)
+                    shared = True
 
         return deliver
 
