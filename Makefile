@@ -9,7 +9,7 @@ ARGS   ?=
 RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
 # chromium: the real viewer; coturn, iptables, iproute2: the TURN fallback tests;
 # janus: the scale-out test.
-TEST_DEBS := chromium coturn iptables iproute2 janus
+TEST_DEBS := chromium coturn iptables iproute2 janus systemd
 
 .PHONY: run test test-all lint typecheck bench clean install-run install-test
 
