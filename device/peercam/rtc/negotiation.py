@@ -57,13 +57,13 @@ def plan_offer(sdp: str, video_codecs: list[str], audio_codecs: list[str]) -> Of
         raise OfferError(
             f"too many media sections ({len(description.media)} > {MAX_MEDIA_SECTIONS})"
         )
-    _check_mids(description)
     videos = [m for m in description.media if m.kind == "video"]
     audios = [m for m in description.media if m.kind == "audio"]
     if not videos:
         raise OfferError("the offer has no video media section")
     if len(videos) > 1 or len(audios) > 1:
         raise OfferError("the offer may hold at most one video and one audio section")
+    _check_mids(description)
     for media in videos + audios:
         if media.ice is None or not media.ice.usernameFragment:
             raise OfferError(f"the {media.kind} section has no ICE credentials")
