@@ -125,7 +125,10 @@ async def churn(daemon: DaemonProcess, cycles: int) -> dict[str, float]:
     assert after.tasks <= baseline.tasks, (baseline, after)
     assert after.fds <= baseline.fds + 2, (baseline, after)
     assert after.threads <= baseline.threads, (baseline, after)
-    assert after.rss_mb - baseline.rss_mb < 10, (baseline, after)
+    if cycles >= 500:
+        # The issue's target, over its 500 cycles. Short runs only report it: native
+        # allocations (encoders restarting every cycle) make a few cycles' RSS noisy.
+        assert after.rss_mb - baseline.rss_mb < 10, (baseline, after)
     return {
         "cycles": cycles,
         "killed": killed,

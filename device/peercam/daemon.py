@@ -269,11 +269,6 @@ async def serve(config: Config) -> int:
     logger.info("ICE: %s", describe_choice(config.webrtc))
     restrict_host_candidates(config.webrtc.interfaces)
     use_port_range(*config.webrtc.port_range)
-    # The redirect first: the "serving" line tells whoever waits that all is up.
-    if daemon.http_port is not None:
-        redirect = display_url("http", config.server.host, daemon.http_port)
-        print(f"peercam: redirecting {redirect} to HTTPS", flush=True)
-    print(f"peercam: serving on {url}", flush=True)
     if daemon.certificate is not None and daemon.certificate.self_signed:
         logger.info(
             "self-signed certificate, SHA-256 %s: check it when the browser asks",
@@ -289,6 +284,11 @@ async def serve(config: Config) -> int:
             "TLS is off: only safe behind a reverse proxy that does HTTPS; browsers keep "
             "no login cookie and give no microphone to a plain-HTTP page"
         )
+    # The redirect first: the "serving" line tells whoever waits that all is up.
+    if daemon.http_port is not None:
+        redirect = display_url("http", config.server.host, daemon.http_port)
+        print(f"peercam: redirecting {redirect} to HTTPS", flush=True)
+    print(f"peercam: serving on {url}", flush=True)
     notifier = SystemdNotifier()
     notifier.ready(f"serving on {url}")
     await stopping.wait()

@@ -40,7 +40,8 @@ class Authenticator:
         self._basic_ok: dict[str, tuple[Principal, str, float]] = {}
         # Verified against when the user does not exist, so that a wrong user name
         # takes as long as a wrong password and names cannot be probed by timing.
-        self._decoy_hash = hash_password("peercam-decoy-password")
+        # Made on first need: a hash costs start-up time a camera need not spend.
+        self._decoy_hash: str | None = None
         self._store_error: str | None = None
         # Each verification holds 64 MiB for ~0.1 s (more on a Pi): one at a time, so
         # a burst of guesses cannot run a small board out of memory.
@@ -112,10 +113,15 @@ class Authenticator:
             and cached[2] > time.monotonic()
         ):
             return cached[0]
-        stored = user.password_hash if user is not None else self._decoy_hash
         async with self._verifying:
             # Guesses that queued up behind others are counted before they cost more.
             self._raise_if_throttled(client)
+            if user is not None:
+                stored = user.password_hash
+            else:
+                if self._decoy_hash is None:
+                    self._decoy_hash = await asyncio.to_thread(hash_password, "peercam-decoy")
+                stored = self._decoy_hash
             # Argon2 is deliberately slow: off the event loop.
             ok = await asyncio.to_thread(verify_password, stored, password)
         if not ok or user is None:
