@@ -84,8 +84,10 @@ def ring_doorbell(url: str, token: str | None, config: Config) -> int:
         data=b"",
         headers={"Authorization": f"Bearer {token}"},
     )
+    from peercam.tls.certificate import CERT_NAME  # cryptography: only for this command
+
     # The daemon's own self-signed certificate is trusted; nothing else is.
-    own = state_directory(config.server.state_dir) / "tls-cert.pem"
+    own = state_directory(config.server.state_dir) / CERT_NAME
     context = ssl.create_default_context(cafile=str(own) if own.is_file() else None)
     try:
         with urllib.request.urlopen(request, timeout=10, context=context) as response:
