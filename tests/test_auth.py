@@ -159,7 +159,7 @@ async def test_login_session_cookie_expiry_and_logout(start_daemon: StartDaemon)
         for attribute in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/", "Max-Age=3"):
             assert attribute in cookie, cookie
         async with http.get(daemon.base + "/api/session") as response:
-            assert await response.json() == {"user": "admin", "role": "admin"}
+            assert await response.json() == {"user": "admin", "role": "admin", "notices": []}
         await asyncio.sleep(3.5)
         async with http.get(daemon.base + "/api/session") as response:
             assert response.status == 401  # expired on the server, whatever the browser keeps

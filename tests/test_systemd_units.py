@@ -27,13 +27,26 @@ def installed_copy(tmp_path: Path, name: str) -> Path:
     return unit
 
 
-def test_the_service_verifies(tmp_path: Path) -> None:
-    unit = installed_copy(tmp_path, "peercam.service")
+@pytest.mark.parametrize("name", ["peercam.service", "peercam-firstboot.service"])
+def test_the_units_verify(tmp_path: Path, name: str) -> None:
+    unit = installed_copy(tmp_path, name)
     result = subprocess.run(
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert "peercam.service" not in result.stderr, result.stderr  # no warnings about it
+    assert name not in result.stderr, result.stderr  # no warnings about it
+
+
+def test_first_boot_runs_early_and_once() -> None:
+    text = (UNITS / "peercam-firstboot.service").read_text()
+    assert "ExecStart=/usr/bin/peercam firstboot\n" in text
+    assert "Type=oneshot" in text and "WantedBy=multi-user.target" in text
+    # Wi-Fi and hostname are written before the network and the daemon start.
+    for unit in ("network-pre.target", "wpa_supplicant@wlan0.service", "peercam.service"):
+        assert re.search(rf"^Before=.*{re.escape(unit)}", text, re.M), unit
+    # The daemon re-applies an edited card, and starts whatever that meets.
+    service = (UNITS / "peercam.service").read_text()
+    assert "ExecStartPre=-+/usr/bin/peercam firstboot --if-changed" in service
 
 
 def test_the_service_is_hardened(tmp_path: Path) -> None:

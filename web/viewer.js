@@ -110,10 +110,25 @@ async function showRole() {
   const response = await fetch('/api/session');
   if (response.status === 401) return toLogin();
   if (!response.ok) return;
-  const { role } = await response.json();
+  const { role, notices = [] } = await response.json();
   document.body.dataset.role = role;
   for (const id of ['talk', 'open-door', 'answer', 'decline']) $(id).hidden = role !== 'admin';
+  showSetupNotices(notices);
 }
+
+// Settings from the SD card that could not be used: the admin should see why the
+// camera does not do what the card says.
+function showSetupNotices(notices) {
+  const section = $('setup-notices');
+  const list = section.querySelector('ul');
+  list.replaceChildren(...notices.map((text) => {
+    const item = document.createElement('li');
+    item.textContent = text;
+    return item;
+  }));
+  section.hidden = notices.length === 0;
+}
+$('dismiss-notices').addEventListener('click', () => { $('setup-notices').hidden = true; });
 showRole().catch((error) => console.warn(error));
 
 const viewer = new Viewer();

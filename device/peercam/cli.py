@@ -17,6 +17,7 @@ from typing import Any
 from peercam import __version__
 from peercam.auth.commands import add_commands
 from peercam.config import Config, ConfigError, load_config, parse_size
+from peercam.firstboot.command import add_command as add_firstboot_command
 from peercam.service.state_dir import state_directory
 
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--token", help="an admin token (`peercam token create`); default $PEERCAM_TOKEN"
     )
     add_commands(commands)
+    add_firstboot_command(commands)
     check = commands.add_parser("check", help="report the board's cameras, encoders, audio, GPIO")
     check.add_argument("--config", type=Path, help="TOML config file")
     check.add_argument("--json", action="store_true", help="machine-readable output")
@@ -108,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     # aioice and aiortc log every candidate pair at INFO; a busy camera needs less.
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    if args.command == "firstboot":
+        # Before the config is read: first boot is what writes it.
+        from peercam.firstboot.command import run_command
+
+        return run_command(args)
     try:
         config = load_config(Path(args.config) if args.config else None, _overrides(args))
     except ConfigError as error:

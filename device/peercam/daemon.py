@@ -34,6 +34,7 @@ from peercam.encode.backend import EncoderBackend
 from peercam.encode.probe import choose_h264_implementation
 from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.events import EventBus
+from peercam.firstboot.first_boot import recorded_problems
 from peercam.http.app import build_app
 from peercam.http.doorbell_api import DoorbellApi
 from peercam.http.push import PushChannel
@@ -55,7 +56,9 @@ logger = logging.getLogger(__name__)
 
 def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
     choice = choose_camera(config)
-    logger.info("camera: %s", choice.description)
+    logger.info(
+        "camera: %s; %s at %d fps", choice.description, config.camera.size, config.camera.fps
+    )
     camera = build_camera(config, choice)
     width, height = config.camera.dimensions
     sources: dict[Kind, Source[Any]] = {"video": camera}
@@ -181,6 +184,7 @@ class Daemon:
             self.authenticator,
             self.push,
             DoorbellApi(self.doorbell),
+            notices=lambda: recorded_problems(self.state_dir),
         )
         self._runner: web.AppRunner | None = None
         self._redirect_runner: web.AppRunner | None = None

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 
 from peercam.auth.principal import Principal
-from peercam.auth.store import CredentialStore, write_private
+from peercam.auth.store import CredentialStore
+from peercam.service.private_file import write_private
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 from peercam.auth.passwords import hash_password
 from peercam.auth.principal import ROLES, Role
+from peercam.service.private_file import write_private
 
 FILE_NAME = "credentials.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -176,15 +176,3 @@ class CredentialStore:
         data: dict[str, Any] = {"version": 1, "users": users, "tokens": tokens}
         write_private(self.path, json.dumps(data, indent=1).encode())
         self._seen = self._stat()
-
-
-def write_private(path: Path, content: bytes) -> None:
-    """Replace `path` atomically with a file only its owner can read."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(content)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)

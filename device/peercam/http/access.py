@@ -108,9 +108,7 @@ class AccessControl:
             return await handler(request)
         if self._auth.setup_needed():
             if _wants_page(request):
-                response = self._setup_page()
-                response.set_status(503)
-                return response
+                return self._setup_page()
             return refuse(503, "no admin password is set yet: run `peercam passwd` on the camera")
         try:
             principal = await self._identify(request)

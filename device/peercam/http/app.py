@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -29,9 +30,12 @@ def build_app(
     metrics: Metrics,
     authenticator: Authenticator,
     *more: RouteGroup,
+    notices: Callable[[], list[str]] = list,
 ) -> web.Application:
+    """`notices`: what the user should know about the camera's setup (settings from
+    the SD card that could not be used); shown on the setup page and to admins."""
     pages = ViewerPage()
-    access = AccessControl(authenticator, lambda: pages.page("setup.html"))
+    access = AccessControl(authenticator, lambda: pages.setup_page(notices()))
     app = web.Application(
         # Security headers outermost, so refusals and errors carry them too; access
         # control inside the error policy, so its refusals are plain lines as well.
@@ -41,7 +45,7 @@ def build_app(
     groups: list[RouteGroup] = [
         WhepHandlers(config, sessions),
         ObservabilityHandlers(metrics, sessions),
-        LoginHandlers(authenticator, pages.page),
+        LoginHandlers(authenticator, pages, notices),
         pages,
         *more,
     ]

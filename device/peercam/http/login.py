@@ -13,6 +13,7 @@ from peercam.auth.authenticator import Authenticator, LoginThrottled
 from peercam.auth.login_sessions import COOKIE
 from peercam.http.access import principal_of
 from peercam.http.errors import refuse
+from peercam.http.viewer_page import ViewerPage
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ class LoginHandlers:
     def __init__(
         self,
         authenticator: Authenticator,
-        page: Callable[[str], web.Response],
+        pages: ViewerPage,
+        notices: Callable[[], list[str]],
     ) -> None:
         self._auth = authenticator
-        self._page = page
+        self._pages = pages
+        self._notices = notices
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -46,10 +49,8 @@ class LoginHandlers:
 
     async def login_page(self, request: web.Request) -> web.Response:
         if self._auth.setup_needed():
-            response = self._page("setup.html")
-            response.set_status(503)
-            return response
-        return self._page("login.html")
+            return self._pages.setup_page(self._notices())
+        return self._pages.page("login.html")
 
     async def _credentials(self, request: web.Request) -> tuple[str, str, str, bool] | None:
         """(user, password, next, wants JSON) from a form or a JSON body."""
@@ -135,4 +136,7 @@ class LoginHandlers:
         principal = principal_of(request)
         if principal is None:  # the access middleware lets no one here without one
             return refuse(401, "log in first")
-        return web.json_response({"user": principal.name, "role": principal.role})
+        about: dict[str, object] = {"user": principal.name, "role": principal.role}
+        if principal.role == "admin":
+            about["notices"] = self._notices()
+        return web.json_response(about)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from importlib import resources
 
 from aiohttp import web
@@ -32,6 +33,21 @@ class ViewerPage:
 
     def page(self, name: str) -> web.Response:
         return self._serve(name)
+
+    def setup_page(self, notices: list[str]) -> web.Response:
+        """The page shown until an admin password exists, with what the SD card's
+        settings got wrong (a too-short password among them), served with 503."""
+        response = self._serve("setup.html")
+        if notices and response.body is not None:
+            items = "".join(f"<li>{html.escape(notice)}</li>" for notice in notices)
+            section = (
+                '<section class="notices"><h2>Not used from peercam.txt</h2>'
+                f"<ul>{items}</ul></section>"
+            )
+            assert isinstance(response.body, bytes)
+            response.body = response.body.replace(b"<!-- notices -->", section.encode())
+        response.set_status(503)
+        return response
 
     def _serve(self, name: str) -> web.Response:
         body, content_type = self._files[name]

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from peercam.auth.store import write_private
+from peercam.service.private_file import write_private
 
 logger = logging.getLogger(__name__)
 

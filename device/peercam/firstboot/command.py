@@ -1,0 +1,47 @@
+"""The `peercam firstboot` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from peercam.firstboot.first_boot import FirstBootPaths, run_first_boot
+from peercam.firstboot.system_root import SystemRoot
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    firstboot = commands.add_parser(
+        "firstboot", help="apply the boot partition's peercam.txt (run by systemd at boot)"
+    )
+    firstboot.add_argument(
+        "--root", type=Path, default=Path("/"), help="the system to change (default /)"
+    )
+    firstboot.add_argument("--boot-file", type=Path, help="default: ROOT/boot/firmware/peercam.txt")
+    firstboot.add_argument("--state-dir", type=Path, help="default: ROOT/var/lib/peercam")
+    firstboot.add_argument(
+        "--config-file", type=Path, help="default: ROOT/etc/peercam/peercam.toml"
+    )
+    firstboot.add_argument(
+        "--if-changed", action="store_true", help="only if the file changed since it was applied"
+    )
+    firstboot.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+
+
+def run_command(args: argparse.Namespace) -> int:
+    root = SystemRoot(args.root, live=args.root.resolve() == Path("/"))
+    found = FirstBootPaths.within(root)
+    paths = FirstBootPaths(
+        args.boot_file or found.boot_file,
+        args.state_dir or found.state_dir,
+        args.config_file or found.config_file,
+    )
+    try:
+        result = run_first_boot(root, paths, only_if_changed=args.if_changed)
+    except OSError as error:
+        # A read-only or full card: say so in the journal; the daemon still starts.
+        print(f"peercam firstboot: {error}", file=sys.stderr)
+        return 1
+    if result.applied:
+        print(f"peercam firstboot: applied {paths.boot_file} ({len(result.problems)} problems)")
+    return 0

@@ -1,0 +1,91 @@
+"""The system first boot changes: `/` on the camera; a temporary directory in tests.
+
+Every file first boot writes goes through `SystemRoot.at`, so the same steps run
+against the camera's own root at boot and against a scratch tree in a test, and
+never touch the machine running the tests. Only a live root also changes the running
+system (the kernel's hostname, units started now)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# Debian installs packaged units here (usrmerge makes /lib and /usr/lib the same).
+UNIT_DIR = "/lib/systemd/system"
+
+
+@dataclass(frozen=True)
+class SystemRoot:
+    path: Path
+    live: bool = False
+
+    @staticmethod
+    def running() -> SystemRoot:
+        return SystemRoot(Path("/"), live=True)
+
+    def at(self, absolute: str) -> Path:
+        """`absolute` (a path on the camera) inside this root."""
+        return self.path / absolute.lstrip("/")
+
+    def enable(self, unit: str, target: str = "multi-user.target") -> None:
+        """Enable `unit` as `systemctl enable` does for `WantedBy=target`; on a live
+        system also start it now (boot is under way, so the running transaction
+        would not pick it up)."""
+        wants = self.at(f"/etc/systemd/system/{target}.wants")
+        wants.mkdir(parents=True, exist_ok=True)
+        link = wants / unit
+        template = unit.split("@", 1)[0] + "@.service" if "@" in unit else unit
+        if not link.is_symlink():
+            link.symlink_to(f"{UNIT_DIR}/{template}")
+        if self.live:
+            self._systemctl("daemon-reload")
+            self._systemctl("start", "--no-block", unit)
+
+    def disable(self, unit: str, target: str = "multi-user.target") -> None:
+        link = self.at(f"/etc/systemd/system/{target}.wants/{unit}")
+        if link.is_symlink() or link.exists():
+            link.unlink()
+            if self.live:
+                self._systemctl("daemon-reload")
+
+    def set_kernel_hostname(self, name: str) -> None:
+        if self.live:
+            socket.sethostname(name)
+
+    def _systemctl(self, *arguments: str) -> None:
+        if shutil.which("systemctl") is None:
+            return
+        result = subprocess.run(
+            ["systemctl", *arguments], capture_output=True, text=True, timeout=60
+        )
+        if result.returncode != 0:
+            logger.warning("systemctl %s: %s", " ".join(arguments), result.stderr.strip())
+
+    def owner_of(self, user: str) -> tuple[int, int] | None:
+        """The uid and gid of the service user, from this root's passwd file: files
+        first boot writes into the state directory (as root) must stay readable by
+        the daemon."""
+        try:
+            lines = self.at("/etc/passwd").read_text().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split(":")
+            if len(fields) >= 4 and fields[0] == user:
+                return int(fields[2]), int(fields[3])
+        return None
+
+    def give_to(self, user: str, *paths: Path) -> None:
+        owner = self.owner_of(user)
+        if owner is None or os.geteuid() != 0:
+            return
+        for path in paths:
+            if path.exists():
+                os.chown(path, *owner)
