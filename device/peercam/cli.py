@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         from peercam.check import run_check
 
         return run_check(config, args.json)
+    from peercam.service.native_memory import limit_arenas
+
+    limit_arenas()
     from peercam.daemon import serve
 
     return asyncio.run(serve(config))

@@ -22,6 +22,7 @@ from peercam.encode.shared_encoder import SharedEncoder
 from peercam.fanout.hub import StreamHub, Subscription
 from peercam.media import Captured, CapturedEncoded, CapturedVideo, EncodedFrame, Kind, own_copy
 from peercam.metrics import Metrics
+from peercam.service.native_memory import return_free_memory
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,9 @@ class MediaPipeline:
             if source.running and not needed:
                 await source.stop()
                 logger.info("%s source stopped", source.name)
+        if not any(source.running for source in self._sources.values()):
+            # Nobody watches: the encoders' buffers are free; hand the pages back.
+            return_free_memory()
 
     async def stop(self) -> None:
         for route in self._routes.values():
