@@ -8,10 +8,10 @@ ARGS   ?=
 # libasound2-dev, gcc and python3-dev build pyalsaaudio, which has no wheel.
 RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
 # chromium: the real viewer; coturn, iptables, iproute2: the TURN fallback tests;
-# janus: the scale-out test.
-TEST_DEBS := chromium coturn iptables iproute2 janus systemd
+# janus: the scale-out test; shellcheck: the install and image scripts.
+TEST_DEBS := chromium coturn iptables iproute2 janus systemd shellcheck
 
-.PHONY: run test test-all lint typecheck bench clean install-run install-test
+.PHONY: run test test-all lint typecheck bench clean install-run install-test image image-test
 
 $(BIN)/python:
 	@scripts/ensure-debian-packages.sh $(RUN_DEBS)
@@ -40,8 +40,8 @@ passwd: install-run
 	$(BIN)/peercam passwd $(ARGS)
 
 lint: install-test
-	$(BIN)/ruff check device tests bench hw-tests
-	$(BIN)/ruff format --check device tests bench hw-tests
+	$(BIN)/ruff check device tests bench hw-tests image-build
+	$(BIN)/ruff format --check device tests bench hw-tests image-build
 
 typecheck: install-test
 	$(BIN)/mypy
@@ -62,6 +62,20 @@ bench: install-test
 	$(BIN)/python -m bench.camera_clip
 	$(BIN)/python -m bench.audio_latency
 	$(BIN)/python -m bench.janus_fanout
+
+# The SD card image (image-build/README.md): build it, or build it and boot it
+# under qemu. Both need root and take a while; neither is part of `make test`.
+IMAGE_DEBS := mmdebstrap qemu-user-static binfmt-support qemu-system-arm mtools dosfstools \
+	fdisk e2fsprogs xz-utils curl arch-test
+
+image: install-test
+	@scripts/ensure-debian-packages.sh $(IMAGE_DEBS)
+	PYTHON=$(abspath $(BIN)/python) image-build/build.sh $(ARGS)
+
+image-test: install-test
+	@scripts/ensure-debian-packages.sh $(IMAGE_DEBS)
+	PYTHON=$(abspath $(BIN)/python) image-build/build.sh $(ARGS)
+	$(BIN)/python image-build/boot_test.py image-build/out/peercam-*-debian-arm64.img.xz
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info device/*.egg-info

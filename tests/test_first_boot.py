@@ -264,3 +264,14 @@ def test_the_daemon_starts_on_safe_defaults_and_shows_what_was_not_used(
     assert json.loads(admin.urlopen("/api/session"))["notices"] == problems
     viewer = page.with_headers(basic("guest", "long enough password"))
     assert "notices" not in json.loads(viewer.urlopen("/api/session"))
+
+
+def test_the_card_the_image_ships_applies_cleanly(root: SystemRoot) -> None:
+    template = Path(__file__).resolve().parent.parent / "image-build/boot/peercam.txt"
+    boot_file(root, template.read_text())
+    assert first_boot(root) == []
+    config = load_config(root.at("/etc/peercam/peercam.toml"))
+    assert (config.camera.source, config.camera.size, config.camera.fps) == ("auto", "1280x720", 30)
+    # No password on a fresh card: the daemon shows its setup page until one is set.
+    assert not root.at("/var/lib/peercam/credentials.json").exists()
+    assert root.at("/etc/hostname").read_text() == "peercam\n"
