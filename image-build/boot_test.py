@@ -130,7 +130,8 @@ def boot_and_check(
     qemu = [
         "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "2048",
         "-kernel", str(work / "vmlinuz"), "-initrd", str(work / "initrd.img"),
-        "-append", f"root=PARTUUID={disk_id}-02 rootfstype=ext4 rootwait console=ttyAMA0",
+        "-append", f"root=PARTUUID={disk_id}-02 rootfstype=ext4 rootwait console=ttyAMA0"
+        " systemd.show_status=1",
         "-drive", f"if=none,file={disk},format=raw,id=card",
         "-device", "virtio-blk-pci,drive=card",
         "-netdev", f"user,id=net,hostfwd=tcp:127.0.0.1:{port}-:8443",
@@ -168,22 +169,36 @@ def boot_and_check(
         log(f"notices shown to the admin: {notices}")
         if not any("unknown setting colour" in notice for notice in notices):
             failures.append(f"/api/session {status}: the card's bad line is not reported")
-        text = console.read_text(errors="replace")
-        for pattern in (
-            r"Finished .*peercam-firstboot\.service",
-            r"Started .*peercam\.service",
+        patterns = [
+            r"Finished peercam-firstboot",
+            # Type=notify: "Started" only once the daemon said READY=1.
+            r"Started peercam\.service",
             r"qemucam login:",
-        ):
-            if not re.search(pattern, text):
-                failures.append(f"console shows no {pattern!r}")
+        ]
+        deadline = time.monotonic() + 60
+        while patterns and time.monotonic() < deadline:
+            # systemd's status lines, without their colours.
+            text = re.sub(r"\x1b\[[0-9;]*m", "", console.read_text(errors="replace"))
+            patterns = [pattern for pattern in patterns if not re.search(pattern, text)]
+            time.sleep(1)
+        failures += [f"console shows no {pattern!r}" for pattern in patterns]
     finally:
         vm.terminate()
         vm.wait(timeout=60)
         if args.keep:
             shutil.copyfile(console, args.keep)
-    card = mtools(disk, "mtype", "::/peercam.txt").stdout.decode(errors="replace")
+    # The VM was stopped as a plug is pulled: what first boot wrote must be on the card.
+    try:
+        card = mtools(disk, "mtype", "::/peercam.txt").stdout.decode(errors="replace")
+    except subprocess.CalledProcessError as error:
+        card = ""
+        listing = subprocess.run(["mdir", "-a", "-i", f"{disk}@@{FAT_OFFSET}", "::/"],
+                                 capture_output=True, text=True).stdout  # fmt: skip
+        failures.append(f"peercam.txt unreadable on the card: {error.stderr!r}\n{listing}")
     if PASSWORD in card:
         failures.append("the password is still on the card")
+    elif card and "removed from this card" not in card:
+        failures.append(f"the card's password line was not replaced:\n{card}")
     table = subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, text=True)
     partitions = json.loads(table.stdout)["partitiontable"]["partitions"]
     end = (partitions[1]["start"] + partitions[1]["size"]) * 512

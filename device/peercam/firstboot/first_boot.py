@@ -149,3 +149,7 @@ def _finish(
             os.chown(paths.config_file, 0, owner[1])
         paths.config_file.chmod(0o640)
     root.disable(UNIT)
+    if root.live:
+        # The card's FAT is changed too (the password line): a camera is switched off
+        # by pulling its plug, so nothing first boot wrote may wait in a cache.
+        os.sync()

@@ -17,3 +17,10 @@ def write_private(path: Path, content: bytes) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
+    # The rename itself must reach the disk too: a camera is switched off by pulling
+    # its plug, and the boot partition's FAT otherwise keeps the old entry, or none.
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
