@@ -4,10 +4,12 @@ would: `make image-test`.
 A peercam.txt is written onto the image's boot partition first (mtools, at the
 partition's offset: no mounting). The VM is `-M virt` under TCG with the image's own
 kernel and initramfs (taken from that partition; qemu cannot run a Pi's boot ROM) and
-the image as a virtio disk; a user-mode port forward reaches the daemon. Checks: the
-first-boot and peercam units started under systemd, the hostname from the card, the
-root partition grown to the disk, /healthz, a WHEP offer answered with H.264, the
-card's bad line reported to the admin, and the password gone from the card.
+the image as a virtio disk; user-mode port forwards reach the daemon and SSH (which
+the card turns on, with a key made for the run). Checks: /healthz, a WHEP offer
+answered with H.264, the card's bad line reported to the admin; over SSH, systemd runs
+peercam as a ready notify service and first boot disabled itself, with the card's
+hostname; the password gone from the card (after the plug is pulled) and the root
+partition grown to the disk.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 FAT_OFFSET = 8192 * 512  # build.sh puts the boot partition at 4 MiB
 PASSWORD = "image-test-password"
-CARD = f"""# written by image-build/boot_test.py
-password = "{PASSWORD}"
+CARD = """# written by image-build/boot_test.py
+password = "{password}"
+ssh = on
+ssh_key = {key}
 hostname = qemucam
 camera = test
 resolution = 320x240
@@ -92,6 +96,38 @@ async def whep_offer(url: str, headers: dict[str, str]) -> tuple[int, str]:
     return status, body.decode(errors="replace")
 
 
+# What systemd says about the units, asked over SSH (which the card turned on).
+INSIDE = """
+systemctl show peercam.service -p Type -p ActiveState -p SubState -p NRestarts
+echo firstboot=$(systemctl is-enabled peercam-firstboot.service)
+echo ssh=$(systemctl is-enabled ssh.service)
+echo hostname=$(hostname)
+echo owner=$(stat -c %U /var/lib/peercam/credentials.json)
+"""
+EXPECTED = [
+    "Type=notify", "ActiveState=active", "SubState=running", "NRestarts=0",
+    "firstboot=disabled", "ssh=enabled", "hostname=qemucam", "owner=peercam",
+]  # fmt: skip
+
+
+def check_inside(key: Path, port: int) -> list[str]:
+    command = [
+        "ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "BatchMode=yes",
+        "root@127.0.0.1", INSIDE,
+    ]  # fmt: skip
+    for _ in range(10):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if result.returncode == 0:
+            break
+        time.sleep(5)
+    else:
+        return [f"ssh into the VM failed: {result.stderr.strip()}"]
+    lines = result.stdout.split()
+    log("inside: " + " ".join(lines))
+    return [f"inside the VM: expected {line}" for line in EXPECTED if line not in lines]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("image", type=Path, help="the .img or .img.xz build.sh made")
@@ -111,7 +147,11 @@ def main() -> int:
         # A bigger card than the image: first boot grows the root partition into it.
         with disk.open("r+b") as grow:
             grow.truncate(built_size + 1024 * 2**20)
-        (work / "peercam.txt").write_text(CARD)
+        # A key for this run only: SSH is how the test asks systemd inside the VM.
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "key")],
+                       check=True)  # fmt: skip
+        key = (work / "key.pub").read_text().strip()
+        (work / "peercam.txt").write_text(CARD.format(password=PASSWORD, key=key))
         mtools(disk, "mcopy", "-o", str(work / "peercam.txt"), "::/peercam.txt")
         # raspi-firmware keeps the versioned names (config.txt names them for the Pi).
         listing = mtools(disk, "mdir", "-b", "::/").stdout.decode().split()
@@ -125,7 +165,7 @@ def main() -> int:
 def boot_and_check(
     work: Path, disk: Path, disk_id: str, built_size: int, args: argparse.Namespace
 ) -> int:
-    port = free_port()
+    port, ssh_port = free_port(), free_port()
     console = work / "console.log"
     qemu = [
         "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "2048",
@@ -134,7 +174,8 @@ def boot_and_check(
         " systemd.show_status=1",
         "-drive", f"if=none,file={disk},format=raw,id=card",
         "-device", "virtio-blk-pci,drive=card",
-        "-netdev", f"user,id=net,hostfwd=tcp:127.0.0.1:{port}-:8443",
+        "-netdev",
+        f"user,id=net,hostfwd=tcp:127.0.0.1:{port}-:8443,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
         "-device", "virtio-net-pci,netdev=net",
         "-rtc", "base=utc", "-serial", f"file:{console}", "-display", "none",
         "-monitor", "none", "-no-reboot",
@@ -169,19 +210,12 @@ def boot_and_check(
         log(f"notices shown to the admin: {notices}")
         if not any("unknown setting colour" in notice for notice in notices):
             failures.append(f"/api/session {status}: the card's bad line is not reported")
-        patterns = [
-            r"Finished peercam-firstboot",
-            # Type=notify: "Started" only once the daemon said READY=1.
-            r"Started peercam\.service",
-            r"qemucam login:",
-        ]
-        deadline = time.monotonic() + 60
-        while patterns and time.monotonic() < deadline:
-            # systemd's status lines, without their colours.
-            text = re.sub(r"\x1b\[[0-9;]*m", "", console.read_text(errors="replace"))
-            patterns = [pattern for pattern in patterns if not re.search(pattern, text)]
-            time.sleep(1)
-        failures += [f"console shows no {pattern!r}" for pattern in patterns]
+        # systemd's status lines, without their colours.
+        text = re.sub(r"\x1b\[[0-9;]*m", "", console.read_text(errors="replace"))
+        for pattern in (r"Finished peercam-firstboot", r"qemucam login:"):
+            if not re.search(pattern, text):
+                failures.append(f"console shows no {pattern!r}")
+        failures += check_inside(work / "key", ssh_port)
     finally:
         vm.terminate()
         vm.wait(timeout=60)

@@ -35,6 +35,8 @@ sh $W/scripts/install.sh --wheels $W/wheels --no-start
 # unless peercam.txt asks for it (first boot enables it then).
 systemctl enable peercam-growroot.service systemd-networkd.service systemd-resolved.service systemd-timesyncd.service avahi-daemon.service
 systemctl disable ssh.service
+# Host keys made here would be the same on every camera flashed from this image.
+rm -f /etc/ssh/ssh_host_*
 # No password login on the console either: the camera is used from the browser.
 passwd -l root >/dev/null
 apt-get clean
