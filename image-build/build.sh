@@ -33,17 +33,6 @@ say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 started=$(date +%s)
 
 [ "$(id -u)" -eq 0 ] || { echo "build.sh: run as root (mmdebstrap --mode=root, file ownership)" >&2; exit 1; }
-for tool in mmdebstrap mkfs.vfat mcopy sfdisk mkfs.ext4 xz; do
-    command -v $tool >/dev/null || { echo "build.sh: $tool is missing (make image installs it)" >&2; exit 1; }
-done
-# arm64 maintainer scripts run under qemu-user through binfmt_misc.
-if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-    update-binfmts --enable qemu-aarch64 2>/dev/null || true
-    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] \
-        || { echo "build.sh: cannot register qemu-aarch64 with binfmt_misc" >&2; exit 1; }
-fi
-
 case $BASE in
     debian)
         # Debian's own kernel and the Pi firmware packaged by Debian: Pi 3, 4, Zero 2.
@@ -73,6 +62,17 @@ case $BASE in
         ;;
     *) echo "build.sh: --base is debian or raspios" >&2; exit 2 ;;
 esac
+
+for tool in mmdebstrap mkfs.vfat mcopy sfdisk mkfs.ext4 xz; do
+    command -v $tool >/dev/null || { echo "build.sh: $tool is missing (make image installs it)" >&2; exit 1; }
+done
+# arm64 maintainer scripts run under qemu-user through binfmt_misc.
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    update-binfmts --enable qemu-aarch64 2>/dev/null || true
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] \
+        || { echo "build.sh: cannot register qemu-aarch64 with binfmt_misc" >&2; exit 1; }
+fi
 
 WORK=$(mktemp -d /var/tmp/peercam-image.XXXXXX)
 cleanup() {

@@ -19,9 +19,11 @@ case $1 in
         chroot "$root" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
         # -c for every kernel; its post-update hook (raspi-firmware) copies the result,
         # the kernel and the device trees to /boot/firmware.
+        started=$(date +%s)
         for modules in "$root"/lib/modules/*; do
             chroot "$root" update-initramfs -c -k "$(basename "$modules")"
         done
+        echo "initramfs-once.sh: generated in $(( $(date +%s) - started )) s"
         ;;
     *) echo "usage: $0 defer|generate ROOT" >&2; exit 2 ;;
 esac
