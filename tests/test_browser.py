@@ -42,9 +42,14 @@ def test_three_browser_viewers_decode_video_and_receive_audio(
         assert daemon.metric("peercam_encoder_running", codec=name) == 1
         assert daemon.metric("peercam_encoder_running", codec=other) == 0
         before = daemon.metric("peercam_encoded_frames_total", codec=name)
+        started = time.monotonic()
         time.sleep(2)
         produced = daemon.metric("peercam_encoded_frames_total", codec=name) - before
-        assert 40 <= produced <= 75, produced  # 2 s at 30 fps, once for all three
+        elapsed = time.monotonic() - started
+        # At most the camera's 30 fps over the time measured (an encoder per viewer
+        # would make three times that). No lower bound but "some": a loaded machine
+        # encodes fewer frames, which is not what this test is about.
+        assert 0 < produced <= 30 * elapsed + 3, (produced, elapsed)
         for page in pages:
             decoded = page_stats(page)["framesDecoded"]
             time.sleep(0.5)
