@@ -138,6 +138,7 @@ class MediaPipeline:
         awaited, so it happens here, called by whoever closed the last viewer.
         """
         idle, self._idle = self._idle, set()
+        stopped = False
         for codec in idle:
             route = self._routes[codec]
             if len(route.hub) == 0 and route.producer.running:
@@ -147,9 +148,11 @@ class MediaPipeline:
             needed = any(r.producer.running for r in self._routes.values() if r.source is source)
             if source.running and not needed:
                 await source.stop()
+                stopped = True
                 logger.info("%s source stopped", source.name)
-        if not any(source.running for source in self._sources.values()):
-            # Nobody watches: the encoders' buffers are free; hand the pages back.
+        if stopped and not any(source.running for source in self._sources.values()):
+            # Nobody watches: the encoders' buffers are free; hand the pages back. Only
+            # then: a session that never got going also ends up here.
             return_free_memory()
 
     async def stop(self) -> None:

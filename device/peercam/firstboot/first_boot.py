@@ -17,6 +17,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from peercam.auth.store import CredentialStore
 from peercam.firstboot.boot_config import parse_boot_config, remove_setting
@@ -67,20 +68,23 @@ class FirstBootPaths:
         )
 
 
-def recorded_problems(state_dir: Path) -> list[str]:
-    """What the last first-boot run could not apply, for the daemon's pages."""
+def _record(state_dir: Path) -> dict[str, Any]:
+    """The last run's record; empty when there is none or it cannot be read."""
     try:
         record = json.loads((state_dir / RECORD_NAME).read_text())
-        return [str(problem) for problem in record.get("problems", [])]
-    except (OSError, ValueError, AttributeError):
-        return []
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def recorded_problems(state_dir: Path) -> list[str]:
+    """What the last first-boot run could not apply, for the daemon's pages."""
+    problems = _record(state_dir).get("problems", [])
+    return [str(problem) for problem in problems] if isinstance(problems, list) else []
 
 
 def _recorded_digest(state_dir: Path) -> str | None:
-    try:
-        digest = json.loads((state_dir / RECORD_NAME).read_text()).get("applied_sha256")
-    except (OSError, ValueError, AttributeError):
-        return None
+    digest = _record(state_dir).get("applied_sha256")
     return digest if isinstance(digest, str) else None
 
 
@@ -144,9 +148,8 @@ def _finish(
     # Written as root; the daemon runs as its own user and must read them.
     root.give_to(SERVICE_USER, paths.state_dir, *paths.state_dir.iterdir())
     if paths.config_file.exists():
-        owner = root.owner_of(SERVICE_USER)
-        if owner is not None and os.geteuid() == 0:
-            os.chown(paths.config_file, 0, owner[1])
+        # Settings may hold the TURN secret: root's, readable by the service's group.
+        root.give_to(SERVICE_USER, paths.config_file, group_only=True)
         paths.config_file.chmod(0o640)
     root.disable(UNIT)
     if root.live:

@@ -82,10 +82,12 @@ class SystemRoot:
                 return int(fields[2]), int(fields[3])
         return None
 
-    def give_to(self, user: str, *paths: Path) -> None:
+    def give_to(self, user: str, *paths: Path, group_only: bool = False) -> None:
+        """Chown `paths` to `user` (or to root and `user`'s group), when run as root."""
         owner = self.owner_of(user)
         if owner is None or os.geteuid() != 0:
             return
+        uid, gid = owner
         for path in paths:
             if path.exists():
-                os.chown(path, *owner)
+                os.chown(path, 0 if group_only else uid, gid)
