@@ -47,6 +47,7 @@ from peercam.pipeline import MediaPipeline
 from peercam.republish.rtp_forward import RtpForwarder
 from peercam.republish.whip_publisher import WhipPublisher
 from peercam.rtc.registry import SessionRegistry
+from peercam.service import blocking_pool
 from peercam.service.notify import SystemdNotifier
 from peercam.service.state_dir import state_directory
 from peercam.tls.certificate import CertificateError, CertificateFiles, certificate_files
@@ -250,6 +251,7 @@ async def _listen(
 async def serve(config: Config) -> int:
     """Run until SIGINT/SIGTERM; return the process exit code."""
     loop = asyncio.get_running_loop()
+    blocking_pool.install(loop)
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)

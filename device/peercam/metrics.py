@@ -8,6 +8,8 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from peercam.service import blocking_pool
+
 
 class RateMeter:
     """Events and bytes per second over a sliding window, for live fps and bitrate."""
@@ -52,6 +54,12 @@ class Metrics:
             "peercam_event_loop_tasks", "Tasks alive on the daemon's event loop", registry=r
         )
         self.loop_tasks.set_function(_task_count)
+        self.blocking_threads = Gauge(
+            "peercam_blocking_pool_threads",
+            f"Threads of the pool behind asyncio.to_thread (at most {blocking_pool.MAX_WORKERS})",
+            registry=r,
+        )
+        self.blocking_threads.set_function(lambda: float(blocking_pool.worker_count()))
         self.driver_restarts = Counter(
             "peercam_driver_restarts",
             "Capture drivers restarted because they hung",
