@@ -53,12 +53,15 @@ test: lint typecheck
 test-all: lint typecheck
 	$(BIN)/pytest -q -m ''
 
-# Photographs for the camera-like clip (bench/camera_clip.py).
-BENCH_DEBS := plasma-workspace-wallpapers
+# Photographs for the camera-like clip (bench/camera_clip.py); GStreamer's webrtcbin,
+# one of the systems bench/run.py compares with (Janus comes with the test packages).
+BENCH_DEBS := plasma-workspace-wallpapers gstreamer1.0-plugins-bad gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-base gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 python3-gi
 
 bench: install-test
 	@scripts/ensure-debian-packages.sh $(BENCH_DEBS)
-	$(BIN)/python -m bench.cpu_per_viewer
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.run $(ARGS)
 	$(BIN)/python -m bench.camera_clip
 	$(BIN)/python -m bench.audio_latency
 	$(BIN)/python -m bench.janus_fanout

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cpu_per_viewer import percentile, start_peercam
-from bench.report import publish
+from bench.processes import start_peercam
+from bench.report import percentile, publish
 
 RATE = 48_000
 BLOCK = 960  # 20 ms

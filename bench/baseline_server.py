@@ -48,7 +48,7 @@ class PatternTrack(MediaStreamTrack):
         return frame
 
 
-async def serve(port: int, width: int, height: int, fps: int) -> None:
+async def serve(port: int, width: int, height: int, fps: int, codec: str) -> None:
     relay = MediaRelay()
     source = PatternTrack(width, height, fps)
     peers: set[RTCPeerConnection] = set()
@@ -60,7 +60,7 @@ async def serve(port: int, width: int, height: int, fps: int) -> None:
         capabilities = RTCRtpSender.getCapabilities("video")
         assert capabilities is not None
         transceiver.setCodecPreferences(
-            [c for c in capabilities.codecs if c.mimeType in ("video/H264", "video/rtx")]
+            [c for c in capabilities.codecs if c.mimeType in (f"video/{codec}", "video/rtx")]
         )
         await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
@@ -96,9 +96,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--codec", default="H264", choices=["H264", "VP8"])
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    asyncio.run(serve(args.port, width, height, args.fps))
+    asyncio.run(serve(args.port, width, height, args.fps, args.codec))
 
 
 if __name__ == "__main__":

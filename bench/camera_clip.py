@@ -23,8 +23,10 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from bench.cpu_per_viewer import measure, start_peercam
+from bench.cpu_per_viewer import measure
+from bench.processes import start_peercam, stop
 from bench.report import publish
+from bench.systems import running_peercam
 from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.media import CapturedVideo
 
@@ -125,13 +127,10 @@ def main() -> None:
         daemon, access = start_peercam(config)
         try:
             counts = [int(v) for v in args.viewers.split(",")]
-            run = measure(
-                "peercam passthrough", daemon, f"{access.base}/whep", counts,
-                args.window, access=access,
-            )  # fmt: skip
+            running = running_peercam(daemon, access, "H264", name="passthrough")
+            run = measure(running, counts, args.window)
         finally:
-            daemon.terminate()
-            daemon.wait(30)
+            stop(daemon)
     lines += [
         "",
         "H.264 passthrough of the recorded 720p clip (camera.source = file, the USB",

@@ -1,15 +1,15 @@
 """Glass-to-glass latency in a real browser, read off the picture itself.
 
 The test pattern burns its capture time (wall clock, ms) into the top rows of every
-frame (`peercam.capture.timecode`). Headless Chromium plays the stream on the viewer
-page; for each frame it presents, `requestVideoFrameCallback` gives the time the frame
-is expected on screen, the frame is drawn to a canvas and its code read back. Both
-clocks are this machine's, so the difference is capture → display, every stage
-included: encode, packetize, send, receive, jitter buffer, decode, render.
+frame (`peercam.capture.timecode`). Headless Chromium plays the stream; for each frame
+it presents, `requestVideoFrameCallback` gives the time the frame is expected on
+screen and the time its last packet arrived; the frame is drawn to a canvas and its
+code read back. Both clocks are this machine's, so the difference is capture →
+display with every stage included, and capture → last packet received splits it into
+the sending side and the browser's side. The browser's getStats adds its own
+averages (jitter buffer, decode).
 
-    python -m bench.glass_to_glass [--size 640x480] [--codec H264] [--seconds 60]
-
-First part of issue 8: peercam only, one viewer; the alternatives and plots follow.
+    python -m bench.glass_to_glass [--system peercam] [--size 640x480] [--codec H264]
 """
 
 from __future__ import annotations
@@ -18,19 +18,25 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bench.cpu_per_viewer import percentile, start_peercam
+from bench.report import percentile
+from bench.systems import SYSTEMS, Running
 from peercam.capture import timecode
 
-# Runs in the page: reads each presented frame's code into window.latencies.
+# Chromium hides host addresses behind mDNS names, which neither Janus's nor
+# GStreamer's ICE resolves; every system gets the raw addresses, as on a LAN.
+BROWSER_FLAGS = ["--disable-features=WebRtcHideLocalIpsWithMdns"]
+
+# Runs in the page: reads each presented frame's code into window.g2g.
 READER = """
-([blocks, syncLength, dataBits]) => {
+([blocks, syncLength]) => {
   const video = document.getElementById('video');
   const canvas = document.createElement('canvas');
   const context = canvas.getContext('2d', { willReadFrequently: true });
-  window.latencies = [];
-  window.unreadable = 0;
+  window.g2g = { shown: [], received: [], unreadable: 0 };
   const onFrame = (now, metadata) => {
     const width = metadata.width, height = metadata.height;
     if (canvas.width !== width) { canvas.width = width; canvas.height = height; }
@@ -43,12 +49,14 @@ READER = """
       bits.push(row[4 * x + 1] > 125 ? 1 : 0);  // green follows luma most closely
     }
     if (bits[0] === 1 && bits[1] === 0) {
-      let millis = 0;
-      for (const bit of bits.slice(syncLength)) millis = millis * 2 + bit;
-      const shown = performance.timeOrigin + metadata.expectedDisplayTime;
-      window.latencies.push(shown - millis);
+      let captured = 0;
+      for (const bit of bits.slice(syncLength)) captured = captured * 2 + bit;
+      window.g2g.shown.push(performance.timeOrigin + metadata.expectedDisplayTime - captured);
+      if (metadata.receiveTime) {
+        window.g2g.received.push(performance.timeOrigin + metadata.receiveTime - captured);
+      }
     } else {
-      window.unreadable += 1;
+      window.g2g.unreadable += 1;
     }
     video.requestVideoFrameCallback(onFrame);
   };
@@ -56,47 +64,169 @@ READER = """
 }
 """
 
+# The receiver's own averages over the whole session, in ms per frame.
+RECEIVER_STATS = """
+async () => {
+  const pc = window.pc ?? window.peercam?.session?.pc;
+  if (!pc) return null;
+  let video = null;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') video = s;
+  });
+  if (!video || !video.framesDecoded) return null;
+  const per = (total, count) => (count ? (1000 * total) / count : null);
+  return {
+    jitterBufferMs: per(video.jitterBufferDelay, video.jitterBufferEmittedCount),
+    jitterBufferTargetMs: per(video.jitterBufferTargetDelay, video.jitterBufferEmittedCount),
+    decodeMs: per(video.totalDecodeTime, video.framesDecoded),
+    processingMs: per(video.totalProcessingDelay, video.framesDecoded),
+    framesDropped: video.framesDropped ?? 0,
+    framesDecoded: video.framesDecoded,
+  };
+}
+"""
 
-def measure(size: str, codec: str, seconds: float) -> tuple[list[float], int]:
-    from tests.browser import chromium, open_page, wait_js
+
+@dataclass
+class Latency:
+    """One trial: per-frame figures in ms, and the receiver's averages."""
+
+    system: str
+    size: str
+    codec: str
+    seconds: float
+    shown: list[float] = field(default_factory=list)  # capture → expected on screen
+    received: list[float] = field(default_factory=list)  # capture → last packet in
+    unreadable: int = 0
+    receiver: dict[str, Any] = field(default_factory=dict)
+    capture_to_encoded_ms: float | None = None  # the daemon's own histogram, mean
+
+    def p(self, q: float) -> float:
+        return percentile(self.shown, q)
+
+
+def encoded_so_far(running: Running, codec: str) -> tuple[float, int]:
+    """peercam's capture → encoded histogram: (sum of seconds, frames)."""
+    if running.daemon_metrics is None:
+        return 0.0, 0
+    total, count = 0.0, 0
+    label = f'{{codec="{codec.lower()}"}}'
+    for line in running.daemon_metrics().splitlines():
+        if line.startswith(f"peercam_capture_to_encoded_seconds_sum{label}"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"peercam_capture_to_encoded_seconds_count{label}"):
+            count = int(float(line.rsplit(" ", 1)[1]))
+    return total, count
+
+
+def measure(running: Running, browser: Any, size: str, codec: str, seconds: float) -> Latency:
+    """One trial: a fresh page watches for `seconds` after a 3 s start."""
+    from tests.browser import wait_js
 
     width = int(size.split("x")[0])
-    with tempfile.TemporaryDirectory() as name:
-        config = Path(name) / "peercam.toml"
-        config.write_text(
-            f'[camera]\nsource = "test"\nsize = "{size}"\nfps = 30\n[audio]\nenabled = false\n'
-        )
-        server, access = start_peercam(config)
+    page = browser.new_page()
+    try:
+        running.open_viewer(page)
+        wait_js(page, f"document.getElementById('video').videoWidth === {width}")
+        time.sleep(3)  # past the first keyframe and the jitter buffer's start
+        page.evaluate(READER, [timecode.BLOCKS, len(timecode.SYNC)])
+        encoded_before = encoded_so_far(running, codec)
+        time.sleep(seconds)
+        g2g = page.evaluate("window.g2g")
+        encoded_after = encoded_so_far(running, codec)
+        receiver = page.evaluate(RECEIVER_STATS) or {}
+    finally:
+        page.close()
+    return Latency(
+        system=running.name,
+        size=size,
+        codec=codec,
+        seconds=seconds,
+        shown=[float(v) for v in g2g["shown"]],
+        received=[float(v) for v in g2g["received"]],
+        unreadable=int(g2g["unreadable"]),
+        receiver=receiver,
+        capture_to_encoded_ms=_mean_ms(encoded_before, encoded_after),
+    )
+
+
+def _mean_ms(before: tuple[float, int], after: tuple[float, int]) -> float | None:
+    frames = after[1] - before[1]
+    return 1000 * (after[0] - before[0]) / frames if frames > 0 else None
+
+
+def trials(
+    running: Running, browser: Any, size: str, codec: str, seconds: float, count: int
+) -> Latency:
+    """`count` trials of `seconds / count` each, pooled. Chromium shows frames on a
+    60 Hz clock whose phase against the camera's 30 fps is fixed within a page and
+    random between pages; several pages sample that phase instead of betting on one."""
+    results = [measure(running, browser, size, codec, seconds / count) for _ in range(count)]
+    pooled = Latency(running.name, size, codec, seconds)
+    for result in results:
+        pooled.shown += result.shown
+        pooled.received += result.received
+        pooled.unreadable += result.unreadable
+    keys = {
+        key for result in results for key, value in result.receiver.items() if value is not None
+    }
+    pooled.receiver = {
+        key: statistics.fmean(r.receiver[key] for r in results if r.receiver.get(key) is not None)
+        for key in keys
+    }
+    encoded = [r.capture_to_encoded_ms for r in results if r.capture_to_encoded_ms is not None]
+    pooled.capture_to_encoded_ms = statistics.fmean(encoded) if encoded else None
+    return pooled
+
+
+def first_frames(running: Running, browser: Any, loads: int) -> list[float]:
+    """Navigation → first frame presented, in ms, over `loads` fresh page loads."""
+    times = []
+    warm = browser.new_page()
+    running.open_viewer(warm)  # logs in where needed, as a returning user is
+    warm.close()
+    for _ in range(loads):
+        page = browser.new_page()
         try:
-            with chromium() as browser:
-                page = browser.new_page()
-                open_page(page, access.base, f"/?codec={codec}")
-                wait_js(page, f"document.getElementById('video').videoWidth === {width}")
-                time.sleep(3)  # past the first keyframe and the jitter buffer's start
-                page.evaluate(READER, [timecode.BLOCKS, len(timecode.SYNC), timecode.DATA_BITS])
-                time.sleep(seconds)
-                latencies = [float(v) for v in page.evaluate("window.latencies")]
-                unreadable = int(page.evaluate("window.unreadable"))
+            running.open_viewer(page)
+            deadline = time.monotonic() + 15
+            value = None
+            while value is None and time.monotonic() < deadline:
+                value = page.evaluate(running.first_frame_expression)
+                time.sleep(0.02)
+            if value is not None:
+                times.append(float(value))
         finally:
-            server.terminate()
-            server.wait(timeout=20)
-    return latencies, unreadable
+            page.close()
+        time.sleep(0.5)
+    return times
 
 
 def main() -> None:
+    from tests.browser import chromium
+
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--system", default="peercam", choices=sorted(SYSTEMS))
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--codec", default="H264", choices=["H264", "VP8"])
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--trials", type=int, default=3, help="pages the seconds are split over")
     args = parser.parse_args()
-    latencies, unreadable = measure(args.size, args.codec, args.seconds)
-    if not latencies:
-        raise SystemExit(f"no frame's code could be read ({unreadable} frames unreadable)")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SYSTEMS[args.system](Path(tmp), args.size, args.codec) as running,
+        chromium(BROWSER_FLAGS) as browser,
+    ):
+        result = trials(running, browser, args.size, args.codec, args.seconds, args.trials)
+    if not result.shown:
+        raise SystemExit(f"no frame's code could be read ({result.unreadable} unreadable)")
     print(
-        f"peercam {args.size} {args.codec}: {len(latencies)} frames over {args.seconds:.0f} s, "
-        f"{unreadable} unreadable; glass-to-glass ms p50 {percentile(latencies, 50):.1f}, "
-        f"p95 {percentile(latencies, 95):.1f}, p99 {percentile(latencies, 99):.1f}, "
-        f"mean {statistics.fmean(latencies):.1f}"
+        f"{args.system} {args.size} {args.codec}: {len(result.shown)} frames over "
+        f"{args.seconds:.0f} s, {result.unreadable} unreadable; glass-to-glass ms "
+        f"p50 {result.p(50):.1f}, p95 {result.p(95):.1f}, p99 {result.p(99):.1f}, "
+        f"mean {statistics.fmean(result.shown):.1f}; capture → received p50 "
+        f"{percentile(result.received, 50) if result.received else float('nan'):.1f}; "
+        f"capture → encoded mean {result.capture_to_encoded_ms}; receiver {result.receiver}"
     )
 
 

@@ -6,17 +6,24 @@ load generator, on the same 2 cores, takes as little CPU as it can from the daem
 being measured.
 
 Reads commands on stdin: `add N` connects N more viewers and prints `ready TOTAL`
-once each has received video; `bytes` prints `bytes B1 B2 ...`, the RTP payload bytes
-each viewer's transport has received so far (so a benchmark can check every viewer really gets the
-whole stream); `quit` hangs up all and exits.
+once each has received video; `bytes` prints `bytes B1 B2 ...`, the bytes each
+viewer's transport has received so far, and `frames` prints `frames F1 F2 ...`, the
+complete frames each has reassembled (so a benchmark can check every viewer really
+gets the whole stream, at full rate); `quit` hangs up all and exits.
+
+Viewers speak WHEP to the endpoint given, or Janus's HTTP API with `--janus API`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import ssl
 import sys
+import threading
+import uuid
+from typing import Any
 
 import aiohttp
 import aiortc.rtcrtpreceiver as rtcrtpreceiver
@@ -25,19 +32,74 @@ from aiortc.codecs.base import Decoder
 from aiortc.jitterbuffer import JitterFrame
 
 
-class DiscardingDecoder(Decoder):
+class CountingDecoder(Decoder):
+    """Counts the frames the jitter buffer completes and decodes none of them."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
     def decode(self, encoded_frame: JitterFrame) -> list:  # type: ignore[type-arg]
+        self.frames += 1
         return []
 
 
+# aiortc makes a receiver's decoder in the receiver's own decoder thread when the first
+# frame arrives; a viewer finds its decoder again by that thread.
+DECODERS: dict[threading.Thread, CountingDecoder] = {}
+
+
+def counting_decoder(codec: object) -> CountingDecoder:
+    decoder = CountingDecoder()
+    DECODERS[threading.current_thread()] = decoder
+    return decoder
+
+
 class Viewer:
-    def __init__(self, endpoint: str, http: aiohttp.ClientSession) -> None:
-        self.endpoint = endpoint
+    """One receiving peer; subclasses say how it is signalled."""
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
         self.http = http
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.location: str | None = None
 
     async def connect(self) -> None:
+        await self.signal()
+        # Nothing is decoded, so no frame event exists: the receiver's byte count
+        # is the signal that media arrives.
+        while await self.bytes_received() == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+    async def signal(self) -> None:
+        raise NotImplementedError
+
+    async def bytes_received(self) -> int:
+        # aiortc's inbound-rtp stats carry no byte count; the transport's does (SRTP
+        # and RTCP included, which is what crossed the wire).
+        report = await self.pc.getStats()
+        return sum(
+            getattr(stat, "bytesReceived", 0)
+            for stat in report.values()
+            if getattr(stat, "type", "") == "transport"
+        )
+
+    def frames(self) -> int:
+        counted = 0
+        for receiver in self.pc.getReceivers():
+            thread = getattr(receiver, "_RTCRtpReceiver__decoder_thread", None)
+            decoder = DECODERS.get(thread) if thread is not None else None
+            counted += decoder.frames if decoder is not None else 0
+        return counted
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+class WhepViewer(Viewer):
+    def __init__(self, http: aiohttp.ClientSession, endpoint: str) -> None:
+        super().__init__(http)
+        self.endpoint = endpoint
+        self.location: str | None = None
+
+    async def signal(self) -> None:
         self.pc.addTransceiver("video", direction="recvonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
         async with self.http.post(
@@ -50,23 +112,9 @@ class Viewer:
                 raise RuntimeError(f"{response.status}: {answer}")
             self.location = response.headers.get("Location")
         await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-        # Nothing is decoded, so no frame event exists: the receiver's byte count
-        # is the signal that media arrives.
-        while await self.bytes_received() == 0:  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
-
-    async def bytes_received(self) -> int:
-        # aiortc's inbound-rtp stats carry no byte count; the transport's does (SRTP
-        # and RTCP included, which is what crossed the wire).
-        report = await self.pc.getStats()
-        return sum(
-            getattr(stat, "bytesReceived", 0)
-            for stat in report.values()
-            if getattr(stat, "type", "") == "transport"
-        )
 
     async def close(self) -> None:
-        await self.pc.close()
+        await super().close()
         if self.location:
             base = self.endpoint.rsplit("/whep", 1)[0]
             try:
@@ -76,16 +124,82 @@ class Viewer:
                 pass
 
 
+class JanusViewer(Viewer):
+    """Janus's streaming plugin: it offers, the viewer answers; a long poll keeps the
+    session alive (and takes Janus's events)."""
+
+    def __init__(self, http: aiohttp.ClientSession, api: str) -> None:
+        super().__init__(http)
+        self.api = api
+        self.session_url: str | None = None
+        self.poller: asyncio.Task[None] | None = None
+
+    async def _post(self, url: str, body: dict[str, object]) -> dict[str, Any]:
+        message = {**body, "transaction": uuid.uuid4().hex}
+        async with self.http.post(url, data=json.dumps(message)) as response:
+            reply: dict[str, Any] = await response.json(content_type=None)
+            return reply
+
+    async def _events(self) -> list[dict[str, Any]]:
+        assert self.session_url is not None
+        async with self.http.get(f"{self.session_url}?maxev=5") as response:
+            events = await response.json(content_type=None)
+        return events if isinstance(events, list) else [events]
+
+    async def signal(self) -> None:
+        session = (await self._post(self.api, {"janus": "create"}))["data"]["id"]
+        self.session_url = f"{self.api}/{session}"
+        attached = await self._post(
+            self.session_url, {"janus": "attach", "plugin": "janus.plugin.streaming"}
+        )
+        handle_url = f"{self.session_url}/{attached['data']['id']}"
+        await self._post(handle_url, {"janus": "message", "body": {"request": "watch", "id": 1}})
+        offer = None
+        while offer is None:
+            offer = next((e["jsep"] for e in await self._events() if "jsep" in e), None)
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        answer = {"type": "answer", "sdp": self.pc.localDescription.sdp}
+        await self._post(
+            handle_url, {"janus": "message", "body": {"request": "start"}, "jsep": answer}
+        )
+        self.poller = asyncio.create_task(self._keep_alive())
+
+    async def _keep_alive(self) -> None:
+        while True:
+            try:
+                await self._events()
+            except aiohttp.ClientError:
+                await asyncio.sleep(1)
+
+    async def close(self) -> None:
+        if self.poller is not None:
+            self.poller.cancel()
+        await super().close()
+        if self.session_url:
+            try:
+                await self._post(self.session_url, {"janus": "destroy"})
+            except aiohttp.ClientError:
+                pass
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("endpoint", help="WHEP endpoint URL")
+    parser.add_argument("endpoint", nargs="?", help="WHEP endpoint URL")
+    parser.add_argument("--janus", help="Janus HTTP API URL, instead of a WHEP endpoint")
     parser.add_argument("--authorization", help="Authorization header value")
     parser.add_argument("--cafile", help="trust this certificate (the daemon's self-signed one)")
     args = parser.parse_args()
     headers = {"Authorization": args.authorization} if args.authorization else {}
     context = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
-    setattr(rtcrtpreceiver, "get_decoder", lambda codec: DiscardingDecoder())  # noqa: B010
+    setattr(rtcrtpreceiver, "get_decoder", counting_decoder)  # noqa: B010
     viewers: list[Viewer] = []
+
+    def make_viewer(http: aiohttp.ClientSession) -> Viewer:
+        if args.janus:
+            return JanusViewer(http, args.janus)
+        return WhepViewer(http, args.endpoint)
+
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(ssl=context if context is not None else True)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
@@ -94,13 +208,15 @@ async def main() -> None:
             if not line or line[0] == "quit":
                 break
             if line[0] == "add":
-                new = [Viewer(args.endpoint, http) for _ in range(int(line[1]))]
+                new = [make_viewer(http) for _ in range(int(line[1]))]
                 await asyncio.wait_for(asyncio.gather(*(v.connect() for v in new)), 60)
                 viewers += new
                 print(f"ready {len(viewers)}", flush=True)
             elif line[0] == "bytes":
                 counts = await asyncio.gather(*(v.bytes_received() for v in viewers))
                 print("bytes " + " ".join(map(str, counts)), flush=True)
+            elif line[0] == "frames":
+                print("frames " + " ".join(str(v.frames()) for v in viewers), flush=True)
         await asyncio.gather(*(v.close() for v in viewers))
 
 

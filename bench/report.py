@@ -1,4 +1,5 @@
-"""Where benchmark figures go: printed, and kept in bench/results/ (not committed)."""
+"""Where benchmark figures go: printed, and kept in bench/results/ (only the published
+run, latest.md and its charts, is committed)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,11 @@ def publish(filename: str, lines: list[str]) -> None:
     print(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / filename).write_text(report)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank `p`th percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections import deque
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from peercam.service import blocking_pool
 
@@ -123,9 +123,18 @@ class Metrics:
             ["codec"],
             registry=r,
         )
+        # The daemon's share of glass-to-glass latency (the benchmark reads it).
+        self.capture_to_encoded = Histogram(
+            "peercam_capture_to_encoded_seconds",
+            "From capture to the encoded frame reaching the fan-out hub",
+            ["codec"],
+            buckets=(0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.030, 0.050, 0.100, 0.250),
+            registry=r,
+        )
         self._meters: dict[str, RateMeter] = {}
 
-    def frame_encoded(self, codec: str, size: int, now: float) -> None:
+    def frame_encoded(self, codec: str, size: int, now: float, captured_at: float) -> None:
+        self.capture_to_encoded.labels(codec).observe(max(0.0, time.monotonic() - captured_at))
         self.encoded_frames.labels(codec).inc()
         self.encoded_bytes.labels(codec).inc(size)
         self._meters.setdefault(codec, RateMeter()).add(size, now)

@@ -155,7 +155,7 @@ class SharedEncoder:
 def account_frame(
     metrics: Metrics, spec: CodecSpec, frame: EncodedFrame, forced: bool, now: float
 ) -> None:
-    metrics.frame_encoded(spec.name, len(frame.data), now)
+    metrics.frame_encoded(spec.name, len(frame.data), now, frame.captured_at)
     if frame.keyframe and spec.has_keyframes:
         cause = "requested" if forced else "natural"
         metrics.keyframes.labels(spec.name, cause).inc()

@@ -1,0 +1,409 @@
+"""`make bench`: peercam side by side with the alternatives, in one run, on this machine.
+
+For each system (bench/systems.py): glass-to-glass latency in Chromium, page load →
+first frame, and server CPU / RSS / delivered frame rate as viewers are added. Prints
+a table, writes bench/results/latest.md and two PNG charts next to it.
+
+    python -m bench.run [--quick] [--systems peercam,aiortc,janus,gstreamer]
+
+`--quick` shortens every window (a smoke run of the machinery, not a result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from bench import plots
+from bench.cpu_per_viewer import FULL_RATE_FPS, SystemRun
+from bench.cpu_per_viewer import measure as measure_cpu
+from bench.glass_to_glass import BROWSER_FLAGS, Latency, first_frames, trials
+from bench.report import RESULTS, percentile
+from bench.systems import SYSTEMS, Running, why_unavailable
+
+# peercam's targets on this machine (issue 8).
+TARGET_P50_MS, TARGET_P95_MS = 35.0, 50.0
+TARGET_FIRST_FRAME_MS = 250.0
+TARGET_PER_VIEWER_PERCENT = 2.0
+TARGET_VIEWERS = 25
+TARGET_RSS_AT_10_MB = 150.0
+
+LATENCY_MATRIX = [
+    ("640x480", "H264"),
+    ("640x480", "VP8"),
+    ("1280x720", "H264"),
+    ("1280x720", "VP8"),
+]
+# Janus and GStreamer relay the daemon's forwarded RTP, which is H.264.
+RELAYS = {"janus", "gstreamer"}
+
+
+@dataclass
+class Plan:
+    latency_seconds: float
+    latency_pages: int
+    loads: int
+    window: float
+    counts: list[int]
+    beyond: list[int]
+
+
+FULL = Plan(60, 3, 20, 8, [1, 2, 5, 10, 20], [25, 30, 35, 40, 50, 60])
+QUICK = Plan(6, 2, 3, 3, [1, 2], [3])
+
+
+@dataclass
+class SystemResults:
+    name: str
+    latency: list[Latency] = field(default_factory=list)
+    first_frame_ms: list[float] = field(default_factory=list)
+    cpu: SystemRun | None = None
+    notes: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+
+@contextmanager
+def started(system: str, size: str, codec: str) -> Iterator[Running]:
+    with tempfile.TemporaryDirectory(prefix=f"peercam-bench-{system}-") as tmp:
+        with SYSTEMS[system](Path(tmp), size, codec) as running:
+            time.sleep(2)  # the source and encoder reach their steady state
+            yield running
+
+
+def run_system(system: str, plan: Plan) -> SystemResults:
+    from tests.browser import chromium
+
+    results = SystemResults(system)
+    reason = why_unavailable(system)
+    if reason:
+        results.skipped = reason
+        print(f"{system}: skipped, {reason}", flush=True)
+        return results
+    for size, codec in LATENCY_MATRIX:
+        if system in RELAYS and codec != "H264":
+            continue
+        with started(system, size, codec) as running, chromium(BROWSER_FLAGS) as browser:
+            results.name = running.name
+            results.notes = running.notes
+            latency = trials(
+                running, browser, size, codec, plan.latency_seconds, plan.latency_pages
+            )
+            results.latency.append(latency)
+            print(
+                f"  {running.name:<10} {size} {codec}: glass-to-glass p50 {latency.p(50):.1f} ms,"
+                f" p95 {latency.p(95):.1f}, p99 {latency.p(99):.1f} ({len(latency.shown)} frames,"
+                f" {latency.unreadable} unreadable)",
+                flush=True,
+            )
+            if (size, codec) == LATENCY_MATRIX[0]:
+                loads = first_frames(running, browser, plan.loads)
+                results.first_frame_ms = loads
+                print(
+                    f"  {running.name:<10} first frame p50 {percentile(loads, 50):.0f} ms,"
+                    f" p95 {percentile(loads, 95):.0f}",
+                    flush=True,
+                )
+    size, codec = LATENCY_MATRIX[0]
+    with started(system, size, codec) as running:
+        results.cpu = measure_cpu(running, plan.counts, plan.window, plan.beyond)
+    return results
+
+
+def _version(command: list[str]) -> str:
+    try:
+        output = subprocess.run(command, capture_output=True, text=True, check=False, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    lines = (output.stdout or output.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "?"
+
+
+def machine() -> list[str]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.machine(),
+    )  # fmt: skip
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    os_name = "?"
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("PRETTY_NAME="):
+            os_name = line.split("=", 1)[1].strip('"')
+
+    def package(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "?"
+
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores; {memory_kb / 2**20:.0f} GiB RAM; no GPU",
+        f"- {os_name}, Linux {platform.release()}, Python {platform.python_version()}",
+        f"- {_version(['chromium', '--version'])} (headless, software decode)",
+        f"- aiortc {package('aiortc')}, PyAV {package('av')} (FFmpeg libx264 / libvpx),"
+        f" {_version(['janus', '--version'])}, "
+        + _version(["/usr/bin/python3", "-c", "import gi; gi.require_version('Gst', '1.0'); "
+                    "from gi.repository import Gst; Gst.init(None); print(Gst.version_string())"]),
+        f"- measured {time.strftime('%Y-%m-%d %H:%M %Z')}; servers, Chromium and the receivers"
+        " share these cores",
+    ]  # fmt: skip
+
+
+NA = "n/a"
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return NA if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None or math.isnan(ours) or math.isnan(theirs) or theirs == 0:
+        return NA
+    return f"{ours / theirs:.2f}"
+
+
+def _mark(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[str]:
+    ours = next(r for r in all_results if r.name == "peercam")
+    others = [r for r in all_results if r is not ours and r.skipped is None]
+    lines = [
+        "# peercam benchmark: side by side with the alternatives",
+        "",
+        "Produced by `make bench` (`python -m bench.run`). "
+        + ("**Quick smoke run: windows too short to be a result.**" if quick else ""),
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        "",
+        "## Systems",
+        "",
+        "- **peercam**: encode once (libx264 / libvpx in software here), shared packets, its own"
+        " viewer page.",
+        *(f"- **{r.name}**: {'; '.join(r.notes)}" for r in others),
+        *(f"- {r.name}: not measured, {r.skipped}" for r in all_results if r.skipped),
+        "",
+        "Same test pattern (moving square, noise, burned-in capture time) for all; 1500 kbit/s at"
+        " 640x480 and 3000 at 1280x720 where the bitrate is configurable (aiortc's encoder picks"
+        " its own). Every system but peercam is viewed through `bench/whep_page.html` with"
+        " Chromium's default playout.",
+        "",
+        "## 1. Glass-to-glass latency (capture → shown), one viewer",
+        "",
+        f"{plan.latency_seconds:.0f} s per row, split over {plan.latency_pages} page loads (each"
+        " load samples a new phase of Chromium's 60 Hz display clock against the 30 fps"
+        " camera). Chromium's `expectedDisplayTime` minus the capture time read off the frame.",
+        "",
+        "| system | size | codec | frames | p50 ms | p95 ms | p99 ms | capture → received p50 ms |"
+        " peercam/system p50 | p95 | p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in all_results:
+        for latency in result.latency:
+            mine = next(
+                (t for t in ours.latency if (t.size, t.codec) == (latency.size, latency.codec)),
+                None,
+            )
+            ratios = [NA, NA, NA]
+            if mine is not None and result is not ours:
+                ratios = [_ratio(mine.p(q), latency.p(q)) for q in (50, 95, 99)]
+            lines.append(
+                f"| {result.name} | {latency.size} | {latency.codec} | {len(latency.shown)} |"
+                f" {_fmt(latency.p(50))} | {_fmt(latency.p(95))} | {_fmt(latency.p(99))} |"
+                f" {_fmt(percentile(latency.received, 50))} | {' | '.join(ratios)} |"
+            )
+    lines += ["", "![latency histogram](latency_histogram.png)", ""]
+    lines += breakdown(ours)
+    lines += [
+        "## 2. Page load → first frame shown",
+        "",
+        f"{plan.loads} loads each, 640x480 H.264, logged in already; `performance.now()` at"
+        " the first `requestVideoFrameCallback`.",
+        "",
+        "| system | p50 ms | p95 ms | peercam/system p50 | p95 |",
+        "|---|---|---|---|---|",
+    ]
+    for result in all_results:
+        if result.skipped:
+            continue
+        values = result.first_frame_ms
+        p50, p95 = percentile(values, 50), percentile(values, 95)
+        load_ratios = f"{NA} | {NA}"
+        if result is not ours:
+            load_ratios = (
+                f"{_ratio(percentile(ours.first_frame_ms, 50), p50)} |"
+                f" {_ratio(percentile(ours.first_frame_ms, 95), p95)}"
+            )
+        lines.append(f"| {result.name} | {_fmt(p50, 0)} | {_fmt(p95, 0)} | {load_ratios} |")
+    lines += cpu_section(ours, [r for r in all_results if r.skipped is None], plan)
+    lines += targets(ours)
+    return lines
+
+
+def breakdown(ours: SystemResults) -> list[str]:
+    lines = [
+        "### Where peercam's time goes (means over each row's frames, ms)",
+        "",
+        "capture → encoded: the daemon's `peercam_capture_to_encoded_seconds`; encoded →"
+        " received: packetizing, SRTP, the socket and the loopback network (capture → last"
+        " packet received, from `requestVideoFrameCallback`, minus the first); jitter buffer"
+        " and decode: Chromium's getStats; received → shown: the rest of the browser's side"
+        " (jitter buffer, decode, compositing, waiting for the next 60 Hz display frame).",
+        "",
+        "| size | codec | capture → encoded | encoded → received | jitter buffer | decode |"
+        " received → shown | total |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for latency in ours.latency:
+        if not latency.shown or not latency.received:
+            continue
+        received = sum(latency.received) / len(latency.received)
+        shown = sum(latency.shown) / len(latency.shown)
+        encoded = latency.capture_to_encoded_ms
+        lines.append(
+            f"| {latency.size} | {latency.codec} | {_fmt(encoded)} |"
+            f" {_fmt(received - encoded if encoded is not None else None)} |"
+            f" {_fmt(latency.receiver.get('jitterBufferMs'))} |"
+            f" {_fmt(latency.receiver.get('decodeMs'))} | {_fmt(shown - received)} |"
+            f" {_fmt(shown)} |"
+        )
+    return [*lines, ""]
+
+
+def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) -> list[str]:
+    lines = [
+        "## 3. Server CPU and RSS as viewers are added (640x480@30 H.264)",
+        "",
+        f"Receivers: aiortc peers in one separate process (`bench/receivers.py`; no decoding),"
+        f" {plan.window:.0f} s per count after 3 s to settle. CPU is % of one core summed over"
+        " the system's processes (for Janus and GStreamer, the peercam daemon feeding them is"
+        f" included). Counts continue past {plan.counts[-1]} until the slowest viewer gets"
+        f" < {FULL_RATE_FPS:.0f} fps. The receivers share the 2 cores: past ~20 viewers their"
+        " own CPU (column) limits what this machine can show.",
+        "",
+        "| system | viewers | CPU % | RSS MB | slowest viewer fps | slowest kbit/s |"
+        " receivers CPU % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in measured:
+        if result.cpu is None:
+            continue
+        for s in result.cpu.samples:
+            lines.append(
+                f"| {result.name} | {s.viewers} | {s.cpu_percent:.1f} | {s.rss_mb:.0f} |"
+                f" {s.slowest_viewer_fps:.1f} | {s.slowest_viewer_kbps:.0f} |"
+                f" {s.receivers_cpu_percent:.0f} |"
+            )
+    lines += [
+        "",
+        "| system | CPU per extra viewer, % of a core | RSS at 10 viewers MB |"
+        " full-rate viewers (< 29 fps at) | peercam/system per viewer | RSS |",
+        "|---|---|---|---|---|---|",
+    ]
+    assert ours.cpu is not None
+    for result in measured:
+        run = result.cpu
+        if run is None:
+            continue
+        at_10 = run.at(10)
+        ours_10 = ours.cpu.at(10)
+        limit = f"< 29 fps at {run.falls_below_at}" if run.falls_below_at else "never below"
+        if run.stopped_because:
+            limit += f" ({run.stopped_because})"
+        ratio_cpu = _ratio(ours.cpu.per_extra_viewer(), run.per_extra_viewer())
+        ratio_rss = _ratio(ours_10.rss_mb if ours_10 else None, at_10.rss_mb if at_10 else None)
+        if result is ours:
+            ratio_cpu = ratio_rss = NA
+        lines.append(
+            f"| {result.name} | {_fmt(run.per_extra_viewer(), 2)} |"
+            f" {_fmt(at_10.rss_mb if at_10 else None, 0)} | {limit} | {ratio_cpu} | {ratio_rss} |"
+        )
+    return [*lines, "", "![CPU vs viewers](cpu_vs_viewers.png)", ""]
+
+
+def targets(ours: SystemResults) -> list[str]:
+    first = next((t for t in ours.latency if (t.size, t.codec) == LATENCY_MATRIX[0]), None)
+    run = ours.cpu
+    lines = ["## peercam against its targets (640x480@30 H.264 unless said)", ""]
+    if first is not None:
+        lines.append(
+            f"- latency p50 {_fmt(first.p(50))} ms (≤ {TARGET_P50_MS:.0f}):"
+            f" {_mark(first.p(50) <= TARGET_P50_MS)}; p95 {_fmt(first.p(95))} ms"
+            f" (≤ {TARGET_P95_MS:.0f}): {_mark(first.p(95) <= TARGET_P95_MS)}"
+        )
+    p50 = percentile(ours.first_frame_ms, 50)
+    lines.append(
+        f"- first frame p50 {_fmt(p50, 0)} ms (≤ {TARGET_FIRST_FRAME_MS:.0f}):"
+        f" {_mark(p50 <= TARGET_FIRST_FRAME_MS)}"
+    )
+    if run is not None:
+        slope = run.per_extra_viewer()
+        lines.append(
+            f"- CPU per extra viewer {_fmt(slope, 2)} % of a core"
+            f" (≤ {TARGET_PER_VIEWER_PERCENT:.0f}): {_mark(slope <= TARGET_PER_VIEWER_PERCENT)}"
+        )
+        full_rate = max(
+            (s.viewers for s in run.samples if s.slowest_viewer_fps >= FULL_RATE_FPS), default=0
+        )
+        lines.append(
+            f"- viewers served at ≥ 29 fps: {full_rate} (≥ {TARGET_VIEWERS}):"
+            f" {_mark(full_rate >= TARGET_VIEWERS)}"
+        )
+        at_10 = run.at(10)
+        if at_10 is not None:
+            lines.append(
+                f"- RSS at 10 viewers {at_10.rss_mb:.0f} MB (≤ {TARGET_RSS_AT_10_MB:.0f}):"
+                f" {_mark(at_10.rss_mb <= TARGET_RSS_AT_10_MB)}"
+            )
+    return [*lines, ""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--systems", default="peercam,aiortc,janus,gstreamer")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    names = args.systems.split(",")
+    if "peercam" not in names:
+        parser.error("peercam is what the others are compared with")
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown:
+        parser.error(f"unknown systems: {', '.join(unknown)}")
+    all_results = []
+    for name in names:
+        print(f"{name}:", flush=True)
+        all_results.append(run_system(name, plan))
+    args.output.mkdir(parents=True, exist_ok=True)
+    measured = [r for r in all_results if r.skipped is None]
+    plots.cpu_vs_viewers(
+        [r.cpu for r in measured if r.cpu is not None],
+        args.output / "cpu_vs_viewers.png",
+        os.cpu_count() or 1,
+    )
+    plots.latency_histogram(
+        [t for r in measured for t in r.latency if (t.size, t.codec) == LATENCY_MATRIX[0]],
+        args.output / "latency_histogram.png",
+    )
+    text = "\n".join(report(all_results, plan, args.quick)) + "\n"
+    (args.output / "latest.md").write_text(text)
+    print()
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

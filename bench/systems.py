@@ -1,0 +1,360 @@
+"""The systems the benchmark compares, each started on this machine with one source.
+
+- peercam: the daemon, encode once, its own viewer page.
+- aiortc: aiortc's standard way (bench/baseline_server.py): a MediaRelay'ed track
+  encoded again for every viewer. Same test pattern, burned-in time code included.
+- Janus: Debian's janus, streaming plugin, fed by the RTP H.264 the peercam daemon
+  forwards (so the same pictures, encoded once by the same encoder).
+- GStreamer: webrtcbin behind a WHEP endpoint (bench/gstreamer_server.py), fed the same
+  forwarded RTP.
+
+For Janus and GStreamer the daemon keeps capturing and encoding, so their CPU and RSS
+are the daemon's plus the relay's: what a user running that pair would pay. Every
+system but peercam is viewed through bench/whep_page.html with the browser's default
+playout, served at the system's own origin.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from tests.access import Access
+
+from bench.processes import ROOT, free_port, start_peercam, start_server, stop
+
+PAGE = Path(__file__).with_name("whep_page.html")
+JANUS_LIBS = Path("/usr/lib/x86_64-linux-gnu/janus")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+PEERCAM_CONFIG = """
+[camera]
+source = "test"
+size = "{size}"
+fps = 30
+[video]
+codecs = ["{codec}"]
+bitrate_kbps = {kbps}
+[audio]
+enabled = false
+[viewers]
+max_viewers = 200
+# Every receiver comes from this one address.
+max_per_client = 200
+sessions_per_minute_per_client = 10000
+"""
+
+FORWARD = """
+[[republish.rtp]]
+host = "127.0.0.1"
+video_port = {port}
+audio_port = {audio_port}
+"""
+
+
+def bitrate_kbps(size: str) -> int:
+    """The same bitrate for every system at a size (aiortc's encoder picks its own)."""
+    return 1500 if size == "640x480" else 3000
+
+
+@dataclass
+class Running:
+    name: str
+    processes: list[psutil.Process]
+    # Puts a fresh page into the state of a viewer watching; the page shows #video.
+    open_viewer: Callable[[object], None]
+    # Where a second visit measures navigation → first frame (peercam logs in first).
+    viewer_url: str
+    first_frame_expression: str
+    receiver_args: list[str]
+    notes: list[str] = field(default_factory=list)
+    # peercam's /metrics text, for the daemon's own share of the latency.
+    daemon_metrics: Callable[[], str] | None = None
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for process in self.processes:
+            times = process.cpu_times()
+            total += times.user + times.system
+        return total
+
+    def rss_mb(self) -> float:
+        return float(sum(p.memory_info().rss for p in self.processes)) / 2**20
+
+
+def serve_bench_page(page: object, origin: str) -> None:
+    """Answer `origin`/bench-viewer with the plain viewer page, in the browser only."""
+    body = PAGE.read_text()
+    page.route(  # type: ignore[attr-defined]
+        lambda url: url.startswith(f"{origin}/bench-viewer"),
+        lambda route: route.fulfill(status=200, content_type="text/html", body=body),
+    )
+
+
+def config_file(directory: Path, size: str, codec: str, forward_port: int | None) -> Path:
+    text = PEERCAM_CONFIG.format(size=size, codec=codec.lower(), kbps=bitrate_kbps(size))
+    if forward_port is not None:
+        text += FORWARD.format(port=forward_port, audio_port=forward_port + 2)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "peercam.toml"
+    path.write_text(text)
+    return path
+
+
+@contextmanager
+def _peercam_daemon(
+    directory: Path, size: str, codec: str, forward_port: int | None = None
+) -> Iterator[tuple[subprocess.Popen[str], Access]]:
+    server, access = start_peercam(config_file(directory, size, codec, forward_port))
+    try:
+        yield server, access
+    finally:
+        stop(server)
+
+
+def _credentials(access: Access) -> list[str]:
+    arguments = ["--authorization", access.headers["Authorization"]]
+    if access.cert is not None:
+        arguments += ["--cafile", str(access.cert)]
+    return arguments
+
+
+def running_peercam(
+    server: subprocess.Popen[str], access: Access, codec: str, name: str = "peercam"
+) -> Running:
+    from tests.browser import open_page
+
+    def open_viewer(page: object) -> None:
+        open_page(page, access.base, f"/?codec={codec}")  # type: ignore[arg-type]
+
+    return Running(
+        name=name,
+        processes=[psutil.Process(server.pid)],
+        open_viewer=open_viewer,
+        viewer_url=f"{access.base}/?codec={codec}",
+        first_frame_expression="window.peercam && window.peercam.firstFrameMs",
+        receiver_args=[f"{access.base}/whep", *_credentials(access)],
+        daemon_metrics=lambda: access.urlopen("/metrics", timeout=5).decode(),
+    )
+
+
+@contextmanager
+def peercam(directory: Path, size: str, codec: str) -> Iterator[Running]:
+    with _peercam_daemon(directory, size, codec) as (server, access):
+        yield running_peercam(server, access, codec)
+
+
+@contextmanager
+def aiortc(directory: Path, size: str, codec: str) -> Iterator[Running]:
+    del directory
+    port = free_port()
+    command = [sys.executable, "-m", "bench.baseline_server", "--port", str(port),
+               "--size", size, "--codec", codec]  # fmt: skip
+    server = start_server(command, "serving on")
+    origin = f"http://127.0.0.1:{port}"
+    url = f"{origin}/bench-viewer?endpoint=/whep&codec={codec}"
+
+    def open_viewer(page: object) -> None:
+        serve_bench_page(page, origin)
+        page.goto(url)  # type: ignore[attr-defined]
+
+    try:
+        yield Running(
+            name="aiortc",
+            processes=[psutil.Process(server.pid)],
+            open_viewer=open_viewer,
+            viewer_url=url,
+            first_frame_expression="window.benchFirstFrameMs",
+            receiver_args=[f"{origin}/whep"],
+            notes=["aiortc's own encoder (libx264 / libvpx) runs once per viewer"],
+        )
+    finally:
+        stop(server)
+
+
+def janus_available() -> str | None:
+    if not (JANUS_LIBS / "plugins" / "libjanus_streaming.so").exists():
+        return "Debian's janus is not installed"
+    return None
+
+
+def gstreamer_available() -> str | None:
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstWebRTC', '1.0'); "
+         "from gi.repository import Gst; Gst.init(None); "
+         "assert Gst.ElementFactory.find('webrtcbin') and Gst.ElementFactory.find('nicesrc')"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        return "GStreamer's webrtcbin (gstreamer1.0-plugins-bad, -nice, python3-gst-1.0) missing"
+    return None
+
+
+def _primary_interface() -> str:
+    """The interface of the default route: Janus's ICE uses it, as the browser does."""
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            return fields[0]
+    return "lo"
+
+
+JANUS_MAIN = """
+general: {{
+    configs_folder = "{folder}"
+    plugins_folder = "{folder}/plugins"
+    transports_folder = "{folder}/transports"
+    events_folder = "{folder}/none"
+    loggers_folder = "{folder}/none"
+    debug_level = 3
+}}
+media: {{ rtp_port_range = "30000-40000" }}
+nat: {{ ignore_mdns = true  ice_enforce_list = "{interface}" }}
+"""
+
+JANUS_STREAMING = """
+general: {{ }}
+peercam: {{
+    type = "rtp"
+    id = 1
+    description = "peercam"
+    media = (
+        {{ type = "video" mid = "v" port = {port} pt = 96 codec = "h264"
+          fmtp = "profile-level-id=42e01f;packetization-mode=1" }}
+    )
+}}
+"""
+
+JANUS_HTTP = """
+general: {{ json = "compact" base_path = "/janus" http = true port = {port} https = false }}
+admin: {{ admin_http = false }}
+cors: {{ allow_origin = "*" }}
+"""
+
+
+@contextmanager
+def janus(directory: Path, size: str, codec: str) -> Iterator[Running]:
+    if codec != "H264":
+        raise ValueError("the RTP-fed Janus mountpoint carries H.264 only")
+    rtp_port, http_port = free_udp_port_pair(), free_port()
+    folder = directory / "janus"
+    for sub in ("plugins", "transports", "none"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for kind, library in (("plugins", "libjanus_streaming.so"), ("transports", "libjanus_http.so")):
+        link = folder / kind / library
+        if not link.exists():
+            link.symlink_to(JANUS_LIBS / kind / library)
+    (folder / "janus.jcfg").write_text(
+        JANUS_MAIN.format(folder=folder, interface=_primary_interface())
+    )
+    (folder / "janus.plugin.streaming.jcfg").write_text(JANUS_STREAMING.format(port=rtp_port))
+    (folder / "janus.transport.http.jcfg").write_text(JANUS_HTTP.format(port=http_port))
+    with ExitStack() as stack:
+        server, _ = stack.enter_context(_peercam_daemon(directory, size, codec, rtp_port))
+        log = stack.enter_context((folder / "janus.log").open("wb"))
+        relay = subprocess.Popen(
+            ["janus", "-F", str(folder), "-C", str(folder / "janus.jcfg"), "--disable-colors"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        stack.callback(stop, relay)
+        origin = f"http://127.0.0.1:{http_port}"
+        _wait_for(f"{origin}/janus/info", relay, folder / "janus.log")
+        url = f"{origin}/bench-viewer?janus=/janus"
+
+        def open_viewer(page: object) -> None:
+            serve_bench_page(page, origin)
+            page.goto(url)  # type: ignore[attr-defined]
+
+        yield Running(
+            name="Janus",
+            processes=[psutil.Process(server.pid), psutil.Process(relay.pid)],
+            open_viewer=open_viewer,
+            viewer_url=url,
+            first_frame_expression="window.benchFirstFrameMs",
+            receiver_args=["--janus", f"{origin}/janus"],
+            notes=["Janus streaming plugin, fed RTP by the peercam daemon (its CPU included)"],
+        )
+
+
+@contextmanager
+def gstreamer(directory: Path, size: str, codec: str) -> Iterator[Running]:
+    if codec != "H264":
+        raise ValueError("the GStreamer relay is fed H.264 only")
+    rtp_port, http_port = free_udp_port_pair(), free_port()
+    with ExitStack() as stack:
+        server, _ = stack.enter_context(_peercam_daemon(directory, size, codec, rtp_port))
+        relay = start_server(
+            [SYSTEM_PYTHON, str(ROOT / "bench" / "gstreamer_server.py"),
+             "--http-port", str(http_port), "--rtp-port", str(rtp_port)],
+            "serving on",
+            env={"PYTHONPATH": ""},
+        )  # fmt: skip
+        stack.callback(stop, relay)
+        origin = f"http://127.0.0.1:{http_port}"
+        url = f"{origin}/bench-viewer?endpoint=/whep&codec=H264"
+
+        def open_viewer(page: object) -> None:
+            serve_bench_page(page, origin)
+            page.goto(url)  # type: ignore[attr-defined]
+
+        yield Running(
+            name="GStreamer",
+            processes=[psutil.Process(server.pid), psutil.Process(relay.pid)],
+            open_viewer=open_viewer,
+            viewer_url=url,
+            first_frame_expression="window.benchFirstFrameMs",
+            receiver_args=[f"{origin}/whep"],
+            notes=["GStreamer webrtcbin, fed RTP by the peercam daemon (its CPU included)"],
+        )
+
+
+def free_udp_port_pair() -> int:
+    """An even UDP port whose next-but-one (audio) is free too."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1]) & ~1
+        if port < 65000 and all(_udp_free(p) for p in (port, port + 2)):
+            return port
+    raise RuntimeError("no free UDP port pair")
+
+
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer: {log.read_text()[-2000:]}") from None
+            time.sleep(0.3)
+
+
+SYSTEMS = {"peercam": peercam, "aiortc": aiortc, "janus": janus, "gstreamer": gstreamer}
+
+
+def why_unavailable(name: str) -> str | None:
+    if name == "janus":
+        return janus_available() or (None if shutil.which("janus") else "no janus binary")
+    if name == "gstreamer":
+        return gstreamer_available()
+    return None
