@@ -34,6 +34,10 @@ def test_three_browser_viewers_decode_video_and_receive_audio(
             assert (stats["width"], stats["height"]) == (640, 480)
             assert stats["audioCodec"] == "opus"
             assert page.locator("#status").inner_text() == "live"
+            # The daemon accepted Chromium's offer of the playout-delay extension, which
+            # lets it render each frame once decoded (rtc/playout_delay.py).
+            answer = page.evaluate("window.peercam.session.pc.remoteDescription.sdp")
+            assert "rtp-hdrext/playout-delay" in answer
         assert daemon.metric("peercam_viewers") == 3
         # Encode once: one encoder for the codec, producing the source's frame rate,
         # not three times it.

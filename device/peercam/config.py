@@ -208,6 +208,10 @@ class WebRtcConfig(_Section):
     # also advertised at the router's public address.
     udp_ports: str | None = None
     public_ip: str | None = None
+    # The most a browser may hold video before showing it (the playout-delay header
+    # extension, minimum 0; rtc/playout_delay.py has the measurements behind 100).
+    # "browser": do not send it, and let the browser choose.
+    playout_delay_ms: Annotated[int, Field(ge=0, le=40_950)] | Literal["browser"] = 100
 
     @field_validator("udp_ports")
     @classmethod

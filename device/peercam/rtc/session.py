@@ -25,6 +25,7 @@ from peercam.ice.host_candidates import advertise_public_address
 from peercam.ice.servers import session_ice
 from peercam.media import Kind
 from peercam.pipeline import MediaPipeline
+from peercam.rtc import playout_delay
 from peercam.rtc.negotiation import OfferPlan, codec_preferences
 from peercam.rtc.shared_track import (
     SharedFrameTrack,
@@ -69,6 +70,7 @@ class ViewerSession:
         # TURN credentials are minted for this session and carry its id.
         self.ice = session_ice(webrtc, self.id)
         self._public_ip = webrtc.public_ip
+        self._playout_delay_ms = webrtc.playout_delay_ms
         relay_only = webrtc.ice_transport_policy == "relay"
         self.pc = RTCPeerConnection(rtc_configuration(self.ice.for_daemon, relay_only))
         self._pipeline = pipeline
@@ -104,6 +106,10 @@ class ViewerSession:
         # Must precede setRemoteDescription: set later, aiortc ignores it silently.
         transceiver.setCodecPreferences(codec_preferences(kind, codec))
         attach_to_sender(transceiver.sender, lambda: producer.request_keyframe("rtcp"))
+        delay = self._playout_delay_ms
+        if kind == "video" and delay != "browser":
+            playout_delay.offer_in_answers()
+            playout_delay.ask_for_playout_delay(transceiver.sender, 0, delay)
         if two_way:
             release_audio_promptly(transceiver.receiver)
 
