@@ -250,7 +250,28 @@ def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[st
         lines.append(f"| {result.name} | {_fmt(p50, 0)} | {_fmt(p95, 0)} | {load_ratios} |")
     lines += cpu_section(ours, [r for r in all_results if r.skipped is None], plan)
     lines += targets(ours)
+    lines += READING
     return lines
+
+
+READING = [
+    "## Reading these figures",
+    "",
+    "- peercam sends the playout-delay RTP header extension (0-100 ms,"
+    " `webrtc.playout_delay_ms`), and Chromium then shows each frame as soon as it is"
+    " decoded. Janus's streaming plugin and webrtcbin could send it too but are measured as"
+    " configured by default; aiortc's stock sender cannot. peercam without it: the A/B in"
+    " `device/peercam/rtc/playout_delay.py`.",
+    "- Janus and GStreamer relay an RTP stream and cannot ask its source for a keyframe: a"
+    " new viewer waits for the next natural one (every 2 s here), which is most of their"
+    " first-frame time. peercam and aiortc answer a new viewer with a keyframe at once.",
+    "- A page shows frames on its 60 Hz display clock, whose phase against the 30 fps camera"
+    " is fixed for the page's life: the separate humps in the histogram are separate page"
+    " loads, and a row's p95 is often one unlucky page.",
+    "- The receivers are one Python process, about one core at most: where their CPU column"
+    " nears 90-100 %, the limit seen may be theirs rather than the server's.",
+    "",
+]
 
 
 def breakdown(ours: SystemResults) -> list[str]:
