@@ -83,6 +83,9 @@ export class Doorbell {
       case 'motion':
         this.ui.say('Motion at the door');
         break;
+      case 'clip':
+        this.ui.clipSaved?.(event);
+        break;
       default:
         break;
     }

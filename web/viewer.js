@@ -3,6 +3,7 @@
 import { WhepSession } from './whep.js';
 import { StatsReader, formatStats } from './stats.js';
 import { Doorbell } from './doorbell.js';
+import { ClipList } from './clips.js';
 
 const params = new URLSearchParams(location.search);
 const videoCodec = params.get('codec'); // "H264" / "VP8": force one (tests, old devices)
@@ -106,12 +107,37 @@ function toLogin() {
 
 // Talk, answer and open door are for admins; a viewer's page does not offer them
 // (the daemon refuses them anyway).
+const clips = new ClipList({
+  list: $('clip-list'),
+  player: $('clip-player'),
+  storage: $('clip-storage'),
+  empty: $('no-clips'),
+  recordButton: $('record-now'),
+});
+window.peercamClips = clips;
+$('toggle-clips').addEventListener('click', () => {
+  const panel = $('clips');
+  panel.hidden = !panel.hidden;
+  $('toggle-clips').setAttribute('aria-pressed', String(!panel.hidden));
+  if (!panel.hidden) clips.refresh().catch((error) => console.warn(error));
+});
+$('close-clips').addEventListener('click', () => {
+  $('clips').hidden = true;
+  $('clip-player').pause();
+  $('toggle-clips').setAttribute('aria-pressed', 'false');
+});
+$('record-now').addEventListener('click', async () => {
+  const problem = await clips.recordNow();
+  doorbell.ui.say(problem ?? 'Recording a clip');
+});
+
 async function showRole() {
   const response = await fetch('/api/session');
   if (response.status === 401) return toLogin();
   if (!response.ok) return;
   const { role, notices = [] } = await response.json();
   document.body.dataset.role = role;
+  clips.isAdmin = role === 'admin';
   for (const id of ['talk', 'open-door', 'answer', 'decline']) $(id).hidden = role !== 'admin';
   showSetupNotices(notices);
 }
@@ -189,6 +215,9 @@ const doorbell = new Doorbell(viewer, {
   showRing(on) { $('ring').hidden = !on; },
   showCall(on) { $('hangup').hidden = !on; $('talk').disabled = on; },
   showTalking(on) { $('talk').setAttribute('aria-pressed', String(on)); },
+  clipSaved() {
+    if (!$('clips').hidden) clips.refresh().catch((error) => console.warn(error));
+  },
 });
 window.peercamDoorbell = doorbell;
 $('answer').addEventListener('click', () => doorbell.answer());

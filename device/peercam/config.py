@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -273,6 +273,54 @@ class ViewerConfig(_Section):
     sessions_per_minute_per_client: Annotated[int, Field(ge=1, le=10_000)] = 60
 
 
+class RecordingConfig(_Section):
+    """Event clips (recording/): on a trigger, the last `preroll_seconds` of the shared
+    encoded stream plus what follows, to MP4 under the state directory."""
+
+    # Pre-roll needs the encoder running while nobody watches: off unless asked for
+    # (the SD card image's default peercam.toml turns it on).
+    enabled: bool = False
+    triggers: list[Literal["ring", "motion", "manual"]] = ["ring", "motion", "manual"]
+    preroll_seconds: Annotated[float, Field(ge=0, le=30)] = 5.0
+    # After the last trigger; a trigger during a clip extends it, up to max_seconds.
+    post_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    max_seconds: Annotated[float, Field(gt=0, le=1800)] = 120.0
+    quota_mb: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
+    # Oldest clips go first when the disk's free space would fall below this.
+    min_free_mb: Annotated[int, Field(ge=0, le=10_000_000)] = 256
+
+    @model_validator(mode="after")
+    def _max_covers_a_clip(self) -> RecordingConfig:
+        if self.max_seconds < self.preroll_seconds + self.post_seconds:
+            raise ValueError("max_seconds must be at least preroll_seconds + post_seconds")
+        return self
+
+
+class MotionMask(_Section):
+    """A rectangle to ignore, in fractions of the picture (0..1 from the top left)."""
+
+    x: Annotated[float, Field(ge=0, le=1)]
+    y: Annotated[float, Field(ge=0, le=1)]
+    width: Annotated[float, Field(gt=0, le=1)]
+    height: Annotated[float, Field(gt=0, le=1)]
+
+
+class MotionConfig(_Section):
+    """Motion detection by frame differencing on a small grey picture (motion/)."""
+
+    enabled: bool = False
+    # Frames analysed per second: motion lasts longer than a frame; the CPU is saved.
+    fps: Annotated[float, Field(gt=0, le=30)] = 5.0
+    # How much a point's brightness (0-255) must change to count as changed.
+    threshold: Annotated[int, Field(ge=1, le=255)] = 25
+    # The changed share of the watched picture that makes motion.
+    min_area: Annotated[float, Field(gt=0, le=1)] = 0.01
+    # After a motion event, the next one waits this long; motion in between extends
+    # the clip being recorded instead.
+    cooldown_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    masks: list[MotionMask] = []
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -285,6 +333,8 @@ class Config(_Section):
     webrtc: WebRtcConfig = WebRtcConfig()
     viewers: ViewerConfig = ViewerConfig()
     republish: RepublishConfig = RepublishConfig()
+    recording: RecordingConfig = RecordingConfig()
+    motion: MotionConfig = MotionConfig()
 
 
 def _describe(error: ValidationError) -> str:

@@ -36,6 +36,7 @@ from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.events import EventBus
 from peercam.firstboot.first_boot import recorded_problems
 from peercam.http.app import build_app
+from peercam.http.clips_api import ClipsApi
 from peercam.http.doorbell_api import DoorbellApi
 from peercam.http.push import PushChannel
 from peercam.http.redirect import build_redirect_app
@@ -43,7 +44,10 @@ from peercam.ice.host_candidates import restrict_host_candidates, use_port_range
 from peercam.ice.servers import describe_choice
 from peercam.media import Kind
 from peercam.metrics import Metrics
+from peercam.motion.watch import MotionWatch
 from peercam.pipeline import MediaPipeline
+from peercam.recording.clip_store import ClipStore
+from peercam.recording.recorder import Recorder
 from peercam.republish.rtp_forward import RtpForwarder
 from peercam.republish.whip_publisher import WhipPublisher
 from peercam.rtc.registry import SessionRegistry
@@ -178,6 +182,21 @@ class Daemon:
             on_gone=self.doorbell.session_gone,
         )
         self.push = PushChannel(self.events, self.doorbell, self.sessions)
+        self.recorder: Recorder | None = None
+        clip_store: ClipStore | None = None
+        recording = config.recording
+        if recording.enabled:
+            clip_store = ClipStore(
+                self.state_dir / "clips", recording.quota_mb * 2**20, recording.min_free_mb * 2**20
+            )
+            self.recorder = Recorder(
+                recording, self.pipeline, self.events, clip_store, config.camera.fps
+            )
+        self.motion: MotionWatch | None = None
+        if config.motion.enabled:
+            self.motion = MotionWatch(
+                config.motion, self.pipeline, self.events, on_continuing=self._motion_goes_on
+            )
         self.app = build_app(
             config,
             self.sessions,
@@ -185,6 +204,7 @@ class Daemon:
             self.authenticator,
             self.push,
             DoorbellApi(self.doorbell),
+            ClipsApi(self.pipeline, clip_store, self.recorder, self.motion is not None),
             notices=lambda: recorded_problems(self.state_dir),
         )
         self._runner: web.AppRunner | None = None
@@ -193,6 +213,10 @@ class Daemon:
         self.publishers: list[WhipPublisher] = []
         self.forwarders: list[RtpForwarder] = []
         self.port: int | None = None
+
+    def _motion_goes_on(self) -> None:
+        if self.recorder is not None:
+            self.recorder.extend()
 
     async def start(self) -> str:
         for target in self.config.republish.whip:
@@ -204,6 +228,10 @@ class Daemon:
             await forwarder.start()
             self.forwarders.append(forwarder)
         self.stall_watch.start()
+        if self.recorder is not None:
+            self.recorder.start()
+        if self.motion is not None:
+            self.motion.start()
         # gpiozero's callbacks need the running loop to hand their events to.
         self.doorbell.hardware = open_hardware(
             self.config.gpio, self.doorbell.ring, self.doorbell.motion
@@ -225,6 +253,10 @@ class Daemon:
         for forwarder in self.forwarders:
             await forwarder.stop()
         await self.stall_watch.stop()
+        if self.motion is not None:
+            await self.motion.stop()
+        if self.recorder is not None:
+            await self.recorder.stop()
         await self.push.close_all()
         await self.sessions.close_all()
         await self.doorbell.close()

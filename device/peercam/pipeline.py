@@ -50,6 +50,8 @@ class MediaPipeline:
         self._sources = sources
         self._routes: dict[str, _Route] = {}
         self._idle: set[str] = set()
+        # Callers that want the camera's raw pictures themselves (motion detection).
+        self._video_taps: list[Callable[[CapturedVideo], None]] = []
         for codec, make_backend in backends.items():
             spec = BY_NAME[codec]
             source = sources.get(spec.kind)
@@ -101,10 +103,35 @@ class MediaPipeline:
             logger.info("%s source started", route.source.name)
         return route.hub.subscribe(self.queue_frames)
 
+    def add_video_tap(self, tap: Callable[[CapturedVideo], None]) -> bool:
+        """Hand `tap` every raw picture the camera captures, on the event loop, until
+        removed; the camera runs meanwhile. False when there is no camera."""
+        source = self._sources.get("video")
+        if source is None:
+            return False
+        self._video_taps.append(tap)
+        self._update_outputs(source)
+        if not source.running:
+            source.start(self._deliver(source))
+            logger.info("%s source started", source.name)
+        return True
+
+    def remove_video_tap(self, tap: Callable[[CapturedVideo], None]) -> None:
+        if tap in self._video_taps:
+            self._video_taps.remove(tap)
+            source = self._sources.get("video")
+            if source is not None:
+                self._update_outputs(source)
+            self._idle.add("video-tap")
+
+    def _taps_of(self, source: Source[Any]) -> bool:
+        return bool(self._video_taps) and source is self._sources.get("video")
+
     def _update_outputs(self, source: Source[Any]) -> None:
         running = [r.producer for r in self._routes.values() if r.source is source]
         source.set_outputs(
-            raw=any(isinstance(p, SharedEncoder) and p.running for p in running),
+            raw=any(isinstance(p, SharedEncoder) and p.running for p in running)
+            or self._taps_of(source),
             encoded=any(isinstance(p, NativeStream) and p.running for p in running),
         )
 
@@ -112,6 +139,9 @@ class MediaPipeline:
         routes = [r for r in self._routes.values() if r.source is source]
 
         def deliver(captured: Captured | CapturedEncoded) -> None:
+            if isinstance(captured, CapturedVideo):
+                for tap in self._video_taps:
+                    tap(captured)
             shared = False
             for route in routes:
                 producer = route.producer
@@ -139,13 +169,15 @@ class MediaPipeline:
         """
         idle, self._idle = self._idle, set()
         stopped = False
-        for codec in idle:
+        for codec in idle & self._routes.keys():
             route = self._routes[codec]
             if len(route.hub) == 0 and route.producer.running:
                 await route.producer.stop()
                 self._update_outputs(route.source)
         for source in set(self._sources.values()):
-            needed = any(r.producer.running for r in self._routes.values() if r.source is source)
+            needed = self._taps_of(source) or any(
+                r.producer.running for r in self._routes.values() if r.source is source
+            )
             if source.running and not needed:
                 await source.stop()
                 stopped = True

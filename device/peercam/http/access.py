@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout"})
 PUBLIC_PREFIXES = ("/ui/",)
-ADMIN_ROUTES = frozenset({("POST", "/api/ring")})
+ADMIN_ROUTES = frozenset({("POST", "/api/ring"), ("POST", "/api/events")})
+# Deleting a clip is for admins; watching one is for every viewer.
+ADMIN_PREFIXES = frozenset({("DELETE", "/api/clips/")})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PRINCIPAL = web.RequestKey("principal", Principal)
 
@@ -32,7 +34,11 @@ def needed_role(method: str, path: str) -> Role | None:
     # A CORS preflight never carries credentials; the request that follows does.
     if method == "OPTIONS" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return None
-    return "admin" if (method, path) in ADMIN_ROUTES else "viewer"
+    if (method, path) in ADMIN_ROUTES:
+        return "admin"
+    if any(method == m and path.startswith(prefix) for m, prefix in ADMIN_PREFIXES):
+        return "admin"
+    return "viewer"
 
 
 def principal_of(request: web.Request) -> Principal | None:

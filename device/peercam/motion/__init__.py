@@ -1,0 +1,1 @@
+"""Motion detection on small grey pictures taken from the camera's raw frames."""

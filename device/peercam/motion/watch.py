@@ -1,0 +1,92 @@
+"""Feeds the motion detector from the camera's raw pictures, a few per second.
+
+The camera hands pictures over on the event loop; turning one into a small grey
+picture (a scale in swscale) happens in a thread, so the loop never waits on it. A
+picture that arrives while the previous one is still being analysed is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import av
+import numpy as np
+
+from peercam.config import MotionConfig
+from peercam.events import EventBus
+from peercam.media import CapturedVideo
+from peercam.motion.detector import Luma, MotionDetector
+from peercam.pipeline import MediaPipeline
+
+logger = logging.getLogger(__name__)
+
+GREY_WIDTH = 160
+
+
+def grey(picture: av.VideoFrame) -> Luma:
+    height = max(2, round(picture.height * GREY_WIDTH / picture.width / 2) * 2)
+    small = picture.reformat(width=GREY_WIDTH, height=height, format="gray")
+    return np.asarray(small.to_ndarray(), dtype=np.uint8)
+
+
+class MotionWatch:
+    def __init__(
+        self,
+        config: MotionConfig,
+        pipeline: MediaPipeline,
+        events: EventBus,
+        on_continuing: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.events = events
+        self.detector = MotionDetector(config, self._announce, on_continuing)
+        self._interval = 1.0 / config.fps
+        self._last_taken = float("-inf")
+        self._pending: CapturedVideo | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if not self.pipeline.add_video_tap(self._offer):
+            logger.warning("motion detection needs a camera; none is configured")
+            return
+        self._task = asyncio.create_task(self._analyse(), name="motion")
+        logger.info("motion detection on, %.0f pictures a second", self.config.fps)
+
+    def _offer(self, captured: CapturedVideo) -> None:
+        if captured.captured_at - self._last_taken < self._interval or self._pending is not None:
+            return
+        self._last_taken = captured.captured_at
+        self._pending = captured
+        self._wake.set()
+
+    async def _analyse(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            captured = self._pending
+            if captured is None:
+                continue
+            try:
+                luma = await asyncio.to_thread(grey, captured.image)
+            except (ValueError, av.FFmpegError) as error:
+                logger.warning("motion: picture skipped: %s", error)
+                continue
+            finally:
+                self._pending = None
+            self.detector.feed(luma, captured.captured_at)
+
+    def _announce(self) -> None:
+        self.events.publish({"type": "motion", "origin": "camera", "at": time.time()})
+
+    async def stop(self) -> None:
+        self.pipeline.remove_video_tap(self._offer)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.pipeline.release_idle()

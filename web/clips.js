@@ -1,0 +1,96 @@
+// Event clips on the page: the list (picture, time, trigger, length), playback in the
+// page, download, delete for admins, and the storage they take. Refreshed when the
+// push channel says a clip was saved.
+
+const TRIGGERS = { ring: 'Doorbell', motion: 'Motion', manual: 'Recorded by hand' };
+
+export class ClipList {
+  constructor(elements) {
+    this.list = elements.list;
+    this.player = elements.player;
+    this.storage = elements.storage;
+    this.empty = elements.empty;
+    this.recordButton = elements.recordButton;
+    this.isAdmin = false;
+    this.clips = [];
+  }
+
+  async refresh() {
+    const response = await fetch('/api/events');
+    if (!response.ok) return;
+    const body = await response.json();
+    this.clips = body.clips;
+    this.recordButton.hidden = !(this.isAdmin && body.recording);
+    this.storage.textContent = body.storage ? describeStorage(body.storage) : 'Recording is off';
+    this.empty.hidden = this.clips.length > 0;
+    this.list.replaceChildren(...this.clips.map((clip) => this.item(clip)));
+  }
+
+  item(clip) {
+    const item = document.createElement('li');
+    item.className = 'clip';
+    item.dataset.id = clip.id;
+    if (clip.picture) {
+      const picture = document.createElement('img');
+      picture.src = clip.picture;
+      picture.alt = '';
+      picture.loading = 'lazy';
+      item.append(picture);
+    }
+    const text = document.createElement('div');
+    const when = new Date(clip.event_at * 1000).toLocaleString();
+    const what = TRIGGERS[clip.trigger] ?? clip.trigger;
+    text.textContent = `${when} · ${what} · ${Math.round(clip.duration)} s`;
+    const actions = document.createElement('div');
+    const play = button('Play', () => this.play(clip));
+    play.className = 'play';
+    const download = document.createElement('a');
+    download.href = `${clip.video}?download`;
+    download.textContent = 'Download';
+    download.className = 'download';
+    actions.append(play, download);
+    if (this.isAdmin) {
+      const remove = button('Delete', () => this.remove(clip));
+      remove.className = 'reject delete';
+      actions.append(remove);
+    }
+    item.append(text, actions);
+    return item;
+  }
+
+  play(clip) {
+    this.player.hidden = false;
+    this.player.src = clip.video;
+    this.player.dataset.id = clip.id;
+    this.player.play().catch(() => {}); // the user pressed Play: sound may start too
+  }
+
+  async remove(clip) {
+    if (!confirm(`Delete the clip of ${new Date(clip.event_at * 1000).toLocaleString()}?`)) return;
+    const response = await fetch(clip.video, { method: 'DELETE' });
+    if (this.player.dataset.id === clip.id) {
+      this.player.removeAttribute('src');
+      this.player.hidden = true;
+    }
+    if (!response.ok && response.status !== 404) alert((await response.text()).trim());
+    await this.refresh();
+  }
+
+  async recordNow() {
+    const response = await fetch('/api/events', { method: 'POST' });
+    return response.ok ? null : (await response.text()).trim();
+  }
+}
+
+function button(label, onClick) {
+  const element = document.createElement('button');
+  element.type = 'button';
+  element.textContent = label;
+  element.addEventListener('click', onClick);
+  return element;
+}
+
+function describeStorage({ used, quota, free }) {
+  const mb = (bytes) => `${Math.round(bytes / 2 ** 20)} MB`;
+  return `Clips use ${mb(used)} of ${mb(quota)}; ${mb(free)} free on the card`;
+}
