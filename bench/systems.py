@@ -26,14 +26,15 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
+from tests import janus_server
 from tests.access import Access
 
 from bench.processes import ROOT, free_port, start_peercam, start_server, stop
 
 PAGE = Path(__file__).with_name("whep_page.html")
-JANUS_LIBS = Path("/usr/lib/x86_64-linux-gnu/janus")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 PEERCAM_CONFIG = """
@@ -147,6 +148,32 @@ def running_peercam(
     )
 
 
+def plain_page_system(
+    name: str,
+    processes: list[subprocess.Popen[Any]],
+    origin: str,
+    query: str,
+    receiver_args: list[str],
+    note: str,
+) -> Running:
+    """A system viewed through bench/whep_page.html at its own `origin`."""
+    url = f"{origin}/bench-viewer?{query}"
+
+    def open_viewer(page: object) -> None:
+        serve_bench_page(page, origin)
+        page.goto(url)  # type: ignore[attr-defined]
+
+    return Running(
+        name=name,
+        processes=[psutil.Process(p.pid) for p in processes],
+        open_viewer=open_viewer,
+        viewer_url=url,
+        first_frame_expression="window.benchFirstFrameMs",
+        receiver_args=receiver_args,
+        notes=[note],
+    )
+
+
 @contextmanager
 def peercam(directory: Path, size: str, codec: str) -> Iterator[Running]:
     with _peercam_daemon(directory, size, codec) as (server, access):
@@ -161,30 +188,17 @@ def aiortc(directory: Path, size: str, codec: str) -> Iterator[Running]:
                "--size", size, "--codec", codec]  # fmt: skip
     server = start_server(command, "serving on")
     origin = f"http://127.0.0.1:{port}"
-    url = f"{origin}/bench-viewer?endpoint=/whep&codec={codec}"
-
-    def open_viewer(page: object) -> None:
-        serve_bench_page(page, origin)
-        page.goto(url)  # type: ignore[attr-defined]
-
     try:
-        yield Running(
-            name="aiortc",
-            processes=[psutil.Process(server.pid)],
-            open_viewer=open_viewer,
-            viewer_url=url,
-            first_frame_expression="window.benchFirstFrameMs",
-            receiver_args=[f"{origin}/whep"],
-            notes=["aiortc's own encoder (libx264 / libvpx) runs once per viewer"],
-        )
+        yield plain_page_system(
+            "aiortc", [server], origin, f"endpoint=/whep&codec={codec}", [f"{origin}/whep"],
+            "aiortc's own encoder (libx264 / libvpx) runs once per viewer",
+        )  # fmt: skip
     finally:
         stop(server)
 
 
 def janus_available() -> str | None:
-    if not (JANUS_LIBS / "plugins" / "libjanus_streaming.so").exists():
-        return "Debian's janus is not installed"
-    return None
+    return None if janus_server.available() else "Debian's janus is not installed"
 
 
 def gstreamer_available() -> str | None:
@@ -208,56 +222,13 @@ def _primary_interface() -> str:
     return "lo"
 
 
-JANUS_MAIN = """
-general: {{
-    configs_folder = "{folder}"
-    plugins_folder = "{folder}/plugins"
-    transports_folder = "{folder}/transports"
-    events_folder = "{folder}/none"
-    loggers_folder = "{folder}/none"
-    debug_level = 3
-}}
-media: {{ rtp_port_range = "30000-40000" }}
-nat: {{ ignore_mdns = true  ice_enforce_list = "{interface}" }}
-"""
-
-JANUS_STREAMING = """
-general: {{ }}
-peercam: {{
-    type = "rtp"
-    id = 1
-    description = "peercam"
-    media = (
-        {{ type = "video" mid = "v" port = {port} pt = 96 codec = "h264"
-          fmtp = "profile-level-id=42e01f;packetization-mode=1" }}
-    )
-}}
-"""
-
-JANUS_HTTP = """
-general: {{ json = "compact" base_path = "/janus" http = true port = {port} https = false }}
-admin: {{ admin_http = false }}
-cors: {{ allow_origin = "*" }}
-"""
-
-
 @contextmanager
 def janus(directory: Path, size: str, codec: str) -> Iterator[Running]:
     if codec != "H264":
         raise ValueError("the RTP-fed Janus mountpoint carries H.264 only")
     rtp_port, http_port = free_udp_port_pair(), free_port()
     folder = directory / "janus"
-    for sub in ("plugins", "transports", "none"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    for kind, library in (("plugins", "libjanus_streaming.so"), ("transports", "libjanus_http.so")):
-        link = folder / kind / library
-        if not link.exists():
-            link.symlink_to(JANUS_LIBS / kind / library)
-    (folder / "janus.jcfg").write_text(
-        JANUS_MAIN.format(folder=folder, interface=_primary_interface())
-    )
-    (folder / "janus.plugin.streaming.jcfg").write_text(JANUS_STREAMING.format(port=rtp_port))
-    (folder / "janus.transport.http.jcfg").write_text(JANUS_HTTP.format(port=http_port))
+    janus_server.write_config(folder, _primary_interface(), rtp_port, None, http_port)
     with ExitStack() as stack:
         server, _ = stack.enter_context(_peercam_daemon(directory, size, codec, rtp_port))
         log = stack.enter_context((folder / "janus.log").open("wb"))
@@ -268,21 +239,10 @@ def janus(directory: Path, size: str, codec: str) -> Iterator[Running]:
         stack.callback(stop, relay)
         origin = f"http://127.0.0.1:{http_port}"
         _wait_for(f"{origin}/janus/info", relay, folder / "janus.log")
-        url = f"{origin}/bench-viewer?janus=/janus"
-
-        def open_viewer(page: object) -> None:
-            serve_bench_page(page, origin)
-            page.goto(url)  # type: ignore[attr-defined]
-
-        yield Running(
-            name="Janus",
-            processes=[psutil.Process(server.pid), psutil.Process(relay.pid)],
-            open_viewer=open_viewer,
-            viewer_url=url,
-            first_frame_expression="window.benchFirstFrameMs",
-            receiver_args=["--janus", f"{origin}/janus"],
-            notes=["Janus streaming plugin, fed RTP by the peercam daemon (its CPU included)"],
-        )
+        yield plain_page_system(
+            "Janus", [server, relay], origin, "janus=/janus", ["--janus", f"{origin}/janus"],
+            "Janus streaming plugin, fed RTP by the peercam daemon (its CPU included)",
+        )  # fmt: skip
 
 
 @contextmanager
@@ -300,21 +260,11 @@ def gstreamer(directory: Path, size: str, codec: str) -> Iterator[Running]:
         )  # fmt: skip
         stack.callback(stop, relay)
         origin = f"http://127.0.0.1:{http_port}"
-        url = f"{origin}/bench-viewer?endpoint=/whep&codec=H264"
-
-        def open_viewer(page: object) -> None:
-            serve_bench_page(page, origin)
-            page.goto(url)  # type: ignore[attr-defined]
-
-        yield Running(
-            name="GStreamer",
-            processes=[psutil.Process(server.pid), psutil.Process(relay.pid)],
-            open_viewer=open_viewer,
-            viewer_url=url,
-            first_frame_expression="window.benchFirstFrameMs",
-            receiver_args=[f"{origin}/whep"],
-            notes=["GStreamer webrtcbin, fed RTP by the peercam daemon (its CPU included)"],
-        )
+        yield plain_page_system(
+            "GStreamer", [server, relay], origin, "endpoint=/whep&codec=H264",
+            [f"{origin}/whep"],
+            "GStreamer webrtcbin, fed RTP by the peercam daemon (its CPU included)",
+        )  # fmt: skip
 
 
 def free_udp_port_pair() -> int:

@@ -14,7 +14,8 @@ from tests.daemon_process import DaemonProcess
 
 LIBS = Path("/usr/lib/x86_64-linux-gnu/janus")
 VIDEO_PORT, AUDIO_PORT, HTTP_PORT = 5004, 5006, 8088
-API = f"http://10.71.2.1:{HTTP_PORT}/janus"
+ORIGIN = f"http://10.71.2.1:{HTTP_PORT}"
+API = f"{ORIGIN}/janus"
 
 MAIN = """
 general: {{
@@ -26,25 +27,25 @@ general: {{
     debug_level = 4
 }}
 media: {{ rtp_port_range = "20000-40000" }}
-nat: {{ ignore_mdns = true  ice_enforce_list = "10.71.2.1" }}
+nat: {{ ignore_mdns = true  ice_enforce_list = "{enforce}" }}
 """
 
-STREAMING = f"""
+VIDEO_MEDIA = """{{ type = "video" mid = "v" port = {port} pt = 96 codec = "h264"
+          fmtp = "profile-level-id=42e01f;packetization-mode=1" }}"""
+AUDIO_MEDIA = """{{ type = "audio" mid = "a" port = {port} pt = 111 codec = "opus" }}"""
+
+STREAMING = """
 general: {{ }}
 peercam: {{
     type = "rtp"
     id = 1
     description = "peercam"
-    media = (
-        {{ type = "video" mid = "v" port = {VIDEO_PORT} pt = 96 codec = "h264"
-          fmtp = "profile-level-id=42e01f;packetization-mode=1" }},
-        {{ type = "audio" mid = "a" port = {AUDIO_PORT} pt = 111 codec = "opus" }}
-    )
+    media = ( {media} )
 }}
 """
 
-HTTP = f"""
-general: {{ json = "compact" base_path = "/janus" http = true port = {HTTP_PORT} https = false }}
+HTTP = """
+general: {{ json = "compact" base_path = "/janus" http = true port = {port} https = false }}
 admin: {{ admin_http = false }}
 cors: {{ allow_origin = "*" }}
 """
@@ -54,20 +55,30 @@ def available() -> bool:
     return (LIBS / "plugins" / "libjanus_streaming.so").exists()
 
 
+def write_config(
+    folder: Path, enforce: str, video_port: int, audio_port: int | None, http_port: int
+) -> None:
+    """Janus with only the streaming plugin (mountpoint 1: RTP H.264 on `video_port`,
+    Opus on `audio_port` if given) and the HTTP API on `http_port`; ICE on `enforce`
+    (an interface or address)."""
+    for sub in ("plugins", "transports", "none"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for kind, library in (("plugins", "libjanus_streaming.so"), ("transports", "libjanus_http.so")):
+        link = folder / kind / library
+        if not link.is_symlink():
+            link.symlink_to(LIBS / kind / library)
+    media = [VIDEO_MEDIA.format(port=video_port)]
+    if audio_port is not None:
+        media.append(AUDIO_MEDIA.format(port=audio_port))
+    (folder / "janus.jcfg").write_text(MAIN.format(folder=folder, enforce=enforce))
+    (folder / "janus.plugin.streaming.jcfg").write_text(STREAMING.format(media=", ".join(media)))
+    (folder / "janus.transport.http.jcfg").write_text(HTTP.format(port=http_port))
+
+
 class Janus:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        for sub in ("plugins", "transports", "none"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        (folder / "plugins" / "libjanus_streaming.so").symlink_to(
-            LIBS / "plugins" / "libjanus_streaming.so"
-        )
-        (folder / "transports" / "libjanus_http.so").symlink_to(
-            LIBS / "transports" / "libjanus_http.so"
-        )
-        (folder / "janus.jcfg").write_text(MAIN.format(folder=folder))
-        (folder / "janus.plugin.streaming.jcfg").write_text(STREAMING)
-        (folder / "janus.transport.http.jcfg").write_text(HTTP)
+        write_config(folder, "10.71.2.1", VIDEO_PORT, AUDIO_PORT, HTTP_PORT)
         self.log = folder / "janus.log"
         self.process: subprocess.Popen[bytes] | None = None
 

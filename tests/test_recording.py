@@ -18,6 +18,7 @@ from peercam.encode.h264_bitstream import nal_units
 from peercam.events import EventBus
 from peercam.media import EncodedFrame
 from peercam.metrics import Metrics
+from peercam.pipeline import MediaPipeline
 from peercam.recording.clip_store import ClipStore
 from peercam.recording.recorder import Recorder
 
@@ -54,15 +55,22 @@ def config_data(tmp_path: Path) -> dict[str, dict[str, object]]:
     }
 
 
-async def test_an_event_clip_is_the_viewers_packets_from_a_keyframe_before_the_preroll(
+def recording_setup(
     tmp_path: Path, config_data: dict[str, dict[str, object]]
-) -> None:
+) -> tuple[MediaPipeline, EventBus, ClipStore, Recorder]:
+    """The real pipeline with a recorder on it, its clips in `tmp_path`."""
     config = build_config(config_data)
     pipeline = build_pipeline(config, Metrics())
     events = EventBus()
-    pages = events.subscribe()
     store = ClipStore(tmp_path / "clips", 100 * 2**20, 0)
-    recorder = Recorder(config.recording, pipeline, events, store, FPS)
+    return pipeline, events, store, Recorder(config.recording, pipeline, events, store, FPS)
+
+
+async def test_an_event_clip_is_the_viewers_packets_from_a_keyframe_before_the_preroll(
+    tmp_path: Path, config_data: dict[str, dict[str, object]]
+) -> None:
+    pipeline, events, store, recorder = recording_setup(tmp_path, config_data)
+    pages = events.subscribe()
     viewer = pipeline.subscribe("h264")
     sent: list[EncodedFrame] = []
 
@@ -134,10 +142,7 @@ async def test_an_event_clip_is_the_viewers_packets_from_a_keyframe_before_the_p
 async def test_a_clip_in_progress_is_written_when_the_daemon_stops(
     tmp_path: Path, config_data: dict[str, dict[str, object]]
 ) -> None:
-    config = build_config(config_data)
-    pipeline = build_pipeline(config, Metrics())
-    store = ClipStore(tmp_path / "clips", 100 * 2**20, 0)
-    recorder = Recorder(config.recording, pipeline, EventBus(), store, FPS)
+    pipeline, _, store, recorder = recording_setup(tmp_path, config_data)
     recorder.start()
     try:
         await asyncio.sleep(KEYFRAME_INTERVAL + 0.5)
@@ -153,10 +158,7 @@ async def test_a_clip_in_progress_is_written_when_the_daemon_stops(
 async def test_nothing_to_record_before_the_first_keyframe(
     tmp_path: Path, config_data: dict[str, dict[str, object]]
 ) -> None:
-    config = build_config(config_data)
-    pipeline = build_pipeline(config, Metrics())
-    store = ClipStore(tmp_path / "clips", 100 * 2**20, 0)
-    recorder = Recorder(config.recording, pipeline, EventBus(), store, FPS)
+    pipeline, _, store, recorder = recording_setup(tmp_path, config_data)
     assert recorder.trigger("manual") is None  # not started: nothing buffered
     await pipeline.stop()
     assert store.records() == []
@@ -166,12 +168,8 @@ async def test_a_ring_or_pir_motion_on_the_event_bus_starts_a_clip(
     tmp_path: Path, config_data: dict[str, dict[str, object]]
 ) -> None:
     config_data["recording"]["triggers"] = ["ring"]  # motion is not wanted here
-    config = build_config(config_data)
-    pipeline = build_pipeline(config, Metrics())
-    events = EventBus()
+    pipeline, events, store, recorder = recording_setup(tmp_path, config_data)
     pages = events.subscribe()
-    store = ClipStore(tmp_path / "clips", 100 * 2**20, 0)
-    recorder = Recorder(config.recording, pipeline, events, store, FPS)
     recorder.start()
     try:
         await asyncio.sleep(KEYFRAME_INTERVAL + 0.5)
