@@ -8,9 +8,9 @@ from types import ModuleType
 
 import pytest
 
-from peercam.capture.picamera2_camera import Picamera2Camera, PiCameraSettings
+from peercam.capture.picamera2_camera import Picamera2Camera, PiCameraSettings, PiCapture
 from peercam.encode.h264_bitstream import PPS, SPS, nal_type, nal_units
-from peercam.media import CapturedEncoded, CapturedVideo
+from peercam.media import CapturedEncoded
 
 pytestmark = pytest.mark.hardware
 
@@ -20,7 +20,7 @@ async def capture(
 ) -> tuple[list[CapturedEncoded], int | None]:
     frames: list[CapturedEncoded] = []
 
-    def sink(item: CapturedVideo | CapturedEncoded) -> None:
+    def sink(item: PiCapture) -> None:
         if isinstance(item, CapturedEncoded):
             frames.append(item)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,20 @@ def test_check_reports_cameras_encoders_and_the_auto_choice(tmp_path: Path) -> N
     ).stdout  # fmt: skip
     assert "WITHOUT (Pi 5: libx264 instead) hardware H.264" in text
     assert "auto:     Pi camera imx708: no hardware H.264" in text
+
+
+def test_motion_detection_reads_the_pi_cameras_low_resolution_stream(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    # The stand-in's lores stream is a moving test pattern too: motion is found there,
+    # while the 640x480 main stream is never copied out for it (hardware H.264 only).
+    daemon = start_daemon(
+        config() + "[motion]\nenabled = true\n", env=standin_env(tmp_path / "p.log")
+    )
+    deadline = time.monotonic() + 20
+    while "event {'type': 'motion'" not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()[-2000:]
+        time.sleep(0.3)
+    log = daemon.log()
+    assert "motion: analysing the camera's low-resolution stream, 320x240" in log
+    assert "h264 encoder started" not in log  # nothing encoded in software for it

@@ -35,6 +35,15 @@ def own_copy(captured: CapturedVideo) -> CapturedVideo:
 
 
 @dataclass(frozen=True, slots=True)
+class CapturedPreview:
+    """A small picture from the camera's second, low-resolution stream (a Pi camera's
+    "lores"): for analysis such as motion detection, never for viewers."""
+
+    image: av.VideoFrame
+    captured_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CapturedAudio:
     samples: av.AudioFrame
     captured_at: float

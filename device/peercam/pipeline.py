@@ -20,7 +20,15 @@ from peercam.encode.codecs import BY_NAME
 from peercam.encode.native_stream import NativeStream
 from peercam.encode.shared_encoder import SharedEncoder
 from peercam.fanout.hub import StreamHub, Subscription
-from peercam.media import Captured, CapturedEncoded, CapturedVideo, EncodedFrame, Kind, own_copy
+from peercam.media import (
+    Captured,
+    CapturedEncoded,
+    CapturedPreview,
+    CapturedVideo,
+    EncodedFrame,
+    Kind,
+    own_copy,
+)
 from peercam.metrics import Metrics
 from peercam.service.native_memory import return_free_memory
 
@@ -51,7 +59,7 @@ class MediaPipeline:
         self._routes: dict[str, _Route] = {}
         self._idle: set[str] = set()
         # Callers that want the camera's raw pictures themselves (motion detection).
-        self._video_taps: list[Callable[[CapturedVideo], None]] = []
+        self._video_taps: list[Callable[[CapturedVideo | CapturedPreview], None]] = []
         for codec, make_backend in backends.items():
             spec = BY_NAME[codec]
             source = sources.get(spec.kind)
@@ -103,9 +111,10 @@ class MediaPipeline:
             logger.info("%s source started", route.source.name)
         return route.hub.subscribe(self.queue_frames)
 
-    def add_video_tap(self, tap: Callable[[CapturedVideo], None]) -> bool:
-        """Hand `tap` every raw picture the camera captures, on the event loop, until
-        removed; the camera runs meanwhile. False when there is no camera."""
+    def add_video_tap(self, tap: Callable[[CapturedVideo | CapturedPreview], None]) -> bool:
+        """Hand `tap` every picture the camera captures, on the event loop, until
+        removed; the camera runs meanwhile. Its low-resolution stream where it has one,
+        else its raw frames. False when there is no camera."""
         source = self._sources.get("video")
         if source is None:
             return False
@@ -116,32 +125,42 @@ class MediaPipeline:
             logger.info("%s source started", source.name)
         return True
 
-    def remove_video_tap(self, tap: Callable[[CapturedVideo], None]) -> None:
+    def remove_video_tap(self, tap: Callable[[CapturedVideo | CapturedPreview], None]) -> None:
+        """Stop handing pictures to `tap`; `release_idle` then stops a camera that
+        nothing else needs."""
         if tap in self._video_taps:
             self._video_taps.remove(tap)
             source = self._sources.get("video")
             if source is not None:
                 self._update_outputs(source)
-            self._idle.add("video-tap")
 
     def _taps_of(self, source: Source[Any]) -> bool:
         return bool(self._video_taps) and source is self._sources.get("video")
 
     def _update_outputs(self, source: Source[Any]) -> None:
         running = [r.producer for r in self._routes.values() if r.source is source]
+        tapped = self._taps_of(source)
         source.set_outputs(
             raw=any(isinstance(p, SharedEncoder) and p.running for p in running)
-            or self._taps_of(source),
+            or (tapped and not source.has_preview),
             encoded=any(isinstance(p, NativeStream) and p.running for p in running),
+            preview=tapped and source.has_preview,
         )
 
-    def _deliver(self, source: Source[Any]) -> Callable[[Captured | CapturedEncoded], None]:
+    def _deliver(
+        self, source: Source[Any]
+    ) -> Callable[[Captured | CapturedPreview | CapturedEncoded], None]:
         routes = [r for r in self._routes.values() if r.source is source]
 
-        def deliver(captured: Captured | CapturedEncoded) -> None:
-            if isinstance(captured, CapturedVideo):
+        def deliver(captured: Captured | CapturedPreview | CapturedEncoded) -> None:
+            # Taps get the small stream where the camera has one, else its raw frames.
+            if isinstance(captured, CapturedPreview) or (
+                isinstance(captured, CapturedVideo) and not source.has_preview
+            ):
                 for tap in self._video_taps:
                     tap(captured)
+                if isinstance(captured, CapturedPreview):
+                    return
             shared = False
             for route in routes:
                 producer = route.producer
@@ -169,7 +188,7 @@ class MediaPipeline:
         """
         idle, self._idle = self._idle, set()
         stopped = False
-        for codec in idle & self._routes.keys():
+        for codec in idle:
             route = self._routes[codec]
             if len(route.hub) == 0 and route.producer.running:
                 await route.producer.stop()

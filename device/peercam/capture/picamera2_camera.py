@@ -23,7 +23,7 @@ from typing import Any
 
 from peercam.capture.source import Source
 from peercam.capture.yuv import yuv420_frame
-from peercam.media import CapturedEncoded, CapturedVideo
+from peercam.media import CapturedEncoded, CapturedPreview, CapturedVideo
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ HW_MAX_WIDTH, HW_MAX_HEIGHT, HW_MAX_FPS = 1920, 1088, 30
 
 class CameraLimitError(ValueError):
     """The configuration asks more than the camera's hardware can give."""
+
+
+# What the camera hands the event loop: full-size frames, small ones, encoded ones.
+PiCapture = CapturedVideo | CapturedPreview | CapturedEncoded
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class SensorClock:
         return seconds + self._offset
 
 
-class Picamera2Camera(Source[CapturedVideo]):
+class Picamera2Camera(Source[CapturedVideo | CapturedPreview]):
     kind = "video"
 
     def __init__(self, settings: PiCameraSettings, picamera2: ModuleType) -> None:
@@ -106,8 +110,12 @@ class Picamera2Camera(Source[CapturedVideo]):
         self._encoder: Any = None
         self._want_raw = False
         self._want_encoded = False
+        self._want_preview = False
+        self.has_preview = settings.lores is not None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sink: Callable[[CapturedVideo | CapturedEncoded], None] | None = None
+        self._sink: Callable[[CapturedVideo | CapturedPreview | CapturedEncoded], None] | None = (
+            None
+        )
         self._lock = threading.Lock()
         self._encoded_clock = SensorClock()
         self._raw_clock = SensorClock()
@@ -116,10 +124,11 @@ class Picamera2Camera(Source[CapturedVideo]):
     def running(self) -> bool:
         return self._camera is not None
 
-    def set_outputs(self, raw: bool, encoded: bool) -> None:
+    def set_outputs(self, raw: bool, encoded: bool, preview: bool = False) -> None:
         # The hardware encoder runs whenever the camera does (it costs the CPU nothing);
         # these flags only decide what is copied out and handed to the loop.
         self._want_raw, self._want_encoded = raw, encoded
+        self._want_preview = preview and self.has_preview
 
     def request_keyframe(self) -> bool:
         encoder = self._encoder
@@ -128,7 +137,9 @@ class Picamera2Camera(Source[CapturedVideo]):
         encoder.force_key_frame()
         return True
 
-    def start(self, sink: Callable[[CapturedVideo | CapturedEncoded], None]) -> None:
+    def start(
+        self, sink: Callable[[CapturedVideo | CapturedPreview | CapturedEncoded], None]
+    ) -> None:
         if self._camera is not None:
             return
         self._loop = asyncio.get_running_loop()
@@ -185,7 +196,7 @@ class Picamera2Camera(Source[CapturedVideo]):
 
         return ViewerOutput()
 
-    def _hand_over(self, item: CapturedVideo | CapturedEncoded) -> None:
+    def _hand_over(self, item: PiCapture) -> None:
         loop, sink = self._loop, self._sink
         if loop is None or sink is None:
             return
@@ -204,20 +215,26 @@ class Picamera2Camera(Source[CapturedVideo]):
 
     def _on_request(self, request: Any) -> None:
         """picamera2's camera thread: every completed request."""
-        if not self._want_raw:
+        if not (self._want_raw or self._want_preview):
             return
         s = self.settings
         metadata = request.get_metadata()
         seconds = metadata.get("SensorTimestamp", time.monotonic_ns()) / 1e9
-        with self._module.MappedArray(request, "main") as mapped:
-            frame = yuv420_frame(mapped.array, s.width, s.height)
-        self._hand_over(CapturedVideo(frame, self._raw_clock.to_monotonic(seconds)))
+        captured_at = self._raw_clock.to_monotonic(seconds)
+        if self._want_raw:
+            with self._module.MappedArray(request, "main") as mapped:
+                frame = yuv420_frame(mapped.array, s.width, s.height)
+            self._hand_over(CapturedVideo(frame, captured_at))
+        if self._want_preview and s.lores is not None:
+            with self._module.MappedArray(request, "lores") as mapped:
+                small = yuv420_frame(mapped.array, *s.lores)
+            self._hand_over(CapturedPreview(small, captured_at))
 
     async def stop(self) -> None:
         camera, self._camera = self._camera, None
         if camera is None:
             return
-        self._want_raw = self._want_encoded = False
+        self._want_raw = self._want_encoded = self._want_preview = False
         await asyncio.to_thread(self._close, camera)
 
     def _close(self, camera: Any) -> None:

@@ -30,6 +30,9 @@ class Source(ABC, Generic[T]):
     kind: Kind
     name: str
     native_codec: str | None = None
+    # Whether the source can also deliver `CapturedPreview` pictures (a camera's
+    # low-resolution stream), cheaper to analyse than its full-size raw frames.
+    has_preview: bool = False
 
     @property
     @abstractmethod
@@ -42,7 +45,7 @@ class Source(ABC, Generic[T]):
     @abstractmethod
     async def stop(self) -> None: ...
 
-    def set_outputs(self, raw: bool, encoded: bool) -> None:
+    def set_outputs(self, raw: bool, encoded: bool, preview: bool = False) -> None:
         """Which outputs the pipeline needs now; a source may skip work for the others."""
 
     def request_keyframe(self) -> bool:

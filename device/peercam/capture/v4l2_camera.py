@@ -78,7 +78,7 @@ class V4L2Camera(ThreadedSource[Any, CapturedVideo]):
         self._want_encoded = False
         self._keyframes_forcible = True
 
-    def set_outputs(self, raw: bool, encoded: bool) -> None:
+    def set_outputs(self, raw: bool, encoded: bool, preview: bool = False) -> None:
         self._want_raw, self._want_encoded = raw, encoded
 
     def request_keyframe(self) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 
 from peercam.config import MotionConfig
 from peercam.events import EventBus
-from peercam.media import CapturedVideo
+from peercam.media import CapturedPreview, CapturedVideo
 from peercam.motion.detector import Luma, MotionDetector
 from peercam.pipeline import MediaPipeline
 
@@ -46,7 +46,7 @@ class MotionWatch:
         self.detector = MotionDetector(config, self._announce, on_continuing)
         self._interval = 1.0 / config.fps
         self._last_taken = float("-inf")
-        self._pending: CapturedVideo | None = None
+        self._pending: CapturedVideo | CapturedPreview | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -57,7 +57,7 @@ class MotionWatch:
         self._task = asyncio.create_task(self._analyse(), name="motion")
         logger.info("motion detection on, %.0f pictures a second", self.config.fps)
 
-    def _offer(self, captured: CapturedVideo) -> None:
+    def _offer(self, captured: CapturedVideo | CapturedPreview) -> None:
         if captured.captured_at - self._last_taken < self._interval or self._pending is not None:
             return
         self._last_taken = captured.captured_at
@@ -65,12 +65,22 @@ class MotionWatch:
         self._wake.set()
 
     async def _analyse(self) -> None:
+        described = False
         while True:
             await self._wake.wait()
             self._wake.clear()
             captured = self._pending
             if captured is None:
                 continue
+            if not described:
+                image = captured.image
+                kind = (
+                    "low-resolution stream" if isinstance(captured, CapturedPreview) else "frames"
+                )
+                logger.info(
+                    "motion: analysing the camera's %s, %dx%d", kind, image.width, image.height
+                )
+                described = True
             try:
                 luma = await asyncio.to_thread(grey, captured.image)
             except (ValueError, av.FFmpegError) as error:
