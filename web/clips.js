@@ -21,7 +21,9 @@ export class ClipList {
     const body = await response.json();
     this.clips = body.clips;
     this.recordButton.hidden = !(this.isAdmin && body.recording);
-    this.storage.textContent = body.storage ? describeStorage(body.storage) : 'Recording is off';
+    this.storage.textContent = body.storage
+      ? describeStorage(body.storage)
+      : 'Recording is off: set recording.enabled = true in peercam.toml (or peercam.txt)';
     this.empty.hidden = this.clips.length > 0;
     this.list.replaceChildren(...this.clips.map((clip) => this.item(clip)));
   }
