@@ -36,7 +36,6 @@ async def current_jpeg(pipeline: MediaPipeline, recorder: Recorder | None) -> by
         subscription.close()
         await pipeline.release_idle()
     try:
-        picture = await asyncio.to_thread(snapshot.decode_latest, [frame])
-        return await asyncio.to_thread(snapshot.jpeg, picture)
+        return await asyncio.to_thread(snapshot.latest_jpeg, [frame])
     except snapshot.SnapshotError as error:
         raise NoPicture(str(error)) from None

@@ -153,11 +153,12 @@ class Recorder:
             trigger=kind,
             event_at=wall,
             event_monotonic=now,
-            end_at=min(now + self.config.post_seconds, start + self.config.max_seconds),
+            end_at=now,
             limit_at=start + self.config.max_seconds,
             frames=frames,
             triggers=[kind],
         )
+        self._extend(clip, now)
         self.active = clip
         group = self.preroll.latest_group(VIDEO_CODEC)
         self._spawn(self._take_thumbnail(clip, group), "record-thumbnail")
@@ -166,8 +167,7 @@ class Recorder:
 
     async def _take_thumbnail(self, clip: ActiveClip, group: list[EncodedFrame]) -> None:
         try:
-            picture = await asyncio.to_thread(snapshot.decode_latest, group)
-            clip.thumbnail = await asyncio.to_thread(snapshot.jpeg, picture, THUMBNAIL_WIDTH)
+            clip.thumbnail = await asyncio.to_thread(snapshot.latest_jpeg, group, THUMBNAIL_WIDTH)
         except snapshot.SnapshotError as error:
             logger.warning("clip %s: no picture for it: %s", clip.id, error)
 
@@ -216,8 +216,7 @@ class Recorder:
         group = self.preroll.latest_group(VIDEO_CODEC)
         if not group:
             return None
-        picture = await asyncio.to_thread(snapshot.decode_latest, group)
-        return await asyncio.to_thread(snapshot.jpeg, picture)
+        return await asyncio.to_thread(snapshot.latest_jpeg, group)
 
     async def stop(self) -> None:
         """Stop receiving; a clip being recorded is written with what it has."""

@@ -66,3 +66,9 @@ def jpeg(picture: av.VideoFrame, max_width: int | None = None, quality: int = 4)
     if not data.startswith(b"\xff\xd8"):
         raise SnapshotError("the JPEG encoder produced nothing")
     return data
+
+
+def latest_jpeg(group: Sequence[EncodedFrame], max_width: int | None = None) -> bytes:
+    """The last picture of `group` as a JPEG: decode and encode in one call, so one
+    trip to a thread does both."""
+    return jpeg(decode_latest(group), max_width)
