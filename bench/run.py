@@ -205,7 +205,9 @@ def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[st
         "",
         f"{plan.latency_seconds:.0f} s per row, split over {plan.latency_pages} page loads (each"
         " load samples a new phase of Chromium's 60 Hz display clock against the 30 fps"
-        " camera). Chromium's `expectedDisplayTime` minus the capture time read off the frame.",
+        " camera). A frame is shown at the later of Chromium's `expectedDisplayTime` and the"
+        " wall clock when its `requestVideoFrameCallback` runs (Chromium's expected time alone"
+        " can fall before the frame was captured); minus the capture time read off the frame.",
         "",
         "| system | size | codec | frames | p50 ms | p95 ms | p99 ms | capture → received p50 ms |"
         " peercam/system p50 | p95 | p99 |",
