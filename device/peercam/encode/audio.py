@@ -44,7 +44,10 @@ class _FramedAudioEncoder(EncoderBackend):
             assert piece is not None
             piece.pts = self._pts
             self._pts += self._samples
-            chunks += [EncodedChunk(bytes(p), True) for p in self._context.encode(piece)]
+            chunks += [
+                EncodedChunk(bytes(p), True, p.duration or self._samples)
+                for p in self._context.encode(piece)
+            ]
         return chunks
 
     def close(self) -> None:

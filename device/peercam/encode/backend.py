@@ -16,6 +16,9 @@ from peercam.media import Captured
 class EncodedChunk:
     data: bytes
     keyframe: bool
+    # Audio: the samples it holds, in the codec's clock, so that RTP timestamps count
+    # samples (encode/sample_clock.py). 0 for video, stamped from capture time.
+    samples: int = 0
 
 
 class EncoderBackend(ABC):

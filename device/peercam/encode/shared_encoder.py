@@ -18,6 +18,7 @@ from peercam.encode.backend import EncoderBackend
 from peercam.encode.codecs import CodecSpec
 from peercam.encode.keyframes import KeyframePolicy
 from peercam.encode.packetize import packetizer_for
+from peercam.encode.sample_clock import SampleClock
 from peercam.media import Captured, EncodedFrame, rtp_timestamp
 from peercam.metrics import Metrics
 
@@ -38,6 +39,7 @@ class _Worker:
         self._backend: EncoderBackend | None = None
         self._packetizer = packetizer_for(spec.name)
         self._sequence = 0
+        self._samples = SampleClock(spec.clock_rate)
 
     def encode(self, captured: Captured, force_keyframe: bool) -> list[EncodedFrame]:
         """Runs in the worker thread: encode, then build the RTP payloads once."""
@@ -45,13 +47,17 @@ class _Worker:
             self._backend = self._make_backend()
         frames = []
         for chunk in self._backend.encode(captured, force_keyframe):
+            if chunk.samples:
+                stamp = self._samples.stamp(captured.captured_at, chunk.samples)
+            else:
+                stamp = rtp_timestamp(captured.captured_at, self.spec.clock_rate)
             frames.append(
                 EncodedFrame(
                     codec=self.spec.name,
                     data=chunk.data,
                     keyframe=chunk.keyframe,
                     captured_at=captured.captured_at,
-                    rtp_timestamp=rtp_timestamp(captured.captured_at, self.spec.clock_rate),
+                    rtp_timestamp=stamp,
                     payloads=self._packetizer.payloads(chunk.data),
                     sequence=self._sequence,
                 )
