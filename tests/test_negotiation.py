@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
-from peercam.rtc.negotiation import OfferError, plan_offer
+from peercam.rtc.negotiation import OfferError, codec_preferences, plan_offer
 from tests.whep_viewer import video_capabilities
 
 BOTH = ["h264", "vp8"]
@@ -80,3 +80,24 @@ async def test_mdns_candidates_are_set_aside_for_later() -> None:
 async def test_unusable_offers_are_refused_with_a_reason(mutate, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(OfferError, match=message):
         plan_offer(mutate(await make_offer()), BOTH, ["opus"])
+
+
+async def test_the_answer_names_constrained_baseline_which_is_what_peercam_sends() -> None:
+    # The offer lists plain baseline (42001f) first, as aiortc and Chromium do; peercam
+    # sends constrained baseline (libx264's "baseline", and the Pi's encoder asked for
+    # "constrained baseline"), so the answer's first H.264 format must say so.
+    offer = await make_offer(["video/H264", "video/rtx"], audio=False)
+    assert offer.index("profile-level-id=42001f") < offer.index("profile-level-id=42e01f")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences("video", "h264"))
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        answer = pc.localDescription.sdp
+    finally:
+        await pc.close()
+    video = answer[answer.index("m=video") :]
+    first_payload = video.split("\r\n")[0].split()[3]
+    fmtp = re.search(rf"a=fmtp:{first_payload} (\S+)", video)
+    assert fmtp is not None and "profile-level-id=42e01f" in fmtp.group(1), video

@@ -128,11 +128,20 @@ def _first_common(media: object, kind: str, wanted: list[str]) -> str | None:
 def codec_preferences(kind: str, codec: str) -> list[RTCRtpCodecCapability]:
     """Capabilities to give `setCodecPreferences` so that only `codec` (and its RTX) is used."""
     mime = _MIME[codec].lower()
-    return [
+    chosen = [
         capability
         for capability in RTCRtpSender.getCapabilities(kind).codecs
         if capability.mimeType.lower() in (mime, f"{kind}/rtx")
     ]
+    # The answer names the first H.264 format both sides have: make it the profile
+    # peercam sends (constrained baseline, 42e0xx, from libx264 and from the Pi's
+    # encoder alike) rather than aiortc's first, plain baseline (4200xx).
+    return sorted(chosen, key=lambda capability: not _constrained_baseline(capability))
+
+
+def _constrained_baseline(capability: RTCRtpCodecCapability) -> bool:
+    profile = str(capability.parameters.get("profile-level-id", "")).lower()
+    return profile.startswith("42e0")
 
 
 def _one_line(error: Exception) -> str:
