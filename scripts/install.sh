@@ -34,6 +34,7 @@ if [ -z "$WHEELS" ]; then
     if apt-cache show python3-picamera2 >/dev/null 2>&1; then debs="$debs python3-picamera2"; fi
     apt-get install -y -q --no-install-recommends $debs >/dev/null
 fi
+"$(dirname "$0")/require-picamera2.sh"
 
 # Raspberry Pi OS has a gpio group (and its udev rule); Debian does not.
 if ! getent group gpio >/dev/null; then
