@@ -55,6 +55,21 @@ async def test_camera_starts_with_sps_pps_on_every_idr(
             assert SPS in types and PPS in types
 
 
+async def test_the_sps_says_constrained_baseline_as_the_sdp_does(
+    hardware_encoder: ModuleType,
+) -> None:
+    # peercam asks picamera2 for "constrained baseline" and answers browsers with
+    # profile-level-id 42e01f; the firmware's SPS must agree (profile_idc 66 with
+    # constraint_set1), at level 4.0 for 720p30 (picamera2's default level).
+    frames, _ = await capture(hardware_encoder, 1280, 720, seconds=2)
+    sps = next(
+        n for f in frames if f.keyframe for n in nal_units(f.data) if n and nal_type(n) == SPS
+    )
+    profile_idc, constraints, level_idc = sps[1], sps[2], sps[3]
+    print(f"SPS profile_idc={profile_idc} constraints={constraints:#04x} level_idc={level_idc}")
+    assert profile_idc == 66 and constraints & 0x40 and level_idc == 40
+
+
 async def test_hardware_encoder_keeps_the_frame_rate_for_60_seconds(
     hardware_encoder: ModuleType,
 ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from peercam.capture.picamera2_camera import hardware_h264_available, import_picamera2
-from peercam.capture.selection import choose_camera
+from peercam.capture.selection import choose_camera, is_usb_camera
 from peercam.capture.v4l2_devices import capture_devices
 from peercam.config import Config, ConfigError
 from peercam.encode.probe import VIDEO_IMPLEMENTATIONS, probe_opus, probe_video
@@ -32,14 +32,17 @@ def _picamera2_report() -> dict[str, Any]:
             "reason": "picamera2 cannot be imported (needs Raspberry Pi OS)",
         }
     cameras = []
-    for info in module.Picamera2.global_camera_info():
+    for position, info in enumerate(module.Picamera2.global_camera_info()):
         entry = {key: info.get(key) for key in ("Num", "Model", "Id", "Location", "Rotation")}
+        entry["usb"] = is_usb_camera(info)
         try:
-            camera = module.Picamera2(info.get("Num", 0))
+            # Picamera2(n) takes the position in this list, not "Num".
+            camera = module.Picamera2(position)
             try:
+                # A USB camera's modes name only a format (picamera2.py:601-604).
                 entry["modes"] = [
                     {
-                        "size": list(m.get("size", ())),
+                        "size": list(m["size"]) if "size" in m else None,
                         "fps": m.get("fps"),
                         "format": str(m.get("format")),
                     }
@@ -116,6 +119,15 @@ def hardware_report(config: Config) -> dict[str, Any]:
     }
 
 
+def _mode_text(mode: dict[str, Any]) -> str:
+    text = str(mode.get("format"))
+    if mode.get("size"):
+        text = f"{mode['size'][0]}x{mode['size'][1]}"
+        if mode.get("fps") is not None:
+            text += f"@{mode['fps']:.0f}"
+    return text
+
+
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"board:    {report['board']}", "cameras:"]
     pi = report["cameras"]["picamera2"]
@@ -124,11 +136,12 @@ def format_report(report: dict[str, Any]) -> str:
     else:
         hw = "with" if pi["hardware_h264"] else "WITHOUT (Pi 5: libx264 instead)"
         lines.append(f"  picamera2: {len(pi['cameras'])} camera(s), {hw} hardware H.264")
-        for camera in pi["cameras"]:
-            modes = ", ".join(
-                f"{m['size'][0]}x{m['size'][1]}@{m['fps']:.0f}" for m in camera.get("modes", [])
-            )
-            lines.append(f"    #{camera['Num']} {camera['Model']}: {modes}")
+        for position, camera in enumerate(pi["cameras"]):
+            modes = ", ".join(_mode_text(m) for m in camera.get("modes", []))
+            if "modes_error" in camera:
+                modes = f"cannot open: {camera['modes_error']}"
+            usb = " (USB: served through V4L2)" if camera.get("usb") else ""
+            lines.append(f"    #{position} {camera.get('Model', '?')}{usb}: {modes}")
     if not report["cameras"]["v4l2"]:
         lines.append("  v4l2: no capture devices")
     for device in report["cameras"]["v4l2"]:

@@ -79,6 +79,9 @@ class CameraConfig(_Section):
     # A camera (or microphone) that delivers nothing for this long while open is
     # restarted: a hung driver must not freeze every viewer's picture.
     stall_timeout: Annotated[float, Field(ge=0.5, le=120)] = 3.0
+    # Seconds the camera (and microphone) stay open after the last viewer leaves, so a
+    # page refresh finds them running: a Pi camera takes a second or two to reopen.
+    linger_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0
     # A small second stream (picamera2) for snapshots and motion detection; "" for none.
     lores_size: str = "320x240"
 

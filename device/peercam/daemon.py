@@ -98,6 +98,7 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
         metrics,
         keyframe_min_gap=config.video.keyframe_min_gap_ms / 1000,
         queue_frames=config.viewers.queue_frames,
+        linger=config.camera.linger_seconds,
     )
 
 

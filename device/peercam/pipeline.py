@@ -3,11 +3,15 @@
 A codec's producer is either a shared software encoder fed with raw frames or, when
 the camera encodes that codec itself, a passthrough of the camera's own frames. A
 producer runs while at least one viewer needs its codec, and a source runs while at
-least one producer needs it: a camera nobody watches costs nothing.
+least one producer needs it: a camera nobody watches costs nothing. A source nobody
+needs stays open for `linger` seconds first, so that a page refresh (the viewer leaves
+and is back within a second) finds it running instead of closing and reopening it: a
+Pi camera takes a second or two to do that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable
@@ -52,9 +56,13 @@ class MediaPipeline:
         metrics: Metrics,
         keyframe_min_gap: float,
         queue_frames: int,
+        linger: float = 0.0,
     ) -> None:
         self.metrics = metrics
         self.queue_frames = queue_frames
+        self.linger = linger
+        self._lingering = False
+        self._linger_task: asyncio.Task[None] | None = None
         self._sources = sources
         self._routes: dict[str, _Route] = {}
         self._idle: set[str] = set()
@@ -181,23 +189,54 @@ class MediaPipeline:
         self._idle.add(codec)
 
     async def release_idle(self) -> None:
-        """Stop producers nobody watches, and sources no producer needs.
+        """Stop producers nobody watches now, and sources no producer needs once they
+        have lingered unneeded.
 
         Viewers close their subscriptions synchronously; stopping an encoder must be
         awaited, so it happens here, called by whoever closed the last viewer.
         """
         idle, self._idle = self._idle, set()
-        stopped = False
         for codec in idle:
             route = self._routes[codec]
             if len(route.hub) == 0 and route.producer.running:
                 await route.producer.stop()
                 self._update_outputs(route.source)
-        for source in set(self._sources.values()):
-            needed = self._taps_of(source) or any(
-                r.producer.running for r in self._routes.values() if r.source is source
-            )
-            if source.running and not needed:
+        if self.linger <= 0:
+            await self._stop_unneeded_sources()
+            return
+        if any(not self._needed(source) for source in self._running_sources()):
+            # Each departure restarts the wait: sources stop `linger` seconds after the
+            # last one, if nobody came back meanwhile.
+            if self._linger_task is not None and self._lingering:
+                self._linger_task.cancel()
+                self._linger_task = None
+            if self._linger_task is None:
+                self._linger_task = asyncio.create_task(self._linger(), name="source-linger")
+
+    def _running_sources(self) -> list[Source[Any]]:
+        return [source for source in set(self._sources.values()) if source.running]
+
+    def _needed(self, source: Source[Any]) -> bool:
+        return self._taps_of(source) or any(
+            r.producer.running for r in self._routes.values() if r.source is source
+        )
+
+    async def _linger(self) -> None:
+        self._lingering = True
+        try:
+            await asyncio.sleep(self.linger)
+        finally:
+            self._lingering = False
+        try:
+            await self._stop_unneeded_sources()
+        finally:
+            if self._linger_task is asyncio.current_task():
+                self._linger_task = None
+
+    async def _stop_unneeded_sources(self) -> None:
+        stopped = False
+        for source in self._running_sources():
+            if not self._needed(source):
                 await source.stop()
                 stopped = True
                 logger.info("%s source stopped", source.name)
@@ -207,6 +246,10 @@ class MediaPipeline:
             return_free_memory()
 
     async def stop(self) -> None:
+        task, self._linger_task = self._linger_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         for route in self._routes.values():
             await route.producer.stop()
         for source in set(self._sources.values()):

@@ -35,6 +35,15 @@ class CameraChoice:
     description: str  # for people: what, and which encode path
     device: str | None = None
     input_format: str | None = None
+    # picamera2: the camera's position in Picamera2.global_camera_info(), which is
+    # what Picamera2(n) takes (not the entry's "Num").
+    position: int | None = None
+
+
+def is_usb_camera(info: dict[str, Any]) -> bool:
+    """libcamera lists UVC webcams among its cameras (picamera2.py:311-313 sorts them
+    last); they have no lores stream or Pi encoder path, so V4L2 serves them."""
+    return "/usb" in str(info.get("Id", ""))
 
 
 def _picamera2_choice(config: Config, required: bool) -> CameraChoice | None:
@@ -47,20 +56,24 @@ def _picamera2_choice(config: Config, required: bool) -> CameraChoice | None:
             )
         return None
     cameras = module.Picamera2.global_camera_info()
-    if not cameras:
+    pi_cameras = [(n, info) for n, info in enumerate(cameras) if not is_usb_camera(info)]
+    if not pi_cameras:
         if required:
-            raise ConfigError("camera.source is picamera2, but no Pi camera is connected")
+            usb = ' (only a USB camera, which camera.source = "v4l2" serves)' if cameras else ""
+            raise ConfigError(f"camera.source is picamera2, but no Pi camera is connected{usb}")
         return None
-    if config.camera.index >= len(cameras):
+    if config.camera.index >= len(pi_cameras):
         raise ConfigError(
-            f"camera.index {config.camera.index}: only {len(cameras)} Pi camera(s) found"
+            f"camera.index {config.camera.index}: only {len(pi_cameras)} Pi camera(s) found"
         )
-    info = cameras[config.camera.index]
+    position, info = pi_cameras[config.camera.index]
     if hardware_h264_available(module):
         path = "hardware H.264 (VideoCore encoder), passed through"
     else:
         path = "no hardware H.264 on this board (Pi 5): raw frames, libx264 once"
-    return CameraChoice("picamera2", f"Pi camera {info.get('Model', '?')}: {path}")
+    return CameraChoice(
+        "picamera2", f"Pi camera {info.get('Model', '?')}: {path}", position=position
+    )
 
 
 def _v4l2_choice(config: Config, required: bool) -> CameraChoice | None:
@@ -125,9 +138,9 @@ def build_camera(config: Config, choice: CameraChoice) -> Source[Any]:
     flip = camera.rotation == 180
     if choice.source == "picamera2":
         module = import_picamera2()
-        assert module is not None
+        assert module is not None and choice.position is not None
         settings = PiCameraSettings(
-            index=camera.index,
+            index=choice.position,
             width=width,
             height=height,
             fps=camera.fps,
