@@ -23,9 +23,11 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	@touch $@
 
+# libcap-dev before pip: the real picamera2 (the picamera2-contract extra) needs
+# python-prctl, which has no wheel and builds against libcap's headers.
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	@scripts/ensure-debian-packages.sh $(RUN_DEBS)
-	$(BIN)/pip install -q -e '.[dev]'
+	@scripts/ensure-debian-packages.sh $(RUN_DEBS) libcap-dev
+	$(BIN)/pip install -q -e '.[dev,picamera2-contract]'
 	@touch $@ $(VENV)/.run-installed
 
 install-run: $(VENV)/.run-installed
