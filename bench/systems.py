@@ -46,7 +46,7 @@ fps = 30
 codecs = ["{codec}"]
 bitrate_kbps = {kbps}
 [audio]
-enabled = false
+enabled = {audio}
 [viewers]
 max_viewers = 200
 # Every receiver comes from this one address.
@@ -101,8 +101,12 @@ def serve_bench_page(page: object, origin: str) -> None:
     )
 
 
-def config_file(directory: Path, size: str, codec: str, forward_port: int | None) -> Path:
-    text = PEERCAM_CONFIG.format(size=size, codec=codec.lower(), kbps=bitrate_kbps(size))
+def config_file(
+    directory: Path, size: str, codec: str, forward_port: int | None, audio: bool = True
+) -> Path:
+    text = PEERCAM_CONFIG.format(
+        size=size, codec=codec.lower(), kbps=bitrate_kbps(size), audio=str(audio).lower()
+    )
     if forward_port is not None:
         text += FORWARD.format(port=forward_port, audio_port=forward_port + 2)
     directory.mkdir(parents=True, exist_ok=True)
@@ -113,9 +117,9 @@ def config_file(directory: Path, size: str, codec: str, forward_port: int | None
 
 @contextmanager
 def _peercam_daemon(
-    directory: Path, size: str, codec: str, forward_port: int | None = None
+    directory: Path, size: str, codec: str, forward_port: int | None = None, audio: bool = True
 ) -> Iterator[tuple[subprocess.Popen[str], Access]]:
-    server, access = start_peercam(config_file(directory, size, codec, forward_port))
+    server, access = start_peercam(config_file(directory, size, codec, forward_port, audio))
     try:
         yield server, access
     finally:
@@ -175,8 +179,8 @@ def plain_page_system(
 
 
 @contextmanager
-def peercam(directory: Path, size: str, codec: str) -> Iterator[Running]:
-    with _peercam_daemon(directory, size, codec) as (server, access):
+def peercam(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+    with _peercam_daemon(directory, size, codec, audio=audio) as (server, access):
         yield running_peercam(server, access, codec)
 
 

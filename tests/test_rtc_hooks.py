@@ -1,5 +1,6 @@
-"""The two places peercam reaches into aiortc's sender, checked against the installed
-aiortc: shared payloads instead of a per-viewer encoder, and PLI/FIR forwarded."""
+"""The places peercam reaches into aiortc's sender, checked against the installed
+aiortc: shared payloads instead of a per-viewer encoder, PLI/FIR forwarded, and each
+track in a media stream of its own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from peercam.rtc.shared_track import (
     attach_to_sender,
     release_audio_promptly,
 )
+from peercam.rtc.sync_groups import own_stream
 from tests.conftest import StartDaemon
 from tests.whep_viewer import WhepViewer
 
@@ -82,3 +84,17 @@ async def test_a_pli_storm_yields_at_most_one_forced_keyframe_per_gap(
         requests = daemon.metric("peercam_keyframe_requests_total", codec="h264", reason="rtcp")
         assert requests >= 50
         assert 3 <= forced <= elapsed / 0.5 + 2, (forced, elapsed)
+
+
+async def test_audio_and_video_senders_are_written_as_separate_media_streams() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    for kind in ("audio", "video"):
+        own_stream(pc.addTransceiver(kind, direction="sendonly").sender, kind)
+    await pc.setLocalDescription(await pc.createOffer())
+    streams = {
+        line.split(":", 1)[1].split()[0]
+        for line in pc.localDescription.sdp.splitlines()
+        if line.startswith("a=msid:")
+    }
+    assert streams == {"peercam-audio", "peercam-video"}
+    await pc.close()

@@ -38,12 +38,14 @@ class Viewer {
     this.setStatus(this.connects ? 'reconnecting' : 'connecting');
     const session = await WhepSession.create(new URL('/whep', location.href).href, { videoCodec });
     this.session = session;
+    // The daemon sends audio and video as separate streams (so that the browser does
+    // not delay the picture for lip sync); the one element plays both.
+    const tracks = [];
     session.pc.addEventListener('track', (event) => {
-      if (event.track.kind === 'video' || !video.srcObject) {
-        video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
-      } else if (!video.srcObject.getTracks().includes(event.track)) {
-        video.srcObject.addTrack(event.track);
-      }
+      if (tracks.includes(event.track)) return;
+      tracks.push(event.track);
+      // A new stream each time: a player set up before a track existed may ignore it.
+      video.srcObject = new MediaStream(tracks);
       video.play().catch(() => {});
     });
     session.pc.addEventListener('connectionstatechange', () => this.onState(session));

@@ -25,7 +25,7 @@ from peercam.ice.host_candidates import advertise_public_address
 from peercam.ice.servers import session_ice
 from peercam.media import Kind
 from peercam.pipeline import MediaPipeline
-from peercam.rtc import playout_delay
+from peercam.rtc import playout_delay, sync_groups
 from peercam.rtc.negotiation import OfferPlan, codec_preferences
 from peercam.rtc.shared_track import (
     SharedFrameTrack,
@@ -106,6 +106,7 @@ class ViewerSession:
         # Must precede setRemoteDescription: set later, aiortc ignores it silently.
         transceiver.setCodecPreferences(codec_preferences(kind, codec))
         attach_to_sender(transceiver.sender, lambda: producer.request_keyframe("rtcp"))
+        sync_groups.own_stream(transceiver.sender, kind)
         delay = self._playout_delay_ms
         if kind == "video" and delay != "browser":
             playout_delay.offer_in_answers()
