@@ -9,6 +9,13 @@ then blocks on them as on a sound card, and this benchmark is the card's clock:
   them as its Talk track; this benchmark reads the speaker FIFO as the daemon plays
   it. Latency is played minus made.
 Both machines' clocks are this machine's. Prints p50/p95; asserts nothing.
+
+While the clicks are heard, the same page reads the picture's burned-in capture time
+(bench/glass_to_glass.py), so audio and video latency come from one page over the
+same seconds: their difference is how far the sound lags the picture. A click is
+heard when Chromium's audio output plays it (WebAudio's output timestamp), a frame is
+shown when it goes to the compositor (bench/glass_to_glass.py); the screen's own
+delay is in neither.
 """
 
 from __future__ import annotations
@@ -19,12 +26,16 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench.glass_to_glass import READER
 from bench.processes import start_peercam
 from bench.report import percentile, publish
+from bench.systems import bitrate_kbps
+from peercam.capture import timecode
 
 RATE = 48_000
 BLOCK = 960  # 20 ms
@@ -35,25 +46,45 @@ pcm.bench_mic {{ type file slave.pcm "null" file "/dev/null" infile "{mic}" form
 pcm.bench_speaker {{ type file slave.pcm "null" file "{speaker}" format "raw" }}
 """
 
-# Runs in the page: hears the daemon's audio and notes when each click arrives.
-LISTEN = """
-() => {
-  const video = document.getElementById('video');
-  const context = new AudioContext({ sampleRate: 48000 });
-  const source = context.createMediaStreamSource(video.srcObject);
-  const node = context.createScriptProcessor(256, 1, 1);
-  window.heardClicks = [];
-  let quietUntil = 0;
-  node.onaudioprocess = (event) => {
-    const samples = event.inputBuffer.getChannelData(0);
-    const now = performance.timeOrigin + performance.now();
-    for (let i = 0; i < samples.length; i++) {
-      if (Math.abs(samples[i]) > 0.2 && now > quietUntil) {
-        window.heardClicks.push(now - ((samples.length - i) / 48000) * 1000);
-        quietUntil = now + 500;
-        break;
+# On the page's audio thread: the context time of each click's first loud sample.
+# The main thread may be late by tens of ms (here it also reads every video frame);
+# the audio thread is not, and no buffer is skipped.
+CLICK_WORKLET = """
+class ClickListener extends AudioWorkletProcessor {
+  constructor() { super(); this.quietUntil = 0; }
+  process(inputs) {
+    const samples = inputs[0][0];
+    if (samples) {
+      for (let i = 0; i < samples.length; i++) {
+        const at = currentTime + i / sampleRate;
+        if (Math.abs(samples[i]) > 0.2 && at > this.quietUntil) {
+          this.port.postMessage(at);
+          this.quietUntil = at + 0.5;
+          break;
+        }
       }
     }
+    return true;
+  }
+}
+registerProcessor('click-listener', ClickListener);
+"""
+
+# Runs in the page: hears the daemon's audio and notes when each click comes out of
+# Chromium's audio output (context time → wall clock through the output timestamp).
+LISTEN = """
+async (worklet) => {
+  const video = document.getElementById('video');
+  const context = new AudioContext({ sampleRate: 48000 });
+  const url = URL.createObjectURL(new Blob([worklet], { type: 'text/javascript' }));
+  await context.audioWorklet.addModule(url);
+  const source = context.createMediaStreamSource(video.srcObject);
+  const node = new AudioWorkletNode(context, 'click-listener');
+  window.heardClicks = [];
+  node.port.onmessage = (event) => {
+    const stamp = context.getOutputTimestamp();
+    window.heardClicks.push(performance.timeOrigin + stamp.performanceTime +
+                            (event.data - stamp.contextTime) * 1000);
   };
   source.connect(node);
   node.connect(context.destination);
@@ -153,10 +184,39 @@ def pair_up(made: list[float], heard: list[float], window: float = 800) -> list[
     return latencies
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clicks", type=int, default=20)
-    args = parser.parse_args()
+CONFIG = """
+[camera]
+source = "test"
+size = "{size}"
+fps = 30
+[video]
+bitrate_kbps = {kbps}
+[audio]
+source = "alsa"
+device = "bench_mic"
+codecs = ["opus"]
+[talkback]
+device = "bench_speaker"
+"""
+
+
+@dataclass
+class AudioLatency:
+    """Per click and per frame, in ms."""
+
+    microphone: list[float]  # click written → heard in the page
+    video: list[float]  # capture → shown, same page, same seconds
+    talkback: list[float]  # click made in the page → played by the daemon
+    written: int
+    made: int
+
+    def audio_behind_video_ms(self) -> float:
+        """How much later sound arrives than the picture of the same moment (p50s)."""
+        return percentile(self.microphone, 50) - percentile(self.video, 50)
+
+
+def measure(clicks: int, size: str = "640x480") -> AudioLatency:
+    """The daemon as configured by default (audio on, its own page), `clicks` each way."""
     from tests.browser import chromium, open_page, wait_js
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,11 +226,7 @@ def main() -> None:
         os.mkfifo(speaker)
         (home / ".asoundrc").write_text(ASOUNDRC.format(mic=mic, speaker=speaker))
         config = home / "peercam.toml"
-        config.write_text(
-            '[camera]\nsource = "test"\nsize = "320x240"\n'
-            '[audio]\nsource = "alsa"\ndevice = "bench_mic"\ncodecs = ["opus"]\n'
-            '[talkback]\ndevice = "bench_speaker"\n'
-        )
+        config.write_text(CONFIG.format(size=size, kbps=bitrate_kbps(size)))
         feed, tap = MicrophoneFeed(mic), SpeakerTap(speaker)
         feed.start()
         tap.start()
@@ -179,39 +235,68 @@ def main() -> None:
         try:
             with chromium() as browser:
                 page = browser.new_page()
+                # The page's CSP allows scripts from its origin alone; the listener's
+                # worklet is this benchmark's, loaded from a blob in this page only.
+                page.context.new_cdp_session(page).send("Page.setBypassCSP", {"enabled": True})
                 open_page(page, access.base, "/")
                 wait_js(
                     page,
                     "window.peercam.lastStats && window.peercam.lastStats.audioPackets > 20",
                     timeout=20_000,
                 )
-                page.evaluate(LISTEN)
+                page.evaluate(LISTEN, CLICK_WORKLET)
+                page.evaluate(READER, [timecode.BLOCKS, len(timecode.SYNC)])
                 written_from = len(feed.clicks)
-                time.sleep(args.clicks * CLICK_EVERY + 1)
+                time.sleep(clicks * CLICK_EVERY + 1)
                 heard = page.evaluate("window.heardClicks")
+                video = [float(v) for v in page.evaluate("window.g2g.shown")]
                 written = feed.clicks[written_from:]
-                mic_latency = pair_up(written, heard)
-                made = page.evaluate(TALK, args.clicks)
+                made = page.evaluate(TALK, clicks)
                 time.sleep(1.0)
-                talk_latency = pair_up(made, tap.clicks)
         finally:
             feed.stopping.set()
             daemon.terminate()
             daemon.wait(30)
+    return AudioLatency(
+        microphone=pair_up(written, heard),
+        video=video,
+        talkback=pair_up(made, tap.clicks),
+        written=len(written),
+        made=len(made),
+    )
 
-    lines = ["# Audio latency (clicks with known wall-clock times, loopback)", ""]
-    for name, values, sent in (
-        ("microphone → browser (ALSA → Opus → Chromium)", mic_latency, len(written)),
-        ("talkback, mouth → ear (Chromium → Opus → ALSA)", talk_latency, len(made)),
-    ):
-        if values:
-            lines.append(
-                f"- {name}: p50 {percentile(values, 50):.0f} ms, p95 {percentile(values, 95):.0f}"
-                f" ms, mean {statistics.fmean(values):.0f} ms ({len(values)} of {sent} clicks)"
-            )
-        else:
-            lines.append(f"- {name}: no click was detected")
-    publish("audio_latency.md", lines)
+
+def summary(result: AudioLatency) -> list[str]:
+    def line(values: list[float], unit: str) -> str:
+        if not values:
+            return f"none {unit}"
+        return (
+            f"p50 {percentile(values, 50):.0f} ms, p95 {percentile(values, 95):.0f} ms,"
+            f" mean {statistics.fmean(values):.0f} ms ({len(values)} {unit})"
+        )
+
+    return [
+        "- microphone → browser (ALSA → Opus → Chromium):"
+        f" {line(result.microphone, f'of {result.written} clicks')}",
+        "- camera → browser, same page, same seconds (test pattern → H.264 → Chromium):"
+        f" {line(result.video, 'frames')}",
+        "- sound behind picture (audio p50 minus video p50):"
+        f" {result.audio_behind_video_ms():.0f} ms",
+        "- talkback, mouth → ear (Chromium → Opus → ALSA):"
+        f" {line(result.talkback, f'of {result.made} clicks')}",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clicks", type=int, default=20)
+    parser.add_argument("--size", default="640x480")
+    args = parser.parse_args()
+    result = measure(args.clicks, args.size)
+    publish(
+        "audio_latency.md",
+        ["# Audio latency (clicks with known wall-clock times, loopback)", "", *summary(result)],
+    )
 
 
 if __name__ == "__main__":
