@@ -33,6 +33,10 @@ _STRIDE_ALIGN = 64
 # (previews/null_preview.py:24) and the camera manager's listener likewise
 # (picamera2.py:115-121); closing waits for each to notice.
 _THREAD_POLL = 0.2
+# Opening and configuring a camera take 0.5-1.5 s on a Pi (libcamera enumerates and
+# acquires it, then allocates its buffers); the stand-in takes the low end.
+_OPEN_SECONDS = 0.3
+_CONFIGURE_SECONDS = 0.2
 
 
 def _csi_count() -> int:
@@ -283,6 +287,7 @@ class Picamera2:
             self._camera_lock.acquire()  # picamera2.py:580, inside __init__'s try (362)
         except Exception as error:
             raise RuntimeError("Camera __init__ sequence did not complete.") from error
+        time.sleep(_OPEN_SECONDS)
         record(f"open camera {camera_num}")
         self.is_open = True
         self.post_callback: Any = None
@@ -375,6 +380,7 @@ class Picamera2:
         assert camera_config is not None, "the stand-in takes a configuration dict"
         config = camera_config.copy()  # shallow, as at 1205: stream dicts are shared
         self._controls = self._libcamera_controls(config["controls"])
+        time.sleep(_CONFIGURE_SECONDS)
         _stream_config_update(config["main"], _adjusted(config["main"]["size"]))
         if config["lores"] is not None:
             _stream_config_update(config["lores"], config["lores"]["size"])

@@ -142,7 +142,7 @@ class _H264Encoder(Encoder):
         self.profile = profile
         self._key_frames_requested = 0
         self._key_frames_generated = 0
-        self._frames: queue.Queue[tuple[av.VideoFrame, int]] = queue.Queue()
+        self._encoded: queue.Queue[tuple[bytes, bool, int]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._context: Any = None
         self._sps_flags = 0xC0
@@ -192,12 +192,16 @@ class _H264Encoder(Encoder):
             self._thread = None
 
     def _encode(self, stream: str, request: Any) -> None:
-        # v4l2_encoder.py:283-331: the frame is queued to the device; the keyframe
-        # request is applied to the next frame queued.
+        # v4l2_encoder.py:283-331: the frame goes to the device, which encodes it on
+        # its own; the keyframe request applies to the next frame queued. libx264
+        # stands in for the device here, so the polling thread, like the real one,
+        # spends its time waiting.
         picture = request.picture
         if self._forcing():
             picture.pict_type = PictureType.I
-        self._frames.put((picture, self._timestamp(request)))
+        timestamp_us = self._timestamp(request)
+        for packet in self._context.encode(picture):
+            self._encoded.put((bytes(packet), bool(packet.is_keyframe), timestamp_us))
 
     def _forcing(self) -> bool:
         if self._key_frames_requested > self._key_frames_generated:
@@ -206,19 +210,18 @@ class _H264Encoder(Encoder):
         return False
 
     def _poll(self) -> None:
-        # v4l2_encoder.py:208-226
-        while self._running or not self._frames.empty():
+        # v4l2_encoder.py:208-226: wait up to 400 ms for the device; once stopped,
+        # leave when a wait brings nothing.
+        while self._running or not self._encoded.empty():
             try:
-                picture, timestamp_us = self._frames.get(timeout=_POLL_SECONDS)
+                data, keyframe, timestamp_us = self._encoded.get(timeout=_POLL_SECONDS)
             except queue.Empty:
                 if not self._running:
                     break
                 continue
-            for packet in self._context.encode(picture):
-                data = self._as_the_pi_sends(bytes(packet))
-                if packet.is_keyframe:
-                    record("keyframe_out")
-                self.outputframe(data, bool(packet.is_keyframe), timestamp_us)
+            if keyframe:
+                record("keyframe_out")
+            self.outputframe(self._as_the_pi_sends(data), keyframe, timestamp_us)
 
     def _as_the_pi_sends(self, data: bytes) -> bytes:
         """The SPS's constraint flags and level as the VideoCore encoder writes them for
