@@ -233,7 +233,13 @@ def test_a_hundred_page_refreshes_each_get_video_from_a_camera_opened_once(
             wait_for_stats(page, lambda s: s["framesDecoded"] > 0, timeout=10)
             page.reload()
         wait_for_stats(page, lambda s: s["framesDecoded"] > 0, timeout=10)
+        assert "close" not in log.read_text().splitlines()
     assert opened(log) == 1, log.read_text()[-500:]
+    # The linger is not forever: with nobody watching, the camera closes after it.
+    left = time.monotonic()
+    while "close" not in log.read_text().splitlines():
+        assert time.monotonic() - left < 30, log.read_text()[-500:]
+        time.sleep(0.2)
     assert "unavailable" not in daemon.log() and "Traceback" not in daemon.log()
 
 
