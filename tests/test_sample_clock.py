@@ -10,19 +10,32 @@ import numpy as np
 
 from peercam.encode.audio import OpusAudioEncoder
 from peercam.encode.codecs import OPUS
-from peercam.encode.sample_clock import REANCHOR_SECONDS, SampleClock
+from peercam.encode.sample_clock import REANCHOR_SECONDS, WINDOW_FRAMES, SampleClock
 from peercam.encode.shared_encoder import SharedEncoder
 from peercam.media import MEDIA_EPOCH, CapturedAudio, EncodedFrame, rtp_timestamp
 from peercam.metrics import Metrics
 
+# Seconds each 20 ms frame is handed over late, as a busy machine does: most frames
+# on time or nearly, some tens of ms late (the reads after a late one return at once).
+LATE = [0.0, 0.004, 0.040, 0.021, 0.001, 0.0, 0.030, 0.011, 0.0005, 0.008]
+
 
 def test_jittery_capture_times_give_timestamps_exactly_a_frame_apart() -> None:
     clock = SampleClock(48_000)
-    # 20 ms frames handed over up to 40 ms late or early, as a busy machine does.
-    jitter = [0.0, 0.004, -0.003, 0.040, 0.0005, -0.02, 0.011, 0.0]
-    stamps = [clock.stamp(100.0 + 0.02 * i + j, 960) for i, j in enumerate(jitter)]
-    assert [b - a for a, b in pairwise(stamps)] == [960] * (len(jitter) - 1)
+    stamps = [clock.stamp(100.0 + 0.02 * i + LATE[i % 10], 960) for i in range(60)]
+    assert {b - a for a, b in pairwise(stamps)} == {960}
     assert stamps[0] == rtp_timestamp(100.0, 48_000)
+
+
+def test_lost_samples_leave_a_gap_once_every_frame_since_is_late() -> None:
+    clock = SampleClock(48_000)
+    # One 20 ms block lost after frame 30 (a sound card's overrun): every later frame
+    # is captured a frame later than the count says, on top of the jitter.
+    captured = [100.0 + 0.02 * (i + (i > 30)) + LATE[i % 10] for i in range(80)]
+    steps = [b - a for a, b in pairwise(clock.stamp(t, 960) for t in captured)]
+    assert sorted(steps) == [960] * (len(steps) - 1) + [1920]
+    # Found within the window, not waited out by the listener.
+    assert steps.index(1920) <= 30 + WINDOW_FRAMES
 
 
 def test_a_real_jump_in_capture_time_reanchors_the_count() -> None:
