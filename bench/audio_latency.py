@@ -21,9 +21,12 @@ delay is in neither.
 from __future__ import annotations
 
 import argparse
+import array
+import fcntl
 import os
 import statistics
 import tempfile
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -81,6 +84,17 @@ async (worklet) => {
   const source = context.createMediaStreamSource(video.srcObject);
   const node = new AudioWorkletNode(context, 'click-listener');
   window.heardClicks = [];
+  window.heardStages = async () => {
+    let audio = null;
+    (await window.peercam.session.pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') audio = s;
+    });
+    return {
+      outputMs: 1000 * (context.baseLatency + context.outputLatency),
+      jitterBufferMs: audio && audio.jitterBufferEmittedCount
+        ? (1000 * audio.jitterBufferDelay) / audio.jitterBufferEmittedCount : null,
+    };
+  };
   node.port.onmessage = (event) => {
     const stamp = context.getOutputTimestamp();
     window.heardClicks.push(performance.timeOrigin + stamp.performanceTime +
@@ -122,12 +136,17 @@ async (count) => {
 
 
 class MicrophoneFeed(threading.Thread):
-    """Writes 20 ms blocks into the microphone FIFO in real time, a click each second."""
+    """Writes 20 ms blocks into the microphone FIFO in real time, a click each second.
+
+    A sound card whose reader falls behind overruns and drops samples; a FIFO would
+    queue them instead, up to its 64 KiB (0.7 s here), and every later click would come
+    that much late. So a block is dropped, as a card would, while two are unread."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(daemon=True)
         self.path = path
         self.clicks: list[float] = []  # wall-clock ms of each click's first sample
+        self.dropped = 0
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -144,12 +163,21 @@ class MicrophoneFeed(threading.Thread):
                 deadline = start + index * BLOCK / RATE
                 time.sleep(max(0.0, deadline - time.monotonic()))
                 clicking = index % round(CLICK_EVERY * RATE / BLOCK) == 0 and index > 0
+                if _unread_bytes(fifo.fileno()) >= 2 * len(silence):
+                    self.dropped += 1
+                    continue
                 if clicking:
                     self.clicks.append(time.time() * 1000)
                 try:
                     fifo.write(click.tobytes() if clicking else silence)
                 except BrokenPipeError:
                     return
+
+
+def _unread_bytes(fd: int) -> int:
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
 
 
 class SpeakerTap(threading.Thread):
@@ -209,6 +237,11 @@ class AudioLatency:
     talkback: list[float]  # click made in the page → played by the daemon
     written: int
     made: int
+    dropped: int = 0  # microphone blocks a sound card would have lost to overrun
+    # Parts of the browser's share: Chromium's audio jitter buffer (getStats, mean) and
+    # its audio output (the AudioContext's base and output latency).
+    jitter_buffer_ms: float | None = None
+    output_ms: float | None = None
 
     def audio_behind_video_ms(self) -> float:
         """How much later sound arrives than the picture of the same moment (p50s)."""
@@ -249,6 +282,7 @@ def measure(clicks: int, size: str = "640x480") -> AudioLatency:
                 written_from = len(feed.clicks)
                 time.sleep(clicks * CLICK_EVERY + 1)
                 heard = page.evaluate("window.heardClicks")
+                stages = page.evaluate("window.heardStages()")
                 video = [float(v) for v in page.evaluate("window.g2g.shown")]
                 written = feed.clicks[written_from:]
                 made = page.evaluate(TALK, clicks)
@@ -263,7 +297,14 @@ def measure(clicks: int, size: str = "640x480") -> AudioLatency:
         talkback=pair_up(made, tap.clicks),
         written=len(written),
         made=len(made),
+        dropped=feed.dropped,
+        jitter_buffer_ms=stages.get("jitterBufferMs"),
+        output_ms=stages.get("outputMs"),
     )
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
 
 
 def summary(result: AudioLatency) -> list[str]:
@@ -277,7 +318,9 @@ def summary(result: AudioLatency) -> list[str]:
 
     return [
         "- microphone → browser (ALSA → Opus → Chromium):"
-        f" {line(result.microphone, f'of {result.written} clicks')}",
+        f" {line(result.microphone, f'of {result.written} clicks')};"
+        f" {result.dropped} blocks dropped as overrun; of which Chromium's audio jitter buffer"
+        f" {_ms(result.jitter_buffer_ms)} and its audio output {_ms(result.output_ms)}",
         "- camera → browser, same page, same seconds (test pattern → H.264 → Chromium):"
         f" {line(result.video, 'frames')}",
         "- sound behind picture (audio p50 minus video p50):"
