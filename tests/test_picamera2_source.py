@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -20,6 +21,7 @@ from peercam.capture.picamera2_camera import Picamera2Camera, PiCameraSettings, 
 from peercam.media import CapturedEncoded
 from tests.browser import chromium, open_page, wait_for_stats
 from tests.conftest import StartDaemon
+from tests.daemon_process import DaemonProcess
 from tests.whep_viewer import WhepViewer
 
 STANDINS = str(Path(__file__).parent / "standins")
@@ -55,6 +57,17 @@ def config(
     return PI_CAMERA.format(
         source=source, size=size, fps=fps, linger=linger, keyframe_interval=keyframe_interval
     )
+
+
+def wait_until(condition: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.2)
+
+
+def viewers(daemon: DaemonProcess) -> int:
+    return int(json.loads(daemon.get("/healthz"))["viewers"])
 
 
 def opened(log: Path) -> int:
@@ -157,8 +170,6 @@ def test_picamera2_source_without_picamera2_is_a_clear_error(tmp_path: Path) -> 
 
 
 def test_check_reports_cameras_encoders_and_the_auto_choice(tmp_path: Path) -> None:
-    import json
-
     def check(env: dict[str, str] | None) -> dict[str, object]:
         result = subprocess.run(
             [sys.executable, "-m", "peercam", "check", "--json"],
@@ -234,12 +245,13 @@ def test_a_hundred_page_refreshes_each_get_video_from_a_camera_opened_once(
             page.reload()
         wait_for_stats(page, lambda s: s["framesDecoded"] > 0, timeout=10)
         assert "close" not in log.read_text().splitlines()
-    assert opened(log) == 1, log.read_text()[-500:]
+        assert opened(log) == 1, log.read_text()[-500:]
+        # The page's own hang-up (pagehide), so the session ends now rather than by
+        # ICE consent expiry 30 s later.
+        page.close(run_before_unload=True)
+        wait_until(lambda: viewers(daemon) == 0, within=15)
     # The linger is not forever: with nobody watching, the camera closes after it.
-    left = time.monotonic()
-    while "close" not in log.read_text().splitlines():
-        assert time.monotonic() - left < 30, log.read_text()[-500:]
-        time.sleep(0.2)
+    wait_until(lambda: "close" in log.read_text().splitlines(), within=15)
     assert "unavailable" not in daemon.log() and "Traceback" not in daemon.log()
 
 
@@ -300,7 +312,6 @@ def test_picamera2_without_force_key_frame_still_serves_every_viewer(
 
 
 def test_check_opens_each_camera_by_its_position_and_lists_a_usb_one(tmp_path: Path) -> None:
-    import json
     import os
 
     log = tmp_path / "p.log"

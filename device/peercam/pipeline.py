@@ -252,5 +252,6 @@ class MediaPipeline:
             await asyncio.gather(task, return_exceptions=True)
         for route in self._routes.values():
             await route.producer.stop()
-        for source in set(self._sources.values()):
+        for source in self._running_sources():
             await source.stop()
+            logger.info("%s source stopped", source.name)
