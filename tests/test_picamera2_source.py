@@ -33,6 +33,7 @@ size = "{size}"
 fps = {fps}
 rotation = 180
 linger_seconds = {linger}
+{camera_extra}
 [video]
 keyframe_interval = {keyframe_interval}
 """
@@ -53,10 +54,12 @@ def config(
     fps: int = 30,
     linger: float = 5.0,
     keyframe_interval: float = 10.0,
+    camera_extra: str = "",
 ) -> str:
     return PI_CAMERA.format(
-        source=source, size=size, fps=fps, linger=linger, keyframe_interval=keyframe_interval
-    )
+        source=source, size=size, fps=fps, linger=linger,
+        keyframe_interval=keyframe_interval, camera_extra=camera_extra,
+    )  # fmt: skip
 
 
 def wait_until(condition: Callable[[], bool], within: float) -> None:
@@ -432,3 +435,24 @@ async def test_opening_and_closing_the_camera_never_block_the_event_loop(
     assert opening >= 0.5 and stopping >= 0.3, (opening, stopping)
     assert max(gaps) < min(opening, stopping) / 2, max(gaps)
     assert not camera.running
+
+
+async def test_a_camera_whose_stop_hangs_does_not_hang_the_daemons_shutdown(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    # The hardware encoder refusing a frame raises out of picamera2's processing
+    # thread, which ends it; picamera2's stop() then waits for that thread forever.
+    import signal
+
+    log = tmp_path / "p.log"
+    env = standin_env(log, encode_fails_after="45")
+    daemon = start_daemon(config(camera_extra="stall_timeout = 120"), env=env)
+    async with WhepViewer(daemon.access) as viewer:
+        await viewer.video_frames(10)
+        await asyncio.to_thread(wait_until, lambda: "encode failed" in log.read_text(), 10)
+        daemon.process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(daemon.process.wait, 40)
+    assert code == 0
+    assert "stop hangs" in log.read_text()
+    assert "picamera2 camera 0 did not stop within 10 s; its thread is left behind" in daemon.log()
+    assert "stopped cleanly" in daemon.log()

@@ -19,6 +19,12 @@ logger = logging.getLogger(__name__)
 
 Handle = TypeVar("Handle")
 
+# How long stopping waits for a driver thread. A driver call can hang for good (a
+# picamera2 whose processing thread died waits forever in stop(), picamera2.py:1423);
+# the daemon must still shut down, so such a thread is left behind (it is a daemon
+# thread) and said so.
+JOIN_TIMEOUT = 10.0
+
 
 class DriverThread(ABC, Generic[Handle]):
     label: str  # names the device in log lines, e.g. "microphone default"
@@ -60,7 +66,11 @@ class DriverThread(ABC, Generic[Handle]):
         if thread is None or stop is None:
             return False
         stop.set()
-        await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(thread.join, JOIN_TIMEOUT)
+        if thread.is_alive():
+            logger.warning(
+                "%s did not stop within %.0f s; its thread is left behind", self.label, JOIN_TIMEOUT
+            )
         return True
 
     def stalled_for(self, now: float) -> float:

@@ -477,6 +477,12 @@ class Picamera2:
         if not self.started:
             return
         record("stop")
+        if self._preview is not None and not self._preview.is_alive():
+            # picamera2.py:1423-1424: the stop is handed to the preview thread's loop
+            # and waited for without a timeout; that thread died of an exception, so
+            # this never returns.
+            record("stop hangs")
+            threading.Event().wait()
         self._sensor_running.clear()
         if self._sensor is not None:
             self._sensor.join()

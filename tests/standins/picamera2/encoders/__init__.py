@@ -11,6 +11,7 @@ or bitrate needs more; `force_key_frame()` only from 0.3.32
 
 from __future__ import annotations
 
+import errno
 import fractions
 import os
 import queue
@@ -30,6 +31,11 @@ _POLL_SECONDS = 0.4
 _PROFILES = {"baseline": 0x00, "constrained baseline": 0xC0, "main": 0x00, "high": 0x00}
 _X264_PROFILE = {"baseline": "baseline", "constrained baseline": "baseline", "main": "main",
                  "high": "high"}  # fmt: skip
+
+
+def _failing_after() -> float:
+    """PICAMERA2_STANDIN_ENCODE_FAILS_AFTER=N: the device refuses the N+1th frame."""
+    return float(os.environ.get("PICAMERA2_STANDIN_ENCODE_FAILS_AFTER", "inf"))
 
 
 def _version() -> tuple[int, ...]:
@@ -142,6 +148,7 @@ class _H264Encoder(Encoder):
         self.profile = profile
         self._key_frames_requested = 0
         self._key_frames_generated = 0
+        self._queued = 0
         self._encoded: queue.Queue[tuple[bytes, bool, int]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._context: Any = None
@@ -196,6 +203,11 @@ class _H264Encoder(Encoder):
         # its own; the keyframe request applies to the next frame queued. libx264
         # stands in for the device here, so the polling thread, like the real one,
         # spends its time waiting.
+        self._queued += 1
+        if self._queued > _failing_after():
+            # v4l2_encoder.py:330: VIDIOC_QBUF failing raises out of the preview thread.
+            record("encode failed")
+            raise OSError(errno.EIO, "Input/output error")
         picture = request.picture
         if self._forcing():
             picture.pict_type = PictureType.I
