@@ -1,6 +1,8 @@
 """The baseline peercam is measured against: aiortc's standard way, as in its webcam
 example. One source track is shared through MediaRelay and every viewer's sender
-encodes it again with aiortc's own encoder. Same test pattern, same WHEP signaling."""
+encodes it again with aiortc's own encoder. Same test pattern, same WHEP signaling.
+A viewer whose offer asks for audio also gets the test tone, Opus-encoded per viewer;
+aiortc puts both tracks in one media stream, so Chromium lip-syncs them."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 
 from peercam.capture.test_pattern import TestPatternCamera
+from peercam.capture.test_tone import FRAME_SAMPLES, SAMPLE_RATE, TestToneMicrophone
 
 
 class PatternTrack(MediaStreamTrack):
@@ -48,21 +51,51 @@ class PatternTrack(MediaStreamTrack):
         return frame
 
 
+class ToneTrack(MediaStreamTrack):
+    """peercam's test tone in 20 ms frames, paced in real time and stamped by sample
+    count, as aiortc's own AudioStreamTrack is."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tone = TestToneMicrophone(440.0)
+        self.started: float | None = None
+        self.count = 0
+
+    async def recv(self) -> av.AudioFrame:
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        due = self.started + self.count * FRAME_SAMPLES / SAMPLE_RATE
+        if due > now:
+            await asyncio.sleep(due - now)
+        frame = self.tone._capture(time.monotonic()).samples
+        frame.pts = self.count * FRAME_SAMPLES
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        self.count += 1
+        return frame
+
+
 async def serve(port: int, width: int, height: int, fps: int, codec: str) -> None:
     relay = MediaRelay()
     source = PatternTrack(width, height, fps)
+    tone = ToneTrack()
     peers: set[RTCPeerConnection] = set()
 
     async def offer(request: web.Request) -> web.Response:
+        offer_sdp = await request.text()
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         peers.add(pc)
+        if "\nm=audio" in offer_sdp:
+            pc.addTransceiver(relay.subscribe(tone), direction="sendonly")
         transceiver = pc.addTransceiver(relay.subscribe(source), direction="sendonly")
         capabilities = RTCRtpSender.getCapabilities("video")
         assert capabilities is not None
         transceiver.setCodecPreferences(
             [c for c in capabilities.codecs if c.mimeType in (f"video/{codec}", "video/rtx")]
         )
-        await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         return web.Response(
             status=201,

@@ -127,7 +127,7 @@ def main() -> None:
         daemon, access = start_peercam(config)
         try:
             counts = [int(v) for v in args.viewers.split(",")]
-            running = running_peercam(daemon, access, "H264", name="passthrough")
+            running = running_peercam(daemon, access, "H264", name="passthrough", audio=False)
             run = measure(running, counts, args.window)
         finally:
             stop(daemon)

@@ -21,6 +21,7 @@ as the frame goes to the compositor, so the frame cannot be on screen earlier.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import tempfile
 import time
@@ -79,13 +80,18 @@ RECEIVER_STATS = """
 async () => {
   const pc = window.pc ?? window.peercam?.session?.pc;
   if (!pc) return null;
-  let video = null;
+  let video = null, audio = null;
   (await pc.getStats()).forEach((s) => {
     if (s.type === 'inbound-rtp' && s.kind === 'video') video = s;
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') audio = s;
   });
   if (!video || !video.framesDecoded) return null;
   const per = (total, count) => (count ? (1000 * total) / count : null);
   return {
+    sdp: pc.remoteDescription ? pc.remoteDescription.sdp : '',
+    audioPackets: audio ? audio.packetsReceived : 0,
+    audioJitterBufferMs: audio
+      ? per(audio.jitterBufferDelay, audio.jitterBufferEmittedCount) : null,
     jitterBufferMs: per(video.jitterBufferDelay, video.jitterBufferEmittedCount),
     jitterBufferTargetMs: per(video.jitterBufferTargetDelay, video.jitterBufferEmittedCount),
     decodeMs: per(video.totalDecodeTime, video.framesDecoded),
@@ -95,6 +101,29 @@ async () => {
   };
 }
 """
+
+
+def stream_ids(sdp: str) -> dict[str, str]:
+    """The media stream id of each media section, by kind: `a=msid`'s first field, or
+    an older `a=ssrc:N msid:` line's. Chromium lip-syncs the tracks of one stream."""
+    ids = {}
+    for section in sdp.replace("\r\n", "\n").split("\nm=")[1:]:
+        found = re.search(r"^a=(?:ssrc:\d+ )?msid:(\S+)", section, re.MULTILINE)
+        if found:
+            ids[section.split(" ", 1)[0]] = found.group(1)
+    return ids
+
+
+def audio_mode(sdp: str, audio_packets: int) -> str:
+    """How the page got audio: none, in a stream of its own, or lip-synced to video.
+    Chromium puts sections without a stream id into one stream of its own making
+    (seen with webrtcbin, whose answers carry them only once media has flowed)."""
+    if not audio_packets:
+        return "none"
+    ids = stream_ids(sdp)
+    if ids.get("audio") == ids.get("video"):
+        return "lip-synced"
+    return "own stream"
 
 
 @dataclass
@@ -112,6 +141,7 @@ class Latency:
     expected_early: int = 0
     receiver: dict[str, Any] = field(default_factory=dict)
     capture_to_encoded_ms: float | None = None  # the daemon's own histogram, mean
+    audio: str = "none"  # as `audio_mode` says
 
     def p(self, q: float) -> float:
         return percentile(self.shown, q)
@@ -149,6 +179,7 @@ def measure(running: Running, browser: Any, size: str, codec: str, seconds: floa
         receiver = page.evaluate(RECEIVER_STATS) or {}
     finally:
         page.close()
+    audio = audio_mode(receiver.pop("sdp", ""), int(receiver.get("audioPackets") or 0))
     return Latency(
         system=running.name,
         size=size,
@@ -160,6 +191,7 @@ def measure(running: Running, browser: Any, size: str, codec: str, seconds: floa
         expected_early=int(g2g["expectedEarly"]),
         receiver=receiver,
         capture_to_encoded_ms=_mean_ms(encoded_before, encoded_after),
+        audio=audio,
     )
 
 
@@ -181,6 +213,7 @@ def trials(
         pooled.received += result.received
         pooled.unreadable += result.unreadable
         pooled.expected_early += result.expected_early
+    pooled.audio = ", ".join(sorted({result.audio for result in results}))
     keys = {
         key for result in results for key, value in result.receiver.items() if value is not None
     }
@@ -225,10 +258,11 @@ def main() -> None:
     parser.add_argument("--codec", default="H264", choices=["H264", "VP8"])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--trials", type=int, default=3, help="pages the seconds are split over")
+    parser.add_argument("--no-audio", action="store_true", help="video only")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        SYSTEMS[args.system](Path(tmp), args.size, args.codec) as running,
+        SYSTEMS[args.system](Path(tmp), args.size, args.codec, not args.no_audio) as running,
         chromium(BROWSER_FLAGS) as browser,
     ):
         result = trials(running, browser, args.size, args.codec, args.seconds, args.trials)
@@ -241,7 +275,8 @@ def main() -> None:
         f"p50 {result.p(50):.1f}, p95 {result.p(95):.1f}, p99 {result.p(99):.1f}, "
         f"mean {statistics.fmean(result.shown):.1f}; capture → received p50 "
         f"{percentile(result.received, 50) if result.received else float('nan'):.1f}; "
-        f"capture → encoded mean {result.capture_to_encoded_ms}; receiver {result.receiver}"
+        f"capture → encoded mean {result.capture_to_encoded_ms}; audio {result.audio};"
+        f" receiver {result.receiver}"
     )
 
 

@@ -4,10 +4,11 @@ Runs under Debian's own python3 (PyGObject and GStreamer 1.22 come from Debian, 
 from the venv). Receives the RTP H.264 stream the peercam daemon forwards (the same
 content Janus gets), depayloads it once, and gives each viewer its own branch off a
 tee: queue → rtph264pay (the payload type that viewer's offer chose) → webrtcbin.
-Signaling is WHEP without trickle: POST an offer, get an answer that already carries
-the server's candidates; DELETE the Location to hang up.
+With `--audio-port`, the forwarded Opus likewise (queue → rtpopuspay) for viewers
+whose offer has audio. Signaling is WHEP without trickle: POST an offer, get an answer
+that already carries the server's candidates; DELETE the Location to hang up.
 
-    python3 bench/gstreamer_server.py --http-port P --rtp-port R
+    python3 bench/gstreamer_server.py --http-port P --rtp-port R [--audio-port A]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ gi.require_version("GstWebRTC", "1.0")
 from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
 
 RTP_CAPS = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96"
+OPUS_CAPS = "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111"
 
 
 def h264_payload_type(offer: str) -> int:
@@ -40,6 +42,12 @@ def h264_payload_type(offer: str) -> int:
         if fmtp and "packetization-mode=1" in fmtp.group(1) and "42e01f" in fmtp.group(1):
             return int(pt)
     return int(types[0])
+
+
+def opus_payload_type(offer: str) -> int | None:
+    """The offer's payload type for Opus, if its audio section has one."""
+    found = re.search(r"a=rtpmap:(\d+) opus/48000", offer, re.IGNORECASE)
+    return int(found.group(1)) if found else None
 
 
 class Viewer:
@@ -74,6 +82,33 @@ class Viewer:
             element.sync_state_with_parent()
         self.tee_pad = server.tee.request_pad_simple("src_%u")
         self.tee_pad.link(self.queue.get_static_pad("sink"))
+        self.audio: tuple[Any, Any, Any] | None = None
+        opus = opus_payload_type(offer_text) if server.audio_tee is not None else None
+        if opus is not None:
+            self._add_audio(opus)
+
+    def _add_audio(self, payload_type: int) -> None:
+        queue = Gst.ElementFactory.make("queue")
+        queue.set_property("leaky", 2)
+        queue.set_property("max-size-buffers", 50)
+        pay = Gst.ElementFactory.make("rtpopuspay")
+        pay.set_property("pt", payload_type)
+        pipeline = self.server.pipeline
+        for element in (queue, pay):
+            pipeline.add(element)
+        queue.link(pay)
+        caps = Gst.Caps.from_string(
+            f"application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,"
+            f"payload={payload_type}"
+        )
+        pay.link_filtered(self.webrtc, caps)
+        for element in (pay, queue):
+            element.sync_state_with_parent()
+        audio_tee = self.server.audio_tee
+        assert audio_tee is not None
+        tee_pad = audio_tee.request_pad_simple("src_%u")
+        tee_pad.link(queue.get_static_pad("sink"))
+        self.audio = (queue, pay, tee_pad)
 
     def _on_gathering(self, webrtc: Any, _spec: Any) -> None:
         if webrtc.get_property("ice-gathering-state") == GstWebRTC.WebRTCICEGatheringState.COMPLETE:
@@ -102,22 +137,36 @@ class Viewer:
 
     def close(self) -> None:
         self.server.tee.release_request_pad(self.tee_pad)
-        for element in (self.queue, self.pay, self.webrtc):
+        elements = [self.queue, self.pay, self.webrtc]
+        if self.audio is not None:
+            queue, pay, tee_pad = self.audio
+            assert self.server.audio_tee is not None
+            self.server.audio_tee.release_request_pad(tee_pad)
+            elements += [queue, pay]
+        for element in elements:
             element.set_state(Gst.State.NULL)
             self.server.pipeline.remove(element)
 
 
 class Server:
-    def __init__(self, rtp_port: int) -> None:
+    def __init__(self, rtp_port: int, audio_port: int | None = None) -> None:
         # The H.264 stream is depayloaded and parsed once; each viewer payloads it anew
         # (its own payload type), the way webrtcbin applications are written.
-        self.pipeline = Gst.parse_launch(
+        description = (
             f'udpsrc port={rtp_port} caps="{RTP_CAPS}" buffer-size=1048576 '
             "! rtpjitterbuffer latency=0 ! rtph264depay ! h264parse config-interval=-1 "
             "! video/x-h264,stream-format=byte-stream,alignment=au "
             "! tee name=fanout allow-not-linked=true"
         )
+        if audio_port is not None:
+            description += (
+                f' udpsrc port={audio_port} caps="{OPUS_CAPS}" '
+                "! rtpjitterbuffer latency=0 ! rtpopusdepay "
+                "! tee name=audiofanout allow-not-linked=true"
+            )
+        self.pipeline = Gst.parse_launch(description)
         self.tee = self.pipeline.get_by_name("fanout")
+        self.audio_tee = self.pipeline.get_by_name("audiofanout") if audio_port else None
         self.viewers: dict[str, Viewer] = {}
         self.lock = threading.Lock()
 
@@ -176,9 +225,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--rtp-port", type=int, required=True)
+    parser.add_argument("--audio-port", type=int, help="forwarded Opus RTP, for audio too")
     args = parser.parse_args()
     Gst.init(None)
-    server = Server(args.rtp_port)
+    server = Server(args.rtp_port, args.audio_port)
     server.start()
     http = ThreadingHTTPServer(("127.0.0.1", args.http_port), handler_for(server))
     threading.Thread(target=http.serve_forever, daemon=True).start()

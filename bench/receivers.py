@@ -12,6 +12,8 @@ complete frames each has reassembled (so a benchmark can check every viewer real
 gets the whole stream, at full rate); `quit` hangs up all and exits.
 
 Viewers speak WHEP to the endpoint given, or Janus's HTTP API with `--janus API`.
+With `--audio`, WHEP viewers ask for audio too (Janus viewers take what Janus offers);
+audio is received and depacketized like video, and not counted as frames.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class Viewer:
     def frames(self) -> int:
         counted = 0
         for receiver in self.pc.getReceivers():
+            if receiver.track.kind != "video":
+                continue
             thread = getattr(receiver, "_RTCRtpReceiver__decoder_thread", None)
             decoder = DECODERS.get(thread) if thread is not None else None
             counted += decoder.frames if decoder is not None else 0
@@ -94,12 +98,15 @@ class Viewer:
 
 
 class WhepViewer(Viewer):
-    def __init__(self, http: aiohttp.ClientSession, endpoint: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, endpoint: str, audio: bool) -> None:
         super().__init__(http)
         self.endpoint = endpoint
+        self.audio = audio
         self.location: str | None = None
 
     async def signal(self) -> None:
+        if self.audio:
+            self.pc.addTransceiver("audio", direction="recvonly")
         self.pc.addTransceiver("video", direction="recvonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
         async with self.http.post(
@@ -189,6 +196,7 @@ async def main() -> None:
     parser.add_argument("--janus", help="Janus HTTP API URL, instead of a WHEP endpoint")
     parser.add_argument("--authorization", help="Authorization header value")
     parser.add_argument("--cafile", help="trust this certificate (the daemon's self-signed one)")
+    parser.add_argument("--audio", action="store_true", help="WHEP viewers ask for audio too")
     args = parser.parse_args()
     headers = {"Authorization": args.authorization} if args.authorization else {}
     context = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
@@ -198,7 +206,7 @@ async def main() -> None:
     def make_viewer(http: aiohttp.ClientSession) -> Viewer:
         if args.janus:
             return JanusViewer(http, args.janus)
-        return WhepViewer(http, args.endpoint)
+        return WhepViewer(http, args.endpoint, args.audio)
 
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(ssl=context if context is not None else True)

@@ -1,8 +1,10 @@
 """`make bench`: peercam side by side with the alternatives, in one run, on this machine.
 
-For each system (bench/systems.py): glass-to-glass latency in Chromium, page load →
-first frame, and server CPU / RSS / delivered frame rate as viewers are added. Prints
-a table, writes bench/results/latest.md and two PNG charts next to it.
+For each system (bench/systems.py), with audio on as peercam is configured by default:
+glass-to-glass latency in Chromium, page load → first frame, and server CPU / RSS /
+delivered frame rate as viewers are added; peercam once more with audio off, and how
+far its sound trails its picture (bench/audio_latency.py). Prints a table, writes
+bench/results/latest.md and two PNG charts next to it.
 
     python -m bench.run [--quick] [--systems peercam,aiortc,janus,gstreamer]
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from bench import plots
+from bench import audio_latency, plots
 from bench.cpu_per_viewer import FULL_RATE_FPS, SystemRun
 from bench.cpu_per_viewer import measure as measure_cpu
 from bench.glass_to_glass import BROWSER_FLAGS, Latency, first_frames, trials
@@ -56,10 +58,11 @@ class Plan:
     window: float
     counts: list[int]
     beyond: list[int]
+    clicks: int  # each way, for sound against picture
 
 
-FULL = Plan(60, 3, 20, 8, [1, 2, 5, 10, 20], [25, 30, 35, 40, 50, 60])
-QUICK = Plan(6, 2, 3, 3, [1, 2], [3])
+FULL = Plan(60, 3, 20, 8, [1, 2, 5, 10, 20], [25, 30, 35, 40, 50, 60], 30)
+QUICK = Plan(6, 2, 3, 3, [1, 2], [3], 5)
 
 
 @dataclass
@@ -70,12 +73,15 @@ class SystemResults:
     cpu: SystemRun | None = None
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
+    # peercam only: the first latency row again with audio off, and sound vs picture.
+    audio_off: Latency | None = None
+    sound: audio_latency.AudioLatency | None = None
 
 
 @contextmanager
-def started(system: str, size: str, codec: str) -> Iterator[Running]:
+def started(system: str, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
     with tempfile.TemporaryDirectory(prefix=f"peercam-bench-{system}-") as tmp:
-        with SYSTEMS[system](Path(tmp), size, codec) as running:
+        with SYSTEMS[system](Path(tmp), size, codec, audio) as running:
             time.sleep(2)  # the source and encoder reach their steady state
             yield running
 
@@ -99,12 +105,7 @@ def run_system(system: str, plan: Plan) -> SystemResults:
                 running, browser, size, codec, plan.latency_seconds, plan.latency_pages
             )
             results.latency.append(latency)
-            print(
-                f"  {running.name:<10} {size} {codec}: glass-to-glass p50 {latency.p(50):.1f} ms,"
-                f" p95 {latency.p(95):.1f}, p99 {latency.p(99):.1f} ({len(latency.shown)} frames,"
-                f" {latency.unreadable} unreadable)",
-                flush=True,
-            )
+            _print_latency(running.name, latency)
             if (size, codec) == LATENCY_MATRIX[0]:
                 loads = first_frames(running, browser, plan.loads)
                 results.first_frame_ms = loads
@@ -114,9 +115,28 @@ def run_system(system: str, plan: Plan) -> SystemResults:
                     flush=True,
                 )
     size, codec = LATENCY_MATRIX[0]
+    if system == "peercam":
+        # Same run, same page, same trials: only [audio] enabled differs.
+        with started(system, size, codec, audio=False) as running, chromium(BROWSER_FLAGS) as b:
+            results.audio_off = trials(
+                running, b, size, codec, plan.latency_seconds, plan.latency_pages
+            )
+            results.audio_off.system = f"{running.name}, audio off"
+            _print_latency(results.audio_off.system, results.audio_off)
+        results.sound = audio_latency.measure(plan.clicks, size)
+        print(*(f"  {line}" for line in audio_latency.summary(results.sound)), sep="\n")
     with started(system, size, codec) as running:
         results.cpu = measure_cpu(running, plan.counts, plan.window, plan.beyond)
     return results
+
+
+def _print_latency(name: str, latency: Latency) -> None:
+    print(
+        f"  {name:<10} {latency.size} {latency.codec}: glass-to-glass p50 {latency.p(50):.1f}"
+        f" ms, p95 {latency.p(95):.1f}, p99 {latency.p(99):.1f} ({len(latency.shown)} frames,"
+        f" {latency.unreadable} unreadable, audio: {latency.audio})",
+        flush=True,
+    )
 
 
 def _version(command: list[str]) -> str:
@@ -201,6 +221,11 @@ def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[st
         " its own). Every system but peercam is viewed through `bench/whep_page.html` with"
         " Chromium's default playout.",
         "",
+        "Audio is on for every system, as in peercam's default configuration: the daemon's"
+        " 440 Hz test tone, Opus, played by the page (muted) and received by every CPU-test"
+        " viewer. peercam encodes it once; aiortc once per viewer; Janus and GStreamer relay"
+        " the daemon's forwarded Opus. peercam is measured once more with audio off.",
+        "",
         "## 1. Glass-to-glass latency (capture → shown), one viewer",
         "",
         f"{plan.latency_seconds:.0f} s per row, split over {plan.latency_pages} page loads (each"
@@ -209,25 +234,40 @@ def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[st
         " wall clock when its `requestVideoFrameCallback` runs (Chromium's expected time alone"
         " can fall before the frame was captured); minus the capture time read off the frame.",
         "",
-        "| system | size | codec | frames | p50 ms | p95 ms | p99 ms | capture → received p50 ms |"
-        " peercam/system p50 | p95 | p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | size | codec | audio | frames | p50 ms | p95 ms | p99 ms |"
+        " capture → received p50 ms | audio jitter buffer ms | peercam/system p50 | p95 | p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in all_results:
-        for latency in result.latency:
+        rows = [(result.name, t) for t in result.latency]
+        if result.audio_off is not None:
+            rows.append((result.audio_off.system, result.audio_off))
+        for name, latency in rows:
             mine = next(
                 (t for t in ours.latency if (t.size, t.codec) == (latency.size, latency.codec)),
                 None,
             )
             ratios = [NA, NA, NA]
-            if mine is not None and result is not ours:
+            if mine is not None and mine is not latency:
                 ratios = [_ratio(mine.p(q), latency.p(q)) for q in (50, 95, 99)]
             lines.append(
-                f"| {result.name} | {latency.size} | {latency.codec} | {len(latency.shown)} |"
-                f" {_fmt(latency.p(50))} | {_fmt(latency.p(95))} | {_fmt(latency.p(99))} |"
-                f" {_fmt(percentile(latency.received, 50))} | {' | '.join(ratios)} |"
+                f"| {name} | {latency.size} | {latency.codec} | {latency.audio} |"
+                f" {len(latency.shown)} | {_fmt(latency.p(50))} | {_fmt(latency.p(95))} |"
+                f" {_fmt(latency.p(99))} | {_fmt(percentile(latency.received, 50))} |"
+                f" {_fmt(latency.receiver.get('audioJitterBufferMs'))} | {' | '.join(ratios)} |"
             )
-    lines += ["", "![latency histogram](latency_histogram.png)", ""]
+    lines += [
+        "",
+        "audio: *own stream*, the answer gives audio a media stream id (`a=msid`) of its own"
+        " and Chromium plays each track as soon as it can; *lip-synced*, audio and video share"
+        " one, and Chromium holds each frame back until the sound of the same moment plays"
+        " (so the picture waits for the audio jitter buffer); *none*, no audio reached the"
+        " page.",
+        "",
+        "![latency histogram](latency_histogram.png)",
+        "",
+    ]
+    lines += sound_and_picture(ours)
     lines += breakdown(ours)
     lines += [
         "## 2. Page load → first frame shown",
@@ -267,6 +307,15 @@ READING = [
     "- Janus and GStreamer relay an RTP stream and cannot ask its source for a keyframe: a"
     " new viewer waits for the next natural one (every 2 s here), which is most of their"
     " first-frame time. peercam and aiortc answer a new viewer with a keyframe at once.",
+    "- A frame counts as shown at the later of Chromium's `expectedDisplayTime` and the wall"
+    " clock when its `requestVideoFrameCallback` runs. With frames rendered at once, the"
+    " expected time alone fell up to ~10 ms before the frame was even captured; the callback"
+    " runs on the page's main thread, so on a busy machine the figure leans late rather than"
+    " impossibly early.",
+    "- peercam sends audio and video as separate media streams, so the picture is not held"
+    " back for lip sync; aiortc, Janus and GStreamer as they come put both in one stream"
+    " (the *audio* column), and Chromium then delays their video to the audio's jitter"
+    " buffer.",
     "- A page shows frames on its 60 Hz display clock, whose phase against the 30 fps camera"
     " is fixed for the page's life: the separate humps in the histogram are separate page"
     " loads, and a row's p95 is often one unlucky page.",
@@ -274,6 +323,22 @@ READING = [
     " nears 90-100 %, the limit seen may be theirs rather than the server's.",
     "",
 ]
+
+
+def sound_and_picture(ours: SystemResults) -> list[str]:
+    sound = ours.sound
+    if sound is None:
+        return []
+    return [
+        "### peercam: how far the sound trails the picture",
+        "",
+        "`bench/audio_latency.py`: the microphone is an ALSA device fed clicks at known wall-clock"
+        " times; the page hears them on its audio thread (time from WebAudio's output"
+        " timestamp) while it reads the picture's time code, over the same seconds.",
+        "",
+        *audio_latency.summary(sound),
+        "",
+    ]
 
 
 def breakdown(ours: SystemResults) -> list[str]:
@@ -311,6 +376,7 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
         "## 3. Server CPU and RSS as viewers are added (640x480@30 H.264)",
         "",
         f"Receivers: aiortc peers in one separate process (`bench/receivers.py`; no decoding),"
+        " each receiving the audio as well as the video,"
         f" {plan.window:.0f} s per count after 3 s to settle. CPU is % of one core summed over"
         " the system's processes (for Janus and GStreamer, the peercam daemon feeding them is"
         f" included). Counts continue past {plan.counts[-1]} until the slowest viewer gets"
@@ -419,7 +485,12 @@ def main() -> None:
         os.cpu_count() or 1,
     )
     plots.latency_histogram(
-        [t for r in measured for t in r.latency if (t.size, t.codec) == LATENCY_MATRIX[0]],
+        [
+            t
+            for r in measured
+            for t in [*r.latency, *([r.audio_off] if r.audio_off else [])]
+            if (t.size, t.codec) == LATENCY_MATRIX[0]
+        ],
         args.output / "latency_histogram.png",
     )
     text = "\n".join(report(all_results, plan, args.quick)) + "\n"

@@ -12,6 +12,12 @@ For Janus and GStreamer the daemon keeps capturing and encoding, so their CPU an
 are the daemon's plus the relay's: what a user running that pair would pay. Every
 system but peercam is viewed through bench/whep_page.html with the browser's default
 playout, served at the system's own origin.
+
+Each runs with audio by default (peercam's default configuration): the same 440 Hz
+test tone, Opus, to the page and to every receiver. peercam encodes it once and sends
+it as a media stream of its own; aiortc encodes it per viewer; Janus and GStreamer
+relay the daemon's forwarded Opus. Each system's own SDP decides whether Chromium
+lip-syncs its audio and video (bench/glass_to_glass.py reports which).
 """
 
 from __future__ import annotations
@@ -133,13 +139,24 @@ def _credentials(access: Access) -> list[str]:
     return arguments
 
 
+def _audio_args(audio: bool) -> tuple[str, list[str]]:
+    """What the bench page's query and the receivers add to ask for audio."""
+    return ("&audio=1", ["--audio"]) if audio else ("", [])
+
+
 def running_peercam(
-    server: subprocess.Popen[str], access: Access, codec: str, name: str = "peercam"
+    server: subprocess.Popen[str],
+    access: Access,
+    codec: str,
+    name: str = "peercam",
+    audio: bool = True,
 ) -> Running:
     from tests.browser import open_page
 
     def open_viewer(page: object) -> None:
         open_page(page, access.base, f"/?codec={codec}")  # type: ignore[arg-type]
+
+    _, receiving = _audio_args(audio)
 
     return Running(
         name=name,
@@ -147,7 +164,7 @@ def running_peercam(
         open_viewer=open_viewer,
         viewer_url=f"{access.base}/?codec={codec}",
         first_frame_expression="window.peercam && window.peercam.firstFrameMs",
-        receiver_args=[f"{access.base}/whep", *_credentials(access)],
+        receiver_args=[f"{access.base}/whep", *_credentials(access), *receiving],
         daemon_metrics=lambda: access.urlopen("/metrics", timeout=5).decode(),
     )
 
@@ -181,21 +198,24 @@ def plain_page_system(
 @contextmanager
 def peercam(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
     with _peercam_daemon(directory, size, codec, audio=audio) as (server, access):
-        yield running_peercam(server, access, codec)
+        yield running_peercam(server, access, codec, audio=audio)
 
 
 @contextmanager
-def aiortc(directory: Path, size: str, codec: str) -> Iterator[Running]:
+def aiortc(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
     del directory
     port = free_port()
     command = [sys.executable, "-m", "bench.baseline_server", "--port", str(port),
                "--size", size, "--codec", codec]  # fmt: skip
     server = start_server(command, "serving on")
     origin = f"http://127.0.0.1:{port}"
+    query, receiving = _audio_args(audio)
     try:
         yield plain_page_system(
-            "aiortc", [server], origin, f"endpoint=/whep&codec={codec}", [f"{origin}/whep"],
-            "aiortc's own encoder (libx264 / libvpx) runs once per viewer",
+            "aiortc", [server], origin, f"endpoint=/whep&codec={codec}{query}",
+            [f"{origin}/whep", *receiving],
+            "aiortc's own encoders (libx264 / libvpx, and Opus for the tone) run once per"
+            " viewer",
         )  # fmt: skip
     finally:
         stop(server)
@@ -227,14 +247,17 @@ def _primary_interface() -> str:
 
 
 @contextmanager
-def janus(directory: Path, size: str, codec: str) -> Iterator[Running]:
+def janus(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
     if codec != "H264":
         raise ValueError("the RTP-fed Janus mountpoint carries H.264 only")
     rtp_port, http_port = free_udp_port_pair(), free_port()
     folder = directory / "janus"
-    janus_server.write_config(folder, _primary_interface(), rtp_port, None, http_port)
+    audio_port = rtp_port + 2 if audio else None
+    janus_server.write_config(folder, _primary_interface(), rtp_port, audio_port, http_port)
     with ExitStack() as stack:
-        server, _ = stack.enter_context(_peercam_daemon(directory, size, codec, rtp_port))
+        server, _ = stack.enter_context(
+            _peercam_daemon(directory, size, codec, rtp_port, audio=audio)
+        )
         log = stack.enter_context((folder / "janus.log").open("wb"))
         relay = subprocess.Popen(
             ["janus", "-F", str(folder), "-C", str(folder / "janus.jcfg"), "--disable-colors"],
@@ -250,23 +273,27 @@ def janus(directory: Path, size: str, codec: str) -> Iterator[Running]:
 
 
 @contextmanager
-def gstreamer(directory: Path, size: str, codec: str) -> Iterator[Running]:
+def gstreamer(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
     if codec != "H264":
         raise ValueError("the GStreamer relay is fed H.264 only")
     rtp_port, http_port = free_udp_port_pair(), free_port()
+    query, receiving = _audio_args(audio)
+    audio_port = ["--audio-port", str(rtp_port + 2)] if audio else []
     with ExitStack() as stack:
-        server, _ = stack.enter_context(_peercam_daemon(directory, size, codec, rtp_port))
+        server, _ = stack.enter_context(
+            _peercam_daemon(directory, size, codec, rtp_port, audio=audio)
+        )
         relay = start_server(
             [SYSTEM_PYTHON, str(ROOT / "bench" / "gstreamer_server.py"),
-             "--http-port", str(http_port), "--rtp-port", str(rtp_port)],
+             "--http-port", str(http_port), "--rtp-port", str(rtp_port), *audio_port],
             "serving on",
             env={"PYTHONPATH": ""},
         )  # fmt: skip
         stack.callback(stop, relay)
         origin = f"http://127.0.0.1:{http_port}"
         yield plain_page_system(
-            "GStreamer", [server, relay], origin, "endpoint=/whep&codec=H264",
-            [f"{origin}/whep"],
+            "GStreamer", [server, relay], origin, f"endpoint=/whep&codec=H264{query}",
+            [f"{origin}/whep", *receiving],
             "GStreamer webrtcbin, fed RTP by the peercam daemon (its CPU included)",
         )  # fmt: skip
 

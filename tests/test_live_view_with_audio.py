@@ -8,13 +8,12 @@ compared within one run, never against a fixed figure (targets are `make bench`'
 
 from __future__ import annotations
 
-import re
 import statistics
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from bench.glass_to_glass import BROWSER_FLAGS, measure
+from bench.glass_to_glass import BROWSER_FLAGS, measure, stream_ids
 from bench.systems import peercam
 
 from tests.browser import chromium, wait_for_stats
@@ -29,16 +28,6 @@ SECONDS = 2.0
 # Held back for lip sync, video took two to four times as long (56-66 ms p50 against
 # 15-27 ms); page-to-page scatter alone stays well inside this.
 AT_MOST = 1.5
-
-
-def stream_ids(sdp: str) -> dict[str, str]:
-    """The media stream id (`a=msid`'s first field) of each media section, by kind."""
-    ids = {}
-    for section in sdp.split("\r\nm=")[1:]:
-        match = re.search(r"^a=msid:(\S+)", section, re.MULTILINE)
-        if match:
-            ids[section.split(" ", 1)[0]] = match.group(1)
-    return ids
 
 
 def test_audio_does_not_hold_the_picture_back(tmp_path: Path) -> None:
