@@ -43,7 +43,7 @@ READER = """
   const video = document.getElementById('video');
   const canvas = document.createElement('canvas');
   const context = canvas.getContext('2d', { willReadFrequently: true });
-  window.g2g = { shown: [], received: [], unreadable: 0, expectedEarly: 0 };
+  window.g2g = { shown: [], received: [], expected: [], unreadable: 0, expectedEarly: 0 };
   const onFrame = (now, metadata) => {
     // Taken first: the canvas read below takes milliseconds of its own.
     const calledAt = performance.timeOrigin + performance.now();
@@ -63,6 +63,7 @@ READER = """
       const expected = performance.timeOrigin + metadata.expectedDisplayTime;
       if (expected < calledAt) window.g2g.expectedEarly += 1;
       window.g2g.shown.push(Math.max(expected, calledAt) - captured);
+      window.g2g.expected.push(expected - captured);
       if (metadata.receiveTime) {
         window.g2g.received.push(performance.timeOrigin + metadata.receiveTime - captured);
       }
@@ -137,8 +138,10 @@ class Latency:
     shown: list[float] = field(default_factory=list)  # capture → on screen
     received: list[float] = field(default_factory=list)  # capture → last packet in
     unreadable: int = 0
-    # Frames whose expectedDisplayTime came before their own callback ran.
+    # Frames whose expectedDisplayTime came before their own callback ran, and
+    # capture → expectedDisplayTime alone (what this instrument reported before).
     expected_early: int = 0
+    expected: list[float] = field(default_factory=list)
     receiver: dict[str, Any] = field(default_factory=dict)
     capture_to_encoded_ms: float | None = None  # the daemon's own histogram, mean
     audio: str = "none"  # as `audio_mode` says
@@ -189,6 +192,7 @@ def measure(running: Running, browser: Any, size: str, codec: str, seconds: floa
         received=[float(v) for v in g2g["received"]],
         unreadable=int(g2g["unreadable"]),
         expected_early=int(g2g["expectedEarly"]),
+        expected=[float(v) for v in g2g["expected"]],
         receiver=receiver,
         capture_to_encoded_ms=_mean_ms(encoded_before, encoded_after),
         audio=audio,
@@ -213,6 +217,7 @@ def trials(
         pooled.received += result.received
         pooled.unreadable += result.unreadable
         pooled.expected_early += result.expected_early
+        pooled.expected += result.expected
     pooled.audio = ", ".join(sorted({result.audio for result in results}))
     keys = {
         key for result in results for key, value in result.receiver.items() if value is not None
