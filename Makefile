@@ -77,10 +77,14 @@ image: install-test
 	@scripts/ensure-debian-packages.sh $(IMAGE_DEBS)
 	PYTHON=$(abspath $(BIN)/python) image-build/build.sh $(ARGS)
 
+# Boots it twice, each on a fresh card: qemu's generic virt machine, then its
+# Raspberry Pi 3 (raspi3b: the Pi's device tree, SD host and USB); console logs are
+# kept in image-build/out/console/.
 image-test: install-test
 	@scripts/ensure-debian-packages.sh $(IMAGE_DEBS)
 	PYTHON=$(abspath $(BIN)/python) image-build/build.sh $(ARGS)
-	$(BIN)/python image-build/boot_test.py image-build/out/peercam-*-debian-arm64.img.xz
+	$(BIN)/python image-build/boot_test.py --keep image-build/out/console \
+		image-build/out/peercam-*-debian-arm64.img.xz
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info device/*.egg-info
