@@ -115,6 +115,7 @@ mmdebstrap --mode=root --architectures=arm64 --variant=apt --format=directory \
     --customize-hook="cp -n \$1/tmp/peercam/built/*.whl $CACHE/wheels/ 2>/dev/null || true" \
     --customize-hook="$PYTHON $HERE/compile_bytecode.py \"\$1\" /opt/peercam" \
     --customize-hook="echo ROOTPART=PARTUUID=$DISK_ID-02 >> \"\$1/etc/default/raspi-firmware\"" \
+    --customize-hook="echo 'CONSOLES=\"ttyS1,115200 tty0\"' >> \"\$1/etc/default/raspi-firmware\"" \
     --customize-hook="$HERE/initramfs-once.sh generate \"\$1\"" \
     --customize-hook="rm -rf \"\$1/tmp/peercam\"" \
     "$SUITE" "$ROOT" "$WORK/sources.list"
@@ -122,8 +123,13 @@ mmdebstrap --mode=root --architectures=arm64 --variant=apt --format=directory \
 say "partitions as files: FAT boot (${BOOT_MB} MiB), ext4 root"
 cp "$HERE/boot/peercam.txt" "$ROOT/boot/firmware/peercam.txt"
 # cmdline.txt names the root by PARTUUID: raspi-firmware wrote it from ROOTPART above,
-# and writes it so again on every kernel update on the camera.
-grep -q "root=PARTUUID=$DISK_ID-02" "$ROOT/boot/firmware/cmdline.txt"
+# and writes it so again on every kernel update on the camera. Its consoles are named
+# (CONSOLES above) because left to itself raspi-firmware picks them from the /dev of
+# the machine it runs on, here the build host's, which has no ttyS1: the card had no
+# serial console until the camera's first kernel update. The Pi's serial port (ttyS1,
+# GPIO 14/15) gets the kernel's messages and a login prompt; the screen, last, is
+# /dev/console and shows systemd's too.
+grep -q "console=ttyS1,115200 console=tty0 root=PARTUUID=$DISK_ID-02" "$ROOT/boot/firmware/cmdline.txt"
 rm -f "$WORK/boot.img"
 mkfs.vfat -C -F 32 -n PEERCAMBOOT -i "$DISK_ID" "$WORK/boot.img" $((BOOT_MB * 1024)) >/dev/null
 mcopy -s -p -i "$WORK/boot.img" "$ROOT"/boot/firmware/* ::/
