@@ -273,9 +273,13 @@ def qemu_command(
             # TCG this Pi runs many times slower than the board: udevd started 160 s into
             # a boot on a loaded host and peercam's first start took over 90 s, so
             # systemd's 90 s limits on devices and starts are raised here.
+            # qemu's adapter borrows the Linux USB gadget's IDs (0525:a4a2), which
+            # cdc_subset claims as well as cdc_ether: when udev loaded cdc_subset first it
+            # took the data interface as usb0 and cdc_ether's probe failed (-EBUSY).
             "-append", f"{boot.cmdline} console=ttyS1,115200 systemd.show_status=1"
             f" systemd.default_timeout_start_sec={SLOW_START_S}"
-            f" systemd.default_device_timeout_sec={SLOW_START_S}",
+            f" systemd.default_device_timeout_sec={SLOW_START_S}"
+            " module_blacklist=cdc_subset",
             # The network adapter is plugged in later (UsbNetworkPlug).
             "-drive", f"if=sd,file={disk},format=raw",
             # Serial port 0 is the PL011, which a Pi 3's device tree gives to Bluetooth.

@@ -85,6 +85,8 @@ def test_the_raspi3b_boot_uses_the_cards_pi_files_sd_card_and_usb_network(tmp_pa
     assert [word for word in append.split() if word.startswith("console=")][-1] == (
         "console=ttyS1,115200"
     )
+    # cdc_ether, not cdc_subset, must get qemu's adapter (it would be usb0 otherwise).
+    assert "module_blacklist=cdc_subset" in append.split()
     assert option(command, "-drive") == [f"if=sd,file={disk},format=raw"]
     (netdev,) = option(command, "-netdev")
     assert netdev.startswith("user,id=net,")
