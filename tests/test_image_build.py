@@ -1,8 +1,8 @@
 """What the image recipe and its boot test promise without a build: the Raspberry Pi
 OS base says exactly what it misses; the raspi3b boot's qemu command line and SD card
-size; how the boot test finds the modules behind the root file system. (The whole
-build and the boots under qemu are `make image-test`: most of an hour, not part of
-`make test`.)"""
+size; how the boot test finds the modules behind the root file system; the initramfs
+module list. (The whole build and the boots under qemu are `make image-test`: most of
+an hour, not part of `make test`.)"""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 
 IMAGE_BUILD = Path(__file__).resolve().parent.parent / "image-build"
 BUILD = IMAGE_BUILD / "build.sh"
+MODULES_LIST = IMAGE_BUILD / "rootfs/usr/share/initramfs-tools/modules.d/peercam"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="build.sh runs as root (it checks that first)")
@@ -243,3 +244,32 @@ def test_the_root_file_system_type_is_the_last_mount_on_root() -> None:
         "rootfs / rootfs rw 0 0\n/dev/mmcblk0p2 / ext4 rw,noatime 0 0\nproc /proc proc rw 0 0\n"
     )
     assert root_modules.root_fstype(mounts) == "ext4"
+
+
+def test_the_initramfs_list_holds_what_each_board_needs_to_reach_its_root() -> None:
+    """MODULES=list: only these reach the initramfs, so a board whose root driver is
+    missing here cannot boot. Each need comes from Debian's 6.1 device trees and kernel
+    configuration (built-in drivers need no entry)."""
+    conf = (IMAGE_BUILD / "initramfs.conf").read_text()
+    assert "MODULES=list" in conf.splitlines()
+    entries = [line.split() for line in MODULES_LIST.read_text().splitlines()
+               if line.strip() and not line.startswith("#")]  # fmt: skip
+    # mkinitramfs takes a line's first word as the module and passes the rest to it.
+    assert all(len(words) == 1 for words in entries)
+    listed = {words[0] for words in entries}
+    needs = {
+        # Pi 3, 3+ and Zero 2 W: the SD card is on "brcm,bcm2835-sdhost".
+        "Pi 3 / Zero 2 SD": {"bcm2835"},
+        # Pi 4 / 400 / CM4: "brcm,bcm2711-emmc2", powered by a regulator-fixed and
+        # switched to 1.8 V by a regulator-gpio.
+        "Pi 4 SD": {"sdhci-iproc", "fixed", "gpio-regulator"},
+        "root file system": {"ext4"},
+        # The qemu -M virt boot of make image-test.
+        "virt": {"virtio_blk", "virtio_pci"},
+        # A card in a USB reader or a USB disk: dwc2 (with its PHY) on a Pi 3, the VL805
+        # behind PCIe on a Pi 4, which its firmware loads through the reset controller.
+        "USB boot": {"usb-storage", "uas", "sd_mod", "dwc2", "phy-generic", "xhci-pci",
+                     "reset-raspberrypi"},
+    }  # fmt: skip
+    for board, modules in needs.items():
+        assert modules <= listed, f"{board}: {sorted(modules - listed)} not listed"
