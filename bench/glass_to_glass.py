@@ -210,8 +210,24 @@ def trials(
     """`count` trials of `seconds / count` each, pooled. Chromium shows frames on a
     60 Hz clock whose phase against the camera's 30 fps is fixed within a page and
     random between pages; several pages sample that phase instead of betting on one."""
-    results = [measure(running, browser, size, codec, seconds / count) for _ in range(count)]
-    pooled = Latency(running.name, size, codec, seconds)
+    return alternating([running], browser, size, codec, seconds, count)[0]
+
+
+def alternating(
+    runnings: list[Running], browser: Any, size: str, codec: str, seconds: float, count: int
+) -> list[Latency]:
+    """`trials` for several systems at once, their pages taking turns: a comparison
+    between them is then not skewed by whatever else the machine did meanwhile."""
+    results: list[list[Latency]] = [[] for _ in runnings]
+    for _ in range(count):
+        for running, mine in zip(runnings, results, strict=True):
+            mine.append(measure(running, browser, size, codec, seconds / count))
+    pairs = zip(runnings, results, strict=True)
+    return [_pooled(running.name, mine, seconds) for running, mine in pairs]
+
+
+def _pooled(name: str, results: list[Latency], seconds: float) -> Latency:
+    pooled = Latency(name, results[0].size, results[0].codec, seconds)
     for result in results:
         pooled.shown += result.shown
         pooled.received += result.received

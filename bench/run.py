@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +29,7 @@ from pathlib import Path
 from bench import audio_latency, plots
 from bench.cpu_per_viewer import FULL_RATE_FPS, SystemRun
 from bench.cpu_per_viewer import measure as measure_cpu
-from bench.glass_to_glass import BROWSER_FLAGS, Latency, first_frames, trials
+from bench.glass_to_glass import BROWSER_FLAGS, Latency, alternating, first_frames, trials
 from bench.report import RESULTS, percentile
 from bench.systems import SYSTEMS, Running, why_unavailable
 
@@ -98,12 +98,25 @@ def run_system(system: str, plan: Plan) -> SystemResults:
     for size, codec in LATENCY_MATRIX:
         if system in RELAYS and codec != "H264":
             continue
-        with started(system, size, codec) as running, chromium(BROWSER_FLAGS) as browser:
+        with ExitStack() as stack:
+            running = stack.enter_context(started(system, size, codec))
+            browser = stack.enter_context(chromium(BROWSER_FLAGS))
             results.name = running.name
             results.notes = running.notes
-            latency = trials(
-                running, browser, size, codec, plan.latency_seconds, plan.latency_pages
-            )
+            if system == "peercam" and (size, codec) == LATENCY_MATRIX[0]:
+                # Audio on against off, their pages taking turns; a daemon nobody
+                # watches stops encoding, so each page has the machine as alone.
+                quiet = stack.enter_context(started(system, size, codec, audio=False))
+                latency, results.audio_off = alternating(
+                    [running, quiet], browser, size, codec, plan.latency_seconds,
+                    plan.latency_pages,
+                )  # fmt: skip
+                results.audio_off.system = f"{running.name}, audio off"
+                _print_latency(results.audio_off.system, results.audio_off)
+            else:
+                latency = trials(
+                    running, browser, size, codec, plan.latency_seconds, plan.latency_pages
+                )
             results.latency.append(latency)
             _print_latency(running.name, latency)
             if (size, codec) == LATENCY_MATRIX[0]:
@@ -116,13 +129,6 @@ def run_system(system: str, plan: Plan) -> SystemResults:
                 )
     size, codec = LATENCY_MATRIX[0]
     if system == "peercam":
-        # Same run, same page, same trials: only [audio] enabled differs.
-        with started(system, size, codec, audio=False) as running, chromium(BROWSER_FLAGS) as b:
-            results.audio_off = trials(
-                running, b, size, codec, plan.latency_seconds, plan.latency_pages
-            )
-            results.audio_off.system = f"{running.name}, audio off"
-            _print_latency(results.audio_off.system, results.audio_off)
         results.sound = audio_latency.measure(plan.clicks, size)
         print(*(f"  {line}" for line in audio_latency.summary(results.sound)), sep="\n")
     with started(system, size, codec) as running:
