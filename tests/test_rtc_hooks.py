@@ -11,6 +11,7 @@ from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from peercam.fanout.hub import StreamHub
 from peercam.media import EncodedFrame
+from peercam.rtc import dtls
 from peercam.rtc.shared_track import (
     PrepackedPayloads,
     SharedFrameTrack,
@@ -97,4 +98,16 @@ async def test_audio_and_video_senders_are_written_as_separate_media_streams() -
         if line.startswith("a=msid:")
     }
     assert streams == {"peercam-audio", "peercam-video"}
+    await pc.close()
+
+
+async def test_peer_connections_get_the_interop_certificate() -> None:
+    pc = dtls.peer_connection(RTCConfiguration(iceServers=[]))
+    certificates = getattr(pc, "_RTCPeerConnection__certificates")  # noqa: B009
+    assert [type(c) for c in certificates] == [dtls.InteropCertificate]
+    # The offer's fingerprint is the certificate that will be used.
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    fingerprint = certificates[0].getFingerprints()[0].value
+    assert fingerprint in pc.localDescription.sdp
     await pc.close()

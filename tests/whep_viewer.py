@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -40,6 +41,8 @@ class WhepViewer:
     access: Access  # the daemon, and whose credentials to use
     video_codec: str | None = None  # "video/H264" or "video/VP8" to force one
     audio_codec: str | None = None  # e.g. "audio/PCMU": a client that offers only that
+    # Changes the offer as sent (the peer connection keeps its own): a client's quirk.
+    edit_offer: Callable[[str], str] | None = None
     pc: RTCPeerConnection = field(init=False)
     answer: WhepAnswer | None = None
     tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)
@@ -68,11 +71,14 @@ class WhepViewer:
         self.pc.on("track", self._on_track)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.posted_at = time.monotonic()
+        offer = str(self.pc.localDescription.sdp)
+        if self.edit_offer is not None:
+            offer = self.edit_offer(offer)
         async with (
             self.access.session() as http,
             http.post(
                 self.access.base + "/whep",
-                data=self.pc.localDescription.sdp,
+                data=offer,
                 headers={"Content-Type": "application/sdp"},
             ) as response,
         ):

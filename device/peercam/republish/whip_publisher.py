@@ -21,6 +21,7 @@ from peercam.fanout.hub import Subscription
 from peercam.ice.servers import session_ice
 from peercam.media import Kind
 from peercam.pipeline import MediaPipeline
+from peercam.rtc import dtls
 from peercam.rtc.negotiation import codec_preferences
 from peercam.rtc.session import rtc_configuration
 from peercam.rtc.shared_track import SharedFrameTrack, attach_to_sender
@@ -82,7 +83,8 @@ class WhipPublisher:
 
     async def _publish_once(self, http: aiohttp.ClientSession) -> None:
         ice = session_ice(self._webrtc, "whip")
-        pc = RTCPeerConnection(rtc_configuration(ice.for_daemon, relay_only=False))
+        dtls.name_session(f"whip {self.target.url}")
+        pc = dtls.peer_connection(rtc_configuration(ice.for_daemon, relay_only=False))
         subscriptions: list[Subscription] = []
         ended = asyncio.Event()
 

@@ -15,7 +15,6 @@ from aiortc import (
     RTCIceCandidate,
     RTCIceServer,
     RTCIceTransportPolicy,
-    RTCPeerConnection,
     RTCSessionDescription,
 )
 
@@ -25,7 +24,7 @@ from peercam.ice.host_candidates import advertise_public_address
 from peercam.ice.servers import session_ice
 from peercam.media import Kind
 from peercam.pipeline import MediaPipeline
-from peercam.rtc import playout_delay, sync_groups
+from peercam.rtc import dtls, playout_delay, sync_groups
 from peercam.rtc.negotiation import OfferPlan, codec_preferences
 from peercam.rtc.shared_track import (
     SharedFrameTrack,
@@ -72,7 +71,7 @@ class ViewerSession:
         self._public_ip = webrtc.public_ip
         self._playout_delay_ms = webrtc.playout_delay_ms
         relay_only = webrtc.ice_transport_policy == "relay"
-        self.pc = RTCPeerConnection(rtc_configuration(self.ice.for_daemon, relay_only))
+        self.pc = dtls.peer_connection(rtc_configuration(self.ice.for_daemon, relay_only))
         self._pipeline = pipeline
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
@@ -84,6 +83,7 @@ class ViewerSession:
 
     async def answer(self) -> str:
         """Set up the tracks for the planned codecs and return the SDP answer."""
+        dtls.name_session(self.id)  # aiortc's connect task, started below, inherits it
         self._add_track("video", self.plan.video_codec)
         if self.plan.audio_codec is not None:
             self._add_track("audio", self.plan.audio_codec)
