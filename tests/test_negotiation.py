@@ -52,8 +52,35 @@ async def test_configured_codec_order_and_video_only_offers() -> None:
 
 async def test_no_common_codec_names_both_sides() -> None:
     offer = await make_offer(["video/VP8", "video/rtx"])
-    with pytest.raises(OfferError, match="peercam sends h264; the offer has"):
+    with pytest.raises(OfferError, match=r"peercam sends H\.264 .*; the offer has video/VP8$"):
         plan_offer(offer, ["h264"], ["opus"])
+
+
+@pytest.mark.parametrize(
+    ("profile", "mode", "said"),
+    [
+        ("640c1f", "1", "H.264 constrained high (profile-level-id 640c1f) in packetization-mode=1"),
+        ("640032", "1", "H.264 high (profile-level-id 640032) in packetization-mode=1"),
+        (
+            "42e01f",
+            "0",
+            "H.264 constrained baseline (profile-level-id 42e01f) in packetization-mode=0",
+        ),
+        ("4d001f", "1", "H.264 main (profile-level-id 4d001f) in packetization-mode=1"),
+    ],
+)
+async def test_an_h264_offer_that_does_not_fit_is_told_which_profile_or_mode(
+    profile: str, mode: str, said: str
+) -> None:
+    offer = await make_offer(["video/H264"])
+    offer = re.sub(r"profile-level-id=[0-9a-f]{6}", f"profile-level-id={profile}", offer)
+    offer = re.sub(r"packetization-mode=\d", f"packetization-mode={mode}", offer)
+    with pytest.raises(OfferError) as refused:
+        plan_offer(offer, ["h264"], ["opus"])
+    message = str(refused.value)
+    assert message.startswith("no common video codec: peercam sends H.264 constrained baseline")
+    assert "packetization-mode=1; the offer has " in message
+    assert said in message.split("; the offer has ", 1)[1], message
 
 
 async def test_mdns_candidates_are_set_aside_for_later() -> None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from aiortc import RTCIceCandidate, RTCRtpSender
 from aiortc.codecs import CODECS
 from aiortc.rtcpeerconnection import find_common_codecs
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc.sdp import SessionDescription
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.sdp import H264Profile, SessionDescription, parse_h264_profile_level_id
 
 MAX_MEDIA_SECTIONS = 8
 
@@ -24,6 +24,22 @@ _MIME = {
     "pcmu": "audio/PCMU",
     "pcma": "audio/PCMA",
 }
+# What the shared streams are, as a refused client needs to hear it: H.264 from
+# libx264 and from the Pi's encoder alike is constrained baseline in FU-A packets.
+_SENT = {
+    "h264": "H.264 constrained baseline (profile-level-id 42e0xx) in packetization-mode=1",
+    "vp8": "VP8",
+}
+_PROFILES = {
+    H264Profile.PROFILE_CONSTRAINED_BASELINE: "constrained baseline",
+    H264Profile.PROFILE_BASELINE: "baseline",
+    H264Profile.PROFILE_MAIN: "main",
+    H264Profile.PROFILE_CONSTRAINED_HIGH: "constrained high",
+    H264Profile.PROFILE_HIGH: "high",
+    H264Profile.PROFILE_PREDICTIVE_HIGH_444: "high 4:4:4 predictive",
+}
+# Formats that only ride along with a codec; naming them would not help.
+_HELPERS = {"video/rtx", "video/red", "video/ulpfec", "video/flexfec-03"}
 # An mDNS host candidate: the browser hides its address behind "<uuid>.local".
 _MDNS_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ \S+\.local \d+ .*$", re.MULTILINE)
 
@@ -76,10 +92,10 @@ def plan_offer(sdp: str, video_codecs: list[str], audio_codecs: list[str]) -> Of
 
     video_codec = _first_common(videos[0], "video", video_codecs)
     if video_codec is None:
-        offered = sorted({c.mimeType for c in videos[0].rtp.codecs})
+        offered = _describe_formats(videos[0].rtp.codecs)
         raise OfferError(
-            f"no common video codec: peercam sends {', '.join(video_codecs)}; "
-            f"the offer has {', '.join(offered) or 'none'}"
+            f"no common video codec: peercam sends {', '.join(_SENT[c] for c in video_codecs)};"
+            f" the offer has {', '.join(offered) or 'none'}"
         )
     audio_codec = _first_common(audios[0], "audio", audio_codecs) if audios else None
     ufrag = videos[0].ice.usernameFragment if videos[0].ice else None
@@ -123,6 +139,29 @@ def _first_common(media: object, kind: str, wanted: list[str]) -> str | None:
         if _MIME[name].lower() in mimes:
             return name
     return None
+
+
+def _describe_formats(codecs: list[RTCRtpCodecParameters]) -> list[str]:
+    """Each offered format once, H.264 with the profile and mode that decide a match."""
+    described: list[str] = []
+    for codec in codecs:
+        if codec.mimeType.lower() in _HELPERS:
+            continue
+        text = _describe_h264(codec) if codec.mimeType.lower() == "video/h264" else codec.mimeType
+        if text not in described:
+            described.append(text)
+    return described
+
+
+def _describe_h264(codec: RTCRtpCodecParameters) -> str:
+    # The defaults when absent are RFC 6184's (mode 0) and aiortc's (42e01f).
+    level_id = str(codec.parameters.get("profile-level-id", "42e01f"))
+    mode = codec.parameters.get("packetization-mode", "0")
+    try:
+        profile = _PROFILES[parse_h264_profile_level_id(level_id)[0]]
+    except ValueError:
+        profile = "unknown profile"
+    return f"H.264 {profile} (profile-level-id {level_id}) in packetization-mode={mode}"
 
 
 def codec_preferences(kind: str, codec: str) -> list[RTCRtpCodecCapability]:
