@@ -8,8 +8,11 @@ ARGS   ?=
 # libasound2-dev, gcc and python3-dev build pyalsaaudio, which has no wheel.
 RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
 # chromium: the real viewer; coturn, iptables, iproute2: the TURN fallback tests;
-# janus: the scale-out test; shellcheck: the install and image scripts.
-TEST_DEBS := chromium coturn iptables iproute2 janus systemd shellcheck
+# janus: the scale-out test; shellcheck: the install and image scripts; GStreamer's
+# webrtcbin: a WHEP client that is neither libwebrtc nor aiortc (and a bench peer).
+GST_DEBS  := gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base \
+	gstreamer1.0-nice gstreamer1.0-libav python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 python3-gi
+TEST_DEBS := chromium coturn iptables iproute2 janus systemd shellcheck $(GST_DEBS)
 
 .PHONY: run test test-all lint typecheck bench clean install-run install-test image image-test
 
@@ -55,10 +58,9 @@ test: lint typecheck
 test-all: lint typecheck
 	$(BIN)/pytest -q -m ''
 
-# Photographs for the camera-like clip (bench/camera_clip.py); GStreamer's webrtcbin,
-# one of the systems bench/run.py compares with (Janus comes with the test packages).
-BENCH_DEBS := plasma-workspace-wallpapers gstreamer1.0-plugins-bad gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-base gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 python3-gi
+# Photographs for the camera-like clip (bench/camera_clip.py); GStreamer and Janus,
+# systems bench/run.py compares with, come with the test packages.
+BENCH_DEBS := plasma-workspace-wallpapers
 
 bench: install-test
 	@scripts/ensure-debian-packages.sh $(BENCH_DEBS)

@@ -16,6 +16,15 @@ const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 10000;
 // A "disconnected" connection often recovers by itself; give it this long first.
 const DISCONNECT_GRACE_MS = 4000;
+// WebKitGTK builds without WebRTC, Safari in Lockdown Mode, Firefox with
+// media.peerconnection.enabled off and some embedded web views have no RTCPeerConnection.
+const NO_WEBRTC =
+  'live video needs WebRTC, which this browser lacks or has turned off: use a current ' +
+  'Chrome, Edge, Firefox or Safari (not in Lockdown Mode), or turn WebRTC on';
+
+function describe(error) {
+  return String(error?.message || error?.name || error);
+}
 
 class Viewer {
   constructor() {
@@ -33,10 +42,30 @@ class Viewer {
     statusBadge.textContent = text;
   }
 
+  // Never throws: whatever goes wrong ends on the badge, and a retry where waiting can help.
   async connect() {
     clearTimeout(this.retryTimer);
-    this.setStatus(this.connects ? 'reconnecting' : 'connecting');
-    const session = await WhepSession.create(new URL('/whep', location.href).href, { videoCodec });
+    this.retryTimer = null;
+    if (typeof window.RTCPeerConnection !== 'function') {
+      // Nothing to retry: this browser will not gain WebRTC by waiting.
+      this.setStatus('error', NO_WEBRTC);
+      return;
+    }
+    // After an error its reason stays up while retrying, until something else happens.
+    if (statusBadge.dataset.state !== 'error') {
+      this.setStatus(this.connects ? 'reconnecting' : 'connecting');
+    }
+    let session;
+    try {
+      session = await WhepSession.create(new URL('/whep', location.href).href, { videoCodec });
+    } catch (error) {
+      // A constructor that throws (a refused ICE server entry, a browser policy) may
+      // be fixed on the camera or in the browser meanwhile: say so and try again.
+      console.warn(error);
+      this.setStatus('error', `this browser refused to start WebRTC: ${describe(error)}`);
+      this.scheduleRetry();
+      return;
+    }
     this.session = session;
     // The daemon sends audio and video as separate streams (so that the browser does
     // not delay the picture for lip sync); the one element plays both.
@@ -58,7 +87,7 @@ class Viewer {
         toLogin(); // the login session expired or was ended
         return;
       }
-      this.setStatus('error', String(error.message ?? error));
+      this.setStatus('error', describe(error));
       this.retry(session);
     }
   }
@@ -87,6 +116,11 @@ class Viewer {
     if (session !== this.session) return;
     this.session = null;
     session.stop().catch(() => {});
+    this.scheduleRetry();
+  }
+
+  scheduleRetry() {
+    clearTimeout(this.retryTimer);
     const delay = this.retryMs;
     this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
     this.retryTimer = setTimeout(() => this.connect(), delay);
