@@ -35,10 +35,15 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
     """Start real daemons (stopped at the end of the test): start_daemon(config, *flags)."""
     started: list[DaemonProcess] = []
 
-    def start(config: str = SMALL, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
+    def start(
+        config: str = SMALL,
+        *args: str,
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+    ) -> DaemonProcess:
         workdir = tmp_path / f"daemon{len(started)}"
         workdir.mkdir()
-        daemon = DaemonProcess(workdir, config, *args, env=env)
+        daemon = DaemonProcess(workdir, config, *args, env=env, prefix=prefix)
         started.append(daemon)
         return daemon
 

@@ -26,14 +26,16 @@ class DaemonProcess:
         *args: str,
         env: dict[str, str] | None = None,
         netns: str | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
+        """`prefix`: a command the daemon runs under, e.g. prlimit with a unit's limits."""
         self.config_path = workdir / "peercam.toml"
         self.config_path.write_text(config)
         self.log_path = workdir / "daemon.log"
         self.state_dir = workdir / "state"
         self._log: IO[str] = self.log_path.open("w")
         # In a test host's namespace the daemon listens on its address there.
-        prefix = ["ip", "netns", "exec", netns] if netns else []
+        prefix = (["ip", "netns", "exec", netns] if netns else []) + (prefix or [])
         listen = (
             ["--host", "0.0.0.0", "--port", "8443", "--http-port", "8080"]
             if netns

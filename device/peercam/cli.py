@@ -18,6 +18,7 @@ from peercam import __version__
 from peercam.auth.commands import add_commands
 from peercam.config import Config, ConfigError, load_config, parse_size
 from peercam.firstboot.command import add_command as add_firstboot_command
+from peercam.service.log_rate import limit_repeats
 from peercam.service.state_dir import state_directory
 
 
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, getattr(args, "log_level", "warning").upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    limit_repeats(logging.root.handlers)
     # aioice and aiortc log every candidate pair at INFO; a busy camera needs less.
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))

@@ -36,6 +36,14 @@ class ServerConfig(_Section):
     # /var/lib/peercam for root, else ~/.local/state/peercam.
     state_dir: str | None = None
     max_sdp_bytes: Annotated[int, Field(ge=1024, le=1_000_000)] = 64_000
+    # Concurrent HTTP connections: in all (0: from the descriptor limit, leaving room
+    # for every viewer) and from one address (a browser opens up to six, tabs more).
+    max_connections: Annotated[int, Field(ge=0, le=100_000)] = 0
+    max_connections_per_address: Annotated[int, Field(ge=1, le=10_000)] = 32
+    # Seconds a connection may take to finish TLS, and to send a complete request
+    # (the first, or the next on an idle keep-alive connection).
+    tls_handshake_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    request_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
 class AuthConfig(_Section):

@@ -37,6 +37,13 @@ from peercam.events import EventBus
 from peercam.firstboot.first_boot import recorded_problems
 from peercam.http.app import build_app
 from peercam.http.clips_api import ClipsApi
+from peercam.http.connection_guard import (
+    MIN_CONNECTIONS,
+    ConnectionLimits,
+    GuardedListener,
+    descriptor_limit,
+    total_for,
+)
 from peercam.http.doorbell_api import DoorbellApi
 from peercam.http.push import PushChannel
 from peercam.http.redirect import build_redirect_app
@@ -210,6 +217,7 @@ class Daemon:
         )
         self._runner: web.AppRunner | None = None
         self._redirect_runner: web.AppRunner | None = None
+        self._listeners: list[GuardedListener] = []
         self.http_port: int | None = None
         self.publishers: list[WhipPublisher] = []
         self.forwarders: list[RtpForwarder] = []
@@ -239,14 +247,57 @@ class Daemon:
         )
         server = self.config.server
         context = self._tls
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        self.port = await _listen(self._runner, server.host, server.port, context)
+        limits = self._connection_limits()
+        # aiohttp's keep-alive timeout also runs from a connection's start: it bounds
+        # the wait for a complete first request as well as idle time between requests.
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=server.request_timeout,
+        )
+        self.port = await self._listen(self._runner, server.port, limits, context)
         if context is not None and server.redirect_http:
             self._redirect_runner = web.AppRunner(
-                build_redirect_app(self.port), access_log=None, handle_signals=False
+                build_redirect_app(self.port),
+                access_log=None,
+                handle_signals=False,
+                keepalive_timeout=server.request_timeout,
             )
-            self.http_port = await _listen(self._redirect_runner, server.host, server.http_port)
+            # It only answers with a redirect: a small share of the descriptors.
+            small = ConnectionLimits(MIN_CONNECTIONS, limits.per_address, limits.handshake_timeout)
+            self.http_port = await self._listen(self._redirect_runner, server.http_port, small)
         return display_url("https" if context else "http", server.host, self.port)
+
+    def _connection_limits(self) -> ConnectionLimits:
+        server = self.config.server
+        descriptors = descriptor_limit()
+        total = server.max_connections or total_for(descriptors, self.config.viewers.max_viewers)
+        logger.info(
+            "HTTP connections: at most %d (%d per address) with %d descriptors",
+            total, server.max_connections_per_address, descriptors,
+        )  # fmt: skip
+        return ConnectionLimits(
+            total, server.max_connections_per_address, server.tls_handshake_timeout
+        )
+
+    async def _listen(
+        self,
+        runner: web.AppRunner,
+        port: int,
+        limits: ConnectionLimits,
+        context: ssl.SSLContext | None = None,
+    ) -> int:
+        """Serve `runner` on the configured host and `port` (0 picks one); the port bound."""
+        await runner.setup()
+        protocols = runner.server
+        assert protocols is not None  # made by setup()
+        refused = self.metrics.connections_refused
+        listener = GuardedListener(
+            protocols, limits, context, lambda reason: refused.labels(reason).inc()
+        )
+        self._listeners.append(listener)
+        return await listener.start(self.config.server.host, port)
 
     async def stop(self) -> None:
         for publisher in self.publishers:
@@ -262,23 +313,13 @@ class Daemon:
         await self.sessions.close_all()
         await self.doorbell.close()
         await self.pipeline.stop()
+        for listener in self._listeners:
+            await listener.stop()
+        self._listeners = []
         for runner in (self._redirect_runner, self._runner):
             if runner is not None:
                 await runner.cleanup()
         self._runner = self._redirect_runner = None
-
-
-async def _listen(
-    runner: web.AppRunner, host: str, port: int, context: ssl.SSLContext | None = None
-) -> int:
-    """Serve `runner` on host:port and return the port bound (port 0 picks one)."""
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=context)
-    await site.start()
-    server = site._server
-    assert server is not None
-    sockets = getattr(server, "sockets", [])
-    return int(sockets[0].getsockname()[1]) if sockets else port
 
 
 async def serve(config: Config) -> int:

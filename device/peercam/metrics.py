@@ -131,6 +131,13 @@ class Metrics:
             buckets=(0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.030, 0.050, 0.100, 0.250),
             registry=r,
         )
+        self.connections_refused = Counter(
+            "peercam_http_connections_refused",
+            "HTTP connections reset at accept: over the total or per-address cap, or out of"
+            " descriptors",
+            ["reason"],
+            registry=r,
+        )
         self._meters: dict[str, RateMeter] = {}
 
     def frame_encoded(self, codec: str, size: int, now: float, captured_at: float) -> None:
