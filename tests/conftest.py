@@ -26,7 +26,10 @@ fps = 15
 [viewers]
 max_viewers = 1000
 max_per_client = 1000
+max_per_user = 1000
 sessions_per_minute_per_client = 10000
+[server]
+max_connections_per_address = 1000
 """
 
 

@@ -51,6 +51,10 @@ class AuthConfig(_Section):
     session_lifetime: Annotated[float, Field(ge=1, le=365 * 86400)] = 7 * 86400.0
     # Failed logins (password, Basic or token) one address may make per minute.
     login_failures_per_minute: Annotated[int, Field(ge=1, le=1000)] = 5
+    # Failed logins from all addresses together per minute: past it, password and
+    # Basic checks get 429 until the minute has passed (a logged-in page and valid
+    # tokens keep working), so guessing from many addresses gains nothing.
+    login_failures_per_minute_total: Annotated[int, Field(ge=1, le=100_000)] = 30
 
 
 Size = tuple[int, int]
@@ -281,6 +285,8 @@ class ViewerConfig(_Section):
     max_viewers: Annotated[int, Field(ge=1, le=1000)] = 50
     # One address may not take every slot, nor churn sessions in a loop.
     max_per_client: Annotated[int, Field(ge=1, le=1000)] = 10
+    # Nor may one account (a shared viewer login, a leaked token) from many addresses.
+    max_per_user: Annotated[int, Field(ge=1, le=1000)] = 10
     sessions_per_minute_per_client: Annotated[int, Field(ge=1, le=10_000)] = 60
 
 

@@ -159,6 +159,7 @@ class Daemon:
             open_credentials(config),
             config.auth.session_lifetime,
             config.auth.login_failures_per_minute,
+            config.auth.login_failures_per_minute_total,
         )
         self.certificate: CertificateFiles | None = None
         self._tls: ssl.SSLContext | None = None

@@ -29,14 +29,24 @@ class LoginThrottled(Exception):
         self.retry_after = retry_after
 
 
+_EVERYONE = "*"
+
+
 class Authenticator:
     def __init__(
-        self, store: CredentialStore, session_lifetime: float, failures_per_minute: int
+        self,
+        store: CredentialStore,
+        session_lifetime: float,
+        failures_per_minute: int,
+        failures_per_minute_total: int = 30,
     ) -> None:
         self.store = store
         self.sessions = LoginSessions(store, session_lifetime)
         self._failures = RateWindow(60.0)
         self._failures_per_minute = failures_per_minute
+        # Every address's failures together, under one key.
+        self._all_failures = RateWindow(60.0)
+        self._failures_per_minute_total = failures_per_minute_total
         self._basic_ok: dict[str, tuple[Principal, str, float]] = {}
         # Verified against when the user does not exist, so that a wrong user name
         # takes as long as a wrong password and names cannot be probed by timing.
@@ -90,8 +100,15 @@ class Authenticator:
         if self._failures.count(client) >= self._failures_per_minute:
             raise LoginThrottled(max(1.0, self._failures.retry_after(client)))
 
+    def _raise_if_guessing_everywhere(self) -> None:
+        # Passwords only: they can be guessed; a token (256 random bits) cannot, so a
+        # valid one keeps working for the NVR while someone guesses elsewhere.
+        if self._all_failures.count(_EVERYONE) >= self._failures_per_minute_total:
+            raise LoginThrottled(max(1.0, self._all_failures.retry_after(_EVERYONE)))
+
     def _failed(self, client: str, what: str) -> None:
         self._failures.add(client)
+        self._all_failures.add(_EVERYONE)
         logger.warning(
             "refused %s from %s (%d failures in the last minute)",
             what,
@@ -103,6 +120,7 @@ class Authenticator:
         self, name: str, password: str, client: str, proof: Proof = "cookie"
     ) -> Principal | None:
         self._raise_if_throttled(client)
+        self._raise_if_guessing_everywhere()
         user = self.store.users.get(name)
         cache_key = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
         cached = self._basic_ok.get(cache_key)
@@ -116,6 +134,7 @@ class Authenticator:
         async with self._verifying:
             # Guesses that queued up behind others are counted before they cost more.
             self._raise_if_throttled(client)
+            self._raise_if_guessing_everywhere()
             if user is not None:
                 stored = user.password_hash
             else:

@@ -60,6 +60,9 @@ class SessionRegistry:
         mine = sum(1 for s in self._sessions.values() if s.client == client)
         if mine >= limits.max_per_client:
             raise ClientOverLimit(f"at most {limits.max_per_client} viewers per client")
+        theirs = sum(1 for s in self._sessions.values() if owner and s.owner == owner)
+        if theirs >= limits.max_per_user:
+            raise ClientOverLimit(f"at most {limits.max_per_user} viewers per user")
         if self._recent.count(client) >= limits.sessions_per_minute_per_client:
             raise ClientOverLimit(
                 f"at most {limits.sessions_per_minute_per_client} new sessions a minute per client"
