@@ -45,6 +45,7 @@ from peercam.http.connection_guard import (
     total_for,
 )
 from peercam.http.doorbell_api import DoorbellApi
+from peercam.http.protocol import QuietAppRunner
 from peercam.http.push import PushChannel
 from peercam.http.redirect import build_redirect_app
 from peercam.ice.host_candidates import restrict_host_candidates, use_port_range
@@ -251,7 +252,7 @@ class Daemon:
         limits = self._connection_limits()
         # aiohttp's keep-alive timeout also runs from a connection's start: it bounds
         # the wait for a complete first request as well as idle time between requests.
-        self._runner = web.AppRunner(
+        self._runner = QuietAppRunner(
             self.app,
             access_log=None,
             handle_signals=False,
@@ -259,7 +260,7 @@ class Daemon:
         )
         self.port = await self._listen(self._runner, server.port, limits, context)
         if context is not None and server.redirect_http:
-            self._redirect_runner = web.AppRunner(
+            self._redirect_runner = QuietAppRunner(
                 build_redirect_app(self.port),
                 access_log=None,
                 handle_signals=False,

@@ -37,11 +37,11 @@ def build_app(
     pages = ViewerPage()
     access = AccessControl(authenticator, lambda: pages.setup_page(notices()))
     app = web.Application(
-        # Security headers outermost, so refusals and errors carry them too; access
-        # control inside the error policy, so its refusals are plain lines as well.
-        middlewares=[security_headers, plain_errors, access.middleware],
+        # Access control inside the error policy, so its refusals are plain lines too.
+        middlewares=[plain_errors, access.middleware],
         client_max_size=config.server.max_sdp_bytes,
     )
+    app.on_response_prepare.append(security_headers)
     groups: list[RouteGroup] = [
         WhepHandlers(config, sessions),
         ObservabilityHandlers(metrics, sessions),

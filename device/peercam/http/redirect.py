@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from peercam.http.errors import refuse
+from peercam.http.security_headers import security_headers
 
 
 def build_redirect_app(https_port: int) -> web.Application:
@@ -20,4 +21,5 @@ def build_redirect_app(https_port: int) -> web.Application:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", redirect)
+    app.on_response_prepare.append(security_headers)
     return app

@@ -1,0 +1,88 @@
+"""aiohttp's connection protocol, with peercam's own answer to requests it cannot parse.
+
+aiohttp answers a request it cannot parse (a line over 8,190 bytes, more than 128
+headers, a control character in a header, a lowercase method) before any route or
+middleware sees it: a 400 echoing the offending bytes, an Authorization header among
+them, without the security headers, and a traceback at ERROR in the log. Anyone on the
+network could fill the log (an SD card) with it and put a credential in it. Here such a
+request gets a one-line 400 with the headers every response carries, and one line at
+INFO naming the kind of fault, never the bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from peercam.http.security_headers import add_security_headers
+
+logger = logging.getLogger(__name__)
+
+# Most specific first: BadHttpMethod is a BadStatusLine, all are BadHttpMessage.
+_FAULTS: list[tuple[type[BaseException], str]] = [
+    (http_exceptions.LineTooLong, "a line or header too long"),
+    (http_exceptions.BadHttpMethod, "an invalid method"),
+    (http_exceptions.BadStatusLine, "an invalid request line"),
+    (http_exceptions.InvalidHeader, "an invalid header"),
+    (http_exceptions.InvalidURLError, "an invalid URL"),
+    (http_exceptions.PayloadEncodingError, "an invalid body encoding"),
+]
+
+
+def describe(error: BaseException | None) -> str:
+    """What was wrong, in words chosen here: aiohttp's messages quote the request."""
+    for kind, words in _FAULTS:
+        if isinstance(error, kind):
+            return words
+    if isinstance(error, http_exceptions.HttpProcessingError):
+        # The one message that quotes nothing and has no class of its own.
+        if "Too many headers" in error.message:
+            return "too many headers"
+    return "a malformed request"
+
+
+class QuietRequestHandler(RequestHandler):
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            # A fault of the daemon's (the error middleware catches handlers' own):
+            # aiohttp's report with its traceback is what finding it needs.
+            response = super().handle_error(request, status, exc, message)
+            add_security_headers(response)
+            return response
+        if request.writer.output_size > 0:
+            # As aiohttp does: part of a response is out, another cannot follow.
+            raise ConnectionError("a response was already being sent")
+        what = describe(exc)
+        logger.info("refused a malformed request from %s: %s", request.remote or "?", what)
+        response = web.Response(status=status, text=f"malformed request: {what}\n")
+        add_security_headers(response)
+        response.force_close()
+        return response
+
+
+class QuietServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class QuietAppRunner(web.AppRunner):
+    """web.AppRunner whose connections answer unparsable requests as above.
+
+    aiohttp has no parameter for the protocol class; its server is made here as usual
+    and given the subclass's behaviour."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = QuietServer
+        return server

@@ -1,0 +1,196 @@
+"""What an attacker on the LAN found (issue 17), each refused cleanly: malformed requests
+that filled the log, secrets in the log, an open redirect after login, a cross-site
+WebSocket let through by a strangely spelled Upgrade header, a clip id too long for the
+file system, missing security headers, what /healthz and Server told the public, files
+others could read, and CBC suites on TLS 1.2."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+
+from tests.access import TEST_PASSWORD, basic
+from tests.daemon_process import DaemonProcess
+from tests.test_auth import status_of
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+def raw(daemon: DaemonProcess, request: bytes, responses: int = 1) -> bytes:
+    """Send bytes as they are over TLS; what the daemon answers, up to the end of the
+    `responses`-th response (or until it closes the connection or goes quiet)."""
+    context = daemon.access.ssl_context()
+    assert context is not None
+    with (
+        socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as plain,
+        context.wrap_socket(plain, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(request)
+        answer = b""
+        try:
+            while not _complete(answer, responses) and (chunk := tls.recv(65536)):
+                answer += chunk
+        except (TimeoutError, ConnectionError, ssl.SSLError):
+            pass
+    return answer
+
+
+def _complete(answer: bytes, responses: int) -> bool:
+    rest = answer
+    for _ in range(responses):
+        head, separator, rest = rest.partition(b"\r\n\r\n")
+        if not separator:
+            return False
+        status, headers = head_of(head)
+        if status == 101:
+            return True
+        length = int(headers.get("content-length", "0"))
+        if len(rest) < length:
+            return False
+        rest = rest[length:]
+    return True
+
+
+def head_of(answer: bytes) -> tuple[int, dict[str, str]]:
+    """Status and headers of the first response in `answer` (names lowercased)."""
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    status_line, *lines = head.split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers
+
+
+def assert_security_headers(headers: dict[str, str], what: object) -> None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, expected in SECURITY_HEADERS.items():
+        assert expected in lowered.get(name.lower(), ""), (what, name, headers)
+    server = lowered.get("server", "")
+    assert "python" not in server.lower() and "aiohttp" not in server.lower(), (what, server)
+
+
+def malformed_requests(secret: str) -> dict[str, bytes]:
+    return {
+        "request line over 8190 bytes": b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        "more than 128 headers": b"GET / HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: y\r\n" % i for i in range(200))
+        + b"\r\n",
+        "control character in a header": b"GET /api/state HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: Bearer {secret}\x01\r\n\r\n".encode(),
+        "lowercase method": b"get / HTTP/1.1\r\nHost: x\r\n\r\n",
+        # aiohttp logs a bad method quietly on a connection's first request only.
+        "lowercase method after a good request": b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"get / HTTP/1.1\r\nHost: x\r\n\r\n",
+    }
+
+
+def test_malformed_requests_get_a_plain_400_and_one_quiet_log_line_each(
+    daemon: DaemonProcess,
+) -> None:
+    rounds = 5
+    before = len(daemon.log().splitlines())
+    for _ in range(rounds):
+        for kind, request in malformed_requests("not-a-real-token").items():
+            answer = raw(daemon, request, responses=request.count(b"HTTP/1.1\r\n"))
+            last = answer[answer.rfind(b"HTTP/1.") :]
+            status, headers = head_of(last)
+            assert status == 400, (kind, answer[:300])
+            assert_security_headers(headers, kind)
+            body = last.split(b"\r\n\r\n", 1)[1]
+            assert len(body.splitlines()) == 1, (kind, body)
+    time.sleep(0.3)
+    added = daemon.log().splitlines()[before:]
+    assert "Traceback" not in "\n".join(added)
+    assert not [line for line in added if " ERROR " in line or " WARNING " in line], added
+    assert len(added) <= rounds * len(malformed_requests("")), added
+
+
+def websocket_status(daemon: DaemonProcess, cookie: str, *headers: tuple[str, str]) -> int:
+    """The status of a WebSocket handshake for /events with the login cookie."""
+    lines = [
+        "GET /events HTTP/1.1",
+        f"Host: 127.0.0.1:{daemon.port}",
+        f"Cookie: peercam_session={cookie}",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers),
+    ]
+    return head_of(raw(daemon, ("\r\n".join(lines) + "\r\n\r\n").encode()))[0]
+
+
+async def login_cookie(daemon: DaemonProcess) -> str:
+    async with (
+        daemon.access.session(headers={}) as http,
+        http.post(
+            daemon.base + "/login", json={"user": "admin", "password": TEST_PASSWORD}
+        ) as response,
+    ):
+        assert response.status == 200
+        return {c.key: c.value for c in http.cookie_jar}["peercam_session"]
+
+
+async def test_security_headers_on_redirects_refusals_and_parser_errors(
+    daemon: DaemonProcess,
+) -> None:
+    page = {"Accept": "text/html"}
+    status, headers, _ = await status_of(daemon.access, "GET", "/", page)
+    assert status == 303 and headers["Location"] == "/login?next=/"
+    assert_security_headers(headers, "303 to /login")
+    async with daemon.access.session(headers={}) as http:
+        form = {"user": "admin", "password": TEST_PASSWORD, "next": "/"}
+        async with http.post(daemon.base + "/login", data=form, allow_redirects=False) as response:
+            assert response.status == 303
+            assert_security_headers(dict(response.headers), "303 after login")
+        async with http.post(daemon.base + "/logout", allow_redirects=False) as response:
+            assert response.status == 303
+            assert_security_headers(dict(response.headers), "303 after logout")
+        async with http.post(
+            daemon.base + "/login", data={**form, "password": "wrong-wrong"}, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+            assert_security_headers(dict(response.headers), "303 after a wrong password")
+        async with http.ws_connect(
+            daemon.base + "/events", headers=basic("admin", TEST_PASSWORD)
+        ) as socket_:
+            assert (await socket_.receive_json(timeout=10))["type"] == "state"
+    for what, status_expected, (method, path, headers_) in [
+        ("401", 401, ("GET", "/api/state", {})),
+        ("404", 404, ("GET", "/nope", daemon.access.headers)),
+        ("405", 405, ("PUT", "/api/state", daemon.access.headers)),
+    ]:
+        status, headers, _ = await status_of(daemon.access, method, path, headers_)
+        assert status == status_expected, what
+        assert_security_headers(headers, what)
+    status, headers = head_of(raw(daemon, b"GET / HTTP/1.1\r\nHost: x\r\nBad\x01: y\r\n\r\n"))
+    assert status == 400
+    assert_security_headers(headers, "the parser's 400")
+    # The plain-HTTP port's redirects name no software either.
+    assert daemon.redirect_url is not None
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(daemon.redirect_url, allow_redirects=False) as response,
+    ):
+        assert response.status == 308
+        assert "Python" not in response.headers.get("Server", "")
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
