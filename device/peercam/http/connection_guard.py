@@ -17,6 +17,7 @@ fails for want of descriptors, the loop waits before trying again instead of spi
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import errno
 import logging
 import resource
@@ -26,6 +27,8 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from peercam.service.native_memory import return_free_memory
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,15 @@ MIN_CONNECTIONS, MAX_CONNECTIONS = 32, 2048
 EXHAUSTED_PAUSE = 0.5
 
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+# asyncio gives every TLS connection a read buffer of `SSLProtocol.max_size`, 256 KiB
+# (Lib/asyncio/sslproto.py), allocated at once and kept for the connection's life:
+# 200 idle WebSockets took 59 MB, and glibc kept it after they closed. A TLS record
+# holds at most 16 KiB, and a camera's clients send small requests.
+TLS_READ_BUFFER = 32 * 1024
+# After this many connections have closed, free heap pages go back to the kernel: a
+# burst of connections otherwise leaves the daemon's RSS at its peak for good.
+TRIM_AFTER_CLOSED = 64
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,8 @@ class GuardedListener:
         context: ssl.SSLContext | None,
         on_refused: Callable[[str], None] = lambda reason: None,
     ) -> None:
+        if context is not None:
+            use_small_tls_buffers()
         self._factory = protocol_factory
         self.limits = limits
         self._context = context
@@ -110,6 +124,7 @@ class GuardedListener:
         self._handshakes: set[asyncio.Task[None]] = set()
         self._socket: socket.socket | None = None
         self._exhausted_logged = False
+        self._closed_since_trim = 0
 
     @property
     def open_connections(self) -> int:
@@ -190,6 +205,10 @@ class GuardedListener:
                 self._open[client] -= 1
                 if self._open[client] <= 0:
                     del self._open[client]
+                self._closed_since_trim += 1
+                if self._closed_since_trim >= TRIM_AFTER_CLOSED:
+                    self._closed_since_trim = 0
+                    return_free_memory()
 
         loop = asyncio.get_running_loop()
         try:
@@ -209,6 +228,14 @@ class GuardedListener:
             logger.debug("connection from %s dropped before its first request: %s", client, error)
             connection.close()
             release()
+
+
+def use_small_tls_buffers() -> None:
+    """Process-wide: TLS connections made after this read into TLS_READ_BUFFER.
+    tests/test_connection_limits.py checks the attribute still exists."""
+    if not isinstance(getattr(asyncio.sslproto.SSLProtocol, "max_size", None), int):
+        raise RuntimeError("this Python's asyncio lacks the TLS buffer size peercam sets")
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 def _reset(connection: socket.socket) -> None:
