@@ -6,6 +6,8 @@ others could read, and CBC suites on TLS 1.2."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import os
 import socket
 import ssl
@@ -15,9 +17,10 @@ from contextlib import contextmanager
 
 import aiohttp
 
-from tests.access import TEST_PASSWORD, basic
+from tests.access import TEST_PASSWORD, basic, bearer
+from tests.conftest import SMALL, StartDaemon
 from tests.daemon_process import DaemonProcess
-from tests.test_auth import status_of
+from tests.test_auth import status_of, token
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "frame-ancestors 'none'",
@@ -117,6 +120,45 @@ def test_malformed_requests_get_a_plain_400_and_one_quiet_log_line_each(
     assert len(added) <= rounds * len(malformed_requests("")), added
 
 
+async def test_no_password_token_or_cookie_reaches_the_log(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon()
+    admin_token = token(daemon, "automation", "admin")
+    async with (
+        daemon.access.session(headers={}) as http,
+        http.post(
+            daemon.base + "/login", json={"user": "admin", "password": TEST_PASSWORD}
+        ) as response,
+    ):
+        assert response.status == 200
+        cookie = {c.key: c.value for c in http.cookie_jar}["peercam_session"]
+    typed_in_the_wrong_field = "my-secret-password-typed-as-user"
+    no_colon = base64.b64encode(typed_in_the_wrong_field.encode()).decode()
+    for wrong in ({"Authorization": f"Basic {no_colon}"}, basic(typed_in_the_wrong_field, "x")):
+        assert (await status_of(daemon.access, "GET", "/api/state", wrong))[0] == 401
+    form = f"user={typed_in_the_wrong_field}&password=nope".encode()
+    login = (
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(form), form)
+    )
+    assert head_of(raw(daemon, login))[0] == 303
+    for malformed in (
+        f"GET /api/state HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin_token}\x01\r\n\r\n",
+        f"GET /api/state HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin_token}\x7f\r\n\r\n",
+        f"GET /api/state HTTP/1.1\r\nHost: x\r\nCookie: peercam_session={cookie}\x01\r\n\r\n",
+        f"GET /api/state HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {no_colon}\x01\r\n\r\n",
+        f"GET /api/state HTTP/1.1\r\nHost: x\r\nX-Long: {'a' * 9000} {admin_token}\r\n\r\n",
+    ):
+        answer = raw(daemon, malformed.encode())
+        assert head_of(answer)[0] == 400
+        # Nor is it echoed back (to a proxy's log, say).
+        assert admin_token.encode() not in answer and cookie.encode() not in answer
+    await asyncio.sleep(0.3)
+    log = daemon.log()
+    for secret in (admin_token, cookie, TEST_PASSWORD, typed_in_the_wrong_field, no_colon):
+        assert secret not in log, secret
+    assert "refused" in log  # the refusals are still logged, without what was presented
+
+
 def websocket_status(daemon: DaemonProcess, cookie: str, *headers: tuple[str, str]) -> int:
     """The status of a WebSocket handshake for /events with the login cookie."""
     lines = [
@@ -194,3 +236,17 @@ def umask(mask: int) -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
+
+
+async def test_bad_basic_and_bearer_credentials_are_still_refused_and_counted(
+    start_daemon: StartDaemon,
+) -> None:
+    daemon = start_daemon(SMALL + "[auth]\nlogin_failures_per_minute = 3\n")
+    no_colon = {"Authorization": "Basic " + base64.b64encode(b"no-colon-here").decode()}
+    for headers in (no_colon, basic("nobody", "guess-guess"), bearer("pct_x_" + "y" * 43)):
+        assert (await status_of(daemon.access, "GET", "/api/state", headers))[0] == 401
+    assert (await status_of(daemon.access, "GET", "/api/state", daemon.access.headers))[0] == 429
+    log = daemon.log()
+    assert "refused a malformed Basic credential from 127.0.0.1" in log
+    assert "refused password for an unknown user from 127.0.0.1" in log
+    assert "nobody" not in log and "no-colon-here" not in log

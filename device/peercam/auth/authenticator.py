@@ -81,8 +81,12 @@ class Authenticator:
             if scheme.lower() == "bearer":
                 return self._bearer(credentials.strip(), client)
             if scheme.lower() == "basic":
-                name, password = _decode_basic(credentials.strip())
-                return await self.check_password(name, password, client, "basic")
+                decoded = _decode_basic(credentials.strip())
+                if decoded is None:
+                    self._raise_if_throttled(client)
+                    self._failed(client, "a malformed Basic credential")
+                    return None
+                return await self.check_password(*decoded, client, "basic")
             return None
         if cookie:
             return self.sessions.lookup(cookie)
@@ -144,7 +148,10 @@ class Authenticator:
             # Argon2 is deliberately slow: off the event loop.
             ok = await asyncio.to_thread(verify_password, stored, password)
         if not ok or user is None:
-            self._failed(client, f"password for user {name[:64]!r}")
+            # A name no user has is often a password typed into the wrong field.
+            self._failed(
+                client, f"password for user {name!r}" if user else "password for an unknown user"
+            )
             return None
         principal = Principal(user.name, user.role, proof)
         if proof == "basic":
@@ -158,10 +165,12 @@ class Authenticator:
         return principal
 
 
-def _decode_basic(credentials: str) -> tuple[str, str]:
+def _decode_basic(credentials: str) -> tuple[str, str] | None:
+    """(user, password), or None for anything else: without the colon, the whole of
+    it may be the password."""
     try:
         text = base64.b64decode(credentials, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        return "", ""
-    name, _, password = text.partition(":")
-    return name, password
+        return None
+    name, colon, password = text.partition(":")
+    return (name, password) if colon else None
