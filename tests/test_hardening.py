@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
 
@@ -157,6 +158,45 @@ async def test_no_password_token_or_cookie_reaches_the_log(start_daemon: StartDa
     for secret in (admin_token, cookie, TEST_PASSWORD, typed_in_the_wrong_field, no_colon):
         assert secret not in log, secret
     assert "refused" in log  # the refusals are still logged, without what was presented
+
+
+async def test_after_login_only_a_path_on_this_site(daemon: DaemonProcess) -> None:
+    dangerous = [
+        "/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "\t//evil.example",
+        "/\t\t/evil.example", "//evil.example", "/\\evil.example", "\\/evil.example",
+        "https://evil.example/", "/\x00/evil.example", "/\u3000/evil.example",
+        " //evil.example", "/\x7f/evil.example",
+    ]  # fmt: skip
+    async with daemon.access.session(headers={}) as http:
+        for target in [*dangerous, "/?codec=H264"]:
+            fields = {"user": "admin", "password": TEST_PASSWORD, "next": target}
+            data = "&".join(f"{k}={quote(v, safe='')}" for k, v in fields.items())
+            async with http.post(
+                daemon.base + "/login",
+                data=data,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 303, target
+                location = response.headers["Location"]
+                assert_security_headers(dict(response.headers), target)
+            # Whatever a browser strips from it, it stays on this site.
+            cleaned = "".join(c for c in location if c not in "\t\n\r").strip()
+            resolved = urlsplit(urljoin(daemon.base + "/", cleaned.replace("\\", "/")))
+            assert resolved.netloc == urlsplit(daemon.base).netloc, (target, location)
+            assert location == ("/?codec=H264" if target == "/?codec=H264" else "/"), target
+        # Wrong passwords go back to the login page, carrying only a safe next.
+        for target in dangerous:
+            data = f"user=admin&password=wrong-wrong&next={quote(target, safe='')}"
+            async with http.post(
+                daemon.base + "/login",
+                data=data,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                allow_redirects=False,
+            ) as response:
+                location = response.headers["Location"]
+                # Wrong, then throttled: either way back to the page, not elsewhere.
+                assert location.startswith("/login?error=") and location.endswith("&next=/")
 
 
 def websocket_status(daemon: DaemonProcess, cookie: str, *headers: tuple[str, str]) -> int:

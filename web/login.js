@@ -3,7 +3,8 @@
 
 const params = new URLSearchParams(location.search);
 const next = params.get('next');
-if (next && next.startsWith('/') && !next.startsWith('//')) {
+// The server checks it too; a browser drops tabs and line breaks and reads \ as /.
+if (next && /^\/(?![/\\])[!-~]*$/.test(next) && !next.includes('\\')) {
   document.getElementById('next').value = next;
 }
 const reasons = {

@@ -22,8 +22,16 @@ _MAX_FORM_BYTES = 4096
 
 def safe_next(target: str | None) -> str:
     """Only a path on this server: never `//host` or a scheme, so a login link cannot
-    send the browser elsewhere once logged in."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    send the browser elsewhere once logged in. Browsers drop tabs and line breaks from
+    a URL and read a backslash as a slash (`/<tab>/evil.example` is `//evil.example` to
+    them), so anything but printable ASCII makes it the page."""
+    if (
+        not target
+        or not all("!" <= c <= "~" for c in target)
+        or "\\" in target
+        or not target.startswith("/")
+        or target.startswith("//")
+    ):
         return "/"
     return target
 
