@@ -25,7 +25,7 @@ from tests.test_auth import status_of, token
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
@@ -222,6 +222,44 @@ async def login_cookie(daemon: DaemonProcess) -> str:
     ):
         assert response.status == 200
         return {c.key: c.value for c in http.cookie_jar}["peercam_session"]
+
+
+async def test_cross_site_websockets_are_refused_however_the_upgrade_is_spelled(
+    daemon: DaemonProcess,
+) -> None:
+    cookie = await login_cookie(daemon)
+    own = f"https://127.0.0.1:{daemon.port}"
+    websocket = ("Upgrade", "websocket")
+    # The page's own origin is upgraded: the check below is not just refusing everything.
+    assert websocket_status(daemon, cookie, websocket, ("Origin", own)) == 101
+    cross = [("Origin", "https://evil.example"), ("Sec-Fetch-Site", "cross-site")]
+    for spelling in ("websocket", "websocket\u00a0", "websocket\u0085", "websocket\u3000",
+                     "WebSocket", " websocket", "websocket, foo"):  # fmt: skip
+        assert websocket_status(daemon, cookie, ("Upgrade", spelling), *cross) == 403, spelling
+    for origins in (
+        [f"http://127.0.0.1:{daemon.port}"],  # another scheme
+        ["https://127.0.0.1:1"],  # another port
+        ["https://127.0.0.1"],  # the default port is another port
+        ["null"],  # a sandboxed frame, a file: page
+        [own, "https://evil.example"],
+        [own, own],  # two Origins: which to believe?
+        [f"{own}, https://evil.example"],
+        [f"{own}/"],
+    ):
+        headers = [("Origin", origin) for origin in origins]
+        assert websocket_status(daemon, cookie, websocket, *headers) == 403, origins
+    # A page loaded under the former no-referrer policy posts with Origin: null.
+    async with daemon.access.session(headers={}) as http:
+        http.cookie_jar.update_cookies({"peercam_session": cookie})
+        same = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+        async with http.post(daemon.base + "/api/ring", headers=same) as response:
+            assert response.status == 202
+        async with http.post(daemon.base + "/api/ring", headers={"Origin": "null"}) as response:
+            assert response.status == 403
+        async with http.post(
+            daemon.base + "/api/ring", headers={"Origin": own.replace("https", "http")}
+        ) as response:
+            assert response.status == 403
 
 
 async def test_security_headers_on_redirects_refusals_and_parser_errors(

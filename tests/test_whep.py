@@ -249,7 +249,7 @@ async def test_every_response_carries_the_security_headers(daemon: DaemonProcess
                 csp = response.headers.get("Content-Security-Policy", "")
                 assert "frame-ancestors 'none'" in csp, (method, path, response.status)
                 assert "script-src 'self'" in csp and "unsafe-inline" not in csp
-                assert response.headers["Referrer-Policy"] == "no-referrer"
+                assert response.headers["Referrer-Policy"] == "same-origin"
                 assert response.headers["X-Content-Type-Options"] == "nosniff"
         async with http.get(daemon.base + "/") as response:
             page = await response.text()

@@ -7,6 +7,7 @@ viewer, so a new handler is never public by accident.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
@@ -49,20 +50,58 @@ def cross_origin(request: web.Request) -> bool:
     """A browser request sent from a page of another origin (CSRF, or a WebSocket
     opened from someone else's page).
 
-    Our own pages send no referrer, and under that policy a browser sends
-    `Origin: null` with their form posts and fetches; Sec-Fetch-Site still says where
-    the request came from, so it is checked first, then any real Origin."""
-    site = request.headers.get("Sec-Fetch-Site")
+    Sec-Fetch-Site says where a request came from and no page can forge it, so it is
+    checked first, then Origin: scheme, host and port, as browsers compare origins.
+    `Origin: null` is a sandboxed frame or a local file, unless Sec-Fetch-Site says the
+    request is our own (pages loaded under the former `Referrer-Policy: no-referrer`
+    send null with their posts). A browser sends each header once: two are someone
+    choosing which one we believe."""
+    sites = request.headers.getall("Sec-Fetch-Site", [])
+    origins = request.headers.getall(hdrs.ORIGIN, [])
+    if len(sites) > 1 or len(origins) > 1:
+        return True
+    site = sites[0] if sites else None
     if site is not None and site not in ("same-origin", "none"):
         return True
-    origin = request.headers.get(hdrs.ORIGIN)
-    if not origin or origin == "null":
+    if not origins:
         return False
-    return urlsplit(origin).netloc.lower() != request.host.lower()
+    if origins[0] == "null":
+        return site != "same-origin"
+    return not _same_origin(origins[0], request)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ORIGIN = re.compile(r"(https?)://([^\s/?#@\[\]:]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?")
+
+
+def _same_origin(origin: str, request: web.Request) -> bool:
+    match = _ORIGIN.fullmatch(origin)
+    if match is None:
+        return False
+    scheme, host, port_text = match.groups()
+    if request.secure:
+        schemes = {"https"}
+    else:
+        # Without TLS the daemon is behind a reverse proxy that does HTTPS (the only
+        # safe way to run it so): the browser's origin is the proxy's, https.
+        schemes = {"http", "https"}
+    served = urlsplit(f"//{request.host}")
+    try:
+        served_port = served.port
+    except ValueError:
+        return False
+    port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
+    return (
+        scheme in schemes
+        and host.lower().strip("[]") == (served.hostname or "")
+        and port == (served_port or _DEFAULT_PORTS[scheme])
+    )
 
 
 def _state_changing(request: web.Request) -> bool:
-    upgrade = request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
+    # Whatever the Upgrade header says: aiohttp's handshake accepts `websocket` followed
+    # by any Unicode space, so a request asking for an upgrade at all may become one.
+    upgrade = hdrs.UPGRADE in request.headers or hdrs.SEC_WEBSOCKET_KEY in request.headers
     return request.method not in _SAFE_METHODS or upgrade
 
 
@@ -127,7 +166,7 @@ class AccessControl:
             return refuse(401, "log in first", **{"WWW-Authenticate": _challenge(request)})
         if principal.proof == "cookie" and _state_changing(request) and cross_origin(request):
             logger.warning(
-                "refused cross-origin %s %s from %s (Origin %s)",
+                "refused cross-origin %s %s from %s (Origin %r)",
                 request.method,
                 request.path,
                 request.remote,

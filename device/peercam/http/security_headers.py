@@ -25,7 +25,10 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "Referrer-Policy": "no-referrer",
+    # Nothing to other sites; to our own, the full URL, and so with posts and fetches
+    # the page's real Origin, which the cross-site check compares (no-referrer made
+    # it `null`, leaving only Sec-Fetch-Site, which older browsers do not send).
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
