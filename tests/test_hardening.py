@@ -22,6 +22,7 @@ from tests.access import TEST_PASSWORD, basic, bearer
 from tests.conftest import SMALL, StartDaemon
 from tests.daemon_process import DaemonProcess
 from tests.test_auth import status_of, token
+from tests.test_clips_page import RECORDING
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "frame-ancestors 'none'",
@@ -260,6 +261,21 @@ async def test_cross_site_websockets_are_refused_however_the_upgrade_is_spelled(
             daemon.base + "/api/ring", headers={"Origin": own.replace("https", "http")}
         ) as response:
             assert response.status == 403
+
+
+async def test_a_clip_id_too_long_for_a_file_name_is_a_404(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(RECORDING)
+    long_id = "20260101T000000-" + "a" * 250 + "-abcdef"
+    for method, path in (
+        ("GET", f"/api/clips/{long_id}"),
+        ("GET", f"/api/clips/{long_id}/picture.jpg"),
+        ("DELETE", f"/api/clips/{long_id}"),
+        ("GET", "/api/clips/20260101T000000-ring-abcdef%0A"),
+    ):
+        status, _, body = await status_of(daemon.access, method, path, daemon.access.headers)
+        assert status == 404, (method, path, status, body)
+        assert len(body) < 200 and body.count("\n") <= 1, body
+    assert "Traceback" not in daemon.log() and "File name too long" not in daemon.log()
 
 
 async def test_security_headers_on_redirects_refusals_and_parser_errors(

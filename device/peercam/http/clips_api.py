@@ -16,7 +16,7 @@ from dataclasses import asdict
 from aiohttp import web
 
 from peercam.pipeline import MediaPipeline
-from peercam.recording.clip_store import CLIP_ID, ClipStore
+from peercam.recording.clip_store import ClipStore, is_clip_id
 from peercam.recording.live_snapshot import NoPicture, current_jpeg
 from peercam.recording.recorder import Recorder
 
@@ -53,8 +53,8 @@ class ClipsApi:
 
     def _clip_id(self, request: web.Request) -> str:
         clip_id = request.match_info["id"]
-        if not CLIP_ID.match(clip_id):
-            raise web.HTTPNotFound(text=f"no clip {clip_id!r}")
+        if not is_clip_id(clip_id):
+            raise web.HTTPNotFound(text=f"no clip {clip_id[:64]!r}")
         return clip_id
 
     async def list_events(self, request: web.Request) -> web.Response:

@@ -21,7 +21,19 @@ from peercam.recording.clip_file import durable_replace
 
 logger = logging.getLogger(__name__)
 
-CLIP_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[a-z]+-[0-9a-f]{6}$")
+# The trigger's name is bounded so that an id from a request can never be too long for
+# a file name (a 250-letter one made open() fail with ENAMETOOLONG: a 500).
+_KIND_LETTERS = 16
+CLIP_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[a-z]{1,16}-[0-9a-f]{6}")
+MAX_ID_LENGTH = len("20260101T000000--abcdef") + _KIND_LETTERS
+
+
+def is_clip_id(text: str) -> bool:
+    """Checked before any path is made from it: fullmatch, as `$` would also allow a
+    final newline."""
+    return len(text) <= MAX_ID_LENGTH and CLIP_ID.fullmatch(text) is not None
+
+
 TEMPORARY_PREFIX = ".partial-"
 
 
@@ -49,7 +61,7 @@ class Usage:
 
 def new_clip_id(trigger: str, wall_time: float) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(wall_time))
-    kind = re.sub(r"[^a-z]", "", trigger.lower()) or "event"
+    kind = re.sub(r"[^a-z]", "", trigger.lower())[:_KIND_LETTERS] or "event"
     return f"{stamp}-{kind}-{secrets.token_hex(3)}"
 
 
@@ -126,7 +138,7 @@ class ClipStore:
         return self._read(clip_id)
 
     def _read(self, clip_id: str) -> ClipRecord | None:
-        if not CLIP_ID.match(clip_id) or not self.video_path(clip_id).exists():
+        if not is_clip_id(clip_id) or not self.video_path(clip_id).exists():
             return None
         path = self._record_path(clip_id)
         try:
@@ -138,7 +150,7 @@ class ClipStore:
             return None
 
     def delete(self, clip_id: str) -> bool:
-        if not CLIP_ID.match(clip_id) or not self._record_path(clip_id).exists():
+        if not is_clip_id(clip_id) or not self._record_path(clip_id).exists():
             return False
         # The record first: from then on the clip is no longer listed.
         self._record_path(clip_id).unlink(missing_ok=True)
