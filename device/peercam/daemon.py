@@ -53,11 +53,11 @@ from peercam.ice.servers import describe_choice
 from peercam.media import Kind
 from peercam.metrics import Metrics
 from peercam.motion.watch import MotionWatch
+from peercam.outputs.catalog import build_outputs
+from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
 from peercam.recording.clip_store import ClipStore
 from peercam.recording.recorder import Recorder
-from peercam.republish.rtp_forward import RtpForwarder
-from peercam.republish.whip_publisher import WhipPublisher
 from peercam.rtc.registry import SessionRegistry
 from peercam.service import blocking_pool
 from peercam.service.notify import SystemdNotifier
@@ -221,8 +221,8 @@ class Daemon:
         self._redirect_runner: web.AppRunner | None = None
         self._listeners: list[GuardedListener] = []
         self.http_port: int | None = None
-        self.publishers: list[WhipPublisher] = []
-        self.forwarders: list[RtpForwarder] = []
+        self.outputs = build_outputs(OutputContext(config, self.pipeline, self.events))
+        self._started: list[Output] = []
         self.port: int | None = None
 
     def _motion_goes_on(self) -> None:
@@ -230,14 +230,10 @@ class Daemon:
             self.recorder.extend()
 
     async def start(self) -> str:
-        for target in self.config.republish.whip:
-            publisher = WhipPublisher(target, self.pipeline, self.config.webrtc)
-            publisher.start()
-            self.publishers.append(publisher)
-        for rtp_target in self.config.republish.rtp:
-            forwarder = RtpForwarder(rtp_target, self.pipeline)
-            await forwarder.start()
-            self.forwarders.append(forwarder)
+        for output in self.outputs:
+            await output.start()
+            self._started.append(output)
+            logger.info("%s started", output.name)
         self.stall_watch.start()
         if self.recorder is not None:
             self.recorder.start()
@@ -302,10 +298,8 @@ class Daemon:
         return await listener.start(self.config.server.host, port)
 
     async def stop(self) -> None:
-        for publisher in self.publishers:
-            await publisher.stop()
-        for forwarder in self.forwarders:
-            await forwarder.stop()
+        while self._started:
+            await self._started.pop().stop()
         await self.stall_watch.stop()
         if self.motion is not None:
             await self.motion.stop()

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,18 @@ class MediaPipeline:
             route.source.start(self._deliver(route.source))
             logger.info("%s source started", route.source.name)
         return route.hub.subscribe(self.queue_frames)
+
+    @asynccontextmanager
+    async def stream(self, codec: str) -> AsyncIterator[Subscription]:
+        """`codec`'s shared frames for as long as the block runs; on leaving, the
+        subscription is closed and encoders nobody needs any more are stopped. The one
+        way an output takes a stream, so that no output forgets the release."""
+        subscription = self.subscribe(codec)
+        try:
+            yield subscription
+        finally:
+            subscription.close()
+            await self.release_idle()
 
     def add_video_tap(self, tap: Callable[[CapturedVideo | CapturedPreview], None]) -> bool:
         """Hand `tap` every picture the camera captures, on the event loop, until

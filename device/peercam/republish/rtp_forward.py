@@ -14,7 +14,8 @@ import random
 from aiortc.rtp import RtpPacket
 
 from peercam.config import RtpTarget
-from peercam.fanout.hub import Subscription, SubscriptionClosed
+from peercam.fanout.hub import SubscriptionClosed
+from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
 
 logger = logging.getLogger(__name__)
@@ -50,8 +51,11 @@ class RtpForwarder:
         self.target = target
         self._pipeline = pipeline
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscriptions: list[Subscription] = []
         self._transport: asyncio.DatagramTransport | None = None
+
+    @property
+    def name(self) -> str:
+        return f"RTP forwarder to {self.target.host}:{self.target.video_port}"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -63,32 +67,37 @@ class RtpForwarder:
         if self.target.audio_port is not None and "opus" in self._pipeline.codecs:
             routes.append(("opus", self.target.audio_port, self.target.audio_payload_type))
         for codec, port, payload_type in routes:
-            subscription = self._pipeline.subscribe(codec)
-            self._subscriptions.append(subscription)
             task = asyncio.create_task(
-                self._forward(subscription, port, RtpStream(payload_type)), name=f"rtp-{codec}"
+                self._forward(codec, port, RtpStream(payload_type)), name=f"rtp-{codec}"
             )
             self._tasks.append(task)
         logger.info(
             "forwarding RTP to %s (video port %d)", self.target.host, self.target.video_port
         )
 
-    async def _forward(self, subscription: Subscription, port: int, stream: RtpStream) -> None:
-        assert self._transport is not None
+    async def _forward(self, codec: str, port: int, packets: RtpStream) -> None:
+        transport = self._transport
+        assert transport is not None
         address = (self.target.host, port)
-        try:
-            while True:
-                frame = await subscription.get()
-                for packet in stream.packets(frame.payloads, frame.rtp_timestamp):
-                    self._transport.sendto(packet, address)
-        except SubscriptionClosed:
-            return
+        async with self._pipeline.stream(codec) as subscription:
+            try:
+                while True:
+                    frame = await subscription.get()
+                    for packet in packets.packets(frame.payloads, frame.rtp_timestamp):
+                        transport.sendto(packet, address)
+            except SubscriptionClosed:
+                return
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for subscription in self._subscriptions:
-            subscription.close()
+        self._tasks = []
         if self._transport is not None:
             self._transport.close()
+            self._transport = None
+
+
+def build(context: OutputContext) -> list[Output]:
+    """One forwarder per `[[republish.rtp]]` target."""
+    return [RtpForwarder(t, context.pipeline) for t in context.config.republish.rtp]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
 from urllib.parse import urljoin
 
 import aiohttp
@@ -20,6 +21,7 @@ from peercam.config import WebRtcConfig, WhipTarget
 from peercam.fanout.hub import Subscription
 from peercam.ice.servers import session_ice
 from peercam.media import Kind
+from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
 from peercam.rtc import dtls
 from peercam.rtc.negotiation import codec_preferences
@@ -50,7 +52,11 @@ class WhipPublisher:
         self.etag: str | None = None
         self.published = asyncio.Event()
 
-    def start(self) -> None:
+    @property
+    def name(self) -> str:
+        return f"WHIP publisher to {self.target.url}"
+
+    async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"whip {self.target.url}")
 
     async def stop(self) -> None:
@@ -84,57 +90,59 @@ class WhipPublisher:
     async def _publish_once(self, http: aiohttp.ClientSession) -> None:
         ice = session_ice(self._webrtc, "whip")
         dtls.name_session(f"whip {self.target.url}")
-        pc = dtls.peer_connection(rtc_configuration(ice.for_daemon, relay_only=False))
-        subscriptions: list[Subscription] = []
-        ended = asyncio.Event()
+        async with AsyncExitStack() as streams:
+            pc = dtls.peer_connection(rtc_configuration(ice.for_daemon, relay_only=False))
+            ended = asyncio.Event()
 
-        def changed() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                ended.set()
+            def changed() -> None:
+                if pc.connectionState in ("failed", "closed"):
+                    ended.set()
 
-        pc.on("connectionstatechange", changed)
-
-        try:
-            tracks: list[tuple[Kind, str]] = [("video", "h264"), ("audio", "opus")]
-            for kind, codec in tracks:
-                if codec in self._pipeline.codecs:
-                    subscriptions.append(self._add_track(pc, kind, codec))
-            # The offer goes out at once and the candidates follow by PATCH (trickle):
-            # gathering, with STUN or TURN, can take seconds that need not delay it.
-            offer = await pc.createOffer()
-            gathering = asyncio.ensure_future(pc.setLocalDescription(offer))
+            pc.on("connectionstatechange", changed)
             try:
-                async with http.post(
-                    self.target.url, data=offer.sdp, headers=self._headers("application/sdp")
-                ) as response:
-                    body = await response.text()
-                    if response.status != 201 or "Location" not in response.headers:
-                        reason = " ".join(body.split())[:200]
-                        raise WhipRefused(f"HTTP {response.status} {reason}".strip())
-                    self.location = urljoin(str(response.url), response.headers["Location"])
-                    self.etag = response.headers.get("ETag")
+                tracks: list[tuple[Kind, str]] = [("video", "h264"), ("audio", "opus")]
+                for kind, codec in tracks:
+                    if codec in self._pipeline.codecs:
+                        stream = await streams.enter_async_context(self._pipeline.stream(codec))
+                        self._add_track(pc, kind, codec, stream)
+                await self._negotiate(http, pc)
+                logger.info(
+                    "publishing over WHIP to %s (session %s)", self.target.url, self.location
+                )
+                self.published.set()
+                await ended.wait()
             finally:
-                await gathering
-            await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
-            await self._trickle(http, str(pc.localDescription.sdp))
-            logger.info("publishing over WHIP to %s (session %s)", self.target.url, self.location)
-            self.published.set()
-            await ended.wait()
-        finally:
-            self.published.clear()
-            await self._hang_up(http)
-            for subscription in subscriptions:
-                subscription.close()
-            await pc.close()
-            await self._pipeline.release_idle()
+                self.published.clear()
+                await self._hang_up(http)
+                await pc.close()
 
-    def _add_track(self, pc: RTCPeerConnection, kind: Kind, codec: str) -> Subscription:
-        subscription = self._pipeline.subscribe(codec)
+    async def _negotiate(self, http: aiohttp.ClientSession, pc: RTCPeerConnection) -> None:
+        # The offer goes out at once and the candidates follow by PATCH (trickle):
+        # gathering, with STUN or TURN, can take seconds that need not delay it.
+        offer = await pc.createOffer()
+        gathering = asyncio.ensure_future(pc.setLocalDescription(offer))
+        try:
+            async with http.post(
+                self.target.url, data=offer.sdp, headers=self._headers("application/sdp")
+            ) as response:
+                body = await response.text()
+                if response.status != 201 or "Location" not in response.headers:
+                    reason = " ".join(body.split())[:200]
+                    raise WhipRefused(f"HTTP {response.status} {reason}".strip())
+                self.location = urljoin(str(response.url), response.headers["Location"])
+                self.etag = response.headers.get("ETag")
+        finally:
+            await gathering
+        await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+        await self._trickle(http, str(pc.localDescription.sdp))
+
+    def _add_track(
+        self, pc: RTCPeerConnection, kind: Kind, codec: str, stream: Subscription
+    ) -> None:
         producer = self._pipeline.producer(codec)
-        transceiver = pc.addTransceiver(SharedFrameTrack(kind, subscription), direction="sendonly")
+        transceiver = pc.addTransceiver(SharedFrameTrack(kind, stream), direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(kind, codec))
         attach_to_sender(transceiver.sender, lambda: producer.request_keyframe("whip"))
-        return subscription
 
     async def _trickle(self, http: aiohttp.ClientSession, local_sdp: str) -> None:
         """Send the gathered candidates, and their end, as an RFC 8840 sdpfrag."""
@@ -175,3 +183,9 @@ def sdpfrag(sdp: str) -> str:
             sections[-1].append(line)
     lines = credentials + [line for section in sections for line in section]
     return "\r\n".join(lines) + "\r\n"
+
+
+def build(context: OutputContext) -> list[Output]:
+    """One publisher per `[[republish.whip]]` target."""
+    config = context.config
+    return [WhipPublisher(t, context.pipeline, config.webrtc) for t in config.republish.whip]

@@ -1,0 +1,16 @@
+"""Every output the daemon can run, in the order they start (they stop in reverse).
+Adding one is a line here; its module builds it from the config."""
+
+from __future__ import annotations
+
+from peercam.outputs.output import Output, OutputContext, OutputFactory
+from peercam.republish import rtp_forward, whip_publisher
+
+FACTORIES: list[OutputFactory] = [
+    whip_publisher.build,
+    rtp_forward.build,
+]
+
+
+def build_outputs(context: OutputContext) -> list[Output]:
+    return [output for factory in FACTORIES for output in factory(context)]

@@ -1,0 +1,44 @@
+"""What every output is: a named consumer of the shared streams or events, built from
+the config by its own module, started and stopped by the daemon.
+
+An output takes a stream with `async with pipeline.stream(codec)`, which also stops
+encoders it leaves unneeded. A new destination (RTSP, MQTT, a phone call) is a module
+with a `build(context) -> list[Output]` function and one line in outputs/catalog.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from peercam.config import Config
+from peercam.events import EventBus
+from peercam.pipeline import MediaPipeline
+
+
+class Output(Protocol):
+    @property
+    def name(self) -> str:
+        """Says which output this is in the log: its kind and destination."""
+        ...
+
+    async def start(self) -> None:
+        """Begin; must not wait on the network or a peer (run that in a task)."""
+        ...
+
+    async def stop(self) -> None:
+        """End every task and release every stream and resource the output holds."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutputContext:
+    """What an output may be built from."""
+
+    config: Config
+    pipeline: MediaPipeline
+    events: EventBus
+
+
+OutputFactory = Callable[[OutputContext], list[Output]]
