@@ -9,7 +9,6 @@ they were and its memory has not crept up.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -52,7 +51,7 @@ class Footprint:
 
 
 def viewers(daemon: DaemonProcess) -> int:
-    return int(json.loads(daemon.get("/healthz"))["viewers"])
+    return int(daemon.metric("peercam_viewers"))
 
 
 async def wait_for_no_viewers(daemon: DaemonProcess, within: float) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import socket
 import ssl
@@ -321,6 +322,17 @@ async def test_security_headers_on_redirects_refusals_and_parser_errors(
     ):
         assert response.status == 308
         assert "Python" not in response.headers.get("Server", "")
+
+
+async def test_healthz_tells_the_public_only_that_the_camera_lives(
+    daemon: DaemonProcess,
+) -> None:
+    status, headers, body = await status_of(daemon.access, "GET", "/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    assert "Python" not in headers.get("Server", "") and "aiohttp" not in headers.get("Server", "")
+    # Viewers and uptime are for the logged-in: in /metrics.
+    assert daemon.metric("peercam_viewers") == 0
+    assert daemon.metric("peercam_uptime_seconds") > 0
 
 
 @contextmanager

@@ -70,7 +70,7 @@ def wait_until(condition: Callable[[], bool], within: float) -> None:
 
 
 def viewers(daemon: DaemonProcess) -> int:
-    return int(json.loads(daemon.get("/healthz"))["viewers"])
+    return int(daemon.metric("peercam_viewers"))
 
 
 def opened(log: Path) -> int:

@@ -4,6 +4,7 @@ a time; rings from the API and the command line reach every open channel."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.access import basic
 from tests.alsa_fixture import fake_sound_card
 from tests.conftest import StartDaemon
 from tests.daemon_process import DaemonProcess
@@ -98,7 +100,7 @@ async def test_one_talker_at_a_time(start_daemon: StartDaemon, tmp_path: Path) -
         assert (await command(socket, {"cmd": "talk", "session": a}))["ok"] is True
         refused = await command(socket, {"cmd": "talk", "session": b})
         assert refused["ok"] is False
-        assert f"viewer {a[:6]}" in refused["reason"] and "is talking" in refused["reason"]
+        assert refused["reason"] == "admin is talking; wait for them to stop"
         assert (await command(socket, {"cmd": "untalk", "session": b}))["ok"] is False
         assert (await command(socket, {"cmd": "untalk", "session": a}))["ok"] is True
         assert (await command(socket, {"cmd": "talk", "session": b}))["ok"] is True
@@ -109,11 +111,50 @@ async def test_one_talker_at_a_time(start_daemon: StartDaemon, tmp_path: Path) -
             result = await command(socket, {"cmd": "talk", "session": a})
             if result["ok"]:
                 break
-            assert f"viewer {b[:6]}" in result["reason"]
+            assert "admin is talking" in result["reason"]
             await asyncio.sleep(0.2)
         assert result["ok"] is True
         async with http.get(daemon.base + "/api/state") as response:
-            assert (await response.json())["talker"].startswith(f"viewer {a[:6]}")
+            assert (await response.json())["talker"] == "admin"
+
+
+async def test_viewers_are_told_who_talks_by_name_not_address_or_session(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    daemon = start(start_daemon, tmp_path)
+    passwd = [sys.executable, "-m", "peercam", "passwd", "--state-dir", str(daemon.state_dir)]
+    await asyncio.to_thread(
+        subprocess.run, [*passwd, "--user", "family", "--stdin"], input="family-password\n",
+        text=True, check=True, timeout=30,
+    )  # fmt: skip
+    family = daemon.access.with_headers(basic("family", "family-password"))
+    async with (
+        WhepViewer(daemon.access) as admin_page,
+        daemon.access.session() as admin_http,
+        admin_http.ws_connect(daemon.base + "/events") as admin,
+        family.session() as family_http,
+        family_http.ws_connect(daemon.base + "/events") as viewer,
+    ):
+        me = session_id(admin_page)
+        await admin_page.video_frames(5)
+        await next_of(viewer, "state")
+        assert (await command(admin, {"cmd": "talk", "session": me}))["ok"] is True
+        told = [await next_of(viewer, "talker")]
+        async with admin_http.post(daemon.base + "/api/ring") as response:
+            assert response.status == 202
+        assert (await command(admin, {"cmd": "answer", "session": me}))["ok"] is True
+        told.append(await next_of(viewer, "answered"))
+        async with family_http.ws_connect(daemon.base + "/events") as again:
+            told.append(await next_of(again, "state"))
+        async with family_http.get(daemon.base + "/api/state") as response:
+            told.append(await response.json())
+    assert told[0]["talker"] == "admin" and told[1]["by"] == "admin", told
+    assert told[2]["talker"] == told[3]["talker"] == "admin", told
+    for message in told:
+        text = json.dumps(message)
+        assert "127.0.0.1" not in text and me[:6] not in text, message
+    # The owner's log still says which session and address it was.
+    assert f"talk from admin (session {me[:6]} from 127.0.0.1): done" in daemon.log()
 
 
 async def test_ring_from_the_api_and_the_command_line(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
 from peercam.metrics import Metrics
 from peercam.rtc.registry import SessionRegistry
@@ -15,19 +15,18 @@ class ObservabilityHandlers:
     def __init__(self, metrics: Metrics, sessions: SessionRegistry) -> None:
         self._metrics = metrics
         self._sessions = sessions
-        self._started = time.monotonic()
+        started = time.monotonic()
+        Gauge(
+            "peercam_uptime_seconds", "Seconds since the daemon started", registry=metrics.registry
+        ).set_function(lambda: time.monotonic() - started)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/healthz", self.health), web.get("/metrics", self.metrics)]
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "status": "ok",
-                "viewers": len(self._sessions),
-                "uptime_s": round(time.monotonic() - self._started, 1),
-            }
-        )
+        # Public, for monitors: that it lives, nothing more. How many watch, and since
+        # when it runs, are in /metrics, behind a login.
+        return web.json_response({"status": "ok"})
 
     async def metrics(self, request: web.Request) -> web.Response:
         response = web.Response(body=self._metrics.render())

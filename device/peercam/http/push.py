@@ -99,9 +99,19 @@ class PushChannel:
         session = self._sessions.get(session_id) if isinstance(session_id, str) else None
         if session is None or session.owner != principal.name:
             return _refusal(name, "no such session: a command needs your live viewer session")
-        label = f"viewer {session.id[:6]} ({session.client or 'unknown address'})"
+        # What every page is told (who talks, who answered): the user's name. The
+        # address and session are for the owner's log only; a viewer must not learn
+        # where an admin is, nor the start of an id that commands the doorbell.
+        label = principal.name
         outcome = await action(session.id, label)
-        logger.info("%s from %s: %s", name, label, "done" if outcome.ok else outcome.reason)
+        logger.info(
+            "%s from %s (session %s from %s): %s",
+            name,
+            label,
+            session.id[:6],
+            session.client or "an unknown address",
+            "done" if outcome.ok else outcome.reason,
+        )
         return {"type": "result", "cmd": name, "ok": outcome.ok, "reason": outcome.reason}
 
     async def close_all(self) -> None:
