@@ -79,7 +79,7 @@ async def test_an_event_clip_is_the_viewers_packets_from_a_keyframe_before_the_p
             sent.append(await viewer.get())
 
     watching = asyncio.create_task(watch())
-    recorder.start()
+    await recorder.start()
     try:
         await asyncio.sleep(PREROLL + KEYFRAME_INTERVAL + 1.0)  # a full pre-roll exists
         event_at = time.time()
@@ -143,7 +143,7 @@ async def test_a_clip_in_progress_is_written_when_the_daemon_stops(
     tmp_path: Path, config_data: dict[str, dict[str, object]]
 ) -> None:
     pipeline, _, store, recorder = recording_setup(tmp_path, config_data)
-    recorder.start()
+    await recorder.start()
     try:
         await asyncio.sleep(KEYFRAME_INTERVAL + 0.5)
         assert recorder.trigger("manual") is not None
@@ -170,7 +170,7 @@ async def test_a_ring_or_pir_motion_on_the_event_bus_starts_a_clip(
     config_data["recording"]["triggers"] = ["ring"]  # motion is not wanted here
     pipeline, events, store, recorder = recording_setup(tmp_path, config_data)
     pages = events.subscribe()
-    recorder.start()
+    await recorder.start()
     try:
         await asyncio.sleep(KEYFRAME_INTERVAL + 0.5)
         events.publish({"type": "motion", "at": time.time()})  # a PIR, not a trigger here

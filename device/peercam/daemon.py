@@ -221,7 +221,12 @@ class Daemon:
         self._redirect_runner: web.AppRunner | None = None
         self._listeners: list[GuardedListener] = []
         self.http_port: int | None = None
-        self.outputs = build_outputs(OutputContext(config, self.pipeline, self.events))
+        # The recorder and motion are built here: the clips API and each other use them.
+        local: list[Output] = [o for o in (self.recorder, self.motion) if o is not None]
+        self.outputs = [
+            *build_outputs(OutputContext(config, self.pipeline, self.events)),
+            *local,
+        ]
         self._started: list[Output] = []
         self.port: int | None = None
 
@@ -230,15 +235,11 @@ class Daemon:
             self.recorder.extend()
 
     async def start(self) -> str:
+        self.stall_watch.start()
         for output in self.outputs:
             await output.start()
             self._started.append(output)
             logger.info("%s started", output.name)
-        self.stall_watch.start()
-        if self.recorder is not None:
-            self.recorder.start()
-        if self.motion is not None:
-            self.motion.start()
         # gpiozero's callbacks need the running loop to hand their events to.
         self.doorbell.hardware = open_hardware(
             self.config.gpio, self.doorbell.ring, self.doorbell.motion
@@ -301,10 +302,6 @@ class Daemon:
         while self._started:
             await self._started.pop().stop()
         await self.stall_watch.stop()
-        if self.motion is not None:
-            await self.motion.stop()
-        if self.recorder is not None:
-            await self.recorder.stop()
         await self.push.close_all()
         await self.sessions.close_all()
         await self.doorbell.close()

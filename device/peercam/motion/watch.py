@@ -50,7 +50,11 @@ class MotionWatch:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    @property
+    def name(self) -> str:
+        return "motion detection"
+
+    async def start(self) -> None:
         if not self.pipeline.add_video_tap(self._offer):
             logger.warning("motion detection needs a camera; none is configured")
             return

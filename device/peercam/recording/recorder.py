@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ class Recorder:
         self.fps = fps
         self.preroll = Preroll(config.preroll_seconds)
         self.active: ActiveClip | None = None
-        self._subscriptions: list[Subscription] = []
+        self._streams = AsyncExitStack()
         self._tasks: set[asyncio.Task[None]] = set()
         self._bus: asyncio.Queue[Event] | None = None
 
@@ -71,14 +72,17 @@ class Recorder:
     def available(self) -> bool:
         return VIDEO_CODEC in self.pipeline.codecs
 
-    def start(self) -> None:
+    @property
+    def name(self) -> str:
+        return "event recorder"
+
+    async def start(self) -> None:
         if not self.available:
             logger.warning("recording needs H.264 in video.codecs; no clips will be made")
             return
         codecs = [VIDEO_CODEC] + ([AUDIO_CODEC] if AUDIO_CODEC in self.pipeline.codecs else [])
         for codec in codecs:
-            subscription = self.pipeline.subscribe(codec)
-            self._subscriptions.append(subscription)
+            subscription = await self._streams.enter_async_context(self.pipeline.stream(codec))
             self._spawn(self._receive(subscription, codec == VIDEO_CODEC), f"record-{codec}")
         self._bus = self.events.subscribe()
         self._spawn(self._listen(self._bus), "record-triggers")
@@ -222,12 +226,10 @@ class Recorder:
         """Stop receiving; a clip being recorded is written with what it has."""
         if self._bus is not None:
             self.events.unsubscribe(self._bus)
-        for subscription in self._subscriptions:
-            subscription.close()
-        self._subscriptions.clear()
         for task in list(self._tasks):
             if not task.get_name().startswith("record-write-"):
                 task.cancel()
         self._finish()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._streams.aclose()
         self.preroll.clear()
