@@ -12,7 +12,9 @@ import json
 import os
 import socket
 import ssl
+import stat
 import time
+import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, urljoin, urlsplit
@@ -23,7 +25,7 @@ from tests.access import TEST_PASSWORD, basic, bearer
 from tests.conftest import SMALL, StartDaemon
 from tests.daemon_process import DaemonProcess
 from tests.test_auth import status_of, token
-from tests.test_clips_page import RECORDING
+from tests.test_clips_page import RECORDING, record_now, wait_for_clip
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "frame-ancestors 'none'",
@@ -342,6 +344,30 @@ def umask(mask: int) -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
+
+
+def test_everything_in_the_state_directory_is_owner_only_under_umask_022(
+    start_daemon: StartDaemon,
+) -> None:
+    with umask(0o022):  # the daemon inherits it, as it would outside systemd
+        daemon = start_daemon(RECORDING)
+        assert token(daemon, "nvr", "viewer")
+        # The recorder needs the encoder's first keyframe; on a loaded machine that
+        # can take longer than record_now waits.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                clip_id = record_now(daemon)
+                break
+            except urllib.error.HTTPError as error:
+                if error.code != 503 or time.monotonic() > deadline:
+                    raise
+        wait_for_clip(daemon, clip_id, timeout=30)
+    found = list(daemon.state_dir.rglob("*"))
+    assert any(p.suffix == ".mp4" for p in found) and any(p.suffix == ".jpg" for p in found)
+    for path in [daemon.state_dir, *found]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path.relative_to(daemon.state_dir.parent)} is {mode:o}"
 
 
 async def test_bad_basic_and_bearer_credentials_are_still_refused_and_counted(

@@ -70,7 +70,11 @@ class ClipStore:
         self.directory = directory
         self.quota = quota_bytes
         self.min_free = min_free_bytes
-        directory.mkdir(parents=True, exist_ok=True)
+        # What the camera saw is for its users only, whatever the umask (outside
+        # systemd it is often 022: clips were 0644 in a 0755 directory). Made so, not
+        # created so: mkdir's mode is filtered by the umask, and older clips are kept.
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
         self._remove_unfinished()
 
     def _remove_unfinished(self) -> None:
@@ -80,6 +84,8 @@ class ClipStore:
             ):
                 logger.warning("removing %s, left by an interrupted clip write", path.name)
                 path.unlink(missing_ok=True)
+            elif path.is_file():
+                path.chmod(0o600)
 
     def video_path(self, clip_id: str) -> Path:
         return self.directory / f"{clip_id}.mp4"
@@ -105,14 +111,14 @@ class ClipStore:
         video = self.temporary(clip_id, ".mp4")
         try:
             record = write_video(video)
-            durable_replace(video, self.video_path(clip_id))
+            _publish(video, self.video_path(clip_id))
             if thumbnail is not None:
                 picture = self.temporary(clip_id, ".jpg")
                 picture.write_bytes(thumbnail)
-                durable_replace(picture, self.thumbnail_path(clip_id))
+                _publish(picture, self.thumbnail_path(clip_id))
             text = self.temporary(clip_id, ".json")
             text.write_text(json.dumps(asdict(record), indent=1))
-            durable_replace(text, self._record_path(clip_id))
+            _publish(text, self._record_path(clip_id))
         except BaseException:
             for leftover in (
                 video,
@@ -177,3 +183,10 @@ class ClipStore:
                 continue
             logger.info("clip %s deleted to stay within the quota/free space", record.id)
             self.delete(record.id)
+
+
+def _publish(written: Path, final: Path) -> None:
+    # The muxer and write_bytes create files as the umask allows; in the 0700
+    # directory nobody else could open them before this.
+    written.chmod(0o600)
+    durable_replace(written, final)

@@ -117,9 +117,9 @@ def make_self_signed(cert: Path, key: Path, names: list[str], addresses: list[st
             serialization.NoEncryption(),
         ),
     )
-    # The certificate is public, but written the same atomic way.
+    # The certificate is public, but written the same atomic way; owner-only like
+    # everything in the state directory (clients get it in the handshake anyway).
     write_private(cert, certificate.public_bytes(serialization.Encoding.PEM))
-    cert.chmod(0o644)
 
 
 def certificate_files(state_dir: Path, cert: str | None, key: str | None) -> CertificateFiles:
