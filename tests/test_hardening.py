@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
+import pytest
 
 from tests.access import TEST_PASSWORD, basic, bearer
 from tests.conftest import SMALL, StartDaemon
@@ -368,6 +369,31 @@ def test_everything_in_the_state_directory_is_owner_only_under_umask_022(
     for path in [daemon.state_dir, *found]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, f"{path.relative_to(daemon.state_dir.parent)} is {mode:o}"
+
+
+def test_tls_1_2_offers_only_aead_suites(daemon: DaemonProcess) -> None:
+    def handshake(ciphers: str) -> str:
+        context = ssl.create_default_context(cafile=str(daemon.state_dir / "tls-cert.pem"))
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(ciphers)
+        with (
+            socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as plain,
+            context.wrap_socket(plain, server_hostname="127.0.0.1") as tls,
+        ):
+            cipher = tls.cipher()
+            assert cipher is not None
+            return cipher[0]
+
+    for cbc in (
+        "ECDHE-ECDSA-AES128-SHA256",
+        "ECDHE-ECDSA-AES256-SHA384",
+        "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0",
+        "ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0",
+    ):
+        with pytest.raises(ssl.SSLError):
+            handshake(cbc)
+    assert "GCM" in handshake("ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert "CHACHA20" in handshake("ECDHE-ECDSA-CHACHA20-POLY1305")
 
 
 async def test_bad_basic_and_bearer_credentials_are_still_refused_and_counted(
