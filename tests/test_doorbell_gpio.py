@@ -90,7 +90,7 @@ def test_ring_answer_open_door_and_hang_up(pins: MockFactory, tmp_path: Path) ->
         pages[0].click("#answer")
         pages[0].wait_for_selector("#hangup", state="visible", timeout=5000)
         pages[1].wait_for_selector("#ring", state="hidden", timeout=5000)
-        assert "Answered by viewer" in pages[1].locator("#notice").inner_text()
+        assert "Answered by admin" in pages[1].locator("#notice").inner_text()
         wait_until(lambda: led.state)
         changes = len(led.states)
         time.sleep(0.8)
