@@ -17,19 +17,20 @@ fps = 30
 """
 
 # For tests that open sessions by the hundred from one address: the per-client
-# limits (tested in test_whep.py) stay out of their way.
+# limits (tested in test_whep.py) stay out of their way. [viewers] comes last: tests
+# append more of its keys.
 MANY_SESSIONS = """
 [camera]
 source = "test"
 size = "320x240"
 fps = 15
+[server]
+max_connections_per_address = 1000
 [viewers]
 max_viewers = 1000
 max_per_client = 1000
 max_per_user = 1000
 sessions_per_minute_per_client = 10000
-[server]
-max_connections_per_address = 1000
 """
 
 

@@ -29,7 +29,11 @@ from tests.daemon_process import DaemonProcess
 from tests.whep_viewer import WhepViewer
 
 FUZZ_SAMPLE = 400
-CONFIG = MANY_SESSIONS + "connect_timeout = 2\n[auth]\nlogin_failures_per_minute = 1000\n"
+CONFIG = (
+    MANY_SESSIONS
+    + "connect_timeout = 2\n[auth]\nlogin_failures_per_minute = 1000\n"
+    + "login_failures_per_minute_total = 100000\n"
+)
 
 # A real browser-shaped offer, to mutate: the daemon must survive every variation.
 OFFER = (
