@@ -45,7 +45,7 @@ from peercam.http.connection_guard import (
     total_for,
 )
 from peercam.http.doorbell_api import DoorbellApi
-from peercam.http.protocol import QuietAppRunner
+from peercam.http.protocol import quiet_handlers
 from peercam.http.push import PushChannel
 from peercam.http.redirect import build_redirect_app
 from peercam.ice.host_candidates import restrict_host_candidates, use_port_range
@@ -247,21 +247,11 @@ class Daemon:
         server = self.config.server
         context = self._tls
         limits = self._connection_limits()
-        # aiohttp's keep-alive timeout also runs from a connection's start: it bounds
-        # the wait for a complete first request as well as idle time between requests.
-        self._runner = QuietAppRunner(
-            self.app,
-            access_log=None,
-            handle_signals=False,
-            keepalive_timeout=server.request_timeout,
-        )
+        self._runner = web.AppRunner(self.app, handle_signals=False)
         self.port = await self._listen(self._runner, server.port, limits, context)
         if context is not None and server.redirect_http:
-            self._redirect_runner = QuietAppRunner(
-                build_redirect_app(self.port),
-                access_log=None,
-                handle_signals=False,
-                keepalive_timeout=server.request_timeout,
+            self._redirect_runner = web.AppRunner(
+                build_redirect_app(self.port), handle_signals=False
             )
             # It only answers with a redirect: a small share of the descriptors.
             small = ConnectionLimits(MIN_CONNECTIONS, limits.per_address, limits.handshake_timeout)
@@ -289,8 +279,13 @@ class Daemon:
     ) -> int:
         """Serve `runner` on the configured host and `port` (0 picks one); the port bound."""
         await runner.setup()
-        protocols = runner.server
-        assert protocols is not None  # made by setup()
+        server = runner.server
+        assert server is not None  # made by setup()
+        # aiohttp's keep-alive timeout also runs from a connection's start: it bounds
+        # the wait for a complete first request as well as idle time between requests.
+        protocols = quiet_handlers(
+            server, access_log=None, keepalive_timeout=self.config.server.request_timeout
+        )
         refused = self.metrics.connections_refused
         listener = GuardedListener(
             protocols, limits, context, lambda reason: refused.labels(reason).inc()

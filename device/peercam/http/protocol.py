@@ -11,7 +11,10 @@ INFO naming the kind of fault, never the bytes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
@@ -71,18 +74,13 @@ class QuietRequestHandler(RequestHandler):
         return response
 
 
-class QuietServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+def quiet_handlers(server: web.Server, **options: Any) -> Callable[[], RequestHandler]:
+    """A protocol factory for `server` (a runner's) making QuietRequestHandlers with
+    `options` (RequestHandler's keywords: keepalive_timeout, access_log…). The daemon
+    accepts connections itself (connection_guard.py), so it chooses the protocol class
+    without reaching into aiohttp's server."""
 
+    def make() -> RequestHandler:
+        return QuietRequestHandler(server, loop=asyncio.get_running_loop(), **options)
 
-class QuietAppRunner(web.AppRunner):
-    """web.AppRunner whose connections answer unparsable requests as above.
-
-    aiohttp has no parameter for the protocol class; its server is made here as usual
-    and given the subclass's behaviour."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = QuietServer
-        return server
+    return make
