@@ -10,6 +10,7 @@ from __future__ import annotations
 import av
 
 from peercam.encode.backend import EncodedChunk, EncoderBackend
+from peercam.encode.codecs import BY_NAME, OPUS
 from peercam.media import Captured, CapturedAudio
 
 FRAME_SECONDS = 0.02
@@ -59,7 +60,7 @@ class OpusAudioEncoder(_FramedAudioEncoder):
     codec = "opus"
 
     def __init__(self, bitrate: int) -> None:
-        super().__init__("libopus", 48_000, bitrate, {"application": "lowdelay"})
+        super().__init__(OPUS.encoder, OPUS.clock_rate, bitrate, {"application": "lowdelay"})
 
 
 class G711AudioEncoder(_FramedAudioEncoder):
@@ -67,4 +68,5 @@ class G711AudioEncoder(_FramedAudioEncoder):
 
     def __init__(self, codec: str) -> None:
         self.codec = codec
-        super().__init__({"pcmu": "pcm_mulaw", "pcma": "pcm_alaw"}[codec], 8_000, None, {})
+        spec = BY_NAME[codec]
+        super().__init__(spec.encoder, spec.clock_rate, None, {})

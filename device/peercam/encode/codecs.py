@@ -1,9 +1,18 @@
-"""The codecs peercam sends, with what RTP needs to know about each."""
+"""The codecs peercam sends: every fact about each in one table (what SDP and RTP
+call it, how FFmpeg encodes and decodes it, how its frames become RTP payloads).
+Everything else looks a codec up here by peercam's name for it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from peercam.encode.packetize import (
+    H264Packetizer,
+    Packetizer,
+    Vp8Packetizer,
+    WholeFramePacketizer,
+)
 from peercam.media import Kind
 
 
@@ -14,12 +23,21 @@ class CodecSpec:
     mime_type: str  # as in SDP and RTCRtpCodecParameters
     clock_rate: int
     has_keyframes: bool
+    encoder: str  # FFmpeg's software encoder (a board's hardware one is chosen apart)
+    decoder: str  # FFmpeg's decoder, for snapshots and checks
+    packetizer: Callable[[], Packetizer]  # a new one per shared stream
 
 
-H264 = CodecSpec("h264", "video", "video/H264", 90_000, True)
-VP8 = CodecSpec("vp8", "video", "video/VP8", 90_000, True)
-OPUS = CodecSpec("opus", "audio", "audio/opus", 48_000, False)
-PCMU = CodecSpec("pcmu", "audio", "audio/PCMU", 8_000, False)
-PCMA = CodecSpec("pcma", "audio", "audio/PCMA", 8_000, False)
+H264 = CodecSpec("h264", "video", "video/H264", 90_000, True, "libx264", "h264", H264Packetizer)
+VP8 = CodecSpec("vp8", "video", "video/VP8", 90_000, True, "libvpx", "vp8", Vp8Packetizer)
+OPUS = CodecSpec(
+    "opus", "audio", "audio/opus", 48_000, False, "libopus", "opus", WholeFramePacketizer
+)
+PCMU = CodecSpec(
+    "pcmu", "audio", "audio/PCMU", 8_000, False, "pcm_mulaw", "pcm_mulaw", WholeFramePacketizer
+)
+PCMA = CodecSpec(
+    "pcma", "audio", "audio/PCMA", 8_000, False, "pcm_alaw", "pcm_alaw", WholeFramePacketizer
+)
 
 BY_NAME = {spec.name: spec for spec in (H264, VP8, OPUS, PCMU, PCMA)}

@@ -17,7 +17,6 @@ from peercam.capture.source import Source
 from peercam.encode.codecs import CodecSpec
 from peercam.encode.h264_bitstream import ParameterSetRepeater
 from peercam.encode.keyframes import KeyframePolicy
-from peercam.encode.packetize import packetizer_for
 from peercam.encode.shared_encoder import account_frame
 from peercam.media import CapturedEncoded, EncodedFrame, rtp_timestamp
 from peercam.metrics import Metrics
@@ -39,7 +38,7 @@ class NativeStream:
         self._publish = publish
         self._metrics = metrics
         self.keyframes = KeyframePolicy(keyframe_min_gap)
-        self._packetizer = packetizer_for(spec.name)
+        self._packetizer = spec.packetizer()
         self._repeater = ParameterSetRepeater() if spec.name == "h264" else None
         self._running = False
         self._forced_outstanding = False

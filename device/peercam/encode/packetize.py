@@ -42,11 +42,3 @@ class WholeFramePacketizer(Packetizer):
 
     def payloads(self, data: bytes) -> tuple[bytes, ...]:
         return (data,)
-
-
-def packetizer_for(codec: str) -> Packetizer:
-    if codec == "h264":
-        return H264Packetizer()
-    if codec == "vp8":
-        return Vp8Packetizer()
-    return WholeFramePacketizer()

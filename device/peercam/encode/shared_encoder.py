@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from peercam.encode.backend import EncoderBackend
 from peercam.encode.codecs import CodecSpec
 from peercam.encode.keyframes import KeyframePolicy
-from peercam.encode.packetize import packetizer_for
 from peercam.encode.sample_clock import SampleClock
 from peercam.media import Captured, EncodedFrame, rtp_timestamp
 from peercam.metrics import Metrics
@@ -37,7 +36,7 @@ class _Worker:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{spec.name}")
         self._make_backend = make_backend
         self._backend: EncoderBackend | None = None
-        self._packetizer = packetizer_for(spec.name)
+        self._packetizer = spec.packetizer()
         self._sequence = 0
         self._samples = SampleClock(spec.clock_rate)
 

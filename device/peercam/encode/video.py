@@ -10,6 +10,7 @@ import av
 from av.video.frame import PictureType
 
 from peercam.encode.backend import EncodedChunk, EncoderBackend
+from peercam.encode.codecs import BY_NAME
 from peercam.media import Captured, CapturedVideo
 
 
@@ -51,7 +52,7 @@ class PyAVVideoEncoder(EncoderBackend):
     def __init__(self, codec: str, settings: VideoSettings, implementation: str = "") -> None:
         self.codec = codec
         self.settings = settings
-        self.implementation = implementation or {"h264": "libx264", "vp8": "libvpx"}.get(codec, "")
+        self.implementation = implementation or (BY_NAME[codec].encoder if codec in BY_NAME else "")
         gop = max(1, round(settings.keyframe_interval * settings.fps))
         if self.implementation not in ("libx264", "libvpx", "h264_v4l2m2m", "vp8_v4l2m2m"):
             raise ValueError(f"no software video encoder for {codec!r}")

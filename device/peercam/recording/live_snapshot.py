@@ -25,16 +25,13 @@ async def current_jpeg(pipeline: MediaPipeline, recorder: Recorder | None) -> by
         if recent is not None:
             return recent
     codec = next((c for c in pipeline.codecs if BY_NAME[c].kind == "video"), None)
-    if codec is None or codec not in snapshot.DECODERS:
+    if codec is None:
         raise NoPicture("no video codec to take a picture from")
-    subscription = pipeline.subscribe(codec)
-    try:
-        frame = await asyncio.wait_for(subscription.get(), WAIT_FOR_KEYFRAME)
-    except (TimeoutError, SubscriptionClosed):
-        raise NoPicture("the camera delivered no picture in time") from None
-    finally:
-        subscription.close()
-        await pipeline.release_idle()
+    async with pipeline.stream(codec) as subscription:
+        try:
+            frame = await asyncio.wait_for(subscription.get(), WAIT_FOR_KEYFRAME)
+        except (TimeoutError, SubscriptionClosed):
+            raise NoPicture("the camera delivered no picture in time") from None
     try:
         return await asyncio.to_thread(snapshot.latest_jpeg, [frame])
     except snapshot.SnapshotError as error:

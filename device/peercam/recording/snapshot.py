@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 import av
 
+from peercam.encode.codecs import BY_NAME
 from peercam.media import EncodedFrame
-
-DECODERS = {"h264": "h264", "vp8": "vp8"}
 
 
 class SnapshotError(Exception):
@@ -25,7 +24,7 @@ def decode_latest(group: Sequence[EncodedFrame]) -> av.VideoFrame:
     """The last picture of `group` (a keyframe and the frames after it)."""
     if not group or not group[0].keyframe:
         raise SnapshotError("no keyframe to decode from")
-    context = av.CodecContext.create(DECODERS[group[0].codec], "r")
+    context = av.CodecContext.create(BY_NAME[group[0].codec].decoder, "r")
     assert isinstance(context, av.VideoCodecContext)
     latest: av.VideoFrame | None = None
     for frame in group:

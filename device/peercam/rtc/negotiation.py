@@ -15,15 +15,11 @@ from aiortc.rtcpeerconnection import find_common_codecs
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import H264Profile, SessionDescription, parse_h264_profile_level_id
 
+from peercam.encode.codecs import BY_NAME
+
 MAX_MEDIA_SECTIONS = 8
 
-_MIME = {
-    "h264": "video/H264",
-    "vp8": "video/VP8",
-    "opus": "audio/opus",
-    "pcmu": "audio/PCMU",
-    "pcma": "audio/PCMA",
-}
+_MIME = {name: spec.mime_type for name, spec in BY_NAME.items()}
 # What the shared streams are, as a refused client needs to hear it: H.264 from
 # libx264 and from the Pi's encoder alike is constrained baseline in FU-A packets.
 _SENT = {
