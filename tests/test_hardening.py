@@ -129,14 +129,7 @@ def test_malformed_requests_get_a_plain_400_and_one_quiet_log_line_each(
 async def test_no_password_token_or_cookie_reaches_the_log(start_daemon: StartDaemon) -> None:
     daemon = start_daemon()
     admin_token = token(daemon, "automation", "admin")
-    async with (
-        daemon.access.session(headers={}) as http,
-        http.post(
-            daemon.base + "/login", json={"user": "admin", "password": TEST_PASSWORD}
-        ) as response,
-    ):
-        assert response.status == 200
-        cookie = {c.key: c.value for c in http.cookie_jar}["peercam_session"]
+    cookie = await login_cookie(daemon)
     typed_in_the_wrong_field = "my-secret-password-typed-as-user"
     no_colon = base64.b64encode(typed_in_the_wrong_field.encode()).decode()
     for wrong in ({"Authorization": f"Basic {no_colon}"}, basic(typed_in_the_wrong_field, "x")):
