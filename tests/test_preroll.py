@@ -144,3 +144,27 @@ def test_clear_empties_the_buffer_and_waits_for_a_keyframe_again() -> None:
     key = video(4.0, keyframe=True)
     preroll.add(key, video=True)
     assert preroll.frames() == [key]
+
+
+def test_a_picture_of_the_old_group_queued_after_newer_audio_is_dropped_too() -> None:
+    # Video encodes slower than audio: audio captured after a keyframe can be queued
+    # before the previous group's last picture, and that picture, and one arriving
+    # late, must not end up ahead of the keyframe a clip starts with.
+    preroll = Preroll(0.5)
+    for frame, is_video in [
+        (video(0.0, keyframe=True), True),
+        (audio(0.90), False),
+        (audio(1.01), False),
+        (video(0.967), True),
+        (video(1.0, keyframe=True), True),
+        (video(1.6), True),  # trims to the 1.0 group
+        (video(0.99), True),  # later still, from the dropped group
+    ]:
+        preroll.add(frame, is_video)
+    kept = preroll.frames()
+    assert [(f.codec, f.captured_at) for f in kept] == [
+        ("opus", 1.01),
+        ("h264", 1.0),
+        ("h264", 1.6),
+    ]
+    assert next(f for f in kept if f.codec == "h264").keyframe

@@ -29,6 +29,10 @@ class Preroll:
                 return  # nothing decodable yet
         elif not self._keyframes:
             return  # audio before the first picture would start the clip with no video
+        if frame.captured_at < self._keyframes[0]:
+            # Late (video encodes slower than audio): it belongs to a group already
+            # dropped, and would come before the keyframe a clip must start with.
+            return
         self._frames.append(frame)
         self._trim(frame.captured_at)
 
@@ -38,10 +42,10 @@ class Preroll:
         while len(self._keyframes) >= 2 and self._keyframes[1] <= now - self.seconds:
             self._keyframes.popleft()
             start = self._keyframes[0]
-            while self._frames and self._frames[0].captured_at < start:
-                self._frames.popleft()
-            # Frames captured at the same instant as the keyframe but queued before it
-            # (audio) stay; earlier video cannot, it belongs to the dropped group.
+            # Not only from the head: audio captured after the keyframe can be queued
+            # before the old group's last picture. Frames captured at the same instant
+            # as the keyframe but queued before it (audio) stay.
+            self._frames = deque(f for f in self._frames if f.captured_at >= start)
 
     def frames(self) -> list[EncodedFrame]:
         return list(self._frames)
