@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 
 from peercam.capture.picamera2_camera import Picamera2Camera, PiCameraSettings, PiCapture
-from peercam.encode.h264_bitstream import PPS, SPS, nal_type, nal_units
+from peercam.h264_bitstream import PPS, SPS, nal_type, nal_units
 from peercam.media import CapturedEncoded
 
 pytestmark = pytest.mark.hardware

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 
 from peercam.capture.test_pattern import TestPatternCamera
-from peercam.encode.h264_bitstream import PPS, SPS, START_CODE, nal_type, nal_units
+from peercam.h264_bitstream import PPS, SPS, START_CODE, nal_type, nal_units
 
 
 def h264_clip(

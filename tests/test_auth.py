@@ -53,14 +53,27 @@ def token(daemon: DaemonProcess, name: str, role: str, *more: str) -> str:
     return peercam(daemon, "token", "create", name, "--role", role, *more)
 
 
-def all_routes(tmp_path: Path) -> list[tuple[str, str]]:
+async def all_routes(tmp_path: Path) -> list[tuple[str, str]]:
     """Every (method, path) the real daemon serves, from its own router."""
     config = build_config(
-        {"camera": {"source": "test"}, "server": {"state_dir": str(tmp_path / "routes")}}
+        {
+            "camera": {"source": "test"},
+            "server": {
+                "state_dir": str(tmp_path / "routes"),
+                "host": "127.0.0.1",
+                "port": 0,
+                "tls": False,
+            },
+        }
     )
     daemon = Daemon(config)
+    try:
+        await daemon.start()
+        router = daemon.parts.app.router
+    finally:
+        await daemon.stop()
     found = set()
-    for route in daemon.app.router.routes():
+    for route in router.routes():
         info = route.resource.get_info() if route.resource is not None else {}
         path = info.get("path") or info.get("formatter", "")
         if route.method != "HEAD":
@@ -81,7 +94,7 @@ async def status_of(
 async def test_every_route_but_login_health_and_assets_needs_a_login(
     daemon: DaemonProcess, tmp_path: Path
 ) -> None:
-    routes = all_routes(tmp_path)
+    routes = await all_routes(tmp_path)
     public = {(m, p) for m, p in routes if needed_role(m, p) is None}
     assert {p for m, p in public if m != "OPTIONS"} == {
         "/healthz", "/login", "/logout", "/ui/viewer.js",

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 
 from peercam.config import Config, build_config
-from peercam.daemon import build_pipeline
 from peercam.events import EventBus
 from peercam.metrics import Metrics
 from peercam.outputs.catalog import FACTORIES, build_outputs
 from peercam.outputs.output import Output, OutputContext
-from peercam.pipeline import MediaPipeline
+from peercam.pipeline import MediaPipeline, build_pipeline
 from peercam.republish.rtp_forward import RtpForwarder
 from peercam.republish.whip_publisher import WhipPublisher
 

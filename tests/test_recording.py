@@ -13,12 +13,11 @@ import av
 import pytest
 
 from peercam.config import build_config
-from peercam.daemon import build_pipeline
-from peercam.encode.h264_bitstream import nal_units
-from peercam.events import EventBus
+from peercam.events import EventBus, Motion, Ring, to_json
+from peercam.h264_bitstream import nal_units
 from peercam.media import EncodedFrame
 from peercam.metrics import Metrics
-from peercam.pipeline import MediaPipeline
+from peercam.pipeline import MediaPipeline, build_pipeline
 from peercam.recording.clip_store import ClipStore
 from peercam.recording.recorder import Recorder
 
@@ -90,7 +89,7 @@ async def test_an_event_clip_is_the_viewers_packets_from_a_keyframe_before_the_p
         extended_event = time.time()
         announced = None
         while announced is None:
-            event = await asyncio.wait_for(pages.get(), POST + 15)
+            event = to_json(await asyncio.wait_for(pages.get(), POST + 15))
             if event["type"] == "clip":
                 announced = event
         assert announced["id"] == clip_id and announced["trigger"] == "manual"
@@ -173,13 +172,13 @@ async def test_a_ring_or_pir_motion_on_the_event_bus_starts_a_clip(
     await recorder.start()
     try:
         await asyncio.sleep(KEYFRAME_INTERVAL + 0.5)
-        events.publish({"type": "motion", "at": time.time()})  # a PIR, not a trigger here
+        events.publish(Motion(time.time(), "sensor"))  # a PIR, not a trigger here
         await asyncio.sleep(0.2)
         assert recorder.active is None
-        events.publish({"type": "ring", "origin": "button", "at": time.time()})
+        events.publish(Ring("button", time.time(), "ringing"))
         await asyncio.sleep(0.2)
         assert recorder.active is not None and recorder.active.trigger == "ring"
-        while (await asyncio.wait_for(pages.get(), POST + 15))["type"] != "clip":
+        while to_json(await asyncio.wait_for(pages.get(), POST + 15))["type"] != "clip":
             pass
     finally:
         await recorder.stop()

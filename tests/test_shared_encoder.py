@@ -249,3 +249,28 @@ async def test_a_codec_that_cannot_open_is_logged_and_stop_still_returns(
     assert harness.published.empty()
     assert len(failures) in (1, 2)
     assert all(r.exc_info is not None and r.exc_info[0] is RuntimeError for r in failures)
+
+
+class FailingClose(Watched):
+    def close(self) -> None:
+        super().close()
+        raise OSError("the device went away while closing")
+
+
+async def test_a_codec_that_fails_to_close_is_logged_and_the_encoder_still_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backends: list[Watched] = []
+    harness = Harness(functools.partial(FailingClose, backends))
+    encoder = harness.encoder
+    encoder.start()
+    await harness.encode_one()
+    with caplog.at_level(logging.ERROR, logger="peercam.encode.shared_encoder"):
+        await asyncio.wait_for(encoder.stop(), WITHIN)  # must not raise
+    assert not encoder.running
+    assert harness.sample("peercam_encoder_running", codec="h264") == 0
+    failures = [r for r in caplog.records if "closing the codec failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    encoder.start()  # and it can run again
+    assert (await harness.encode_one()).keyframe
+    await encoder.stop()

@@ -15,7 +15,7 @@ import pytest
 
 from peercam.capture import timecode
 from peercam.capture.v4l2_camera import V4L2Camera, V4L2Settings
-from peercam.encode.h264_bitstream import IDR, PPS, SPS, ParameterSetRepeater, nal_type, nal_units
+from peercam.h264_bitstream import IDR, PPS, SPS, ParameterSetRepeater, nal_type, nal_units
 from peercam.media import CapturedEncoded, CapturedVideo
 from tests.media_fixtures import h264_clip, mjpeg_clip
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from peercam import __version__
-from peercam.auth.commands import add_commands
+from peercam.account_commands import add_commands
 from peercam.config import Config, ConfigError, load_config, parse_size
 from peercam.firstboot.command import add_command as add_firstboot_command
 from peercam.service.log_rate import limit_repeats
@@ -139,14 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _manage_credentials(config: Config, args: argparse.Namespace) -> int:
-    from peercam.auth.commands import run_passwd, run_token
-    from peercam.auth.store import CredentialError, CredentialStore
+    from peercam.account_commands import run_passwd, run_token
+    from peercam.auth.store import CredentialError, open_store
 
-    directory = state_directory(config.server.state_dir)
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = CredentialStore(directory)
-    except (CredentialError, OSError) as error:
+        store = open_store(state_directory(config.server.state_dir))
+    except CredentialError as error:
         print(f"peercam: {error}", file=sys.stderr)
         return 2
     return run_passwd(store, args) if args.command == "passwd" else run_token(store, args)

@@ -4,35 +4,27 @@ then releases everything it started."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import signal
 import ssl
 import sys
-from collections.abc import Callable
-from typing import Any
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from peercam.audio.alsa_microphone import AlsaMicrophone, AlsaSettings
 from peercam.audio.alsa_speaker import AlsaSpeaker
-from peercam.audio.selection import choose_microphone
 from peercam.audio.talkback import Talkback
 from peercam.auth.authenticator import Authenticator
 from peercam.auth.environment import apply_password_from_environment
 from peercam.auth.passwords import WeakPassword
-from peercam.auth.store import CredentialError, CredentialStore
+from peercam.auth.store import CredentialError, CredentialStore, open_store
 from peercam.capture.driver_thread import DriverThread
-from peercam.capture.selection import build_camera, choose_camera
-from peercam.capture.source import Source
 from peercam.capture.stall_watch import StallWatch
 from peercam.config import Config, ConfigError
 from peercam.doorbell.call import Doorbell
 from peercam.doorbell.hardware import open_hardware
-from peercam.encode.audio import G711AudioEncoder, OpusAudioEncoder
-from peercam.encode.backend import EncoderBackend
-from peercam.encode.probe import choose_h264_implementation
-from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.events import EventBus
 from peercam.firstboot.first_boot import recorded_problems
 from peercam.http.app import build_app
@@ -50,14 +42,10 @@ from peercam.http.push import PushChannel
 from peercam.http.redirect import build_redirect_app
 from peercam.ice.host_candidates import restrict_host_candidates, use_port_range
 from peercam.ice.servers import describe_choice
-from peercam.media import Kind
 from peercam.metrics import Metrics
-from peercam.motion.watch import MotionWatch
 from peercam.outputs.catalog import build_outputs
 from peercam.outputs.output import Output, OutputContext
-from peercam.pipeline import MediaPipeline
-from peercam.recording.clip_store import ClipStore
-from peercam.recording.recorder import Recorder
+from peercam.pipeline import MediaPipeline, build_pipeline
 from peercam.rtc.registry import SessionRegistry
 from peercam.service import blocking_pool
 from peercam.service.notify import SystemdNotifier
@@ -65,49 +53,6 @@ from peercam.service.state_dir import state_directory
 from peercam.tls.certificate import CertificateError, CertificateFiles, certificate_files
 
 logger = logging.getLogger(__name__)
-
-
-def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
-    choice = choose_camera(config)
-    logger.info(
-        "camera: %s; %s at %d fps", choice.description, config.camera.size, config.camera.fps
-    )
-    camera = build_camera(config, choice)
-    width, height = config.camera.dimensions
-    sources: dict[Kind, Source[Any]] = {"video": camera}
-    settings = VideoSettings(
-        width,
-        height,
-        config.camera.fps,
-        config.video.bitrate_kbps * 1000,
-        config.video.keyframe_interval,
-    )
-    backends: dict[str, Callable[[], EncoderBackend]] = {}
-    for codec in config.video.codecs:
-        implementation = ""
-        if codec == "h264" and camera.native_codec != "h264":
-            implementation, why = choose_h264_implementation(
-                config.video.h264_encoder, width, height
-            )
-            logger.info("software H.264: %s (%s)", implementation, why)
-        backends[codec] = functools.partial(PyAVVideoEncoder, codec, settings, implementation)
-    microphone = choose_microphone(config.audio)
-    if microphone is not None:
-        sources["audio"] = microphone
-        for audio_codec in config.audio.codecs:
-            if audio_codec == "opus":
-                bitrate = config.audio.bitrate_kbps * 1000
-                backends["opus"] = functools.partial(OpusAudioEncoder, bitrate)
-            else:
-                backends[audio_codec] = functools.partial(G711AudioEncoder, audio_codec)
-    return MediaPipeline(
-        sources,
-        backends,
-        metrics,
-        keyframe_min_gap=config.video.keyframe_min_gap_ms / 1000,
-        queue_frames=config.viewers.queue_frames,
-        linger=config.camera.linger_seconds,
-    )
 
 
 def build_talkback(config: Config, pipeline: MediaPipeline) -> Talkback:
@@ -140,123 +85,147 @@ def display_url(scheme: str, host: str, port: int) -> str:
 
 def open_credentials(config: Config) -> CredentialStore:
     """The credential store, with PEERCAM_PASSWORD applied. Raises ConfigError."""
-    directory = state_directory(config.server.state_dir)
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = CredentialStore(directory)
+        store = open_store(state_directory(config.server.state_dir))
         apply_password_from_environment(store)
     except (CredentialError, WeakPassword) as error:
         raise ConfigError(str(error)) from None
-    except OSError as error:
-        raise ConfigError(f"state directory {directory}: {error.strerror or error}") from None
     return store
 
 
+@dataclass
+class Parts:
+    """What a started daemon is made of."""
+
+    authenticator: Authenticator
+    pipeline: MediaPipeline
+    events: EventBus
+    talkback: Talkback
+    doorbell: Doorbell
+    sessions: SessionRegistry
+    outputs: list[Output]
+    app: web.Application
+
+
 class Daemon:
+    """Builds nothing until `start`: each step there (credentials, certificate, camera,
+    outputs, listening) can fail, and whatever was started before it is then released
+    by `stop`, in reverse order."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state_dir = state_directory(config.server.state_dir)
-        self.authenticator = Authenticator(
-            open_credentials(config),
+        self.metrics = Metrics()
+        self.certificate: CertificateFiles | None = None
+        self._parts: Parts | None = None
+        self._releases = AsyncExitStack()
+        self._listeners: list[GuardedListener] = []
+        self._runners: list[web.AppRunner] = []
+        self.port: int | None = None
+        self.http_port: int | None = None
+
+    @property
+    def parts(self) -> Parts:
+        if self._parts is None:
+            raise RuntimeError("the daemon is not started")
+        return self._parts
+
+    @property
+    def pipeline(self) -> MediaPipeline:
+        return self.parts.pipeline
+
+    @property
+    def sessions(self) -> SessionRegistry:
+        return self.parts.sessions
+
+    @property
+    def talkback(self) -> Talkback:
+        return self.parts.talkback
+
+    @property
+    def authenticator(self) -> Authenticator:
+        return self.parts.authenticator
+
+    async def start(self) -> str:
+        """Raises ConfigError (settings that do not fit this machine) or OSError (a
+        port that cannot be bound); call `stop` either way."""
+        config = self.config
+        release = self._releases
+        # Registered first so it runs last: open pages and peers close before the
+        # server under them does.
+        release.push_async_callback(self._stop_listening)
+        authenticator = Authenticator(
+            await asyncio.to_thread(open_credentials, config),
             config.auth.session_lifetime,
             config.auth.login_failures_per_minute,
             config.auth.login_failures_per_minute_total,
         )
-        self.certificate: CertificateFiles | None = None
-        self._tls: ssl.SSLContext | None = None
-        if config.server.tls:
-            try:
-                self.certificate = certificate_files(
-                    self.state_dir, config.server.tls_cert, config.server.tls_key
-                )
-                self._tls = self.certificate.server_context()
-            except CertificateError as error:
-                raise ConfigError(f"server.tls: {error}") from None
-        self.metrics = Metrics()
-        self.pipeline = build_pipeline(config, self.metrics)
-        threaded = [s for s in self.pipeline.sources() if isinstance(s, DriverThread)]
-        self.stall_watch = StallWatch(threaded, config.camera.stall_timeout, self.metrics)
-        self.events = EventBus()
-        self.talkback = build_talkback(config, self.pipeline)
-        self.doorbell = Doorbell(
-            self.events,
-            self.talkback,
+        tls = await asyncio.to_thread(self._tls_context)
+        pipeline = build_pipeline(config, self.metrics)
+        release.push_async_callback(pipeline.stop)
+        threaded = [s for s in pipeline.sources() if isinstance(s, DriverThread)]
+        stall_watch = StallWatch(threaded, config.camera.stall_timeout, self.metrics)
+        stall_watch.start()
+        release.push_async_callback(stall_watch.stop)
+        events = EventBus()
+        talkback = build_talkback(config, pipeline)
+        doorbell = Doorbell(
+            events,
+            talkback,
             ring_timeout=config.doorbell.ring_timeout,
             door_pulse=config.doorbell.door_pulse_ms / 1000,
         )
-        self.sessions = SessionRegistry(
+        release.push_async_callback(doorbell.close)
+        sessions = SessionRegistry(
             config,
-            self.pipeline,
+            pipeline,
             self.metrics,
-            on_audio=self.talkback.listen if self.talkback.speaker else None,
-            on_gone=self.doorbell.session_gone,
+            on_audio=talkback.listen if talkback.speaker else None,
+            on_gone=doorbell.session_gone,
         )
-        self.push = PushChannel(self.events, self.doorbell, self.sessions)
-        self.recorder: Recorder | None = None
-        clip_store: ClipStore | None = None
-        recording = config.recording
-        if recording.enabled:
-            clip_store = ClipStore(
-                self.state_dir / "clips", recording.quota_mb * 2**20, recording.min_free_mb * 2**20
-            )
-            self.recorder = Recorder(
-                recording, self.pipeline, self.events, clip_store, config.camera.fps
-            )
-        self.motion: MotionWatch | None = None
-        if config.motion.enabled:
-            self.motion = MotionWatch(
-                config.motion, self.pipeline, self.events, on_continuing=self._motion_goes_on
-            )
-        self.app = build_app(
+        release.push_async_callback(sessions.close_all)
+        push = PushChannel(events, doorbell, sessions)
+        release.push_async_callback(push.close_all)
+        outputs = build_outputs(OutputContext(config, pipeline, events, self.metrics))
+        for output in outputs:
+            await output.start()
+            release.push_async_callback(output.stop)
+            logger.info("%s started", output.name)
+        app = build_app(
             config,
-            self.sessions,
+            sessions,
             self.metrics,
-            self.authenticator,
-            self.push,
-            DoorbellApi(self.doorbell),
-            ClipsApi(self.pipeline, clip_store, self.recorder, self.motion is not None),
+            authenticator,
+            push,
+            DoorbellApi(doorbell),
+            ClipsApi(pipeline, outputs, config.motion.enabled),
             notices=lambda: recorded_problems(self.state_dir),
         )
-        self._runner: web.AppRunner | None = None
-        self._redirect_runner: web.AppRunner | None = None
-        self._listeners: list[GuardedListener] = []
-        self.http_port: int | None = None
-        # The recorder and motion are built here: the clips API and each other use them.
-        local: list[Output] = [o for o in (self.recorder, self.motion) if o is not None]
-        self.outputs = [
-            *build_outputs(OutputContext(config, self.pipeline, self.events)),
-            *local,
-        ]
-        self._started: list[Output] = []
-        self.port: int | None = None
-
-    def _motion_goes_on(self) -> None:
-        if self.recorder is not None:
-            self.recorder.extend()
-
-    async def start(self) -> str:
-        self.stall_watch.start()
-        for output in self.outputs:
-            await output.start()
-            self._started.append(output)
-            logger.info("%s started", output.name)
-        # gpiozero's callbacks need the running loop to hand their events to.
-        self.doorbell.hardware = open_hardware(
-            self.config.gpio, self.doorbell.ring, self.doorbell.motion
+        self._parts = Parts(
+            authenticator, pipeline, events, talkback, doorbell, sessions, outputs, app
         )
-        server = self.config.server
-        context = self._tls
+        # gpiozero's callbacks need the running loop to hand their events to.
+        doorbell.hardware = open_hardware(config.gpio, doorbell.ring, doorbell.motion)
+        server = config.server
         limits = self._connection_limits()
-        self._runner = web.AppRunner(self.app, handle_signals=False)
-        self.port = await self._listen(self._runner, server.port, limits, context)
-        if context is not None and server.redirect_http:
-            self._redirect_runner = web.AppRunner(
-                build_redirect_app(self.port), handle_signals=False
-            )
+        self.port = await self._listen(app, server.port, limits, tls)
+        if tls is not None and server.redirect_http:
             # It only answers with a redirect: a small share of the descriptors.
             small = ConnectionLimits(MIN_CONNECTIONS, limits.per_address, limits.handshake_timeout)
-            self.http_port = await self._listen(self._redirect_runner, server.http_port, small)
-        return display_url("https" if context else "http", server.host, self.port)
+            self.http_port = await self._listen(
+                build_redirect_app(self.port), server.http_port, small
+            )
+        return display_url("https" if tls else "http", server.host, self.port)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        server = self.config.server
+        if not server.tls:
+            return None
+        try:
+            self.certificate = certificate_files(self.state_dir, server.tls_cert, server.tls_key)
+            return self.certificate.server_context()
+        except CertificateError as error:
+            raise ConfigError(f"server.tls: {error}") from None
 
     def _connection_limits(self) -> ConnectionLimits:
         server = self.config.server
@@ -272,12 +241,14 @@ class Daemon:
 
     async def _listen(
         self,
-        runner: web.AppRunner,
+        app: web.Application,
         port: int,
         limits: ConnectionLimits,
         context: ssl.SSLContext | None = None,
     ) -> int:
-        """Serve `runner` on the configured host and `port` (0 picks one); the port bound."""
+        """Serve `app` on the configured host and `port` (0 picks one); the port bound."""
+        runner = web.AppRunner(app, handle_signals=False)
+        self._runners.append(runner)
         await runner.setup()
         server = runner.server
         assert server is not None  # made by setup()
@@ -293,21 +264,18 @@ class Daemon:
         self._listeners.append(listener)
         return await listener.start(self.config.server.host, port)
 
-    async def stop(self) -> None:
-        while self._started:
-            await self._started.pop().stop()
-        await self.stall_watch.stop()
-        await self.push.close_all()
-        await self.sessions.close_all()
-        await self.doorbell.close()
-        await self.pipeline.stop()
+    async def _stop_listening(self) -> None:
         for listener in self._listeners:
             await listener.stop()
         self._listeners = []
-        for runner in (self._redirect_runner, self._runner):
-            if runner is not None:
-                await runner.cleanup()
-        self._runner = self._redirect_runner = None
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners = []
+
+    async def stop(self) -> None:
+        """Release what `start` started, in reverse; also after a failed start."""
+        await self._releases.aclose()
+        self._parts = None
 
 
 async def serve(config: Config) -> int:
@@ -317,14 +285,14 @@ async def serve(config: Config) -> int:
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    daemon = Daemon(config)
     try:
-        daemon = Daemon(config)
+        url = await daemon.start()
     except ConfigError as error:
         # Camera settings can only be checked against the camera found at start.
         print(f"peercam: config error: {error}", file=sys.stderr)
+        await daemon.stop()
         return 2
-    try:
-        url = await daemon.start()
     except OSError as error:
         logger.error(
             "cannot listen on %s:%s: %s",
@@ -334,6 +302,10 @@ async def serve(config: Config) -> int:
         )
         await daemon.stop()
         return 1
+    except BaseException:
+        # A fault of the daemon's own: what did start is released before it is told.
+        await daemon.stop()
+        raise
     logger.info("ICE: %s", describe_choice(config.webrtc))
     restrict_host_candidates(config.webrtc.interfaces)
     use_port_range(*config.webrtc.port_range)

@@ -1,7 +1,8 @@
 """Source → one producer per codec → fan-out hub, started on demand.
 
 A codec's producer is either a shared software encoder fed with raw frames or, when
-the camera encodes that codec itself, a passthrough of the camera's own frames. A
+the camera encodes that codec itself, a passthrough of the camera's own frames; each
+says which it takes (encode/producer.py), and so does a picture tap. A
 producer runs while at least one viewer needs its codec, and a source runs while at
 least one producer needs it: a camera nobody watches costs nothing. A source nobody
 needs stays open for `linger` seconds first, so that a page refresh (the viewer leaves
@@ -19,27 +20,42 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from peercam.audio.selection import choose_microphone
+from peercam.capture.selection import build_camera, choose_camera
 from peercam.capture.source import Source
+from peercam.config import Config
+from peercam.encode.audio import G711AudioEncoder, OpusAudioEncoder
 from peercam.encode.backend import EncoderBackend
 from peercam.encode.codecs import BY_NAME
 from peercam.encode.native_stream import NativeStream
+from peercam.encode.probe import choose_h264_implementation
+from peercam.encode.producer import Delivered, FrameSink, Producer, Takes, kind_of
 from peercam.encode.shared_encoder import SharedEncoder
+from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.fanout.hub import StreamHub, Subscription
-from peercam.media import (
-    Captured,
-    CapturedEncoded,
-    CapturedPreview,
-    CapturedVideo,
-    EncodedFrame,
-    Kind,
-    own_copy,
-)
+from peercam.media import CapturedPreview, CapturedVideo, EncodedFrame, Kind, own_copy
 from peercam.metrics import Metrics
 from peercam.service.native_memory import return_free_memory
 
 logger = logging.getLogger(__name__)
 
-Producer = SharedEncoder | NativeStream
+PictureTap = Callable[[CapturedVideo | CapturedPreview], None]
+
+
+class _Tap:
+    """A FrameSink that shows a caller the camera's pictures: the small stream where
+    the camera has one, else its raw frames. It only reads them."""
+
+    stamps_frames = False
+    running = True
+
+    def __init__(self, tap: PictureTap, takes: Takes) -> None:
+        self.tap = tap
+        self.takes = takes
+
+    def feed(self, captured: Delivered) -> None:
+        if isinstance(captured, CapturedVideo | CapturedPreview):
+            self.tap(captured)
 
 
 @dataclass
@@ -68,7 +84,7 @@ class MediaPipeline:
         self._routes: dict[str, _Route] = {}
         self._idle: set[str] = set()
         # Callers that want the camera's raw pictures themselves (motion detection).
-        self._video_taps: list[Callable[[CapturedVideo | CapturedPreview], None]] = []
+        self._video_taps: list[_Tap] = []
         for codec, make_backend in backends.items():
             spec = BY_NAME[codec]
             source = sources.get(spec.kind)
@@ -132,25 +148,38 @@ class MediaPipeline:
             subscription.close()
             await self.release_idle()
 
-    def add_video_tap(self, tap: Callable[[CapturedVideo | CapturedPreview], None]) -> bool:
+    @asynccontextmanager
+    async def pictures(self, tap: PictureTap) -> AsyncIterator[bool]:
+        """`tap` sees the camera's pictures for as long as the block runs (the block
+        gets False when there is no camera); on leaving, a camera nothing else needs
+        is released. The picture counterpart of `stream`."""
+        added = self.add_video_tap(tap)
+        try:
+            yield added
+        finally:
+            self.remove_video_tap(tap)
+            await self.release_idle()
+
+    def add_video_tap(self, tap: PictureTap) -> bool:
         """Hand `tap` every picture the camera captures, on the event loop, until
         removed; the camera runs meanwhile. Its low-resolution stream where it has one,
         else its raw frames. False when there is no camera."""
         source = self._sources.get("video")
         if source is None:
             return False
-        self._video_taps.append(tap)
+        self._video_taps.append(_Tap(tap, Takes.PREVIEW if source.has_preview else Takes.RAW))
         self._update_outputs(source)
         if not source.running:
             source.start(self._deliver(source))
             logger.info("%s source started", source.name)
         return True
 
-    def remove_video_tap(self, tap: Callable[[CapturedVideo | CapturedPreview], None]) -> None:
+    def remove_video_tap(self, tap: PictureTap) -> None:
         """Stop handing pictures to `tap`; `release_idle` then stops a camera that
         nothing else needs."""
-        if tap in self._video_taps:
-            self._video_taps.remove(tap)
+        kept = [t for t in self._video_taps if t.tap != tap]
+        if len(kept) < len(self._video_taps):
+            self._video_taps = kept
             source = self._sources.get("video")
             if source is not None:
                 self._update_outputs(source)
@@ -158,42 +187,32 @@ class MediaPipeline:
     def _taps_of(self, source: Source[Any]) -> bool:
         return bool(self._video_taps) and source is self._sources.get("video")
 
+    def _sinks(self, source: Source[Any]) -> list[FrameSink]:
+        """What `source` feeds: taps first (they only read a picture), then producers."""
+        taps: list[FrameSink] = list(self._video_taps) if self._taps_of(source) else []
+        return taps + [r.producer for r in self._routes.values() if r.source is source]
+
     def _update_outputs(self, source: Source[Any]) -> None:
-        running = [r.producer for r in self._routes.values() if r.source is source]
-        tapped = self._taps_of(source)
+        wanted = {sink.takes for sink in self._sinks(source) if sink.running}
         source.set_outputs(
-            raw=any(isinstance(p, SharedEncoder) and p.running for p in running)
-            or (tapped and not source.has_preview),
-            encoded=any(isinstance(p, NativeStream) and p.running for p in running),
-            preview=tapped and source.has_preview,
+            raw=Takes.RAW in wanted,
+            encoded=Takes.ENCODED in wanted,
+            preview=Takes.PREVIEW in wanted,
         )
 
-    def _deliver(
-        self, source: Source[Any]
-    ) -> Callable[[Captured | CapturedPreview | CapturedEncoded], None]:
-        routes = [r for r in self._routes.values() if r.source is source]
-
-        def deliver(captured: Captured | CapturedPreview | CapturedEncoded) -> None:
-            # Taps get the small stream where the camera has one, else its raw frames.
-            if isinstance(captured, CapturedPreview) or (
-                isinstance(captured, CapturedVideo) and not source.has_preview
-            ):
-                for tap in self._video_taps:
-                    tap(captured)
-                if isinstance(captured, CapturedPreview):
-                    return
-            shared = False
-            for route in routes:
-                producer = route.producer
-                if isinstance(captured, CapturedEncoded):
-                    if isinstance(producer, NativeStream) and producer.spec.name == captured.codec:
-                        producer.feed(captured)
-                elif isinstance(producer, SharedEncoder) and producer.running:
-                    if shared and isinstance(captured, CapturedVideo):
-                        producer.feed(own_copy(captured))
-                    else:
-                        producer.feed(captured)
-                    shared = True
+    def _deliver(self, source: Source[Any]) -> Callable[[Delivered], None]:
+        def deliver(captured: Delivered) -> None:
+            kind = kind_of(captured)
+            stamped = False
+            # Looked up per capture: taps come and go while the source runs.
+            for sink in self._sinks(source):
+                if sink.takes is not kind or not sink.running:
+                    continue
+                if stamped and sink.stamps_frames and isinstance(captured, CapturedVideo):
+                    sink.feed(own_copy(captured))
+                else:
+                    sink.feed(captured)
+                stamped = stamped or sink.stamps_frames
 
         return deliver
 
@@ -268,3 +287,49 @@ class MediaPipeline:
         for source in self._running_sources():
             await source.stop()
             logger.info("%s source stopped", source.name)
+
+
+def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
+    """The configured camera and microphone with an encoder for each configured codec.
+    Finding the camera probes the hardware: raises ConfigError when the settings do
+    not fit the camera found."""
+    choice = choose_camera(config)
+    logger.info(
+        "camera: %s; %s at %d fps", choice.description, config.camera.size, config.camera.fps
+    )
+    camera = build_camera(config, choice)
+    width, height = config.camera.dimensions
+    sources: dict[Kind, Source[Any]] = {"video": camera}
+    settings = VideoSettings(
+        width,
+        height,
+        config.camera.fps,
+        config.video.bitrate_kbps * 1000,
+        config.video.keyframe_interval,
+    )
+    backends: dict[str, Callable[[], EncoderBackend]] = {}
+    for codec in config.video.codecs:
+        implementation = ""
+        if codec == "h264" and camera.native_codec != "h264":
+            implementation, why = choose_h264_implementation(
+                config.video.h264_encoder, width, height
+            )
+            logger.info("software H.264: %s (%s)", implementation, why)
+        backends[codec] = functools.partial(PyAVVideoEncoder, codec, settings, implementation)
+    microphone = choose_microphone(config.audio)
+    if microphone is not None:
+        sources["audio"] = microphone
+        for audio_codec in config.audio.codecs:
+            if audio_codec == "opus":
+                bitrate = config.audio.bitrate_kbps * 1000
+                backends["opus"] = functools.partial(OpusAudioEncoder, bitrate)
+            else:
+                backends[audio_codec] = functools.partial(G711AudioEncoder, audio_codec)
+    return MediaPipeline(
+        sources,
+        backends,
+        metrics,
+        keyframe_min_gap=config.video.keyframe_min_gap_ms / 1000,
+        queue_frames=config.viewers.queue_frames,
+        linger=config.camera.linger_seconds,
+    )

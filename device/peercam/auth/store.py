@@ -176,3 +176,13 @@ class CredentialStore:
         data: dict[str, Any] = {"version": 1, "users": users, "tokens": tokens}
         write_private(self.path, json.dumps(data, indent=1).encode())
         self._seen = self._stat()
+
+
+def open_store(directory: Path) -> CredentialStore:
+    """The credential store in `directory`, made (private) if it is new: the one way
+    the daemon, the command line and first boot open it. Raises CredentialError."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return CredentialStore(directory)
+    except OSError as error:
+        raise CredentialError(f"state directory {directory}: {error.strerror or error}") from None

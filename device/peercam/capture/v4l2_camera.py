@@ -21,7 +21,7 @@ import av
 
 from peercam.capture.source import ThreadedSource
 from peercam.capture.v4l2_devices import force_keyframe
-from peercam.encode.h264_bitstream import IDR, nal_type, nal_units
+from peercam.h264_bitstream import IDR, nal_type, nal_units
 from peercam.media import CapturedEncoded, CapturedVideo
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,18 @@ import time
 
 from peercam.audio.talkback import Outcome, Talkback
 from peercam.doorbell.hardware import DoorbellHardware
-from peercam.events import Event, EventBus
+from peercam.events import (
+    Answered,
+    CallEnded,
+    CallSnapshot,
+    Declined,
+    DoorOpened,
+    EventBus,
+    Missed,
+    Motion,
+    Ring,
+    TalkFloor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +54,9 @@ class Doorbell:
         self._call_holder: str | None = None
         self._rang_at: float | None = None
 
-    def snapshot(self) -> Event:
-        return {
-            "type": "state",
-            "call": self.state.value,
-            "talker": self.talkback.floor.holder_label or None,
-            "rang_at": self._rang_at,
-        }
+    def snapshot(self) -> CallSnapshot:
+        talker = self.talkback.floor.holder_label or None
+        return CallSnapshot(self.state.value, talker, self._rang_at)
 
     def _set_state(self, state: CallState) -> None:
         self.state = state
@@ -67,17 +74,16 @@ class Doorbell:
                 self._ring_timeout, self._unanswered
             )
         # During a call a second press still tells everyone someone is at the door.
-        self.events.publish({"type": "ring", "origin": origin, "at": self._rang_at,
-                             "call": self.state.value})  # fmt: skip
+        self.events.publish(Ring(origin, self._rang_at, self.state.value))
 
     def motion(self) -> None:
-        self.events.publish({"type": "motion", "at": time.time()})
+        self.events.publish(Motion(time.time(), "sensor"))
 
     def _unanswered(self) -> None:
         self._timeout = None
         if self.state is CallState.RINGING:
             self._set_state(CallState.IDLE)
-            self.events.publish({"type": "missed", "at": self._rang_at})
+            self.events.publish(Missed(self._rang_at))
 
     def _cancel_timeout(self) -> None:
         if self._timeout is not None:
@@ -93,7 +99,7 @@ class Doorbell:
         self._cancel_timeout()
         self._call_holder = session_id
         self._set_state(CallState.IN_CALL)
-        self.events.publish({"type": "answered", "by": label})
+        self.events.publish(Answered(label))
         return Outcome(True)
 
     async def decline(self, session_id: str, label: str) -> Outcome:
@@ -101,7 +107,7 @@ class Doorbell:
             return Outcome(False, "nothing is ringing")
         self._cancel_timeout()
         self._set_state(CallState.IDLE)
-        self.events.publish({"type": "declined", "by": label})
+        self.events.publish(Declined(label))
         return Outcome(True)
 
     async def hang_up(self, session_id: str, label: str) -> Outcome:
@@ -115,7 +121,7 @@ class Doorbell:
         if holder is not None:
             await self.talkback.stop(holder)
         self._set_state(CallState.IDLE)
-        self.events.publish({"type": "ended", "by": label})
+        self.events.publish(CallEnded(label))
 
     async def talk(self, session_id: str, label: str, on: bool) -> Outcome:
         """Push-to-talk outside a call (a viewer speaking through the door)."""
@@ -126,14 +132,14 @@ class Doorbell:
         else:
             outcome = await self.talkback.stop(session_id)
         if outcome.ok:
-            self.events.publish({"type": "talker", "talker": label if on else None})
+            self.events.publish(TalkFloor(label if on else None))
         return outcome
 
     async def open_door(self, session_id: str, label: str) -> Outcome:
         if not self.hardware.pulse_door(self._door_pulse):
-            self.events.publish({"type": "door", "opened": False, "by": label})
+            self.events.publish(DoorOpened(False, label))
             return Outcome(False, "no door relay is configured")
-        self.events.publish({"type": "door", "opened": True, "by": label})
+        self.events.publish(DoorOpened(True, label))
         return Outcome(True)
 
     async def session_gone(self, session_id: str) -> None:
@@ -142,7 +148,7 @@ class Doorbell:
             await self._end_call("a viewer who left")
         elif self.talkback.floor.holder == session_id:
             await self.talkback.stop(session_id)
-            self.events.publish({"type": "talker", "talker": None})
+            self.events.publish(TalkFloor(None))
 
     async def close(self) -> None:
         self._cancel_timeout()

@@ -15,9 +15,10 @@ from typing import Any
 
 from peercam.capture.source import Source
 from peercam.encode.codecs import CodecSpec
-from peercam.encode.h264_bitstream import ParameterSetRepeater
 from peercam.encode.keyframes import KeyframePolicy
+from peercam.encode.producer import Delivered, Takes
 from peercam.encode.shared_encoder import account_frame
+from peercam.h264_bitstream import ParameterSetRepeater
 from peercam.media import CapturedEncoded, EncodedFrame, rtp_timestamp
 from peercam.metrics import Metrics
 
@@ -25,6 +26,11 @@ logger = logging.getLogger(__name__)
 
 
 class NativeStream:
+    """A Producer that passes the camera's own encoded frames of its codec through."""
+
+    takes = Takes.ENCODED
+    stamps_frames = False
+
     def __init__(
         self,
         spec: CodecSpec,
@@ -88,8 +94,12 @@ class NativeStream:
             wait = self.keyframes.last_forced_at + self.keyframes.min_gap - now
             self._retry = asyncio.get_running_loop().call_later(wait, self._retry_now)
 
-    def feed(self, captured: CapturedEncoded) -> None:
-        if not self._running:
+    def feed(self, captured: Delivered) -> None:
+        if (
+            not self._running
+            or not isinstance(captured, CapturedEncoded)
+            or captured.codec != self.spec.name
+        ):
             return
         data = self._repeater.process(captured.data) if self._repeater else captured.data
         frame = EncodedFrame(

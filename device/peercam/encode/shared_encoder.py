@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from peercam.encode.backend import EncoderBackend
 from peercam.encode.codecs import CodecSpec
 from peercam.encode.keyframes import KeyframePolicy
+from peercam.encode.producer import Delivered, Takes
 from peercam.encode.sample_clock import SampleClock
-from peercam.media import Captured, EncodedFrame, rtp_timestamp
+from peercam.media import Captured, CapturedAudio, CapturedVideo, EncodedFrame, rtp_timestamp
 from peercam.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class _Worker:
 
 
 class SharedEncoder:
+    """A Producer that encodes raw frames."""
+
+    takes = Takes.RAW
+    stamps_frames = True
+
     def __init__(
         self,
         spec: CodecSpec,
@@ -114,15 +120,21 @@ class SharedEncoder:
             await task
         except asyncio.CancelledError:
             pass
-        # The close job queues behind any encode still running in the worker thread.
-        await asyncio.get_running_loop().run_in_executor(worker.executor, worker.close)
-        worker.executor.shutdown(wait=False)
-        if self._task is None:
-            self._metrics.encoder_running.labels(self.spec.name).set(0)
+        try:
+            # The close job queues behind any encode still running in the worker thread.
+            await asyncio.get_running_loop().run_in_executor(worker.executor, worker.close)
+        except Exception:
+            # Stopped all the same: a stop that raised would leave the camera and the
+            # other idle encoders that release_idle stops after this one running.
+            logger.exception("%s encoder: closing the codec failed", self.spec.name)
+        finally:
+            worker.executor.shutdown(wait=False)
+            if self._task is None:
+                self._metrics.encoder_running.labels(self.spec.name).set(0)
         logger.info("%s encoder stopped", self.spec.name)
 
-    def feed(self, captured: Captured) -> None:
-        if self._task is None:
+    def feed(self, captured: Delivered) -> None:
+        if self._task is None or not isinstance(captured, CapturedVideo | CapturedAudio):
             return
         if len(self._pending) == self._pending.maxlen:
             self._metrics.skipped_captures.labels(self.spec.name).inc()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peercam.auth.store import CredentialStore
+from peercam.auth.store import CredentialError, open_store
 from peercam.firstboot.boot_config import parse_boot_config, remove_setting
 from peercam.firstboot.network import apply_hostname, apply_wifi
 from peercam.firstboot.password import apply_boot_password
@@ -120,8 +120,10 @@ def run_first_boot(
     problems += apply_ssh(values, root)
     settings = {key: (config.lines[key], value) for key, value in values.items() if is_setting(key)}
     problems += apply_settings(settings, paths.config_file)
-    paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    password_problem = apply_boot_password(boot_file, CredentialStore(paths.state_dir))
+    try:
+        password_problem = apply_boot_password(boot_file, open_store(paths.state_dir))
+    except CredentialError as error:
+        password_problem = str(error)
     if password_problem:
         problems.append(password_problem)
     if values.get("wifi_password") and not wifi_problems:

@@ -11,6 +11,7 @@ GET    /snapshot.jpg                 the camera's current picture
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from aiohttp import web
@@ -24,16 +25,11 @@ logger = logging.getLogger(__name__)
 
 
 class ClipsApi:
-    def __init__(
-        self,
-        pipeline: MediaPipeline,
-        store: ClipStore | None,
-        recorder: Recorder | None,
-        motion: bool,
-    ) -> None:
+    def __init__(self, pipeline: MediaPipeline, outputs: Sequence[object], motion: bool) -> None:
+        """Clips come from the recorder among `outputs`, if recording is on."""
         self._pipeline = pipeline
-        self._store = store
-        self._recorder = recorder
+        self._recorder = next((o for o in outputs if isinstance(o, Recorder)), None)
+        self._store: ClipStore | None = self._recorder.store if self._recorder else None
         self._motion = motion
 
     def routes(self) -> list[web.RouteDef]:

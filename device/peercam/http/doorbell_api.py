@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from peercam.doorbell.call import Doorbell
+from peercam.events import to_json
 
 
 class DoorbellApi:
@@ -16,7 +17,7 @@ class DoorbellApi:
 
     async def ring(self, request: web.Request) -> web.Response:
         self._doorbell.ring("api")
-        return web.json_response(self._doorbell.snapshot(), status=202)
+        return web.json_response(to_json(self._doorbell.snapshot()), status=202)
 
     async def state(self, request: web.Request) -> web.Response:
-        return web.json_response(self._doorbell.snapshot())
+        return web.json_response(to_json(self._doorbell.snapshot()))

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from peercam.audio.talkback import Outcome
 from peercam.auth.principal import Principal
 from peercam.doorbell.call import Doorbell
-from peercam.events import Event, EventBus
+from peercam.events import CommandResult, Event, EventBus, to_json
 from peercam.http.access import principal_of
 from peercam.rtc.registry import SessionRegistry
 
@@ -59,14 +59,14 @@ class PushChannel:
         queue = self._events.subscribe()
         forwarder = asyncio.create_task(self._forward(queue, socket), name="push-forward")
         try:
-            await socket.send_json(self._doorbell.snapshot())
+            await socket.send_json(to_json(self._doorbell.snapshot()))
             async for message in socket:
                 if message.type == WSMsgType.TEXT:
-                    await socket.send_json(await self._command(message.data, principal))
+                    await socket.send_json(to_json(await self._command(message.data, principal)))
                 elif message.type == WSMsgType.ERROR:
                     break
                 else:
-                    await socket.send_json(_refusal(None, "send commands as JSON text"))
+                    await socket.send_json(to_json(_refusal(None, "send commands as JSON text")))
         finally:
             self._events.unsubscribe(queue)
             forwarder.cancel()
@@ -77,12 +77,14 @@ class PushChannel:
     async def _forward(self, queue: asyncio.Queue[Event], socket: web.WebSocketResponse) -> None:
         while not socket.closed:
             event = await queue.get()
+            if not event.for_pages:
+                continue
             try:
-                await socket.send_json(event)
+                await socket.send_json(to_json(event))
             except ConnectionError:
                 return
 
-    async def _command(self, text: str, principal: Principal) -> Event:
+    async def _command(self, text: str, principal: Principal) -> CommandResult:
         try:
             data: Any = json.loads(text)
         except ValueError:
@@ -112,11 +114,11 @@ class PushChannel:
             session.client or "an unknown address",
             "done" if outcome.ok else outcome.reason,
         )
-        return {"type": "result", "cmd": name, "ok": outcome.ok, "reason": outcome.reason}
+        return CommandResult(name, outcome.ok, outcome.reason)
 
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close() for s in list(self._sockets)), return_exceptions=True)
 
 
-def _refusal(command: object, reason: str) -> Event:
-    return {"type": "result", "cmd": command, "ok": False, "reason": reason}
+def _refusal(command: object, reason: str) -> CommandResult:
+    return CommandResult(command, False, reason)

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 import av
 import numpy as np
 
 from peercam.config import MotionConfig
-from peercam.events import EventBus
+from peercam.events import EventBus, Motion, MotionContinues
 from peercam.media import CapturedPreview, CapturedVideo
 from peercam.motion.detector import Luma, MotionDetector
+from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
 
 logger = logging.getLogger(__name__)
@@ -38,24 +39,24 @@ class MotionWatch:
         config: MotionConfig,
         pipeline: MediaPipeline,
         events: EventBus,
-        on_continuing: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
         self.events = events
-        self.detector = MotionDetector(config, self._announce, on_continuing)
+        self.detector = MotionDetector(config, self._announce, self._goes_on)
         self._interval = 1.0 / config.fps
         self._last_taken = float("-inf")
         self._pending: CapturedVideo | CapturedPreview | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._pictures = AsyncExitStack()
 
     @property
     def name(self) -> str:
         return "motion detection"
 
     async def start(self) -> None:
-        if not self.pipeline.add_video_tap(self._offer):
+        if not await self._pictures.enter_async_context(self.pipeline.pictures(self._offer)):
             logger.warning("motion detection needs a camera; none is configured")
             return
         self._task = asyncio.create_task(self._analyse(), name="motion")
@@ -95,12 +96,20 @@ class MotionWatch:
             self.detector.feed(luma, captured.captured_at)
 
     def _announce(self) -> None:
-        self.events.publish({"type": "motion", "origin": "camera", "at": time.time()})
+        self.events.publish(Motion(time.time(), "camera"))
+
+    def _goes_on(self) -> None:
+        self.events.publish(MotionContinues(time.time()))
 
     async def stop(self) -> None:
-        self.pipeline.remove_video_tap(self._offer)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self.pipeline.release_idle()
+        await self._pictures.aclose()
+
+
+def build(context: OutputContext) -> list[Output]:
+    """The watch, when `[motion]` is enabled."""
+    motion = context.config.motion
+    return [MotionWatch(motion, context.pipeline, context.events)] if motion.enabled else []

@@ -3,12 +3,17 @@ Adding one is a line here; its module builds it from the config."""
 
 from __future__ import annotations
 
+from peercam.motion import watch
 from peercam.outputs.output import Output, OutputContext, OutputFactory
+from peercam.recording import recorder
 from peercam.republish import rtp_forward, whip_publisher
 
 FACTORIES: list[OutputFactory] = [
     whip_publisher.build,
     rtp_forward.build,
+    # Before motion: it hears the motion events the watch publishes.
+    recorder.build,
+    watch.build,
 ]
 
 

@@ -9,11 +9,12 @@ with a `build(context) -> list[Output]` function and one line in outputs/catalog
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from peercam.config import Config
 from peercam.events import EventBus
+from peercam.metrics import Metrics
 from peercam.pipeline import MediaPipeline
 
 
@@ -39,6 +40,8 @@ class OutputContext:
     config: Config
     pipeline: MediaPipeline
     events: EventBus
+    # An output's own counters go in the daemon's registry, so /metrics shows them.
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 OutputFactory = Callable[[OutputContext], list[Output]]

@@ -19,7 +19,7 @@ from typing import Any
 
 import av
 
-from peercam.encode.h264_bitstream import PPS, SPS, START_CODE, nal_type, nal_units
+from peercam.h264_bitstream import PPS, SPS, START_CODE, nal_type, nal_units
 from peercam.media import EncodedFrame
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)

@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peercam.config import RecordingConfig
-from peercam.events import Event, EventBus
+from peercam.config import ConfigError, RecordingConfig
+from peercam.events import ClipSaved, Event, EventBus, Motion, MotionContinues, Ring
 from peercam.fanout.hub import Subscription, SubscriptionClosed
 from peercam.media import EncodedFrame
+from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
 from peercam.recording import snapshot
 from peercam.recording.clip_file import ClipError, write_mp4
 from peercam.recording.clip_store import ClipRecord, ClipStore, new_clip_id
 from peercam.recording.preroll import Preroll
+from peercam.service.state_dir import state_directory
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +118,10 @@ class Recorder:
     async def _listen(self, queue: asyncio.Queue[Event]) -> None:
         while True:
             event = await queue.get()
-            kind = event.get("type")
-            if kind in ("ring", "motion") and kind in self.config.triggers:
-                self.trigger(str(kind))
+            if isinstance(event, Ring | Motion) and event.type in self.config.triggers:
+                self.trigger(event.type)
+            elif isinstance(event, MotionContinues):
+                self.extend()
 
     async def _watch_deadline(self) -> None:
         # A camera that stops delivering must not keep a clip open for ever.
@@ -211,9 +214,7 @@ class Recorder:
             logger.error("clip %s not written: %s", clip.id, error)
             return
         logger.info("clip %s saved: %.1f s, %d bytes", record.id, record.duration, record.size)
-        self.events.publish(
-            {"type": "clip", "id": record.id, "trigger": record.trigger, "at": record.event_at}
-        )
+        self.events.publish(ClipSaved(record.id, record.trigger, record.event_at))
 
     async def snapshot(self) -> bytes | None:
         """The newest picture as a JPEG, from the pre-roll; None if it holds none."""
@@ -233,3 +234,17 @@ class Recorder:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._streams.aclose()
         self.preroll.clear()
+
+
+def build(context: OutputContext) -> list[Output]:
+    """The recorder, when `[recording]` is enabled; its clips go under the state directory."""
+    config = context.config
+    recording = config.recording
+    if not recording.enabled:
+        return []
+    directory = state_directory(config.server.state_dir) / "clips"
+    try:
+        store = ClipStore(directory, recording.quota_mb * 2**20, recording.min_free_mb * 2**20)
+    except OSError as error:
+        raise ConfigError(f"recording: {directory}: {error.strerror or error}") from None
+    return [Recorder(recording, context.pipeline, context.events, store, config.camera.fps)]

@@ -41,7 +41,6 @@ class SessionRegistry:
         self._pipeline = pipeline
         self._metrics = metrics
         self._sessions: dict[str, ViewerSession] = {}
-        self._releasing: asyncio.Future[None] | None = None
         self._recent = RateWindow(60.0)  # session starts per client
 
     def __len__(self) -> int:
@@ -104,17 +103,7 @@ class SessionRegistry:
                 task = asyncio.ensure_future(self._on_gone(session.id))
                 self._gone_tasks.add(task)
                 task.add_done_callback(self._gone_tasks.discard)
-        # Encoders nobody watches any more are stopped, off this callback, one release
-        # after another so that none is skipped.
-        self._releasing = asyncio.ensure_future(self._release_after(self._releasing))
-
-    async def _release_after(self, previous: asyncio.Future[None] | None) -> None:
-        if previous is not None:
-            await previous
-        await self._pipeline.release_idle()
 
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close() for s in list(self._sessions.values())))
-        if self._releasing is not None:
-            await self._releasing
         await asyncio.gather(*self._gone_tasks)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import Any
 
 from aiortc import (
@@ -19,7 +20,6 @@ from aiortc import (
 )
 
 from peercam.config import IceServer, WebRtcConfig
-from peercam.fanout.hub import Subscription
 from peercam.ice.host_candidates import advertise_public_address
 from peercam.ice.servers import session_ice
 from peercam.media import Kind
@@ -75,7 +75,8 @@ class ViewerSession:
         self._pipeline = pipeline
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
-        self._subscriptions: list[Subscription] = []
+        # The session's streams: closing it releases encoders nobody else watches.
+        self._streams = AsyncExitStack()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: asyncio.Future[None] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -84,9 +85,9 @@ class ViewerSession:
     async def answer(self) -> str:
         """Set up the tracks for the planned codecs and return the SDP answer."""
         dtls.name_session(self.id)  # aiortc's connect task, started below, inherits it
-        self._add_track("video", self.plan.video_codec)
+        await self._add_track("video", self.plan.video_codec)
         if self.plan.audio_codec is not None:
-            self._add_track("audio", self.plan.audio_codec)
+            await self._add_track("audio", self.plan.audio_codec)
         await self.pc.setRemoteDescription(RTCSessionDescription(self.plan.sdp, "offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         if self.plan.mdns_candidates:
@@ -94,9 +95,8 @@ class ViewerSession:
         self._spawn(self._reap_if_never_connected(), "connect-timeout")
         return advertise_public_address(str(self.pc.localDescription.sdp), self._public_ip)
 
-    def _add_track(self, kind: Kind, codec: str) -> None:
-        subscription = self._pipeline.subscribe(codec)
-        self._subscriptions.append(subscription)
+    async def _add_track(self, kind: Kind, codec: str) -> None:
+        subscription = await self._streams.enter_async_context(self._pipeline.stream(codec))
         producer = self._pipeline.producer(codec)
         # Audio is two-way when the viewer offers it and something listens (talkback).
         two_way = kind == "audio" and self.plan.audio_sendrecv and self._on_audio is not None
@@ -167,8 +167,10 @@ class ViewerSession:
         # The session stays registered until this ends, so shutdown can await it.
         for task in self._tasks:
             task.cancel()
-        for subscription in self._subscriptions:
-            subscription.close()
+        try:
+            await self._streams.aclose()
+        except Exception:  # releasing an encoder failed: the peer must still go
+            logger.exception("session %s: error releasing its streams", self.id)
         try:
             await self.pc.close()
         except Exception:  # a peer connection broken mid-negotiation must still go
