@@ -338,6 +338,13 @@ class MotionConfig(_Section):
     masks: list[MotionMask] = []
 
 
+class FrameCounterConfig(_Section):
+    """The frame counter output (frame_counter/): counts each listed codec's shared
+    frames in /metrics. Keeps that codec's encoder running while nobody watches."""
+
+    codecs: list[Literal["h264", "vp8", "opus", "pcmu", "pcma"]] = []
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -352,6 +359,7 @@ class Config(_Section):
     republish: RepublishConfig = RepublishConfig()
     recording: RecordingConfig = RecordingConfig()
     motion: MotionConfig = MotionConfig()
+    frame_counter: FrameCounterConfig = FrameCounterConfig()
 
 
 def _describe(error: ValidationError) -> str:

@@ -3,6 +3,7 @@ Adding one is a line here; its module builds it from the config."""
 
 from __future__ import annotations
 
+from peercam.frame_counter import frame_counter
 from peercam.motion import watch
 from peercam.outputs.output import Output, OutputContext, OutputFactory
 from peercam.recording import recorder
@@ -14,6 +15,7 @@ FACTORIES: list[OutputFactory] = [
     # Before motion: it hears the motion events the watch publishes.
     recorder.build,
     watch.build,
+    frame_counter.build,
 ]
 
 
