@@ -9,10 +9,8 @@ may be logged as an unhandled error, and the viewer's video must not stall.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import ssl
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +24,7 @@ from hypothesis import strategies as st
 from tests.access import Access
 from tests.conftest import MANY_SESSIONS, StartDaemon
 from tests.daemon_process import DaemonProcess
-from tests.whep_viewer import WhepViewer
+from tests.watching_viewer import WatchingViewer
 
 FUZZ_SAMPLE = 400
 CONFIG = (
@@ -203,46 +201,10 @@ def send(access: Access, context: ssl.SSLContext | None, request: Request) -> in
         return int(error.code)
 
 
-class BackgroundViewer:
-    """A viewer in a thread of its own, counting when each video frame arrives."""
-
-    def __init__(self, access: Access) -> None:
-        self.access = access
-        self.arrivals: list[float] = []
-        self.session_path = ""
-        self._ready = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()))
-
-    async def _main(self) -> None:
-        async with WhepViewer(self.access) as viewer:
-            assert viewer.answer is not None
-            self.session_path = viewer.answer.location
-            await viewer.video_frames(1)
-            self._ready.set()
-            track = viewer.tracks["video"]
-            while not self._stop.is_set():
-                await asyncio.wait_for(track.recv(), 10)
-                self.arrivals.append(time.monotonic())
-
-    def __enter__(self) -> BackgroundViewer:
-        self._thread.start()
-        assert self._ready.wait(30), "the watching viewer never got video"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(15)
-
-    def longest_gap(self, since: float) -> float:
-        times = [since, *[t for t in self.arrivals if t >= since], time.monotonic()]
-        return max(b - a for a, b in itertools.pairwise(times))
-
-
 def fuzz(daemon: DaemonProcess, examples: int) -> dict[str, object]:
     statuses: dict[int, int] = {}
     context = daemon.access.ssl_context()
-    with BackgroundViewer(daemon.access) as watcher:
+    with WatchingViewer(daemon.access) as watcher:
         started = time.monotonic()
 
         session_id = watcher.session_path.rsplit("/", 1)[1]

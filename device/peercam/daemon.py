@@ -27,7 +27,7 @@ from peercam.doorbell.call import Doorbell
 from peercam.doorbell.hardware import open_hardware
 from peercam.events import EventBus
 from peercam.firstboot.first_boot import recorded_problems
-from peercam.http.app import build_app
+from peercam.http.app import RouteGroup, build_app
 from peercam.http.clips_api import ClipsApi
 from peercam.http.connection_guard import (
     MIN_CONNECTIONS,
@@ -186,7 +186,7 @@ class Daemon:
         release.push_async_callback(sessions.close_all)
         push = PushChannel(events, doorbell, sessions)
         release.push_async_callback(push.close_all)
-        outputs = build_outputs(OutputContext(config, pipeline, events, self.metrics))
+        outputs = build_outputs(OutputContext(config, pipeline, events, self.metrics, doorbell))
         for output in outputs:
             await output.start()
             release.push_async_callback(output.stop)
@@ -199,6 +199,7 @@ class Daemon:
             push,
             DoorbellApi(doorbell),
             ClipsApi(pipeline, outputs, config.motion.enabled),
+            *(output for output in outputs if isinstance(output, RouteGroup)),
             notices=lambda: recorded_problems(self.state_dir),
         )
         self._parts = Parts(

@@ -26,7 +26,7 @@ from peercam.capture.source import Source
 from peercam.config import Config
 from peercam.encode.audio import G711AudioEncoder, OpusAudioEncoder
 from peercam.encode.backend import EncoderBackend
-from peercam.encode.codecs import BY_NAME
+from peercam.encode.codecs import BY_NAME, H264, OPUS
 from peercam.encode.native_stream import NativeStream
 from peercam.encode.probe import choose_h264_implementation
 from peercam.encode.producer import Delivered, FrameSink, Producer, Takes, kind_of
@@ -310,7 +310,7 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
     backends: dict[str, Callable[[], EncoderBackend]] = {}
     for codec in config.video.codecs:
         implementation = ""
-        if codec == "h264" and camera.native_codec != "h264":
+        if codec == H264.name and camera.native_codec != H264.name:
             implementation, why = choose_h264_implementation(
                 config.video.h264_encoder, width, height
             )
@@ -320,9 +320,9 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
     if microphone is not None:
         sources["audio"] = microphone
         for audio_codec in config.audio.codecs:
-            if audio_codec == "opus":
+            if audio_codec == OPUS.name:
                 bitrate = config.audio.bitrate_kbps * 1000
-                backends["opus"] = functools.partial(OpusAudioEncoder, bitrate)
+                backends[OPUS.name] = functools.partial(OpusAudioEncoder, bitrate)
             else:
                 backends[audio_codec] = functools.partial(G711AudioEncoder, audio_codec)
     return MediaPipeline(

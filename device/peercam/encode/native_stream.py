@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from peercam.capture.source import Source
-from peercam.encode.codecs import CodecSpec
+from peercam.encode.codecs import H264, CodecSpec
 from peercam.encode.keyframes import KeyframePolicy
 from peercam.encode.producer import Delivered, Takes
 from peercam.encode.shared_encoder import account_frame
@@ -45,7 +45,7 @@ class NativeStream:
         self._metrics = metrics
         self.keyframes = KeyframePolicy(keyframe_min_gap)
         self._packetizer = spec.packetizer()
-        self._repeater = ParameterSetRepeater() if spec.name == "h264" else None
+        self._repeater = ParameterSetRepeater() if spec.name == H264.name else None
         self._running = False
         self._forced_outstanding = False
         self._retry: asyncio.TimerHandle | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -20,6 +20,7 @@ from peercam.metrics import Metrics
 from peercam.rtc.registry import SessionRegistry
 
 
+@runtime_checkable
 class RouteGroup(Protocol):
     def routes(self) -> list[web.RouteDef]: ...
 

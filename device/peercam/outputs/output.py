@@ -4,6 +4,8 @@ the config by its own module, started and stopped by the daemon.
 An output takes a stream with `async with pipeline.stream(codec)`, which also stops
 encoders it leaves unneeded. A new destination (RTSP, MQTT, a phone call) is a module
 with a `build(context) -> list[Output]` function and one line in outputs/catalog.py.
+An output that also answers HTTP has a `routes()` method (http/app.py's RouteGroup):
+the daemon serves them, under the access table in http/access.py.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from peercam.config import Config
+from peercam.doorbell.call import Doorbell
 from peercam.events import EventBus
 from peercam.metrics import Metrics
 from peercam.pipeline import MediaPipeline
@@ -42,6 +45,9 @@ class OutputContext:
     events: EventBus
     # An output's own counters go in the daemon's registry, so /metrics shows them.
     metrics: Metrics = field(default_factory=Metrics)
+    # Outputs that act on the door (ring, open it, answer) go through the same call
+    # logic as the page; None where there is no doorbell (unit tests).
+    doorbell: Doorbell | None = None
 
 
 OutputFactory = Callable[[OutputContext], list[Output]]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from peercam.config import ConfigError, RecordingConfig
+from peercam.encode.codecs import H264, OPUS
 from peercam.events import ClipSaved, Event, EventBus, Motion, MotionContinues, Ring
 from peercam.fanout.hub import Subscription, SubscriptionClosed
 from peercam.media import EncodedFrame
@@ -32,8 +33,8 @@ from peercam.service.state_dir import state_directory
 
 logger = logging.getLogger(__name__)
 
-VIDEO_CODEC = "h264"  # what MP4 and every browser's <video> play
-AUDIO_CODEC = "opus"
+VIDEO_CODEC = H264.name  # what MP4 and every browser's <video> play
+AUDIO_CODEC = OPUS.name
 THUMBNAIL_WIDTH = 640
 
 

@@ -14,6 +14,7 @@ import random
 from aiortc.rtp import RtpPacket
 
 from peercam.config import RtpTarget
+from peercam.encode.codecs import H264, OPUS
 from peercam.fanout.hub import SubscriptionClosed
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
@@ -63,9 +64,9 @@ class RtpForwarder:
         self._transport, _ = await loop.create_datagram_endpoint(
             asyncio.DatagramProtocol, local_addr=("0.0.0.0", 0)
         )
-        routes = [("h264", self.target.video_port, self.target.video_payload_type)]
-        if self.target.audio_port is not None and "opus" in self._pipeline.codecs:
-            routes.append(("opus", self.target.audio_port, self.target.audio_payload_type))
+        routes = [(H264.name, self.target.video_port, self.target.video_payload_type)]
+        if self.target.audio_port is not None and OPUS.name in self._pipeline.codecs:
+            routes.append((OPUS.name, self.target.audio_port, self.target.audio_payload_type))
         for codec, port, payload_type in routes:
             task = asyncio.create_task(
                 self._forward(codec, port, RtpStream(payload_type)), name=f"rtp-{codec}"

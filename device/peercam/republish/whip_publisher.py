@@ -18,6 +18,7 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from peercam.config import WebRtcConfig, WhipTarget
+from peercam.encode.codecs import H264, OPUS
 from peercam.fanout.hub import Subscription
 from peercam.ice.servers import session_ice
 from peercam.media import Kind
@@ -100,7 +101,7 @@ class WhipPublisher:
 
             pc.on("connectionstatechange", changed)
             try:
-                tracks: list[tuple[Kind, str]] = [("video", "h264"), ("audio", "opus")]
+                tracks: list[tuple[Kind, str]] = [("video", H264.name), ("audio", OPUS.name)]
                 for kind, codec in tracks:
                     if codec in self._pipeline.codecs:
                         stream = await streams.enter_async_context(self._pipeline.stream(codec))
