@@ -5,13 +5,22 @@ Browser audio arrives in 20 ms packets with network jitter. Playback starts once
 `max_ms`: if it grows past that (the device's clock slower than the sender's), the
 oldest audio is dropped so the delay cannot creep up during a long call. An underrun
 plays silence and buffers afresh. The device is written from a thread of its own.
+
+The doorbell's ring-back tone and messages ("cues", ringback/) go out of the same
+device object, never a second open of it: a sound card opened twice fails on a Pi,
+and two writers would fight. Talk always wins. The moment a talker starts (an answer
+starts talkback before anything else hears of it), the next period written is the
+talker's (or silence while the jitter buffer fills), so a cue stops within one period
+of the answer. The thread runs while someone talks or a cue plays, whichever ends last.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import av
@@ -20,6 +29,39 @@ from peercam.audio.alsa_microphone import AlsaSettings, open_pcm
 from peercam.capture.driver_thread import DriverThread
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Cue:
+    pcm: bytes  # S16_LE at the device's rate and channels
+    repeat: bool
+    finished: asyncio.Future[None]
+    position: int = 0
+
+    def take(self, size: int) -> tuple[bytes, bool]:
+        """The next `size` bytes (silence past the end), and whether it has ended."""
+        if self.repeat and self.pcm:
+            out = bytearray()
+            while len(out) < size:
+                part = self.pcm[self.position : self.position + size - len(out)]
+                out += part
+                self.position = (self.position + len(part)) % len(self.pcm)
+            return bytes(out), False
+        part = self.pcm[self.position : self.position + size]
+        self.position += len(part)
+        return part + bytes(size - len(part)), self.position >= len(self.pcm)
+
+    def finish(self) -> None:
+        # The future belongs to the event loop; from the driver thread it is resolved
+        # there. A loop already closed (shutdown) has nobody left waiting.
+        def resolve() -> None:
+            if not self.finished.done():
+                self.finished.set_result(None)
+
+        try:
+            self.finished.get_loop().call_soon_threadsafe(resolve)
+        except RuntimeError:
+            pass
 
 
 class AlsaSpeaker(DriverThread[Any]):
@@ -37,24 +79,69 @@ class AlsaSpeaker(DriverThread[Any]):
         self._target = jitter_ms * self._bytes_per_ms
         self._limit = max_ms * self._bytes_per_ms
         self._buffer = bytearray()
+        self._buffering = True
         self._lock = threading.Lock()
         self._resampler: Any = None
+        self._talking = False
+        self._cue: _Cue | None = None
+        # Frames (samples per channel) handed to the device since it was last opened:
+        # where in the played sound something happened (the tests measure how soon a
+        # cue stops after an answer with it).
+        self.frames_written = 0
 
     def start(self) -> None:
-        if self.running:
+        """A talker begins: their audio replaces any cue from the next period on."""
+        if self._talking:
             return
         layout = "mono" if self.settings.channels == 1 else "stereo"
         self._resampler = av.AudioResampler(format="s16", layout=layout, rate=self.settings.rate)
         with self._lock:
             self._buffer.clear()
-        self._start_thread()
+            self._buffering = True
+            self._talking = True
+        self._ensure_running()
 
     async def stop(self) -> None:
-        await self._stop_thread()
+        """The talker is done; a cue still playing goes on."""
+        with self._lock:
+            self._talking = False
+            self._buffer.clear()
+        await self._release_if_idle()
+
+    def cue(self, pcm: bytes, repeat: bool) -> asyncio.Future[None]:
+        """Play `pcm` (S16_LE at the device's rate and channels) whenever nobody talks,
+        in a loop if `repeat`, replacing any cue before it. The future is done once
+        all of it has been handed to the device (never, when repeating) or when it
+        is replaced or ended; the device stays open until `end_cue`."""
+        cue = _Cue(pcm, repeat, asyncio.get_running_loop().create_future())
+        with self._lock:
+            previous, self._cue = self._cue, cue
+        if previous is not None:
+            previous.finish()
+        self._ensure_running()
+        return cue.finished
+
+    async def end_cue(self) -> None:
+        """Silence the cue at once and close the device unless someone talks."""
+        with self._lock:
+            cue, self._cue = self._cue, None
+        if cue is not None:
+            cue.finish()
+        await self._release_if_idle()
+
+    def _ensure_running(self) -> None:
+        if not self.running:
+            self._start_thread()
+
+    async def _release_if_idle(self) -> None:
+        with self._lock:
+            idle = not self._talking and self._cue is None
+        if idle:
+            await self._stop_thread()
 
     def play(self, frame: av.AudioFrame) -> None:
         """Queue decoded audio (any rate and layout); called on the event loop."""
-        if not self.running or self._resampler is None:
+        if not self._talking or self._resampler is None:
             return
         frame.pts = None  # each talker's timestamps are its own; the buffer keeps time
         data = b"".join(out.to_ndarray().tobytes() for out in self._resampler.resample(frame))
@@ -73,24 +160,19 @@ class AlsaSpeaker(DriverThread[Any]):
 
     def _use(self, pcm: Any) -> None:
         logger.info("%s playing at %d Hz", self.label, self.settings.rate)
+        self.frames_written = 0
         self._play(pcm)
 
     def _play(self, pcm: Any) -> None:
         s = self.settings
-        period_bytes = s.rate * s.period_ms // 1000 * s.channels * 2
-        buffering = True
+        frame_bytes = s.channels * 2
+        period_bytes = s.rate * s.period_ms // 1000 * frame_bytes
         deadline = time.monotonic()
         while not self._stopping.is_set():
             with self._lock:
-                if buffering and len(self._buffer) >= self._target:
-                    buffering = False
-                if not buffering and len(self._buffer) >= period_bytes:
-                    chunk = bytes(self._buffer[:period_bytes])
-                    del self._buffer[:period_bytes]
-                else:
-                    chunk = bytes(period_bytes)  # silence: an underrun, or still filling
-                    buffering = True
+                chunk = self._next_period(period_bytes)
             pcm.write(chunk)
+            self.frames_written += len(chunk) // frame_bytes
             # A real device blocks in write(); one that does not (alsa-lib's file
             # plugin) is paced here so that the buffer drains at the device's rate.
             deadline += s.period_ms / 1000
@@ -99,3 +181,24 @@ class AlsaSpeaker(DriverThread[Any]):
                 self._stopping.wait(ahead)
             elif ahead < -0.5:
                 deadline = time.monotonic()
+
+    def _next_period(self, period_bytes: int) -> bytes:
+        """What to write next: the talker's audio, else the cue, else silence. Called
+        with the lock held."""
+        if self._talking:
+            if self._buffering and len(self._buffer) >= self._target:
+                self._buffering = False
+            if not self._buffering and len(self._buffer) >= period_bytes:
+                chunk = bytes(self._buffer[:period_bytes])
+                del self._buffer[:period_bytes]
+                return chunk
+            self._buffering = True
+            return bytes(period_bytes)  # silence: an underrun, or still filling
+        cue = self._cue
+        if cue is None:
+            return bytes(period_bytes)
+        chunk, ended = cue.take(period_bytes)
+        if ended:
+            self._cue = None
+            cue.finish()
+        return chunk
