@@ -345,6 +345,17 @@ class FrameCounterConfig(_Section):
     codecs: list[Literal["h264", "vp8", "opus", "pcmu", "pcma"]] = []
 
 
+class RingbackConfig(_Section):
+    """What the visitor hears (ringback/), through talkback's speaker: a tone looped
+    while the bell rings, a message once when nobody answers. A file is anything
+    FFmpeg reads; "" is the sound shipped with peercam."""
+
+    enabled: bool = True
+    tone_file: str = ""
+    unanswered_file: str = ""
+    volume: Annotated[float, Field(ge=0, le=1)] = 0.8
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -360,6 +371,7 @@ class Config(_Section):
     recording: RecordingConfig = RecordingConfig()
     motion: MotionConfig = MotionConfig()
     frame_counter: FrameCounterConfig = FrameCounterConfig()
+    ringback: RingbackConfig = RingbackConfig()
 
 
 def _describe(error: ValidationError) -> str:

@@ -8,6 +8,7 @@ from peercam.motion import watch
 from peercam.outputs.output import Output, OutputContext, OutputFactory
 from peercam.recording import recorder
 from peercam.republish import rtp_forward, whip_publisher
+from peercam.ringback import ringback
 
 FACTORIES: list[OutputFactory] = [
     whip_publisher.build,
@@ -16,6 +17,7 @@ FACTORIES: list[OutputFactory] = [
     recorder.build,
     watch.build,
     frame_counter.build,
+    ringback.build,
 ]
 
 

@@ -1,0 +1,1 @@
+"""What the visitor hears at the door: a ring-back tone, and a message when nobody answers."""
