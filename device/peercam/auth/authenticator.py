@@ -9,8 +9,11 @@ import binascii
 import hashlib
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
-from peercam.auth.login_sessions import LoginSessions
+from peercam.auth.login_sessions import LoginSessions, session_key
 from peercam.auth.passwords import hash_password, verify_password
 from peercam.auth.principal import Principal, Proof
 from peercam.auth.store import CredentialError, CredentialStore
@@ -30,6 +33,26 @@ class LoginThrottled(Exception):
 
 
 _EVERYONE = "*"
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """A login ended by logging out (`session`: its key, as login_sessions.session_key
+    makes it), or `user`'s password changed or the user was removed (`session` None).
+    What was granted to that login or user (push subscriptions) ends with it."""
+
+    user: str
+    session: str | None = None
+
+
+AccountListener = Callable[[AccountChange], None]
+
+
+@runtime_checkable
+class AccountWatcher(Protocol):
+    """An output that keeps something per user is handed the authenticator at start."""
+
+    def watch_accounts(self, accounts: Authenticator) -> None: ...
 
 
 class Authenticator:
@@ -56,6 +79,19 @@ class Authenticator:
         # Each verification holds 64 MiB for ~0.1 s (more on a Pi): one at a time, so
         # a burst of guesses cannot run a small board out of memory.
         self._verifying = asyncio.Semaphore(1)
+        # Told of each logout and each changed or removed account; the command line
+        # changes the file, so a change is seen when the file is read again.
+        self.listeners: list[AccountListener] = []
+        self._hashes = self._password_hashes()
+
+    def _password_hashes(self) -> dict[str, str]:
+        return {name: user.password_hash for name, user in self.store.users.items()}
+
+    def password_hash(self, user: str) -> str | None:
+        """The user's current hash, None for no such user (after a refresh)."""
+        self.refresh()
+        found = self.store.users.get(user)
+        return found.password_hash if found else None
 
     def refresh(self) -> None:
         try:
@@ -66,6 +102,26 @@ class Authenticator:
             if str(error) != self._store_error:
                 logger.error("%s; keeping the credentials read before", error)
                 self._store_error = str(error)
+        hashes = self._password_hashes()
+        if hashes != self._hashes:
+            changed = [name for name, old in self._hashes.items() if hashes.get(name) != old]
+            self._hashes = hashes
+            for name in changed:
+                self._tell(AccountChange(name))
+
+    def logout(self, cookie: str) -> None:
+        ended = self.sessions.end(cookie)
+        if ended is not None:
+            self._tell(AccountChange(ended.user, session_key(cookie)))
+
+    def _tell(self, change: AccountChange) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(change)
+            except Exception:
+                # One listener's fault must not cost the others their news, nor the
+                # request its answer.
+                logger.exception("account listener failed on %s", change)
 
     def setup_needed(self) -> bool:
         self.refresh()

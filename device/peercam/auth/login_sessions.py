@@ -73,14 +73,14 @@ class LoginSessions:
             while len(self._sessions) >= self._max:  # still full: the oldest goes
                 del self._sessions[min(self._sessions, key=lambda k: self._sessions[k].expires)]
         value = secrets.token_urlsafe(32)
-        self._sessions[_key(value)] = LoginSession(
+        self._sessions[session_key(value)] = LoginSession(
             user.name, user.password_hash, now + self.lifetime
         )
         self._save()
         return value
 
     def lookup(self, value: str) -> Principal | None:
-        key = _key(value)
+        key = session_key(value)
         session = self._sessions.get(key)
         if session is None:
             return None
@@ -95,10 +95,14 @@ class LoginSessions:
             return None
         return Principal(user.name, user.role, "cookie")
 
-    def end(self, value: str) -> None:
-        if self._sessions.pop(_key(value), None) is not None:
+    def end(self, value: str) -> LoginSession | None:
+        """Log out; the session that ended, if the cookie named one."""
+        ended = self._sessions.pop(session_key(value), None)
+        if ended is not None:
             self._save()
+        return ended
 
 
-def _key(value: str) -> str:
+def session_key(value: str) -> str:
+    """What the file keeps of a cookie, and what others may keep to name a login."""
     return hashlib.sha256(value.encode()).hexdigest()

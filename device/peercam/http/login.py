@@ -135,7 +135,7 @@ class LoginHandlers:
     async def logout(self, request: web.Request) -> web.Response:
         value = request.cookies.get(COOKIE)
         if value:
-            self._auth.sessions.end(value)
+            self._auth.logout(value)
         response = web.HTTPSeeOther("/login")
         response.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
         raise response
