@@ -98,6 +98,8 @@ async def test_every_route_but_login_health_and_assets_needs_a_login(
     public = {(m, p) for m, p in routes if needed_role(m, p) is None}
     assert {p for m, p in public if m != "OPTIONS"} == {
         "/healthz", "/login", "/logout", "/ui/viewer.js",
+        # The installable app's worker and manifest, and a ring's picture by its token.
+        "/sw.js", "/manifest.webmanifest", "/push/ring/{token}",
     }  # fmt: skip
     guarded = [(m, p) for m, p in routes if (m, p) not in public]
     assert len(guarded) >= 8, guarded  # the page, WHEP, API, events, metrics...

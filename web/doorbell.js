@@ -16,6 +16,18 @@ export class Doorbell {
     this.talking = false;
     this.ringTone = null;
     this.events = [];
+    this.ringing = false;
+    // Set when the page was opened from a ring's notification: answer as soon as the
+    // viewer session is live and the camera says it still rings.
+    this.autoAnswer = false;
+  }
+
+  answerWhenReady() {
+    if (!this.autoAnswer || !this.ringing || !this.viewer.session) return;
+    if (this.socket?.readyState !== WebSocket.OPEN) return;
+    if (this.viewer.session.pc.connectionState !== 'connected') return;
+    this.autoAnswer = false;
+    this.answer().catch((error) => console.warn(error));
   }
 
   connect() {
@@ -52,6 +64,7 @@ export class Doorbell {
       }
       case 'state':
         if (event.call === 'ringing') this.startRinging();
+        else this.autoAnswer = false; // opened too late: nothing rings any more
         if (event.talker) this.ui.say(`${event.talker} is talking`);
         break;
       case 'ring':
@@ -92,6 +105,8 @@ export class Doorbell {
   }
 
   startRinging() {
+    this.ringing = true;
+    this.answerWhenReady();
     this.ui.showRing(true);
     if (!this.ringTone) this.ringTone = playRingTone();
     if ('Notification' in window && Notification.permission === 'granted' && document.hidden) {
@@ -100,6 +115,9 @@ export class Doorbell {
   }
 
   stopRinging() {
+    this.ringing = false;
+    // The ring this page was opened for is over: a later one is not answered unasked.
+    this.autoAnswer = false;
     this.ui.showRing(false);
     this.ringTone?.stop();
     this.ringTone = null;

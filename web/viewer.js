@@ -4,9 +4,12 @@ import { WhepSession } from './whep.js';
 import { StatsReader, formatStats } from './stats.js';
 import { Doorbell } from './doorbell.js';
 import { ClipList } from './clips.js';
+import { Notifications } from './notifications.js';
 
 const params = new URLSearchParams(location.search);
 const videoCodec = params.get('codec'); // "H264" / "VP8": force one (tests, old devices)
+// Opened from a ring's notification (tap or Answer): answer once live, if still ringing.
+const answerRing = params.get('answer');
 const $ = (id) => document.getElementById(id);
 const video = $('video');
 const statusBadge = $('status');
@@ -24,6 +27,13 @@ const NO_WEBRTC =
 
 function describe(error) {
   return String(error?.message || error?.name || error);
+}
+
+// fetch() rejects with a TypeError when no answer comes at all (the camera is off, or
+// this device is away from its network): the app says so instead of the browser's words.
+const UNREACHABLE = 'the camera is unreachable: trying again';
+function unreachable(error) {
+  return !navigator.onLine || error?.name === 'TypeError';
 }
 
 class Viewer {
@@ -87,7 +97,7 @@ class Viewer {
         toLogin(); // the login session expired or was ended
         return;
       }
-      this.setStatus('error', describe(error));
+      this.setStatus('error', unreachable(error) ? UNREACHABLE : describe(error));
       this.retry(session);
     }
   }
@@ -100,6 +110,7 @@ class Viewer {
       this.connects += 1;
       this.retryMs = RETRY_MIN_MS;
       this.setStatus('connected', 'live');
+      doorbell.answerWhenReady();
     } else if (state === 'disconnected') {
       this.setStatus('reconnecting', 'connection interrupted');
       this.graceTimer = setTimeout(() => this.retry(session), DISCONNECT_GRACE_MS);
@@ -256,12 +267,33 @@ const doorbell = new Doorbell(viewer, {
   },
 });
 window.peercamDoorbell = doorbell;
+if (answerRing !== null) {
+  doorbell.autoAnswer = true;
+  // A reload must not answer a later ring.
+  history.replaceState(null, '', location.pathname);
+}
 $('answer').addEventListener('click', () => doorbell.answer());
 $('decline').addEventListener('click', () => doorbell.decline());
 $('hangup').addEventListener('click', () => doorbell.hangUp());
 $('open-door').addEventListener('click', () => doorbell.openDoor());
 doorbell.bindTalkButton($('talk'));
 doorbell.connect();
+
+const notifications = new Notifications({
+  // A notification tapped while this page is open: the page answers or shows clips.
+  onNotificationClick({ kind }) {
+    if (kind === 'ring') {
+      doorbell.autoAnswer = true;
+      doorbell.answerWhenReady();
+    } else if (kind === 'clip' && $('clips').hidden) {
+      $('toggle-clips').click();
+    }
+  },
+});
+window.peercamNotifications = notifications;
+notifications.bindPanel((text) => doorbell.ui.say(text));
+notifications.start().catch((error) => console.warn(error));
+if (params.has('clips')) $('toggle-clips').click();
 
 // A new network (Wi-Fi to mobile data, back online) invalidates the path found by
 // ICE; a connection that is not healthy then reconnects at once, not after backoff.

@@ -356,6 +356,34 @@ class RingbackConfig(_Section):
     volume: Annotated[float, Field(ge=0, le=1)] = 0.8
 
 
+class WebPushConfig(_Section):
+    """Web Push to the household's phones and computers (webpush/), and the page as
+    an installable app."""
+
+    enabled: bool = True
+    # Who runs this camera, for the push services (RFC 8292's `sub`): a push service
+    # writes there when this camera's messages misbehave.
+    contact: str = "mailto:admin@peercam.invalid"
+    # A logged-in user hands the daemon the address it will post to: only the
+    # browsers' own push services (these hosts and their subdomains) are taken, so a
+    # page cannot make the camera post into the home network.
+    endpoint_hosts: list[str] = [
+        "fcm.googleapis.com",
+        "updates.push.services.mozilla.com",
+        "push.apple.com",
+        "notify.windows.com",
+    ]
+    # Plain-HTTP endpoints (a push service of one's own on the LAN, the tests').
+    allow_http_endpoints: bool = False
+    timeout: Annotated[float, Field(gt=0, le=120)] = 10.0  # seconds per push request
+    # Messages waiting to be sent; past it the oldest waiting goes.
+    queue: Annotated[int, Field(ge=1, le=1000)] = 32
+    max_subscriptions: Annotated[int, Field(ge=1, le=10_000)] = 200
+    # What a user who has not chosen gets.
+    motion_default: bool = False
+    clips_default: bool = True
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -372,6 +400,7 @@ class Config(_Section):
     motion: MotionConfig = MotionConfig()
     frame_counter: FrameCounterConfig = FrameCounterConfig()
     ringback: RingbackConfig = RingbackConfig()
+    webpush: WebPushConfig = WebPushConfig()
 
 
 def _describe(error: ValidationError) -> str:

@@ -21,9 +21,14 @@ from peercam.http.errors import refuse
 
 logger = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout"})
-PUBLIC_PREFIXES = ("/ui/",)
-ADMIN_ROUTES = frozenset({("POST", "/api/ring"), ("POST", "/api/events")})
+# The service worker and the manifest: a browser fetches the manifest without the
+# login cookie. A ring's picture (webpush/) is named by an unguessable token that only
+# the encrypted push message carries.
+PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout", "/sw.js", "/manifest.webmanifest"})
+PUBLIC_PREFIXES = ("/ui/", "/push/ring/")
+ADMIN_ROUTES = frozenset(
+    {("POST", "/api/ring"), ("POST", "/api/events"), ("POST", "/api/push/decline")}
+)
 # Deleting a clip is for admins; watching one is for every viewer.
 ADMIN_PREFIXES = frozenset({("DELETE", "/api/clips/")})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -9,6 +9,7 @@ from peercam.outputs.output import Output, OutputContext, OutputFactory
 from peercam.recording import recorder
 from peercam.republish import rtp_forward, whip_publisher
 from peercam.ringback import ringback
+from peercam.webpush import service as webpush
 
 FACTORIES: list[OutputFactory] = [
     whip_publisher.build,
@@ -18,6 +19,7 @@ FACTORIES: list[OutputFactory] = [
     watch.build,
     frame_counter.build,
     ringback.build,
+    webpush.build,
 ]
 
 
