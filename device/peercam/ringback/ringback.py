@@ -13,6 +13,7 @@ hardware.py) and unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from peercam.audio.alsa_speaker import AlsaSpeaker
@@ -22,6 +23,10 @@ from peercam.outputs.output import Output, OutputContext
 from peercam.ringback.sounds import DEFAULT_TONE, DEFAULT_UNANSWERED, SoundError, load_sound
 
 logger = logging.getLogger(__name__)
+
+# Seconds beyond its length that a message may take to reach the speaker (opening the
+# device, a stall) before the device is let go regardless.
+MESSAGE_SLACK = 3.0
 
 
 class Ringback:
@@ -86,7 +91,13 @@ class Ringback:
         logger.info("ring-back: nobody answered; the visitor hears the message")
 
     async def _release_after(self, playing: asyncio.Future[None]) -> None:
-        await asyncio.shield(playing)  # cancelling this task must not cancel the cue
+        settings = self._speaker.settings
+        seconds = len(self._unanswered) / (2 * settings.channels * settings.rate)
+        # Bounded: a speaker that cannot open (no sound card) never finishes the message,
+        # and must not be retried for good after every missed ring. The shield keeps the
+        # cue itself alive when this task is cancelled.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(playing), seconds + MESSAGE_SLACK)
         self._message = None
         if self._playing is playing:
             await self._silence()
