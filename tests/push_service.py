@@ -92,11 +92,13 @@ class PushService:
         self.vapid_key = vapid_key  # the daemon's public key, base64url; set once known
         self.devices: dict[str, Device] = {}
         self.answers: dict[str, int] = {}  # device: status to answer (default 201)
+        self.delays: dict[str, float] = {}  # device: seconds before answering (a hung service)
         self.received: list[Push] = []
         self.refused: list[str] = []
         self.base = ""
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
+        self._stopping = asyncio.Event()
 
     def device(self, name: str) -> Device:
         self.devices[name] = Device(name)
@@ -113,6 +115,7 @@ class PushService:
         self.base = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -159,6 +162,12 @@ class PushService:
             self.refused.append(f"{name}: {error!r}")
             return web.Response(status=400, text=str(error))
         status = self.answers.get(name, 201)
+        if name in self.delays:
+            # Until the delay is over or the service stops, whichever comes first.
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.delays[name])
+            except TimeoutError:
+                pass
         async with self._arrived:
             self.received.append(
                 Push(name, arrived, dict(request.headers), claims, payload, status)

@@ -11,16 +11,20 @@ import os
 import stat
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from peercam.config import build_config
+from peercam.events import ClipSaved
 from peercam.webpush.sender import endpoint_allowed
 from peercam.webpush.subscriptions import Preferences
 from tests.access import TEST_PASSWORD, basic
 from tests.conftest import SMALL, StartDaemon
 from tests.daemon_process import DaemonProcess
+from tests.inprocess_daemon import InProcessDaemon
 from tests.push_service import PushService
 from tests.test_auth import peercam
 
@@ -55,12 +59,16 @@ async def push_service() -> AsyncIterator[PushService]:
 class Browser:
     """A logged-in browser's cookie, as the page holds it."""
 
-    def __init__(self, daemon: DaemonProcess, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, daemon: DaemonProcess | InProcessDaemon, http: aiohttp.ClientSession
+    ) -> None:
         self.daemon = daemon
         self.http = http
 
     @classmethod
-    async def login(cls, daemon: DaemonProcess, user: str, password: str) -> Browser:
+    async def login(
+        cls, daemon: DaemonProcess | InProcessDaemon, user: str, password: str
+    ) -> Browser:
         http = daemon.access.session(headers={})
         async with http.post(
             daemon.base + "/login", json={"user": user, "password": password}
@@ -264,6 +272,93 @@ async def test_subscriptions_end_with_logout_new_password_and_removed_user(
     finally:
         for browser in (first, second, family):
             await browser.close()
+
+
+async def test_a_hung_push_service_delays_no_other_device_and_not_the_daemon(
+    start_daemon: StartDaemon, push_service: PushService
+) -> None:
+    daemon = start_daemon(push_config(ring_timeout=30))  # webpush.timeout = 5
+    hung, phone = push_service.device("hung"), push_service.device("phone")
+    push_service.delays["hung"] = 60
+    browser = await Browser.login(daemon, "admin", TEST_PASSWORD)
+    try:
+        push_service.vapid_key = (await browser.call("GET", "/api/push"))[1]["key"]
+        await browser.subscribe(hung.subscription(push_service.base))
+        await browser.subscribe(phone.subscription(push_service.base))
+        pressed = time.time()
+        assert (await browser.call("POST", "/api/ring"))[0] == 202
+        arrived = [p for p in await push_service.wait_for(1) if p.device == "phone"]
+        assert arrived and arrived[0].arrived - pressed < 2, arrived
+        # While one push service keeps the daemon waiting, it answers at once.
+        for _ in range(5):
+            started = time.monotonic()
+            assert (await browser.call("GET", "/api/state"))[0] == 200
+            assert time.monotonic() - started < 0.5
+            await asyncio.sleep(0.2)
+        # The hung request is given up after webpush.timeout; the subscription stays
+        # (no answer is not "gone"), and the next message goes out.
+        status, _ = await browser.call(
+            "POST", "/api/push/decline", {"ring": arrived[0].payload["ring"]}
+        )
+        assert status == 200
+        pushes = await push_service.wait_for(2, within=15)
+        assert pushes[1].device == "phone" and pushes[1].payload["kind"] == "ring-over"
+        assert len(await browser.endpoints()) == 2
+        log = daemon.log()
+        assert "no answer within 5 s" in log, log[-2000:]
+    finally:
+        await browser.close()
+
+
+async def test_motion_and_clips_follow_each_users_choice_and_quiet_hours(
+    tmp_path: Path, push_service: PushService
+) -> None:
+    config = build_config(
+        {
+            "server": {
+                "host": "127.0.0.1",
+                "port": 0,
+                "redirect_http": False,
+                "state_dir": str(tmp_path / "state"),
+            },
+            "camera": {"source": "test", "size": "320x240", "fps": 15},
+            "audio": {"enabled": False},
+            "talkback": {"enabled": False},
+            "webpush": {"endpoint_hosts": ["127.0.0.1"], "allow_http_endpoints": True},
+        }
+    )
+    with InProcessDaemon(config) as daemon:
+        parts = daemon.daemon.parts if daemon.daemon else None
+        assert parts is not None
+        admin = await Browser.login(daemon, "admin", TEST_PASSWORD)
+        try:
+            push_service.vapid_key = (await admin.call("GET", "/api/push"))[1]["key"]
+            await admin.subscribe(push_service.device("defaults").subscription(push_service.base))
+            # Motion: off until chosen. A new clip: on.
+            daemon.call(parts.doorbell.motion)
+            daemon.call(lambda: parts.events.publish(ClipSaved("c1", "ring", time.time())))
+            assert [p.payload["kind"] for p in await push_service.wait_for(1)] == ["clip"]
+            status, _ = await admin.call("PUT", "/api/push/preferences", {"motion": True})
+            daemon.call(parts.doorbell.motion)
+            motion = (await push_service.wait_for(2))[1].payload
+            assert motion["kind"] == "motion" and motion["tag"] == "peercam-motion"
+            # Quiet hours around now: motion and clips wait, a ring does not.
+            now = time.localtime()
+            start = f"{(now.tm_hour - 1) % 24:02d}:00"
+            end = f"{(now.tm_hour + 2) % 24:02d}:00"
+            status, _ = await admin.call(
+                "PUT", "/api/push/preferences", {"quiet_start": start, "quiet_end": end}
+            )
+            assert status == 200
+            daemon.call(parts.doorbell.motion)
+            daemon.call(lambda: parts.events.publish(ClipSaved("c2", "motion", time.time())))
+            daemon.call(lambda: parts.doorbell.ring("test"))
+            await push_service.wait_for(3)
+            await asyncio.sleep(1)
+            assert [p.payload["kind"] for p in push_service.received[2:]] == ["ring"]
+            assert push_service.refused == []
+        finally:
+            await admin.close()
 
 
 def test_only_push_services_are_posted_to() -> None:
