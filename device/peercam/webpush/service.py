@@ -1,9 +1,10 @@
 """The Web Push output: pushes doorbell events to every subscribed browser, and
 serves the page's push API, its service worker and its web app manifest.
 
-Events are turned into messages by one task and sent by another, from a bounded
-queue (the oldest waiting message goes when it is full): a slow or unreachable push
-service delays only later pushes, never the event bus, a page or the pipeline.
+Events are turned into messages by one task and handed out by another, from a
+bounded queue (the oldest waiting message goes when it is full), to one lane per
+device: a slow or unreachable push service delays only its own devices' later pushes,
+never another device, the event bus, a page or the pipeline.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import secrets
 import time
+from asyncio import Task
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -93,6 +95,9 @@ class WebPush:
         self._events: asyncio.Queue[Event] | None = None
         self._outbox: asyncio.Queue[Message] = asyncio.Queue(self._settings.queue)
         self._tasks: list[asyncio.Task[None]] = []
+        self._sending: set[Task[Outcome]] = set()
+        self._lanes: dict[str, asyncio.Lock] = {}  # by endpoint
+        self._waiting: dict[str, int] = {}  # sends made and not finished, by endpoint
         self._saving: asyncio.Task[None] | None = None
         self._save_again = False
         self._current = _Current()
@@ -150,9 +155,10 @@ class WebPush:
             self._context.events.unsubscribe(self._events)
             self._events = None
         pictures = [p.picture for p in self._current.pictures.values()]
-        for task in [*self._tasks, *pictures]:
+        running = [*self._tasks, *self._sending, *pictures]
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self._tasks, *pictures, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
         self._tasks = []
         self._current = _Current()
         if self._saving is not None:
@@ -236,7 +242,9 @@ class WebPush:
                 return None  # someone is already at the door with them
             if current.ring_id is None:
                 current.ring_id = secrets.token_urlsafe(12)
-            return messages.ring(event, current.ring_id, self._take_picture(), self._ring_timeout)
+            # A picture costs a keyframe and a decode: only when someone gets it.
+            picture = self._take_picture() if self._store.subscriptions else None
+            return messages.ring(event, current.ring_id, picture, self._ring_timeout)
         if isinstance(event, Answered | Declined | Missed):
             ring_id, current.ring_id = current.ring_id, None
             return messages.ring_over(event, ring_id)
@@ -271,7 +279,7 @@ class WebPush:
         while True:
             message = await self._outbox.get()
             try:
-                await self._send_message(message)
+                self._dispatch(message, self._recipients(message.kind))
             except Exception:
                 logger.exception("sending the %s push failed", message.kind)
 
@@ -286,49 +294,72 @@ class WebPush:
             if self._store.preferences(s.user).wants(kind, local.tm_hour, local.tm_min)
         ]
 
-    async def _send_message(self, message: Message) -> list[Outcome]:
-        recipients = self._recipients(message.kind)
-        return await self._send_to(message, recipients)
+    def _dispatch(self, message: Message, recipients: list[Subscription]) -> list[Task[Outcome]]:
+        """One send per device, each in its device's lane: a device's messages arrive
+        in order (the ring before its "answered"), and a push service that hangs holds
+        up only its own devices, each request for at most webpush.timeout."""
+        sends: list[Task[Outcome]] = []
+        for subscription in recipients:
+            endpoint = subscription.endpoint
+            if self._waiting.get(endpoint, 0) >= self._settings.queue:
+                self._dropped.inc()
+                continue
+            self._waiting[endpoint] = self._waiting.get(endpoint, 0) + 1
+            send = asyncio.create_task(
+                self._send_in_lane(subscription, message), name="webpush-send"
+            )
+            self._sending.add(send)
+            send.add_done_callback(self._sending.discard)
+            sends.append(send)
+        return sends
 
-    async def _send_to(self, message: Message, recipients: list[Subscription]) -> list[Outcome]:
-        sender = self._sender
-        if sender is None or not recipients:
-            return []
-        outcomes = await asyncio.gather(
-            *(
-                sender.send(
-                    s,
-                    message.for_user(self._is_admin(s.user)),
+    async def _send_in_lane(self, subscription: Subscription, message: Message) -> Outcome:
+        endpoint = subscription.endpoint
+        # asyncio's lock is first come, first served, and tasks start in the order
+        # they were made: the lane keeps the order messages were dispatched in.
+        lane = self._lanes.setdefault(endpoint, asyncio.Lock())
+        try:
+            async with lane:
+                sender = self._sender
+                if sender is None:
+                    return Outcome(None, "stopped")
+                outcome = await sender.send(
+                    subscription,
+                    message.for_user(self._is_admin(subscription.user)),
                     message.ttl,
                     message.urgency,
                     message.topic,
                 )
-                for s in recipients
-            )
-        )
+        finally:
+            self._waiting[endpoint] -= 1
+            if not self._waiting[endpoint]:
+                del self._waiting[endpoint]
+                del self._lanes[endpoint]
+        self._record(subscription, message, outcome)
+        return outcome
+
+    def _record(self, subscription: Subscription, message: Message, outcome: Outcome) -> None:
         self._latency.labels(message.kind).observe(time.monotonic() - message.created)
-        gone: list[Subscription] = []
-        for subscription, outcome in zip(recipients, outcomes, strict=True):
-            result = str(outcome.status) if outcome.status is not None else "no-answer"
-            self._sent.labels(message.kind, result).inc()
-            if outcome.gone:
-                gone.append(subscription)
-            elif not outcome.ok:
-                logger.warning(
-                    "push to %s's %s: %s %s",
+        result = str(outcome.status) if outcome.status is not None else "no-answer"
+        self._sent.labels(message.kind, result).inc()
+        if outcome.gone:
+            # A subscription made again meanwhile is a new one: keep it.
+            if self._store.subscriptions.get(subscription.endpoint) == subscription:
+                self._store.remove(subscription.endpoint)
+                logger.info(
+                    "push subscription of %s's %s is gone at the push service",
                     subscription.user,
                     subscription.device or "device",
-                    outcome.status or "",
-                    outcome.reason,
                 )
-        if gone:
-            for subscription in gone:
-                # A subscription made again meanwhile is a new one: keep it.
-                if self._store.subscriptions.get(subscription.endpoint) == subscription:
-                    self._store.remove(subscription.endpoint)
-            logger.info("%d push subscription(s) gone at the push service", len(gone))
-            self._save_soon()
-        return list(outcomes)
+                self._save_soon()
+        elif not outcome.ok:
+            logger.warning(
+                "push to %s's %s: %s %s",
+                subscription.user,
+                subscription.device or "device",
+                outcome.status or "",
+                outcome.reason,
+            )
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -497,7 +528,7 @@ class WebPush:
         mine = [s for s in self._store.of_user(user) if endpoint is None or s.endpoint == endpoint]
         if not mine:
             return refuse(404, "this device has no push subscription here: turn notifications on")
-        outcomes = await self._send_to(messages.test(user), mine)
+        outcomes = await asyncio.gather(*self._dispatch(messages.test(user), mine))
         return web.json_response(
             {
                 "sent": sum(o.ok for o in outcomes),
