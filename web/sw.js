@@ -120,6 +120,25 @@ async function show(message) {
   await self.registration.showNotification(message.title || 'peercam', options);
 }
 
+// The push service renewed this device's subscription (or dropped it): the camera is
+// told of the new one, under the login this browser holds, and forgets the old one.
+self.addEventListener('pushsubscriptionchange', (event) => {
+  event.waitUntil((async () => {
+    const post = (path, body) => fetch(path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    }).catch(() => {});
+    const options = event.oldSubscription?.options;
+    let renewed = event.newSubscription ?? null;
+    if (!renewed && options) {
+      renewed = await self.registration.pushManager.subscribe(options).catch(() => null);
+    }
+    if (event.oldSubscription) await post('/api/push/unsubscribe', { endpoint: event.oldSubscription.endpoint });
+    if (renewed) await post('/api/push/subscribe', { ...renewed.toJSON(), device: 'renewed by the app' });
+  })());
+});
+
 self.addEventListener('notificationclick', (event) => {
   const notification = event.notification;
   const data = notification.data || {};
