@@ -345,6 +345,35 @@ class FrameCounterConfig(_Section):
     codecs: list[Literal["h264", "vp8", "opus", "pcmu", "pcma"]] = []
 
 
+class MqttConfig(_Section):
+    """Home Assistant over MQTT (homeassistant/): the camera appears as one device."""
+
+    enabled: bool = False
+    host: str = ""
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: 8883 with TLS, else 1883
+    tls: bool = False
+    # The broker's CA certificate (PEM); the system's CAs when unset.
+    ca_file: str | None = None
+    username: str | None = None
+    password: str | None = None
+    discovery_prefix: str = "homeassistant"  # as set in Home Assistant's MQTT options
+    topic_prefix: str = "peercam"
+    name: str = "Doorbell camera"  # the device's name in Home Assistant
+    # Anyone who may publish on the broker can press it: off unless asked for.
+    door_button: bool = False
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+
+    @model_validator(mode="after")
+    def _needs_host(self) -> MqttConfig:
+        if self.enabled and not self.host:
+            raise ValueError("mqtt.host is needed when mqtt.enabled is true")
+        for key in ("discovery_prefix", "topic_prefix"):
+            value = getattr(self, key)
+            if not re.fullmatch(r"[A-Za-z0-9_\-/]+", value) or value.startswith("/"):
+                raise ValueError(f"mqtt.{key}: letters, digits, _ - and / only")
+        return self
+
+
 class RingbackConfig(_Section):
     """What the visitor hears (ringback/), through talkback's speaker: a tone looped
     while the bell rings, a message once when nobody answers. A file is anything
@@ -399,6 +428,7 @@ class Config(_Section):
     recording: RecordingConfig = RecordingConfig()
     motion: MotionConfig = MotionConfig()
     frame_counter: FrameCounterConfig = FrameCounterConfig()
+    mqtt: MqttConfig = MqttConfig()
     ringback: RingbackConfig = RingbackConfig()
     webpush: WebPushConfig = WebPushConfig()
 

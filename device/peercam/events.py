@@ -99,6 +99,24 @@ class ClipSaved(Event):
 
 
 @dataclass(frozen=True)
+class RecordingSwitch(Event):
+    """Asked to turn event clips on or off (Home Assistant's switch)."""
+
+    type: ClassVar[str] = "recording-switch"
+    for_pages: ClassVar[bool] = False
+    on: bool
+    by: str
+
+
+@dataclass(frozen=True)
+class RecordingState(Event):
+    """Whether triggers make clips now."""
+
+    type: ClassVar[str] = "recording"
+    on: bool
+
+
+@dataclass(frozen=True)
 class CallSnapshot(Event):
     """Where the call stands, sent to each page as it connects."""
 

@@ -80,6 +80,8 @@ class ClipsApi:
             raise web.HTTPConflict(text="recording is off (recording.enabled in peercam.toml)")
         if "manual" not in self._recorder.config.triggers:
             raise web.HTTPConflict(text="manual recording is not among recording.triggers")
+        if not self._recorder.switched_on:
+            raise web.HTTPConflict(text="recording is switched off (Home Assistant's switch)")
         clip_id = self._recorder.trigger("manual")
         if clip_id is None:
             raise web.HTTPServiceUnavailable(text="no picture yet to record; try again shortly")

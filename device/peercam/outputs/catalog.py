@@ -4,6 +4,7 @@ Adding one is a line here; its module builds it from the config."""
 from __future__ import annotations
 
 from peercam.frame_counter import frame_counter
+from peercam.homeassistant import mqtt_bridge
 from peercam.motion import watch
 from peercam.outputs.output import Output, OutputContext, OutputFactory
 from peercam.recording import recorder
@@ -20,6 +21,7 @@ FACTORIES: list[OutputFactory] = [
     frame_counter.build,
     ringback.build,
     webpush.build,
+    mqtt_bridge.build,
 ]
 
 

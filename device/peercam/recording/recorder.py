@@ -20,7 +20,16 @@ from typing import Any
 
 from peercam.config import ConfigError, RecordingConfig
 from peercam.encode.codecs import H264, OPUS
-from peercam.events import ClipSaved, Event, EventBus, Motion, MotionContinues, Ring
+from peercam.events import (
+    ClipSaved,
+    Event,
+    EventBus,
+    Motion,
+    MotionContinues,
+    RecordingState,
+    RecordingSwitch,
+    Ring,
+)
 from peercam.fanout.hub import Subscription, SubscriptionClosed
 from peercam.media import EncodedFrame
 from peercam.outputs.output import Output, OutputContext
@@ -67,6 +76,9 @@ class Recorder:
         self.fps = fps
         self.preroll = Preroll(config.preroll_seconds)
         self.active: ActiveClip | None = None
+        # Home Assistant's switch: off, triggers make no clip (the pre-roll still runs,
+        # so a clip switched back on has its seconds before).
+        self.switched_on = True
         self._streams = AsyncExitStack()
         self._tasks: set[asyncio.Task[None]] = set()
         self._bus: asyncio.Queue[Event] | None = None
@@ -123,6 +135,10 @@ class Recorder:
                 self.trigger(event.type)
             elif isinstance(event, MotionContinues):
                 self.extend()
+            elif isinstance(event, RecordingSwitch):
+                self.switched_on = event.on
+                logger.info("recording switched %s by %s", "on" if event.on else "off", event.by)
+                self.events.publish(RecordingState(event.on))
 
     async def _watch_deadline(self) -> None:
         # A camera that stops delivering must not keep a clip open for ever.
@@ -144,6 +160,9 @@ class Recorder:
     def trigger(self, kind: str) -> str | None:
         """Start a clip, or extend the one being recorded; its id, or None when there
         is nothing to record yet (the encoder has not produced a keyframe)."""
+        if not self.switched_on:
+            logger.info("%s: no clip, recording is switched off", kind)
+            return None
         now = time.monotonic()
         clip = self.active
         if clip is not None:

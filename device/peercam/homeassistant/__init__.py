@@ -1,0 +1,1 @@
+"""Home Assistant over MQTT: discovery, the doorbell's events, and commands."""
