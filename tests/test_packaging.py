@@ -25,5 +25,8 @@ def test_the_wheel_holds_every_module_and_the_viewer_page(tmp_path: Path) -> Non
     sources = ROOT / "device"
     expected = {str(p.relative_to(sources)) for p in sources.rglob("*.py")}
     assert expected and expected <= names, sorted(expected - names)
-    for page in ("index.html", "viewer.js", "whep.js", "stats.js", "doorbell.js", "viewer.css"):
-        assert f"peercam/webroot/{page}" in names
+    # Every file of the page: the installable app's icons and manifest too.
+    pages = [p.name for p in (ROOT / "web").iterdir() if p.is_file()]
+    assert {"index.html", "sw.js", "manifest.webmanifest", "icon-192.png"} <= set(pages)
+    for page in pages:
+        assert f"peercam/webroot/{page}" in names, page
