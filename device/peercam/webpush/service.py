@@ -200,7 +200,8 @@ class WebPush:
         if doomed:
             self._store.remove_where(doomed)
             logger.info("%d push subscription(s) of %s ended: %s", len(doomed), change.user, why)
-        self._save_soon()
+        if doomed or change.session is None:
+            self._save_soon()
 
     def _valid(self, subscription: Subscription) -> bool:
         if self._accounts is None:
