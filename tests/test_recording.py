@@ -34,8 +34,12 @@ def length_prefixed_units(sample: bytes) -> list[bytes]:
     return units
 
 
-def contiguous_in(part: list[tuple[bytes, ...]], whole: list[tuple[bytes, ...]]) -> bool:
-    return any(whole[i : i + len(part)] == part for i in range(len(whole) - len(part) + 1))
+def first_run(part: list[tuple[bytes, ...]], whole: list[tuple[bytes, ...]]) -> int | None:
+    """Where `part` occurs in `whole` as a contiguous run, or None."""
+    for i in range(len(whole) - len(part) + 1):
+        if whole[i : i + len(part)] == part:
+            return i
+    return None
 
 
 @pytest.fixture
@@ -124,12 +128,19 @@ async def test_an_event_clip_is_the_viewers_packets_from_a_keyframe_before_the_p
     with av.open(str(store.video_path(clip_id))) as container:
         audio_packets = [p for p in container.demux(container.streams.audio[0]) if p.size]
     assert video_packets[0].is_keyframe
-    assert len(video_packets) == pytest.approx(record.duration * FPS, abs=3)
     assert len(audio_packets) == pytest.approx(record.duration / 0.02, rel=0.1)
-    # No re-encode: the clip's samples are the viewer's frames, unit for unit.
+    # No re-encode: the clip's samples are the viewer's frames, unit for unit...
     in_clip = [tuple(length_prefixed_units(bytes(p))) for p in video_packets]
     to_viewer = [tuple(nal_units(f.data)) for f in sent]
-    assert contiguous_in(in_clip, to_viewer)
+    start = first_run(in_clip, to_viewer)
+    assert start is not None
+    # ...and none is missing: every frame the viewer got between the clip's first and
+    # last picture is in it. (How many frames a second the encoder made depends on
+    # the machine's load; `make bench` measures that, not this test.)
+    span = sent[start : start + len(in_clip)]
+    first, last = span[0].captured_at, span[-1].captured_at
+    assert [f for f in sent if first <= f.captured_at <= last] == span
+    assert len(video_packets) <= record.duration * FPS + 3  # never more than the camera made
     # Every frame decodes.
     with av.open(str(store.video_path(clip_id))) as container:
         decoded = sum(1 for _ in container.decode(video=0))
