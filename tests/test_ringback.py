@@ -137,7 +137,7 @@ def test_unanswered_ring_plays_the_tone_then_the_message(tmp_path: Path) -> None
         daemon.call(lambda: doorbell.ring("test"))
         wait_until(lambda: speaker.running)
         # Rings out, says its message, then lets the device go.
-        wait_until(lambda: doorbell.state.value == "idle" and not speaker.running)
+        wait_until(lambda: doorbell.state.value == "idle" and speaker.closed)
     sequence = runs(played(speaker_file))
     kinds = [kind for kind, _ in sequence]
     # In order: the tone from the first period, the message, then silence at most.
@@ -175,7 +175,7 @@ def test_the_tone_stops_within_100_ms_of_an_answer_or_a_decline(
         # The call goes on with no talker audio: the speaker plays silence meanwhile.
         wait_until(lambda: speaker.frames_written > answered_at + RATE // 2)
         on_loop(daemon, lambda: doorbell.hang_up("viewer-session", "admin"))
-        wait_until(lambda: not speaker.running)
+        wait_until(lambda: speaker.closed)
         after_answer = played(speaker_file)
 
         ring_until_heard()  # the device opens afresh, and the file starts again
@@ -187,7 +187,7 @@ def test_the_tone_stops_within_100_ms_of_an_answer_or_a_decline(
             return mark
 
         declined_at = on_loop(daemon, decline)
-        wait_until(lambda: not speaker.running)
+        wait_until(lambda: speaker.closed)
         after_decline = played(speaker_file)
 
     for what, samples, mark in (
@@ -212,7 +212,7 @@ def test_a_missing_speaker_is_let_go_after_a_missed_ring(tmp_path: Path) -> None
         daemon.call(lambda: doorbell.ring("test"))
         wait_until(lambda: speaker.running)
         wait_until(lambda: doorbell.state.value == "idle")
-        wait_until(lambda: not speaker.running, timeout=MESSAGE_SECONDS + MESSAGE_SLACK + 2)
+        wait_until(lambda: speaker.closed, timeout=MESSAGE_SECONDS + MESSAGE_SLACK + 2)
 
 
 def test_the_shipped_sounds_load_at_any_speaker_rate() -> None:

@@ -88,6 +88,15 @@ class AlsaSpeaker(DriverThread[Any]):
         # where in the played sound something happened (the tests measure how soon a
         # cue stops after an answer with it).
         self.frames_written = 0
+        # The close under way, if any: a device is opened again only once it is shut
+        # (a sound card refuses a second open; the file plugin would truncate a file
+        # still being flushed).
+        self._closing: asyncio.Future[bool] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Nothing plays and the device is shut: no thread, no close under way."""
+        return not self.running and (self._closing is None or self._closing.done())
 
     def start(self) -> None:
         """A talker begins: their audio replaces any cue from the next period on."""
@@ -130,14 +139,27 @@ class AlsaSpeaker(DriverThread[Any]):
         await self._release_if_idle()
 
     def _ensure_running(self) -> None:
-        if not self.running:
-            self._start_thread()
+        if self.running:
+            return
+        closing = self._closing
+        if closing is not None and not closing.done():
+            closing.add_done_callback(lambda _: self._start_if_needed())
+            return
+        self._start_thread()
+
+    def _start_if_needed(self) -> None:
+        with self._lock:
+            needed = self._talking or self._cue is not None
+        if needed and not self.running:
+            self._ensure_running()
 
     async def _release_if_idle(self) -> None:
         with self._lock:
             idle = not self._talking and self._cue is None
-        if idle:
-            await self._stop_thread()
+        if idle and self.running:
+            closing = asyncio.ensure_future(self._stop_thread())
+            self._closing = closing
+            await asyncio.shield(closing)
 
     def play(self, frame: av.AudioFrame) -> None:
         """Queue decoded audio (any rate and layout); called on the event loop."""
