@@ -4,6 +4,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
 
 from tests.daemon_process import DaemonProcess
 
@@ -59,3 +61,14 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
 @pytest.fixture
 def daemon(start_daemon: StartDaemon) -> DaemonProcess:
     return start_daemon()
+
+
+@pytest.fixture
+def pins() -> Iterator[MockFactory]:
+    """gpiozero's mock pins for every device made in this process during the test."""
+    factory = MockFactory()
+    previous = Device.pin_factory
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from peercam.config import build_config
@@ -16,16 +14,6 @@ from tests.inprocess_daemon import InProcessDaemon
 
 BUTTON, LED_PIN, RELAY, PIR = 17, 27, 22, 4
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def pins() -> Iterator[MockFactory]:
-    factory = MockFactory()
-    previous = Device.pin_factory
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
 
 
 def doorbell_daemon(state_dir: Path, ring_timeout: float = 30.0) -> InProcessDaemon:

@@ -16,7 +16,7 @@ from aiohttp import web
 from peercam.audio.alsa_microphone import AlsaMicrophone, AlsaSettings
 from peercam.audio.alsa_speaker import AlsaSpeaker
 from peercam.audio.talkback import Talkback
-from peercam.auth.authenticator import AccountWatcher, Authenticator
+from peercam.auth.authenticator import Authenticator
 from peercam.auth.environment import apply_password_from_environment
 from peercam.auth.passwords import WeakPassword
 from peercam.auth.store import CredentialError, CredentialStore, open_store
@@ -186,10 +186,10 @@ class Daemon:
         release.push_async_callback(sessions.close_all)
         push = PushChannel(events, doorbell, sessions)
         release.push_async_callback(push.close_all)
-        outputs = build_outputs(OutputContext(config, pipeline, events, self.metrics, doorbell))
+        outputs = build_outputs(
+            OutputContext(config, pipeline, events, self.metrics, doorbell, authenticator)
+        )
         for output in outputs:
-            if isinstance(output, AccountWatcher):
-                output.watch_accounts(authenticator)
             await output.start()
             release.push_async_callback(output.stop)
             logger.info("%s started", output.name)

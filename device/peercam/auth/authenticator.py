@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from peercam.auth.login_sessions import LoginSessions, session_key
 from peercam.auth.passwords import hash_password, verify_password
@@ -46,13 +45,6 @@ class AccountChange:
 
 
 AccountListener = Callable[[AccountChange], None]
-
-
-@runtime_checkable
-class AccountWatcher(Protocol):
-    """An output that keeps something per user is handed the authenticator at start."""
-
-    def watch_accounts(self, accounts: Authenticator) -> None: ...
 
 
 class Authenticator:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from peercam.auth.authenticator import Authenticator
 from peercam.config import Config
 from peercam.doorbell.call import Doorbell
 from peercam.events import EventBus
@@ -48,6 +49,9 @@ class OutputContext:
     # Outputs that act on the door (ring, open it, answer) go through the same call
     # logic as the page; None where there is no doorbell (unit tests).
     doorbell: Doorbell | None = None
+    # Outputs that keep something per user (push subscriptions) hear of logouts and
+    # changed or removed accounts from it; None in unit tests.
+    accounts: Authenticator | None = None
 
 
 OutputFactory = Callable[[OutputContext], list[Output]]

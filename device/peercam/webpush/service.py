@@ -24,7 +24,7 @@ from prometheus_client import Counter, Histogram
 from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
 
-from peercam.auth.authenticator import AccountChange, Authenticator
+from peercam.auth.authenticator import AccountChange
 from peercam.auth.login_sessions import COOKIE, session_key
 from peercam.config import WebPushConfig
 from peercam.events import (
@@ -91,7 +91,7 @@ class WebPush:
         self._key: Vapid02 | None = None
         self._public_key = ""
         self._sender: PushSender | None = None
-        self._accounts: Authenticator | None = None
+        self._accounts = context.accounts
         self._events: asyncio.Queue[Event] | None = None
         self._outbox: asyncio.Queue[Message] = asyncio.Queue(self._settings.queue)
         self._tasks: list[asyncio.Task[None]] = []
@@ -129,11 +129,9 @@ class WebPush:
 
     # -- life ----------------------------------------------------------------------
 
-    def watch_accounts(self, accounts: Authenticator) -> None:
-        self._accounts = accounts
-        accounts.listeners.append(self.account_changed)
-
     async def start(self) -> None:
+        if self._accounts is not None:
+            self._accounts.listeners.append(self.account_changed)
         if not self._settings.enabled:
             return
         self._key = await asyncio.to_thread(load_or_make, self._directory)
