@@ -17,7 +17,6 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from peercam.config import build_config
@@ -189,27 +188,31 @@ async def test_the_recording_switch_goes_through_the_recorder(
         status = await asyncio.to_thread(_status, daemon, "/api/events", "POST")
         assert status == 409  # switched off: a manual clip is refused, saying why
         await ha.publish(f"{topic}/set", b"sideways")  # neither ON nor OFF: ignored
+        deadline = time.monotonic() + 10
+        while "neither ON nor OFF" not in daemon.log():
+            assert time.monotonic() < deadline, daemon.log()[-2000:]
+            await asyncio.sleep(0.05)
+    # Off stays off across a restart (the daemon's own state, not the broker's).
+    daemon.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(daemon.process.wait, 30) == 0
+    again = start_daemon(camera_config(broker), "--state-dir", str(daemon.state_dir))
+    again.access.cert = daemon.access.cert  # the same state directory, the same certificate
+    assert await asyncio.to_thread(_status, again, "/api/events", "POST") == 409
+    async with home_assistant(broker) as ha:
+        await ha.subscribe("peercam/#")
+        await collect(ha, lambda s: s.get(topic) == b"OFF" and online(s))
         await ha.publish(f"{topic}/set", b"ON")
         await collect(ha, lambda s: s.get(topic) == b"ON")
-    assert "neither ON nor OFF" in daemon.log()
+    # On again: a manual clip is taken (or, before the first keyframe, asked again).
+    assert await asyncio.to_thread(_status, again, "/api/events", "POST") in (202, 503)
 
 
 def _status(daemon: DaemonProcess, path: str, method: str) -> int:
     try:
         daemon.access.urlopen(path, method, b"")
-        return 200
+        return 202  # the only success POST /api/events answers
     except urllib.error.HTTPError as error:
         return int(error.code)
-
-
-@pytest.fixture
-def pins() -> Iterator[MockFactory]:
-    factory = MockFactory()
-    previous = Device.pin_factory
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
 
 
 async def test_the_door_button_pulses_the_relay(

@@ -103,11 +103,9 @@ class MqttBridge:
     async def start(self) -> None:
         self.device_id = await asyncio.to_thread(self._device_id)
         self.topics = Topics(f"{self.settings.topic_prefix}/{self.device_id}")
-        recording = self.config.recording.enabled
         self._set_state(self.topics.motion, OFF)
         self._set_state(self.topics.call, "idle")
-        if recording:
-            self._set_state(self.topics.recording, ON)
+        # The recording switch's state comes from the recorder as it starts.
         self._bus = self._events.subscribe()
         self._tasks = [
             asyncio.create_task(self._follow(self._bus), name="mqtt-events"),

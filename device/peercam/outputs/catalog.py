@@ -15,13 +15,14 @@ from peercam.webpush import service as webpush
 FACTORIES: list[OutputFactory] = [
     whip_publisher.build,
     rtp_forward.build,
-    # Before motion: it hears the motion events the watch publishes.
+    # Those that hear events start before those that tell them: the recorder says
+    # whether it is switched on as it starts, motion is seen once the watch runs.
+    mqtt_bridge.build,
+    webpush.build,
+    ringback.build,
     recorder.build,
     watch.build,
     frame_counter.build,
-    ringback.build,
-    webpush.build,
-    mqtt_bridge.build,
 ]
 
 

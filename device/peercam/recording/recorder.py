@@ -38,6 +38,7 @@ from peercam.recording import snapshot
 from peercam.recording.clip_file import ClipError, write_mp4
 from peercam.recording.clip_store import ClipRecord, ClipStore, new_clip_id
 from peercam.recording.preroll import Preroll
+from peercam.service.private_file import write_private
 from peercam.service.state_dir import state_directory
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,12 @@ class Recorder:
         events: EventBus,
         store: ClipStore,
         fps: int,
+        switched_off_file: Path | None = None,
     ) -> None:
         self.config = config
+        # Its presence keeps the switch off across restarts: an owner who turned
+        # recording off in Home Assistant does not expect a reboot to turn it on.
+        self._switched_off_file = switched_off_file
         self.pipeline = pipeline
         self.events = events
         self.store = store
@@ -92,6 +97,9 @@ class Recorder:
         return "event recorder"
 
     async def start(self) -> None:
+        if self._switched_off_file is not None:
+            self.switched_on = not await asyncio.to_thread(self._switched_off_file.exists)
+        self.events.publish(RecordingState(self.switched_on))
         if not self.available:
             logger.warning("recording needs H.264 in video.codecs; no clips will be made")
             return
@@ -136,9 +144,21 @@ class Recorder:
             elif isinstance(event, MotionContinues):
                 self.extend()
             elif isinstance(event, RecordingSwitch):
-                self.switched_on = event.on
-                logger.info("recording switched %s by %s", "on" if event.on else "off", event.by)
-                self.events.publish(RecordingState(event.on))
+                await self._switch(event)
+
+    async def _switch(self, event: RecordingSwitch) -> None:
+        self.switched_on = event.on
+        logger.info("recording switched %s by %s", "on" if event.on else "off", event.by)
+        path = self._switched_off_file
+        if path is not None:
+            try:
+                if event.on:
+                    await asyncio.to_thread(path.unlink, missing_ok=True)
+                else:
+                    await asyncio.to_thread(write_private, path, b"")
+            except OSError as error:
+                logger.warning("recording switch not kept for the next start: %s", error)
+        self.events.publish(RecordingState(event.on))
 
     async def _watch_deadline(self) -> None:
         # A camera that stops delivering must not keep a clip open for ever.
@@ -267,4 +287,9 @@ def build(context: OutputContext) -> list[Output]:
         store = ClipStore(directory, recording.quota_mb * 2**20, recording.min_free_mb * 2**20)
     except OSError as error:
         raise ConfigError(f"recording: {directory}: {error.strerror or error}") from None
-    return [Recorder(recording, context.pipeline, context.events, store, config.camera.fps)]
+    switched_off = directory.parent / "recording-switched-off"
+    return [
+        Recorder(
+            recording, context.pipeline, context.events, store, config.camera.fps, switched_off
+        )
+    ]
