@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from peercam.remote.devices import DeviceStore
 from peercam.remote.keys import load_or_make_camera_key, public_bytes
 from peercam.remote.refused import Refused
-from peercam.remote.sealing import HEADER, MAX_PAYLOAD, CameraChannel, DeviceChannel
+from peercam.remote.sealing import (
+    HEADER,
+    MAX_PAYLOAD,
+    MAX_REMEMBERED,
+    CameraChannel,
+    DeviceChannel,
+    ReplayMemory,
+)
 
 T0 = 1_764_740_000.0
 SDP = b'{"type":"offer","sdp":"v=0\\r\\no=- 4611 2 IN IP4 192.168.1.23\\r\\n"}'
@@ -218,6 +225,23 @@ def test_unpairing_ends_a_devices_ability_to_send(setup: Setup, tmp_path: Path) 
     # And after a restart of the camera too.
     camera = CameraChannel(load_or_make_camera_key(tmp_path), DeviceStore(tmp_path))
     refused("unknown-device", camera, setup.phone.seal(SDP))
+
+
+def test_the_replay_memory_holds_only_one_window() -> None:
+    memory = ReplayMemory(window=120)
+    for n in range(1000):
+        memory.check_and_remember(b"%d" % n, T0 + n * 0.1, T0 + n * 0.1)
+    assert len(memory) == 1000
+    memory.check_and_remember(b"later", T0 + 500, T0 + 500)
+    assert len(memory) == 1
+    # Full of messages all still inside the window: refused, not grown without bound.
+    for n in range(MAX_REMEMBERED - 1):
+        memory.check_and_remember(b"x%d" % n, T0 + 500, T0 + 500)
+    with pytest.raises(Refused) as caught:
+        memory.check_and_remember(b"one more", T0 + 500, T0 + 500)
+    assert caught.value.code == "busy"
+    memory.check_and_remember(b"one more", T0 + 700, T0 + 700)
+    assert len(memory) == 1
 
 
 def test_the_camera_key_is_kept_across_restarts(setup: Setup, tmp_path: Path) -> None:

@@ -18,6 +18,9 @@ Construction (one self-contained message, no session state, like HPKE's Auth mod
   endian) | E's public key (65, uncompressed). Ids are the first 16 bytes of SHA-256
   of the public key, so an id cannot be claimed without the key.
 
+The header is in clear: the broker learns which device talks to which camera, when,
+and how much, as the topics tell it anyway; never what they say.
+
 Refusals: the header names the camera and device, and is authenticated, so a message
 from another camera's topic or meant for another device is refused by name, and a
 broker that edits the header breaks the tag. Replays: the sender's time must be within
@@ -75,7 +78,7 @@ MAX_PAYLOAD = 96 * 1024
 DEFAULT_WINDOW = 120.0
 # Only authenticated messages enter the replay memory, so only a paired device can
 # fill it; this bounds what a misbehaving one costs.
-MAX_REMEMBERED = 65536
+MAX_REMEMBERED = 16384
 
 
 @dataclass(frozen=True)
@@ -103,11 +106,21 @@ class ReplayMemory:
     def check_and_remember(self, ephemeral: bytes, sent_at: float, now: float) -> None:
         if ephemeral in self._seen:
             raise Refused("replayed", "this message was already received")
+        # Insertion order is nearly expiry order: forgetting from the oldest end keeps
+        # the memory at about one window of traffic without a scan per message.
+        while self._seen:
+            oldest = next(iter(self._seen))
+            if self._seen[oldest] >= now:
+                break
+            del self._seen[oldest]
         if len(self._seen) >= MAX_REMEMBERED:
             self._seen = {key: until for key, until in self._seen.items() if until >= now}
             if len(self._seen) >= MAX_REMEMBERED:
                 raise Refused("busy", "too many recent messages to remember")
         self._seen[ephemeral] = sent_at + self.window
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 def _derive(ikm: bytes, header: bytes, sender: bytes, recipient: bytes) -> tuple[bytes, bytes]:
@@ -199,7 +212,8 @@ class CameraChannel:
     """The camera's end: opens what paired devices send, seals what it answers.
 
     Synchronous and CPU-only (two or three ECDH operations per message, well under a
-    millisecond on a Pi 4); no I/O.
+    millisecond on a Pi 4); no I/O. Recording when a device was last seen writes the
+    store now and then (DeviceStore.seen), so the caller does it, in a thread.
     """
 
     def __init__(
