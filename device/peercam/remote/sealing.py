@@ -28,8 +28,9 @@ broker that edits the header breaks the tag. Replays: the sender's time must be 
 message) is remembered; a repeat is refused. The cost of choosing a time window over
 per-direction counters: both clocks must agree to within the window (phones use NTP;
 a Pi without a clock must have synced), and a message replayed right after a camera
-restart (the memory is gone) is accepted once while still inside the window; what
-it could do is answer an offer whose answer only the real device can read. Counters
+restart (the memory is gone) is accepted once while still inside the window; the
+most it can do is make the camera answer an old offer again, an answer only the real
+device can read. Counters
 would have meant a disk write per message on the camera's SD card and a counter the
 page keeps in IndexedDB.
 
@@ -37,8 +38,9 @@ Why this and not a ready-made protocol, compared:
 - cryptography (chosen; already a dependency): ECDH P-256, HKDF, AES-GCM are exactly
   what WebCrypto offers in every browser (Chromium, Firefox, Safari), so the page
   implements the same construction in ~100 lines of plain JavaScript with no library
-  (web/remote_crypto.js). Its HPKE (46+) has only Base mode (no sender
-  authentication) and keeps associated data private API.
+  (web/remote_crypto.js). Its HPKE (in the 50.x installed here) has only Base mode
+  (no sender authentication), keeps associated data private API, and would need an
+  HPKE in JavaScript too.
 - PyNaCl (crypto_box: X25519 + XSalsa20-Poly1305): sound and simple, but no browser
   has XSalsa20 and X25519 in WebCrypto only lately; the page would need libsodium.js
   (a large WebAssembly blob) in its cache.
