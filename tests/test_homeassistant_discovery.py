@@ -22,11 +22,17 @@ def test_the_door_button_and_the_recording_switch_appear_only_when_configured() 
         "ring", "motion", "call", "picture", "viewers", "storage_free",
     }  # fmt: skip
     assert "door" in {e.object_id for e in build(door_button=True)}
-    config = build_config({"mqtt": {"enabled": True, "host": "b"}, "recording": {"enabled": True}})
-    switch = [
-        e for e in discovery.entities(config, "x", Topics("p/x"), "") if e.component == "switch"
-    ]
-    assert [e.config["command_topic"] for e in switch] == ["p/x/recording/set"]
+
+    def switches(**mqtt: object) -> list[object]:
+        config = build_config(
+            {"mqtt": {"enabled": True, "host": "b", **mqtt}, "recording": {"enabled": True}}
+        )
+        entities = discovery.entities(config, "x", Topics("p/x"), "")
+        return [e.config["command_topic"] for e in entities if e.component == "switch"]
+
+    # Anyone on the broker could silence the camera with it: only when asked for.
+    assert switches() == []
+    assert switches(recording_switch=True) == ["p/x/recording/set"]
 
 
 def test_ids_and_topics_come_from_the_camera_id_and_the_prefixes() -> None:

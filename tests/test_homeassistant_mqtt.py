@@ -84,7 +84,7 @@ def camera_config(broker: Broker, **mqtt: object) -> str:
     return (
         SMALL
         + '[video]\ncodecs = ["h264"]\n[recording]\nenabled = true\n'
-        + broker.peercam_config(keepalive=5, **mqtt)
+        + broker.peercam_config(keepalive=5, recording_switch=True, **mqtt)
     )
 
 

@@ -1,6 +1,6 @@
 """Outputs run the way the daemon runs them: the real Daemon starts the catalog's
 outputs in order and its stop() stops them in reverse; when one fails to start, start
-raises, nothing after it starts, and stop() stops those started before it. The outputs
+raises, nothing after it starts, and stop() stops it and those started before it. The outputs
 take their stream from a fake pipeline (anything with a `stream(codec)` async context
 manager) that logs each take and release; the daemon is real, on a free port."""
 
@@ -146,7 +146,9 @@ async def test_after_an_output_fails_to_start_the_daemons_stop_stops_those_start
         finally:
             # Daemon.start's contract: call stop after a failed start too.
             await asyncio.wait_for(daemon.stop(), WITHIN)
-    # Nothing after the failure is started; the one that failed is not stopped; the
-    # one before it is, its stream released.
-    assert log == ["start A", "take h264 #1", "start B", "release h264 #1", "stop A"]
+    # Nothing after the failure is started; the one that failed is stopped too (what
+    # it took before failing is released), then the one before it, its stream released.
+    assert log == [
+        "start A", "take h264 #1", "start B", "stop B", "release h264 #1", "stop A",
+    ]  # fmt: skip
     assert pipeline.held == set()

@@ -359,8 +359,9 @@ class MqttConfig(_Section):
     discovery_prefix: str = "homeassistant"  # as set in Home Assistant's MQTT options
     topic_prefix: str = "peercam"
     name: str = "Doorbell camera"  # the device's name in Home Assistant
-    # Anyone who may publish on the broker can press it: off unless asked for.
+    # Anyone who may publish on the broker can press these: off unless asked for.
     door_button: bool = False
+    recording_switch: bool = False
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
 
     @model_validator(mode="after")

@@ -190,8 +190,12 @@ class Daemon:
             OutputContext(config, pipeline, events, self.metrics, doorbell, authenticator)
         )
         for output in outputs:
-            await output.start()
+            # Registered first: a start that fails part-way is undone by its stop.
             release.push_async_callback(output.stop)
+            try:
+                await output.start()
+            except OSError as error:  # a file it keeps, a device: not a port to listen on
+                raise ConfigError(f"{output.name}: {error.strerror or error}") from None
             logger.info("%s started", output.name)
         app = build_app(
             config,
@@ -276,9 +280,14 @@ class Daemon:
         self._runners = []
 
     async def stop(self) -> None:
-        """Release what `start` started, in reverse; also after a failed start."""
-        await self._releases.aclose()
-        self._parts = None
+        """Release what `start` started, in reverse; also after a failed start. Every
+        step runs even when one before it fails (that one is logged)."""
+        try:
+            await self._releases.aclose()
+        except Exception:
+            logger.exception("stopping: a part failed to stop; the rest were stopped")
+        finally:
+            self._parts = None
 
 
 async def serve(config: Config) -> int:

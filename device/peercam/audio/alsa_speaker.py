@@ -156,9 +156,14 @@ class AlsaSpeaker(DriverThread[Any]):
     async def _release_if_idle(self) -> None:
         with self._lock:
             idle = not self._talking and self._cue is None
-        if idle and self.running:
+        if not idle:
+            return
+        closing = self._closing
+        if self.running:
             closing = asyncio.ensure_future(self._stop_thread())
             self._closing = closing
+        if closing is not None and not closing.done():
+            # Two releases in one turn (a cue ended, a talker done) share one close.
             await asyncio.shield(closing)
 
     def play(self, frame: av.AudioFrame) -> None:

@@ -123,7 +123,7 @@ def entities(config: Config, device_id: str, topics: Topics, page_url: str) -> l
             unit_of_measurement="MB", state_class="measurement", entity_category="diagnostic",
         ),
     ]  # fmt: skip
-    if config.recording.enabled:
+    if config.recording.enabled and config.mqtt.recording_switch:
         found.append(
             entity(
                 "switch",

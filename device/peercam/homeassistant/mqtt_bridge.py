@@ -91,6 +91,7 @@ class MqttBridge:
         self._bus: asyncio.Queue[Event] | None = None
         self.connected = asyncio.Event()
         self._client_now: aiomqtt.Client | None = None
+        self._switch_offered = config.recording.enabled and config.mqtt.recording_switch
 
     @property
     def name(self) -> str:
@@ -194,11 +195,14 @@ class MqttBridge:
 
     # -- the broker ---------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """Reads the CA file: made in a thread, once."""
+        if not self.settings.tls:
+            return None
+        return ssl.create_default_context(cafile=self.settings.ca_file)
+
+    def _client(self, context: ssl.SSLContext | None) -> aiomqtt.Client:
         settings = self.settings
-        context = None
-        if settings.tls:
-            context = ssl.create_default_context(cafile=settings.ca_file)
         return aiomqtt.Client(
             settings.host,
             self._port,
@@ -214,16 +218,20 @@ class MqttBridge:
 
     async def _stay_connected(self) -> None:
         wait = BACKOFF[0]
+        context: ssl.SSLContext | None = None
         while True:
             try:
-                async with self._client() as client:
+                if context is None:
+                    context = await asyncio.to_thread(self._tls_context)
+                async with self._client(context) as client:
                     logger.info("Home Assistant: connected to the MQTT broker %s", self.name)
                     wait = BACKOFF[0]
                     await self._serve(client)
-            except aiomqtt.MqttError as error:
+            except (aiomqtt.MqttError, OSError, ssl.SSLError) as error:
                 logger.warning("Home Assistant: MQTT broker: %s; retrying in %.0f s", error, wait)
-            except (OSError, ssl.SSLError) as error:
-                logger.warning("Home Assistant: MQTT broker: %s; retrying in %.0f s", error, wait)
+            except Exception:
+                # A fault of ours must not end the link for good: logged, retried.
+                logger.exception("Home Assistant: MQTT link failed; retrying in %.0f s", wait)
             finally:
                 self.connected.clear()
             await asyncio.sleep(wait)
@@ -232,20 +240,32 @@ class MqttBridge:
     async def _serve(self, client: aiomqtt.Client) -> None:
         topics = self.topics
         await client.subscribe(f"{self.settings.discovery_prefix}/status")
-        await client.subscribe(topics.recording_set)
+        if self._switch_offered:
+            await client.subscribe(topics.recording_set)
         if self.settings.door_button:
             await client.subscribe(topics.door_press)
         await self._announce(client)
         self._client_now = client
         self.connected.set()
-        sender = asyncio.create_task(self._send_pending(client), name="mqtt-send")
+        # Sending and receiving end together: a publish the broker never acknowledged
+        # must end the connection (and so retry it), not leave rings queued unseen.
+        tasks = {
+            asyncio.create_task(self._send_pending(client), name="mqtt-send"),
+            asyncio.create_task(self._receive(client), name="mqtt-receive"),
+        }
         try:
-            async for message in client.messages:
-                await self._command(client, str(message.topic), _bytes(message.payload))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises what ended it
         finally:
             self._client_now = None
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            await self._command(client, str(message.topic), _bytes(message.payload))
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Discovery, availability and every state: after each (re)connection and
@@ -280,7 +300,7 @@ class MqttBridge:
             if text == ONLINE:
                 logger.info("Home Assistant came back: announcing the camera again")
                 await self._announce(client)
-        elif topic == self.topics.recording_set:
+        elif topic == self.topics.recording_set and self._switch_offered:
             if text not in (ON, OFF):
                 logger.info("Home Assistant: recording switch: %r is neither ON nor OFF", text[:20])
                 return

@@ -33,7 +33,9 @@ class Output(Protocol):
         ...
 
     async def stop(self) -> None:
-        """End every task and release every stream and resource the output holds."""
+        """End every task and release every stream and resource the output holds;
+        called after a start that failed part-way too (and then releases what it did
+        take)."""
         ...
 
 

@@ -164,16 +164,19 @@ class ViewerSession:
         await asyncio.shield(self.close_soon())
 
     async def _close(self) -> None:
-        # The session stays registered until this ends, so shutdown can await it.
+        # The session stays registered until the peer is closed, so shutdown can await
+        # it; the streams are released after: with no camera linger that waits for the
+        # camera to stop (a second or two on a Pi), which must hold up neither the
+        # viewer's place under the limits nor the end of its call.
         for task in self._tasks:
             task.cancel()
-        try:
-            await self._streams.aclose()
-        except Exception:  # releasing an encoder failed: the peer must still go
-            logger.exception("session %s: error releasing its streams", self.id)
         try:
             await self.pc.close()
         except Exception:  # a peer connection broken mid-negotiation must still go
             logger.exception("session %s: error closing its peer connection", self.id)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._on_closed(self)
+        try:
+            await self._streams.aclose()
+        except Exception:  # releasing an encoder failed: the session is gone all the same
+            logger.exception("session %s: error releasing its streams", self.id)

@@ -58,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT_PREFIX = "/push/ring/"
 _SNAPSHOT_KEEP = 600.0  # seconds a ring's picture stays fetchable (a phone away, then back)
+# Rings' pictures kept at most: a visitor pressing the button over and over, or
+# many rings in ten minutes, must not fill the memory with JPEGs.
+_SNAPSHOTS_KEPT = 8
 _SNAPSHOT_WAIT = 8.0
 _MAX_BODY = 8192
 
@@ -73,6 +76,7 @@ class _Current:
     """The ring going on, so that its end updates its notifications."""
 
     ring_id: str | None = None
+    picture_link: str | None = None  # the ring's one picture, for each press of it
     pictures: dict[str, _RingPicture] = field(default_factory=dict)
 
 
@@ -241,9 +245,12 @@ class WebPush:
                 return None  # someone is already at the door with them
             if current.ring_id is None:
                 current.ring_id = secrets.token_urlsafe(12)
-            # A picture costs a keyframe and a decode: only when someone gets it.
-            picture = self._take_picture() if self._store.subscriptions else None
-            return messages.ring(event, current.ring_id, picture, self._ring_timeout)
+                current.picture_link = None
+            # A picture costs a keyframe and a decode: only when someone gets it, and
+            # one per ring however often the button is pressed while it rings.
+            if current.picture_link is None and self._store.subscriptions:
+                current.picture_link = self._take_picture()
+            return messages.ring(event, current.ring_id, current.picture_link, self._ring_timeout)
         if isinstance(event, Answered | Declined | Missed):
             ring_id, current.ring_id = current.ring_id, None
             return messages.ring_over(event, ring_id)
@@ -260,6 +267,8 @@ class WebPush:
         pictures = self._current.pictures
         for token in [t for t, p in pictures.items() if p.expires < now]:
             pictures.pop(token).picture.cancel()
+        while len(pictures) >= _SNAPSHOTS_KEPT:  # the oldest first: dicts keep order
+            pictures.pop(next(iter(pictures))).picture.cancel()
         token = secrets.token_urlsafe(16)
         task = asyncio.create_task(self._snapshot(), name="webpush-snapshot")
         pictures[token] = _RingPicture(task, now + _SNAPSHOT_KEEP)
