@@ -31,16 +31,7 @@ from peercam.remote.pairing import (
 from peercam.remote.refused import Refused
 from peercam.remote.sealing import CameraChannel, DeviceChannel
 from peercam.service.private_file import write_private
-
-T0 = 1_764_740_000.0
-
-
-@dataclass
-class Clock:
-    now: float = T0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.settable_clock import T0, Clock
 
 
 @dataclass

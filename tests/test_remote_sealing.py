@@ -23,17 +23,9 @@ from peercam.remote.sealing import (
     DeviceChannel,
     ReplayMemory,
 )
+from tests.settable_clock import T0, Clock
 
-T0 = 1_764_740_000.0
 SDP = b'{"type":"offer","sdp":"v=0\\r\\no=- 4611 2 IN IP4 192.168.1.23\\r\\n"}'
-
-
-@dataclass
-class Clock:
-    now: float = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
