@@ -1,6 +1,12 @@
 """A real MQTT broker for the tests: Debian's mosquitto, with TLS (its own CA) and a
 password, on a free port of 127.0.0.1. It can be killed and started again on the same
-port, as a broker restarting under a running camera would be."""
+port, as a broker restarting under a running camera would be.
+
+Broker(directory, websockets=True) adds a plain (no TLS) MQTT-over-WebSocket listener
+on another port of 127.0.0.1, for the page's client (web/mqtt_ws.js), with the same
+password. Debian's mosquitto 2.0.11 is built with websockets, but refuses to start with
+a websockets listener alone ("Unable to start any listening sockets"): it always comes
+second, beside the TLS one."""
 
 from __future__ import annotations
 
@@ -82,7 +88,7 @@ def _free_port() -> int:
 
 
 class Broker:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, websockets: bool = False) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             pytest.fail("mosquitto is not installed (make install-test installs it)")
@@ -97,11 +103,21 @@ class Broker:
         )  # fmt: skip
         passwords.chmod(0o600)
         self.port = _free_port()
+        self.ws_port: int | None = None
+        while websockets and self.ws_port in (None, self.port):
+            self.ws_port = _free_port()
         self.config = directory / "mosquitto.conf"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"cafile {self.ca}\ncertfile {cert}\nkeyfile {key}\n"
-            f"allow_anonymous false\npassword_file {passwords}\n"
+            # Per listener: the TLS files above belong to the first listener only;
+            # the password applies to every listener.
+            + (
+                f"listener {self.ws_port} 127.0.0.1\nprotocol websockets\n"
+                if self.ws_port is not None
+                else ""
+            )
+            + f"allow_anonymous false\npassword_file {passwords}\n"
             "persistence false\n"
             # As root, mosquitto would drop to its own user, which cannot read the
             # test's files under pytest's private temporary directory.
@@ -111,18 +127,27 @@ class Broker:
         )
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket listener's address (Broker(..., websockets=True) only)."""
+        assert self.ws_port is not None, "this broker has no websockets listener"
+        return f"ws://127.0.0.1:{self.ws_port}/"
+
     def start(self) -> None:
         self.process = subprocess.Popen([self.binary, "-c", str(self.config)])
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    pytest.fail(f"mosquitto exited: {self.log()[-2000:]}")
-                assert time.monotonic() < deadline, "mosquitto did not listen"
-                time.sleep(0.05)
+        for port in (self.port, self.ws_port):
+            if port is None:
+                continue
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    if self.process.poll() is not None:
+                        pytest.fail(f"mosquitto exited: {self.log()[-2000:]}")
+                    assert time.monotonic() < deadline, "mosquitto did not listen"
+                    time.sleep(0.05)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

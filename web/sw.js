@@ -13,6 +13,7 @@ const SHELL = [
   '/ui/doorbell.js',
   '/ui/clips.js',
   '/ui/notifications.js',
+  '/ui/mqtt_ws.js',
   '/ui/icon-192.png',
   '/ui/badge-96.png',
 ];
