@@ -19,6 +19,7 @@ from aiortc import (
 )
 
 from tests.access import Access
+from tests.channel_client import ChannelClient
 
 
 def video_capabilities() -> list[RTCRtpCodecCapability]:
@@ -43,6 +44,10 @@ class WhepViewer:
     audio_codec: str | None = None  # e.g. "audio/PCMU": a client that offers only that
     # Changes the offer as sent (the peer connection keeps its own): a client's quirk.
     edit_offer: Callable[[str], str] | None = None
+    # Open the page's data channel ("peercam") in the offer, as the page does.
+    channel_label: str | None = None
+    # Listening from the start: the daemon speaks first once the channel opens.
+    channel: ChannelClient | None = None
     pc: RTCPeerConnection = field(init=False)
     answer: WhepAnswer | None = None
     tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)
@@ -69,6 +74,8 @@ class WhepViewer:
                 [c for c in capabilities.codecs if c.mimeType == self.audio_codec]
             )
         self.pc.on("track", self._on_track)
+        if self.channel_label is not None:
+            self.channel = ChannelClient(self.pc.createDataChannel(self.channel_label))
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.posted_at = time.monotonic()
         offer = str(self.pc.localDescription.sdp)

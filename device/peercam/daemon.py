@@ -24,6 +24,7 @@ from peercam.capture.driver_thread import DriverThread
 from peercam.capture.stall_watch import StallWatch
 from peercam.config import Config, ConfigError
 from peercam.doorbell.call import Doorbell
+from peercam.doorbell.commands import DoorbellCommands
 from peercam.doorbell.hardware import open_hardware
 from peercam.events import EventBus
 from peercam.firstboot.first_boot import recorded_problems
@@ -46,11 +47,13 @@ from peercam.metrics import Metrics
 from peercam.outputs.catalog import build_outputs
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline, build_pipeline
+from peercam.recording.recorder import Recorder
 from peercam.rtc.registry import SessionRegistry
 from peercam.service import blocking_pool
 from peercam.service.notify import SystemdNotifier
 from peercam.service.state_dir import state_directory
 from peercam.tls.certificate import CertificateError, CertificateFiles, certificate_files
+from peercam.viewer_channel.server import ChannelServices, ViewerChannels
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +190,7 @@ class Daemon:
         push = PushChannel(events, doorbell, sessions)
         release.push_async_callback(push.close_all)
         outputs = build_outputs(
-            OutputContext(config, pipeline, events, self.metrics, doorbell, authenticator)
+            OutputContext(config, pipeline, events, self.metrics, doorbell, authenticator, sessions)
         )
         for output in outputs:
             # Registered first: a start that fails part-way is undone by its stop.
@@ -197,6 +200,14 @@ class Daemon:
             except OSError as error:  # a file it keeps, a device: not a port to listen on
                 raise ConfigError(f"{output.name}: {error.strerror or error}") from None
             logger.info("%s started", output.name)
+        recorder = next((o for o in outputs if isinstance(o, Recorder)), None)
+        channels = ViewerChannels(
+            ChannelServices(
+                events, doorbell, DoorbellCommands(doorbell), pipeline, recorder,
+                config.motion.enabled,
+            )
+        )  # fmt: skip
+        sessions.on_channel = channels.serve
         app = build_app(
             config,
             sessions,
@@ -204,7 +215,7 @@ class Daemon:
             authenticator,
             push,
             DoorbellApi(doorbell),
-            ClipsApi(pipeline, outputs, config.motion.enabled),
+            ClipsApi(pipeline, recorder, config.motion.enabled),
             *(output for output in outputs if isinstance(output, RouteGroup)),
             notices=lambda: recorded_problems(self.state_dir),
         )

@@ -10,13 +10,13 @@ GET    /snapshot.jpg                 the camera's current picture
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict
 
 from aiohttp import web
 
 from peercam.pipeline import MediaPipeline
+from peercam.recording.clip_listing import clip_listing
 from peercam.recording.clip_store import ClipStore, is_clip_id
 from peercam.recording.live_snapshot import NoPicture, current_jpeg
 from peercam.recording.recorder import Recorder
@@ -25,10 +25,10 @@ logger = logging.getLogger(__name__)
 
 
 class ClipsApi:
-    def __init__(self, pipeline: MediaPipeline, outputs: Sequence[object], motion: bool) -> None:
-        """Clips come from the recorder among `outputs`, if recording is on."""
+    def __init__(self, pipeline: MediaPipeline, recorder: Recorder | None, motion: bool) -> None:
+        """Clips come from `recorder`, None when recording is off."""
         self._pipeline = pipeline
-        self._recorder = next((o for o in outputs if isinstance(o, Recorder)), None)
+        self._recorder = recorder
         self._store: ClipStore | None = self._recorder.store if self._recorder else None
         self._motion = motion
 
@@ -54,26 +54,8 @@ class ClipsApi:
         return clip_id
 
     async def list_events(self, request: web.Request) -> web.Response:
-        recording = self._recorder is not None and self._recorder.available
-        body: dict[str, object] = {
-            "recording": recording,
-            "motion_detection": self._motion,
-            "clips": [],
-            "storage": None,
-        }
-        if self._store is not None:
-            body["clips"] = [
-                {
-                    **asdict(record),
-                    "video": f"/api/clips/{record.id}",
-                    "picture": f"/api/clips/{record.id}/picture.jpg"
-                    if self._store.thumbnail_path(record.id).exists()
-                    else None,
-                }
-                for record in self._store.records()
-            ]
-            body["storage"] = asdict(self._store.usage())
-        return web.json_response(body)
+        listing = await asyncio.to_thread(clip_listing, self._recorder, self._motion)
+        return web.json_response(listing)
 
     async def record_now(self, request: web.Request) -> web.Response:
         if self._recorder is None or not self._recorder.available:

@@ -14,21 +14,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from peercam.audio.talkback import Outcome
 from peercam.auth.principal import Principal
 from peercam.doorbell.call import Doorbell
+from peercam.doorbell.commands import DoorbellCommands
 from peercam.events import CommandResult, Event, EventBus, to_json
 from peercam.http.access import principal_of
 from peercam.rtc.registry import SessionRegistry
 
 logger = logging.getLogger(__name__)
-
-Command = Callable[[str, str], Awaitable[Outcome]]
 
 
 class PushChannel:
@@ -37,14 +34,7 @@ class PushChannel:
         self._doorbell = doorbell
         self._sessions = sessions
         self._sockets: set[web.WebSocketResponse] = set()
-        self._commands: dict[str, Command] = {
-            "answer": doorbell.answer,
-            "decline": doorbell.decline,
-            "hangup": doorbell.hang_up,
-            "talk": lambda sid, label: doorbell.talk(sid, label, True),
-            "untalk": lambda sid, label: doorbell.talk(sid, label, False),
-            "open-door": doorbell.open_door,
-        }
+        self._commands = DoorbellCommands(doorbell)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/events", self.connect)]
@@ -92,29 +82,16 @@ class PushChannel:
         if not isinstance(data, dict):
             return _refusal(None, "a command is a JSON object")
         name = data.get("cmd")
-        action = self._commands.get(name) if isinstance(name, str) else None
-        if action is None:
-            return _refusal(name, f"unknown command {name!r}; known: {', '.join(self._commands)}")
-        if not principal.may("admin"):
-            return _refusal(name, f"{name} needs the admin role; {principal.name} may only watch")
+        refusal = self._commands.refusal(name, principal.name, principal.role)
+        if refusal is not None:
+            return refusal
         session_id = data.get("session")
         session = self._sessions.get(session_id) if isinstance(session_id, str) else None
         if session is None or session.owner != principal.name:
             return _refusal(name, "no such session: a command needs your live viewer session")
-        # What every page is told (who talks, who answered): the user's name. The
-        # address and session are for the owner's log only; a viewer must not learn
-        # where an admin is, nor the start of an id that commands the doorbell.
-        label = principal.name
-        outcome = await action(session.id, label)
-        logger.info(
-            "%s from %s (session %s from %s): %s",
-            name,
-            label,
-            session.id[:6],
-            session.client or "an unknown address",
-            "done" if outcome.ok else outcome.reason,
+        return await self._commands.run(
+            name, principal.name, principal.role, session.id, session.client
         )
-        return CommandResult(name, outcome.ok, outcome.reason)
 
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close() for s in list(self._sockets)), return_exceptions=True)

@@ -90,17 +90,21 @@ class WhepHandlers:
         text = await self._read_text(request, "application/sdp")
         if isinstance(text, web.Response):
             return text
-        video: list[str] = list(self._config.video.codecs)
-        audio: list[str] = list(self._config.audio.codecs) if self._config.audio.enabled else []
+        config = self._config
         try:
-            plan = plan_offer(text, video, audio)
+            plan = plan_offer(
+                text, config.video.codecs, config.audio.codecs if config.audio.enabled else []
+            )
         except OfferError as error:
             return refuse(400, str(error), **_CORS)
         principal = principal_of(request)
         owner = principal.name if principal else ""
         try:
             session, answer = await self._sessions.create(
-                plan, client=request.remote or "", owner=owner
+                plan,
+                client=request.remote or "",
+                owner=owner,
+                role=principal.role if principal else "viewer",
             )
         except TooManyViewers as error:
             return refuse(503, str(error), **{**_CORS, "Retry-After": "10"})

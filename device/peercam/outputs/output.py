@@ -20,6 +20,7 @@ from peercam.doorbell.call import Doorbell
 from peercam.events import EventBus
 from peercam.metrics import Metrics
 from peercam.pipeline import MediaPipeline
+from peercam.rtc.registry import SessionRegistry
 
 
 class Output(Protocol):
@@ -54,6 +55,9 @@ class OutputContext:
     # Outputs that keep something per user (push subscriptions) hear of logouts and
     # changed or removed accounts from it; None in unit tests.
     accounts: Authenticator | None = None
+    # Outputs that open viewer sessions by other signaling than WHEP (remote access)
+    # open them here, under the same limits; None in unit tests.
+    sessions: SessionRegistry | None = None
 
 
 OutputFactory = Callable[[OutputContext], list[Output]]

@@ -7,6 +7,7 @@ clear reason and costs nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiortc import RTCIceCandidate, RTCRtpSender
@@ -57,7 +58,9 @@ class OfferPlan:
     mdns_candidates: list[RTCIceCandidate] = field(default_factory=list)
 
 
-def plan_offer(sdp: str, video_codecs: list[str], audio_codecs: list[str]) -> OfferPlan:
+def plan_offer(
+    sdp: str, video_codecs: Sequence[str], audio_codecs: Sequence[str]
+) -> OfferPlan:
     """Validate `sdp` and choose the first of `video_codecs` (and of `audio_codecs`) it accepts."""
     if not sdp.lstrip().startswith("v=0"):
         raise OfferError("body is not an SDP offer (it must start with v=0)")
@@ -128,7 +131,7 @@ def _check_mids(description: SessionDescription) -> None:
             raise OfferError(f"a=group:{group.semantic} names unknown mids {', '.join(unknown)}")
 
 
-def _first_common(media: object, kind: str, wanted: list[str]) -> str | None:
+def _first_common(media: object, kind: str, wanted: Sequence[str]) -> str | None:
     common = find_common_codecs(CODECS[kind], media.rtp.codecs)  # type: ignore[attr-defined]
     mimes = {codec.mimeType.lower() for codec in common}
     for name in wanted:

@@ -7,12 +7,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from peercam.auth.principal import Role
 from peercam.config import Config
 from peercam.metrics import Metrics
 from peercam.pipeline import MediaPipeline
 from peercam.rate_window import RateWindow
 from peercam.rtc.negotiation import OfferPlan
-from peercam.rtc.session import AudioListener, ViewerSession
+from peercam.rtc.session import AudioListener, ChannelListener, ViewerSession
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class SessionRegistry:
         on_audio: AudioListener | None = None,
         on_gone: Callable[[str], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
+        """`on_channel`, set later (it needs what is built after the sessions), serves
+        the data channel a viewer opens."""
+        self.on_channel: ChannelListener | None = None
         self._config = config
         self._on_audio = on_audio
         self._on_gone = on_gone
@@ -50,7 +54,7 @@ class SessionRegistry:
         return self._sessions.get(session_id)
 
     async def create(
-        self, plan: OfferPlan, client: str, owner: str = ""
+        self, plan: OfferPlan, client: str, owner: str = "", role: Role = "viewer"
     ) -> tuple[ViewerSession, str]:
         """Open a session for `plan` and return it with its SDP answer."""
         limits = self._config.viewers
@@ -76,6 +80,8 @@ class SessionRegistry:
             client=client,
             on_audio=self._on_audio,
             owner=owner,
+            role=role,
+            on_channel=self.on_channel,
         )
         self._sessions[session.id] = session
         self._metrics.viewers.set(len(self._sessions))

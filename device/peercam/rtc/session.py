@@ -13,12 +13,14 @@ from typing import Any
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCDataChannel,
     RTCIceCandidate,
     RTCIceServer,
     RTCIceTransportPolicy,
     RTCSessionDescription,
 )
 
+from peercam.auth.principal import Role
 from peercam.config import IceServer, WebRtcConfig
 from peercam.ice.host_candidates import advertise_public_address
 from peercam.ice.servers import session_ice
@@ -35,6 +37,8 @@ from peercam.rtc.shared_track import (
 logger = logging.getLogger(__name__)
 
 AudioListener = Callable[[str, MediaStreamTrack], Coroutine[Any, Any, None]]
+# Serves a data channel the viewer opened, for as long as the session lives.
+ChannelListener = Callable[["ViewerSession", RTCDataChannel], Coroutine[Any, Any, None]]
 
 
 def rtc_configuration(servers: list[IceServer], relay_only: bool) -> RTCConfiguration:
@@ -59,13 +63,18 @@ class ViewerSession:
         client: str = "",
         on_audio: AudioListener | None = None,
         owner: str = "",
+        role: Role = "viewer",
+        on_channel: ChannelListener | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.plan = plan
         self.client = client
         # Who opened it (a user or token name): only they may act through it.
         self.owner = owner
+        # The owner's role when the session opened: what its commands may do.
+        self.role: Role = role
         self._on_audio = on_audio
+        self._on_channel = on_channel
         # TURN credentials are minted for this session and carry its id.
         self.ice = session_ice(webrtc, self.id)
         self._public_ip = webrtc.public_ip
@@ -81,6 +90,7 @@ class ViewerSession:
         self._closing: asyncio.Future[None] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
 
     async def answer(self) -> str:
         """Set up the tracks for the planned codecs and return the SDP answer."""
@@ -118,6 +128,12 @@ class ViewerSession:
         if track.kind == "audio" and self._on_audio is not None:
             # Drained for the session's whole life: aiortc queues what nobody reads.
             self._spawn(self._on_audio(self.id, track), "talkback")
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if self._on_channel is not None and self._closing is None:
+            self._spawn(self._on_channel(self, channel), f"channel-{channel.label[:12]}")
+        else:
+            channel.close()
 
     def add_candidates(self, candidates: list[RTCIceCandidate]) -> None:
         """Add the viewer's candidates in the background: an mDNS name may take a

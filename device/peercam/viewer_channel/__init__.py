@@ -1,0 +1,1 @@
+"""The data channel on each viewer's peer connection (server.py)."""
