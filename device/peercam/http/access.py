@@ -23,14 +23,23 @@ logger = logging.getLogger(__name__)
 
 # The service worker and the manifest: a browser fetches the manifest without the
 # login cookie. A ring's picture (webpush/) is named by an unguessable token that only
-# the encrypted push message carries.
-PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout", "/sw.js", "/manifest.webmanifest"})
+# the encrypted push message carries. The phone pairing for remote access (remote/
+# pairing_api.py) is not logged in: its request's MAC proves it holds the admin's
+# code; the camera's id it may need first is no secret.
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz", "/login", "/logout", "/sw.js", "/manifest.webmanifest",
+        "/pair", "/api/remote/pair", "/api/remote/camera",
+    }
+)  # fmt: skip
 PUBLIC_PREFIXES = ("/ui/", "/push/ring/")
 ADMIN_ROUTES = frozenset(
     {("POST", "/api/ring"), ("POST", "/api/events"), ("POST", "/api/push/decline")}
 )
 # Deleting a clip is for admins; watching one is for every viewer.
 ADMIN_PREFIXES = frozenset({("DELETE", "/api/clips/")})
+# Every method: pairing offers, the paired devices and unpairing.
+ADMIN_ONLY_PREFIXES = ("/api/remote/",)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PRINCIPAL = web.RequestKey("principal", Principal)
 
@@ -43,6 +52,8 @@ def needed_role(method: str, path: str) -> Role | None:
     if (method, path) in ADMIN_ROUTES:
         return "admin"
     if any(method == m and path.startswith(prefix) for m, prefix in ADMIN_PREFIXES):
+        return "admin"
+    if path.startswith(ADMIN_ONLY_PREFIXES):
         return "admin"
     return "viewer"
 
