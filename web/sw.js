@@ -14,6 +14,9 @@ const SHELL = [
   '/ui/clips.js',
   '/ui/notifications.js',
   '/ui/mqtt_ws.js',
+  '/ui/devices.js',
+  '/ui/remote_crypto.js',
+  '/ui/remote_store.js',
   '/ui/icon-192.png',
   '/ui/badge-96.png',
 ];

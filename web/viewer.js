@@ -185,6 +185,7 @@ async function showRole() {
   const { role, notices = [] } = await response.json();
   document.body.dataset.role = role;
   clips.isAdmin = role === 'admin';
+  if (role === 'admin') import('./devices.js').then((m) => m.setupRemoteAccess()).catch(console.warn);
   for (const id of ['talk', 'open-door', 'answer', 'decline']) $(id).hidden = role !== 'admin';
   showSetupNotices(notices);
 }
