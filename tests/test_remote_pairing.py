@@ -216,7 +216,7 @@ def test_the_store_survives_a_restart_and_is_private(camera: Camera) -> None:
     data = json.loads(path.read_text())
     assert data["version"] == 1
     assert [entry["name"] for entry in data["devices"]] == ["phone 0", "phone 1"]
-    assert set(data["devices"][0]) == {"id", "name", "public_key", "paired_at", "last_seen"}
+    assert set(data["devices"][0]) == {"id", "name", "public_key", "paired_at", "last_seen", "user"}
 
     restarted = start_camera(camera.directory, camera.clock)
     assert restarted.id == camera.id

@@ -414,6 +414,56 @@ class WebPushConfig(_Section):
     clips_default: bool = True
 
 
+class RemoteConfig(_Section):
+    """Remote access (remote/): the camera keeps an outbound link to a rendezvous (an
+    MQTT broker) through which paired phones signal, sealed end to end; media then
+    goes by ICE, over TURN when no direct path exists. Nothing is opened on the router.
+
+    `broker` is the camera's link: mqtt://, mqtts://, ws:// or wss:// (path included,
+    e.g. wss://broker.example:8884/mqtt). Phones can only use WebSockets: `page_broker`
+    is what they are given at pairing (the same broker as browsers reach it); unset,
+    the camera's own when that is ws:// or wss://."""
+
+    enabled: bool = False
+    broker: str = ""
+    ca_file: str | None = None  # the broker's CA (PEM); the system's CAs when unset
+    username: str | None = None
+    password: str | None = None
+    page_broker: str = ""
+    # Broker credentials handed to phones (the broker's own, not the camera's): a
+    # hosted broker often wants a login even for ciphertext.
+    page_username: str | None = None
+    page_password: str | None = None
+    topic_prefix: str = "peercam"
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    # Which of the camera's ICE candidates a remote viewer is told: "public" gives
+    # server-reflexive and relay ones only, so LAN addresses are not handed outside.
+    candidates: Literal["public", "all"] = "public"
+
+    @model_validator(mode="after")
+    def _check(self) -> RemoteConfig:
+        for key in ("broker", "page_broker"):
+            value = getattr(self, key)
+            if value and not re.fullmatch(r"(mqtts?|wss?)://[^/\s:]+(:\d{1,5})?(/\S*)?", value):
+                raise ValueError(f"remote.{key}: mqtt(s):// or ws(s):// host[:port][/path]")
+        if self.enabled and not self.broker:
+            raise ValueError("remote.broker is needed when remote.enabled is true")
+        if self.enabled and not self.phone_broker:
+            raise ValueError(
+                "remote.page_broker (ws:// or wss://) is needed: phones reach brokers by WebSocket"
+            )
+        prefix = self.topic_prefix
+        if not re.fullmatch(r"[A-Za-z0-9_\-/]+", prefix) or prefix.startswith("/"):
+            raise ValueError("remote.topic_prefix: letters, digits, _ - and / only")
+        return self
+
+    @property
+    def phone_broker(self) -> str:
+        if self.page_broker:
+            return self.page_broker
+        return self.broker if self.broker.startswith(("ws://", "wss://")) else ""
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -432,6 +482,7 @@ class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     ringback: RingbackConfig = RingbackConfig()
     webpush: WebPushConfig = WebPushConfig()
+    remote: RemoteConfig = RemoteConfig()
 
 
 def _describe(error: ValidationError) -> str:

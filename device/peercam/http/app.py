@@ -13,7 +13,7 @@ from peercam.http.access import AccessControl
 from peercam.http.errors import plain_errors
 from peercam.http.login import LoginHandlers
 from peercam.http.observability import ObservabilityHandlers
-from peercam.http.security_headers import security_headers
+from peercam.http.security_headers import security_headers_connecting_to
 from peercam.http.viewer_page import ViewerPage
 from peercam.http.whep import WhepHandlers
 from peercam.metrics import Metrics
@@ -42,7 +42,10 @@ def build_app(
         middlewares=[plain_errors, access.middleware],
         client_max_size=config.server.max_sdp_bytes,
     )
-    app.on_response_prepare.append(security_headers)
+    # A paired phone away from home signals through the broker's WebSocket.
+    remote = config.remote
+    brokers = [remote.phone_broker] if remote.enabled and remote.phone_broker else []
+    app.on_response_prepare.append(security_headers_connecting_to(brokers))
     groups: list[RouteGroup] = [
         WhepHandlers(config, sessions),
         ObservabilityHandlers(metrics, sessions),

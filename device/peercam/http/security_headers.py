@@ -6,22 +6,33 @@ origin, and it may not be framed by another site (clickjacking the Open door but
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
 from aiohttp import hdrs, web
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob: mediastream:",
-        "connect-src 'self'",  # fetch for WHEP and the /events WebSocket, same origin
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+
+def content_security_policy(connect: list[str]) -> str:
+    """`connect`: origins beyond the camera's own the page may connect to (the
+    remote-access broker's WebSocket)."""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            "media-src 'self' blob: mediastream:",
+            # fetch for WHEP and the /events WebSocket: same origin.
+            " ".join(["connect-src 'self'", *connect]),
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy([])
 
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -50,3 +61,18 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     """For `on_response_prepare`: it sees every response as it is sent, raised ones
     (redirects, refusals) and WebSocket handshakes too, which a middleware does not."""
     add_security_headers(response)
+
+
+def security_headers_connecting_to(
+    urls: list[str],
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """security_headers, with the origins of `urls` (ws:// or wss://) allowed to
+    the page's connections too."""
+    origins = [f"{u.scheme}://{u.netloc}" for u in map(urlsplit, urls) if u.scheme and u.netloc]
+    policy = content_security_policy(origins)
+
+    async def prepare(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.setdefault("Content-Security-Policy", policy)
+        add_security_headers(response)
+
+    return prepare

@@ -8,6 +8,7 @@ from peercam.homeassistant import mqtt_bridge
 from peercam.motion import watch
 from peercam.outputs.output import Output, OutputContext, OutputFactory
 from peercam.recording import recorder
+from peercam.remote import service as remote
 from peercam.republish import rtp_forward, whip_publisher
 from peercam.ringback import ringback
 from peercam.webpush import service as webpush
@@ -23,6 +24,7 @@ FACTORIES: list[OutputFactory] = [
     recorder.build,
     watch.build,
     frame_counter.build,
+    remote.build,
 ]
 
 

@@ -2,7 +2,7 @@
 
     {"version": 1, "devices": [{"id": "<hex, 32>", "name": "Anna's phone",
       "public_key": "<base64url, uncompressed P-256 point>",
-      "paired_at": 1764740000.0, "last_seen": 1764741234.5 | null}]}
+      "paired_at": 1764740000.0, "last_seen": 1764741234.5 | null, "user": "anna"}]}
 
 Every method is synchronous. Those that change the store write the whole file
 (write_private: owner-only, atomic, fsynced), so the caller runs them in a thread
@@ -40,6 +40,9 @@ class PairedDevice:
     public_key: bytes
     paired_at: float
     last_seen: float | None = None
+    # The account it acts as (the admin who paired it, or the user they chose):
+    # what it may do is that account's role, looked up at each command.
+    user: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +51,7 @@ class PairedDevice:
             "public_key": b64url(self.public_key),
             "paired_at": self.paired_at,
             "last_seen": self.last_seen,
+            "user": self.user,
         }
 
     @classmethod
@@ -62,6 +66,7 @@ class PairedDevice:
             public_key=raw,
             paired_at=float(entry["paired_at"]),
             last_seen=None if entry.get("last_seen") is None else float(entry["last_seen"]),
+            user=str(entry.get("user", "")),
         )
         # The id is the key's hash: an edited file cannot give one device another's id.
         if device.id != key_id(raw).hex():
@@ -125,7 +130,7 @@ class DeviceStore:
         device = self._devices.get(device_id)
         return None if device is None else device.public_key
 
-    def add(self, name: str, public_key: bytes, now: float) -> PairedDevice:
+    def add(self, name: str, public_key: bytes, now: float, user: str = "") -> PairedDevice:
         """Pair a device (Refused for a key that is not P-256); pairing the same key
         again keeps its first date and takes the new name. Writes the file."""
         parse_public(public_key)
@@ -138,6 +143,7 @@ class DeviceStore:
                 public_key=public_key,
                 paired_at=previous.paired_at if previous else now,
                 last_seen=previous.last_seen if previous else None,
+                user=user,
             )
             self._devices[device_id] = device
             self._write()

@@ -100,6 +100,8 @@ class PairingOffer:
     code: str
     created: float
     expires: float
+    # The account the paired device will act as.
+    user: str = ""
     state: str = "pending"  # pending | used | expired | cancelled
     finished: float | None = None
     keys: tuple[bytes, bytes] = field(init=False)
@@ -184,7 +186,7 @@ class Pairing:
         self._failures = 0
         self._nonces: dict[bytes, float] = {}
 
-    def offer(self) -> PairingOffer:
+    def offer(self, user: str = "") -> PairingOffer:
         now = self._clock()
         with self._lock:
             self._tidy(now)
@@ -197,6 +199,7 @@ class Pairing:
                 code="".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH)),
                 created=now,
                 expires=now + self._lifetime,
+                user=user,
             )
             self._offers.append(offer)
             self._failures = 0
@@ -236,7 +239,7 @@ class Pairing:
                 raise Refused(offer.state, f"the pairing code was {offer.state}")
             self._finish(offer, "used", now)
             self._nonces[request.nonce] = now
-        device = self._store.add(request.name, request.device_key, now)
+        device = self._store.add(request.name, request.device_key, now, offer.user)
         device_id = key_id(request.device_key)
         response = {
             "v": VERSION,

@@ -72,6 +72,10 @@ class RemoteParts(Protocol):
     @property
     def link(self) -> _Link | None: ...
 
+    async def unpaired(self, device_id: str) -> None:
+        """End what the device had open."""
+        ...
+
 
 def qr_svg(text: str) -> str:
     """A standalone SVG (with its namespace, so it works as an <img> source), black
@@ -229,4 +233,5 @@ class PairingApi:
         logger.info(
             "pairing: %s unpaired device %s", principal.name if principal else "?", device_id
         )
+        await self._remote.unpaired(device_id)
         return web.Response(status=204)

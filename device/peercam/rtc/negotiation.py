@@ -58,9 +58,7 @@ class OfferPlan:
     mdns_candidates: list[RTCIceCandidate] = field(default_factory=list)
 
 
-def plan_offer(
-    sdp: str, video_codecs: Sequence[str], audio_codecs: Sequence[str]
-) -> OfferPlan:
+def plan_offer(sdp: str, video_codecs: Sequence[str], audio_codecs: Sequence[str]) -> OfferPlan:
     """Validate `sdp` and choose the first of `video_codecs` (and of `audio_codecs`) it accepts."""
     if not sdp.lstrip().startswith("v=0"):
         raise OfferError("body is not an SDP offer (it must start with v=0)")
