@@ -53,9 +53,11 @@ export class StatsReader {
   }
 }
 
-export function formatStats(s) {
+// `camera`, when given: the daemon's side of this connection, as its data channel
+// sends it ({"type": "stats", ...}: device/peercam/rtc/viewer_stats.py, to_json).
+export function formatStats(s, camera) {
   const n = (v, digits = 0) => (v === undefined || v === null ? '–' : Number(v).toFixed(digits));
-  return [
+  const lines = [
     `codec      ${s.codec ?? '–'}${s.audioCodec ? ' + ' + s.audioCodec : ''}`,
     `resolution ${s.width ? `${s.width}x${s.height}` : '–'}`,
     `fps        ${n(s.fps)}`,
@@ -64,5 +66,29 @@ export function formatStats(s) {
     `lost       ${n(s.packetsLost)} packets`,
     `jitter buf ${n(s.jitterBufferMs, 1)} ms`,
     `path       ${s.path ?? '–'}`,
-  ].join('\n');
+  ];
+  if (camera) lines.push(...formatCameraSide(camera, n));
+  return lines.join('\n');
+}
+
+function formatCandidate(c) {
+  if (!c) return '–';
+  const where = c.address ? ` ${c.address.includes(':') ? `[${c.address}]` : c.address}:${c.port}` : '';
+  return `${c.type}/${c.protocol}${where}`;
+}
+
+function formatCameraSide(c, n) {
+  const percent = c.fractionLost === undefined || c.fractionLost === null
+    ? '' : ` (${n(c.fractionLost * 100, 1)} %)`;
+  const bitrate = c.sendBitrateBps === undefined || c.sendBitrateBps === null
+    ? null : c.sendBitrateBps / 1000;
+  const rtt = c.rttSeconds === undefined || c.rttSeconds === null ? null : c.rttSeconds * 1000;
+  const pair = c.candidatePair;
+  return [
+    'camera sees',
+    `  rtt      ${n(rtt, 1)} ms`,
+    `  lost     ${n(c.packetsLost)} packets${percent}`,
+    `  sending  ${n(bitrate)} kbit/s`,
+    `  path     ${pair ? `${formatCandidate(pair.local)} → ${formatCandidate(pair.remote)}` : '–'}`,
+  ];
 }

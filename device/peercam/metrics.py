@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Collection, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -33,6 +34,105 @@ class RateMeter:
         self._trim(now)
         count = len(self._events)
         return count / self.window, sum(size for _, size in self._events) * 8 / self.window
+
+
+class ViewerGauges:
+    """Each viewer's connection as the camera sees it, labelled by a short session id
+    (its first 8 characters). Set at each scrape; a figure not known yet has no series,
+    and a closed session's series are removed, so there are never more than
+    max_viewers of each."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.rtt = Gauge(
+            "peercam_viewer_rtt_seconds",
+            "Round-trip time to the viewer, from its RTCP receiver reports (video, else audio)",
+            ["session"],
+            registry=r,
+        )
+        self.packets_lost = Gauge(
+            "peercam_viewer_packets_lost",
+            "Packets the viewer reports lost, all kinds, since the session began",
+            ["session"],
+            registry=r,
+        )
+        self.fraction_lost = Gauge(
+            "peercam_viewer_fraction_lost",
+            "Share of packets lost (0-1) over the viewer's last report interval",
+            ["session"],
+            registry=r,
+        )
+        self.send_bitrate = Gauge(
+            "peercam_viewer_send_bitrate_bps",
+            "Bits per second of RTP payload sent to the viewer, since the previous scrape",
+            ["session"],
+            registry=r,
+        )
+        self.sent_bytes = Gauge(
+            "peercam_viewer_sent_bytes",
+            "RTP payload bytes sent to the viewer",
+            ["session", "kind"],
+            registry=r,
+        )
+        self.sent_packets = Gauge(
+            "peercam_viewer_sent_packets",
+            "RTP packets sent to the viewer",
+            ["session", "kind"],
+            registry=r,
+        )
+        self.path = Gauge(
+            "peercam_viewer_path",
+            "1 for the candidate pair the viewer's media flows over",
+            ["session", "local_type", "remote_type", "protocol"],
+            registry=r,
+        )
+        self._series: dict[str, set[tuple[Gauge, tuple[str, ...]]]] = {}
+
+    def update(
+        self,
+        session: str,
+        *,
+        rtt: float | None,
+        packets_lost: int | None,
+        fraction_lost: float | None,
+        send_bitrate: float | None,
+        sent_bytes: Mapping[str, int],
+        sent_packets: Mapping[str, int],
+        path: tuple[str, str, str] | None,
+    ) -> None:
+        """Set one session's series; `path` is (local type, remote type, protocol)."""
+        wanted: dict[tuple[Gauge, tuple[str, ...]], float] = {}
+        for gauge, value in (
+            (self.rtt, rtt),
+            (self.packets_lost, packets_lost),
+            (self.fraction_lost, fraction_lost),
+            (self.send_bitrate, send_bitrate),
+        ):
+            if value is not None:
+                wanted[(gauge, (session,))] = float(value)
+        for kind, count in sent_bytes.items():
+            wanted[(self.sent_bytes, (session, kind))] = float(count)
+        for kind, count in sent_packets.items():
+            wanted[(self.sent_packets, (session, kind))] = float(count)
+        if path is not None:
+            wanted[(self.path, (session, *path))] = 1.0
+        self._drop(self._series.get(session, set()) - wanted.keys())
+        for (gauge, labels), value in wanted.items():
+            gauge.labels(*labels).set(value)
+        self._series[session] = set(wanted)
+
+    def retain(self, sessions: Collection[str]) -> None:
+        """Remove the series of every session not in `sessions`."""
+        for session in [s for s in self._series if s not in sessions]:
+            self._drop(self._series.pop(session))
+
+    @staticmethod
+    def _drop(series: set[tuple[Gauge, tuple[str, ...]]]) -> None:
+        for gauge, labels in series:
+            try:
+                gauge.remove(*labels)
+            except KeyError:  # two sessions sharing a short id: removed already
+                pass
 
 
 def _task_count() -> float:
@@ -138,6 +238,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.viewer = ViewerGauges(r)
         self._meters: dict[str, RateMeter] = {}
 
     def frame_encoded(self, codec: str, size: int, now: float, captured_at: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from peercam.auth.principal import Role
@@ -52,6 +52,10 @@ class SessionRegistry:
 
     def get(self, session_id: str) -> ViewerSession | None:
         return self._sessions.get(session_id)
+
+    def sessions(self) -> Iterator[ViewerSession]:
+        """The sessions registered now (a copy: they may open and close meanwhile)."""
+        return iter(list(self._sessions.values()))
 
     async def create(
         self, plan: OfferPlan, client: str, owner: str = "", role: Role = "viewer"
