@@ -152,6 +152,8 @@ def remote_config(broker: Broker, state: Path | None = None, **more: str) -> str
         f'page_broker = "{broker.ws_url}"'
         if broker.ws_port
         else 'page_broker = "ws://127.0.0.1:9/"',
+        f'page_username = "{USER}"',
+        f'page_password = "{PASSWORD}"',
         *(f'{key} = "{value}"' for key, value in more.items()),
     ]
     return "\n".join(lines) + "\n"

@@ -68,6 +68,10 @@ async def test_a_paired_phone_watches_and_uses_the_channel_through_the_broker(
             assert phone.pc is not None and phone.channel is not None
             await phone.channel.opened()
             assert (await phone.channel.next({"type": "state"}))["call"] == "idle"
+            # The camera's side of the connection: its LAN address is not told outside.
+            stats = await phone.channel.next({"type": "stats"})
+            camera_end = stats["candidatePair"]["local"]
+            assert camera_end["type"] == "host" and camera_end["address"] is None
             await asyncio.to_thread(daemon.access.urlopen, "/api/ring", "POST")
             await phone.channel.next({"type": "ring"})
             # Paired by the admin, it acts as the admin.

@@ -50,6 +50,9 @@ async def test_channel_carries_doorbell_clips_and_pictures(
         # The call state first, as the WebSocket gives it.
         assert (await admin.next({"type": "state"}))["call"] == "idle"
         await viewer.next({"type": "state"})
+        # The camera's side of the connection, with its own address for a viewer at home.
+        stats = await viewer.next({"type": "stats"})
+        assert stats["candidatePair"]["local"]["address"] is not None
 
         # A ring reaches both; the admin answers through its channel, the viewer may not.
         await asyncio.to_thread(daemon.access.urlopen, "/api/ring", "POST")

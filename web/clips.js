@@ -1,6 +1,7 @@
 // Event clips on the page: the list (picture, time, trigger, length), playback in the
 // page, download, delete for admins, and the storage they take. Refreshed when the
-// push channel says a clip was saved.
+// push channel says a clip was saved. Away from home the list, the pictures and the
+// clips come over the session's data channel (`channel`, web/channel.js) instead.
 
 const TRIGGERS = { ring: 'Doorbell', motion: 'Motion', manual: 'Recorded by hand' };
 
@@ -13,12 +14,23 @@ export class ClipList {
     this.recordButton = elements.recordButton;
     this.isAdmin = false;
     this.clips = [];
+    this.channel = null;
+    this.blobUrls = [];
+  }
+
+  async listing() {
+    if (this.channel) {
+      const reply = await this.channel.request('clips');
+      return reply.ok ? reply : null;
+    }
+    const response = await fetch('/api/events');
+    return response.ok ? response.json() : null;
   }
 
   async refresh() {
-    const response = await fetch('/api/events');
-    if (!response.ok) return;
-    const body = await response.json();
+    const body = await this.listing();
+    if (!body) return;
+    for (const url of this.blobUrls.splice(0)) URL.revokeObjectURL(url);
     this.clips = body.clips;
     this.recordButton.hidden = !(this.isAdmin && body.recording);
     this.storage.textContent = body.storage
@@ -34,9 +46,13 @@ export class ClipList {
     item.dataset.id = clip.id;
     if (clip.picture) {
       const picture = document.createElement('img');
-      picture.src = clip.picture;
       picture.alt = '';
       picture.loading = 'lazy';
+      if (this.channel) {
+        this.bytesUrl('picture', clip).then((url) => { picture.src = url; }).catch(console.warn);
+      } else {
+        picture.src = clip.picture;
+      }
       item.append(picture);
     }
     const text = document.createElement('div');
@@ -50,6 +66,15 @@ export class ClipList {
     download.href = `${clip.video}?download`;
     download.textContent = 'Download';
     download.className = 'download';
+    if (this.channel) {
+      download.download = `peercam-${clip.id}.mp4`;
+      download.addEventListener('click', async (event) => {
+        if (download.href.startsWith('blob:')) return;
+        event.preventDefault();
+        download.href = await this.bytesUrl('clip', clip);
+        download.click();
+      });
+    }
     actions.append(play, download);
     if (this.isAdmin) {
       const remove = button('Delete', () => this.remove(clip));
@@ -60,11 +85,32 @@ export class ClipList {
     return item;
   }
 
-  play(clip) {
+  async play(clip) {
     this.player.hidden = false;
-    this.player.src = clip.video;
     this.player.dataset.id = clip.id;
+    this.player.src = this.channel ? await this.bytesUrl('clip', clip) : clip.video;
     this.player.play().catch(() => {}); // the user pressed Play: sound may start too
+  }
+
+  // A clip or its picture over the data channel, whole, as a blob: URL. A transfer
+  // cut by a lost connection goes on from where it stopped on the next channel.
+  async bytesUrl(op, clip) {
+    let parts = [];
+    for (let attempt = 0; ; attempt += 1) {
+      const channel = this.channel;
+      if (!channel) throw new Error('not connected to the camera');
+      try {
+        await channel.opened();
+        const blob = await channel.fetchBytes(op, { clip: clip.id }, { parts });
+        const url = URL.createObjectURL(blob);
+        this.blobUrls.push(url);
+        return url;
+      } catch (error) {
+        if (!error.parts || attempt >= 30) throw error;
+        if (error.parts.length) parts = error.parts;
+        await new Promise((resolve) => setTimeout(resolve, 1000)); // the viewer reconnects
+      }
+    }
   }
 
   async remove(clip) {

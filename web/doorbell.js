@@ -1,6 +1,8 @@
 // The doorbell on the page: rings, answer / decline / hang up, talk, open the door.
 // Events arrive over the push channel (/events); commands go back on it, each naming
-// this page's live viewer session, and the daemon answers each with a result.
+// this page's live viewer session, and the daemon answers each with a result. Away
+// from home (signaling through the rendezvous) the session's data channel carries
+// both instead (useChannel): it is the session's own, so commands name nothing.
 
 const RECONNECT_MS = 1000;
 const HOLD_MS = 300; // pressed longer than this, Talk is push-to-talk; shorter, a toggle
@@ -10,6 +12,7 @@ export class Doorbell {
     this.viewer = viewer;
     this.ui = ui;
     this.socket = null;
+    this.channel = null;
     this.waiting = [];
     this.microphone = null;
     this.inCall = false;
@@ -24,24 +27,44 @@ export class Doorbell {
 
   answerWhenReady() {
     if (!this.autoAnswer || !this.ringing || !this.viewer.session) return;
-    if (this.socket?.readyState !== WebSocket.OPEN) return;
+    if (!this.connected) return;
     if (this.viewer.session.pc.connectionState !== 'connected') return;
     this.autoAnswer = false;
     this.answer().catch((error) => console.warn(error));
   }
 
+  get connected() {
+    return this.channel ? this.channel.open : this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  // The data channel to use instead of the WebSocket, or null to use the WebSocket.
+  useChannel(channel) {
+    this.channel = channel;
+    if (channel) {
+      this.socket?.close();
+      channel.opened().then(() => this.answerWhenReady()).catch(() => {});
+    }
+  }
+
   connect() {
+    if (this.socket || this.channel) return;
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const socket = new WebSocket(`${scheme}://${location.host}/events`);
     this.socket = socket;
     socket.addEventListener('message', (message) => this.receive(JSON.parse(message.data)));
     socket.addEventListener('close', () => {
       for (const pending of this.waiting.splice(0)) pending.resolve({ ok: false, reason: 'push channel closed' });
-      setTimeout(() => this.connect(), RECONNECT_MS);
+      this.socket = null;
+      if (!this.channel) setTimeout(() => this.connect(), RECONNECT_MS);
     });
   }
 
-  command(cmd) {
+  async command(cmd) {
+    if (this.channel) {
+      const result = await this.channel.command(cmd);
+      if (!result.ok) this.ui.say(result.reason);
+      return result;
+    }
     return new Promise((resolve) => {
       if (!this.socket || this.socket.readyState !== WebSocket.OPEN) {
         resolve({ ok: false, reason: 'not connected to the camera' });

@@ -17,6 +17,8 @@ const SHELL = [
   '/ui/devices.js',
   '/ui/remote_crypto.js',
   '/ui/remote_store.js',
+  '/ui/remote_session.js',
+  '/ui/channel.js',
   '/ui/icon-192.png',
   '/ui/badge-96.png',
 ];

@@ -1,6 +1,8 @@
 // The viewer page: connects over WHEP, plays, reconnects by itself, and shows stats.
 
 import { WhepSession } from './whep.js';
+import { RemoteSession } from './remote_session.js';
+import { loadPairing } from './remote_store.js';
 import { StatsReader, formatStats } from './stats.js';
 import { Doorbell } from './doorbell.js';
 import { ClipList } from './clips.js';
@@ -8,6 +10,8 @@ import { Notifications } from './notifications.js';
 
 const params = new URLSearchParams(location.search);
 const videoCodec = params.get('codec'); // "H264" / "VP8": force one (tests, old devices)
+// "rendezvous": signal through the paired broker even when the camera answers here.
+const forcedWay = params.get('via');
 // Opened from a ring's notification (tap or Answer): answer once live, if still ringing.
 const answerRing = params.get('answer');
 const $ = (id) => document.getElementById(id);
@@ -36,6 +40,26 @@ function unreachable(error) {
   return !navigator.onLine || error?.name === 'TypeError';
 }
 
+// Whether the camera answers here (at home, or through a port forward): any answer
+// counts, a refusal included; no answer within a few seconds does not.
+async function cameraAnswers() {
+  try {
+    await fetch('/api/state', { cache: 'no-store', signal: AbortSignal.timeout(4000) });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Which way to signal: WHEP to the camera itself when it answers, else through the
+// rendezvous this browser was paired with (if it was).
+async function chooseWay() {
+  const pairing = await loadPairing().catch(() => null);
+  if (!pairing) return { way: 'direct' };
+  if (forcedWay !== 'rendezvous' && (await cameraAnswers())) return { way: 'direct' };
+  return { way: 'rendezvous', pairing };
+}
+
 class Viewer {
   constructor() {
     this.session = null;
@@ -59,6 +83,7 @@ class Viewer {
     if (typeof window.RTCPeerConnection !== 'function') {
       // Nothing to retry: this browser will not gain WebRTC by waiting.
       this.setStatus('error', NO_WEBRTC);
+      doorbell.connect(); // rings still reach this page
       return;
     }
     // After an error its reason stays up while retrying, until something else happens.
@@ -66,17 +91,24 @@ class Viewer {
       this.setStatus(this.connects ? 'reconnecting' : 'connecting');
     }
     let session;
+    const { way, pairing } = await chooseWay();
     try {
-      session = await WhepSession.create(new URL('/whep', location.href).href, { videoCodec });
+      session = way === 'rendezvous'
+        ? await RemoteSession.create(pairing, { videoCodec })
+        : await WhepSession.create(new URL('/whep', location.href).href, { videoCodec });
     } catch (error) {
       // A constructor that throws (a refused ICE server entry, a browser policy) may
       // be fixed on the camera or in the browser meanwhile: say so and try again.
       console.warn(error);
-      this.setStatus('error', `this browser refused to start WebRTC: ${describe(error)}`);
+      this.setStatus('error', way === 'rendezvous'
+        ? `the camera is not reachable here, nor through the rendezvous: ${describe(error)}`
+        : `this browser refused to start WebRTC: ${describe(error)}`);
       this.scheduleRetry();
       return;
     }
     this.session = session;
+    statusBadge.dataset.way = session.path;
+    useChannel(session);
     // The daemon sends audio and video as separate streams (so that the browser does
     // not delay the picture for lip sync); the one element plays both.
     const tracks = [];
@@ -90,6 +122,7 @@ class Viewer {
     session.pc.addEventListener('connectionstatechange', () => this.onState(session));
     try {
       await session.start();
+      if (session.role) showRemoteRole(session.role);
       this.stats = new StatsReader(session.pc);
     } catch (error) {
       console.warn(error);
@@ -109,7 +142,8 @@ class Viewer {
     if (state === 'connected') {
       this.connects += 1;
       this.retryMs = RETRY_MIN_MS;
-      this.setStatus('connected', 'live');
+      this.setStatus('connected', session.path === 'rendezvous' ? 'live, through the rendezvous' : 'live');
+      this.showMediaPath(session);
       doorbell.answerWhenReady();
     } else if (state === 'disconnected') {
       this.setStatus('reconnecting', 'connection interrupted');
@@ -120,6 +154,20 @@ class Viewer {
       this.retry(session);
     } else {
       this.setStatus('connecting', state);
+    }
+  }
+
+  // Says which way the media flows once ICE has chosen: direct, or relayed by TURN.
+  async showMediaPath(session) {
+    try {
+      const { path } = await new StatsReader(session.pc).read();
+      if (session !== this.session || !path) return;
+      statusBadge.dataset.media = path.startsWith('relay') ? 'relay' : 'direct';
+      if (session.path === 'rendezvous') {
+        statusBadge.textContent = `live, through the rendezvous (${statusBadge.dataset.media === 'relay' ? 'media relayed' : 'media direct'})`;
+      }
+    } catch (error) {
+      console.warn(error);
     }
   }
 
@@ -141,11 +189,32 @@ class Viewer {
     if (!this.stats) return;
     try {
       this.lastStats = await this.stats.read();
-      if (!statsBox.hidden) statsBox.textContent = formatStats(this.lastStats);
+      if (!statsBox.hidden) statsBox.textContent = formatStats(this.lastStats, this.cameraStats);
     } catch (error) {
       console.warn(error);
     }
   }
+}
+
+// The session's data channel: the camera's side of the stats always; doorbell events
+// and commands, and clips, too when it is the only way to the camera.
+function useChannel(session) {
+  const remote = session.path === 'rendezvous';
+  session.channel.onevent = (event) => {
+    if (event.type === 'stats') viewer.cameraStats = event;
+    else if (remote) doorbell.receive(event);
+  };
+  doorbell.useChannel(remote ? session.channel : null);
+  clips.channel = remote ? session.channel : null;
+  if (!remote) doorbell.connect();
+}
+
+// Away from home there is no /api/session to ask: the camera said, in its answer,
+// which account this paired device acts as.
+function showRemoteRole(role) {
+  document.body.dataset.role = role;
+  clips.isAdmin = false; // deleting and recording by hand stay on the home network
+  for (const id of ['talk', 'open-door', 'answer', 'decline']) $(id).hidden = role !== 'admin';
 }
 
 function toLogin() {
@@ -179,7 +248,12 @@ $('record-now').addEventListener('click', async () => {
 });
 
 async function showRole() {
-  const response = await fetch('/api/session');
+  let response;
+  try {
+    response = await fetch('/api/session');
+  } catch {
+    return; // away from home: the remote session's answer says the role
+  }
   if (response.status === 401) return toLogin();
   if (!response.ok) return;
   const { role, notices = [] } = await response.json();
@@ -227,7 +301,7 @@ $('unmute').addEventListener('click', (event) => {
 $('toggle-stats').addEventListener('click', (event) => {
   statsBox.hidden = !statsBox.hidden;
   event.currentTarget.setAttribute('aria-pressed', String(!statsBox.hidden));
-  if (viewer.lastStats) statsBox.textContent = formatStats(viewer.lastStats);
+  if (viewer.lastStats) statsBox.textContent = formatStats(viewer.lastStats, viewer.cameraStats);
 });
 
 $('fullscreen').addEventListener('click', () => {
@@ -278,7 +352,9 @@ $('decline').addEventListener('click', () => doorbell.decline());
 $('hangup').addEventListener('click', () => doorbell.hangUp());
 $('open-door').addEventListener('click', () => doorbell.openDoor());
 doorbell.bindTalkButton($('talk'));
-doorbell.connect();
+// At once, as the page loads: rings reach it before its video does. A page that
+// signals through the rendezvous swaps it for its data channel (useChannel).
+if (forcedWay !== 'rendezvous') doorbell.connect();
 
 const notifications = new Notifications({
   // A notification tapped while this page is open: the page answers or shows clips.

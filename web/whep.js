@@ -1,6 +1,8 @@
 // A WHEP client (draft-ietf-wish-whep): POST an offer, PATCH trickled candidates,
 // DELETE to hang up. Used by the viewer page; no dependency on the page itself.
 
+import { ViewerChannel } from './channel.js';
+
 export class WhepSession {
   // The daemon's ICE servers (with TURN credentials minted for this page) come first,
   // from an OPTIONS request: the offer can only gather relay candidates with them.
@@ -19,24 +21,11 @@ export class WhepSession {
 
   constructor(endpoint, { videoCodec = null, iceServers = [], iceTransportPolicy = 'all' } = {}) {
     this.endpoint = endpoint;
-    this.videoCodec = videoCodec;
     this.location = null;
     this.pendingCandidates = [];
-    this.iceErrors = [];
     this.ufrag = null;
-    // Never a default public STUN server: only what the daemon says (maybe nothing).
-    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle' });
-    // A TURN server refusing us (wrong or expired credentials) is worth telling the user.
-    this.pc.addEventListener('icecandidateerror', (event) => {
-      if (event.url && /^turns?:/.test(event.url)) {
-        this.iceErrors.push(`${event.url}: ${event.errorCode} ${event.errorText}`.trim());
-      }
-    });
-    // Two-way from the start, with no track: talking later is a replaceTrack(),
-    // which needs no renegotiation (WHEP has none).
-    this.audio = this.pc.addTransceiver('audio', { direction: 'sendrecv' });
-    const video = this.pc.addTransceiver('video', { direction: 'recvonly' });
-    if (videoCodec) preferCodec(video, `video/${videoCodec}`);
+    this.path = 'direct';
+    Object.assign(this, viewerPeer({ iceServers, iceTransportPolicy, videoCodec }));
     this.pc.addEventListener('icecandidate', (event) => this.#trickle(event.candidate));
   }
 
@@ -106,6 +95,28 @@ export class WhepSession {
       }
     }
   }
+}
+
+// A viewer's peer connection, whichever way it signals: { pc, audio, channel, iceErrors }.
+export function viewerPeer({ iceServers = [], iceTransportPolicy = 'all', videoCodec = null } = {}) {
+  // Never a default public STUN server: only what the daemon says (maybe nothing).
+  const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle' });
+  const iceErrors = [];
+  // A TURN server refusing us (wrong or expired credentials) is worth telling the user.
+  pc.addEventListener('icecandidateerror', (event) => {
+    if (event.url && /^turns?:/.test(event.url)) {
+      iceErrors.push(`${event.url}: ${event.errorCode} ${event.errorText}`.trim());
+    }
+  });
+  // Two-way from the start, with no track: talking later is a replaceTrack(),
+  // which needs no renegotiation (WHEP has none).
+  const audio = pc.addTransceiver('audio', { direction: 'sendrecv' });
+  const video = pc.addTransceiver('video', { direction: 'recvonly' });
+  if (videoCodec) preferCodec(video, `video/${videoCodec}`);
+  // Events, commands, clips and pictures ride on the peer connection too
+  // (web/channel.js): before the offer, so that it carries the channel.
+  const channel = new ViewerChannel(pc.createDataChannel('peercam'));
+  return { pc, audio, channel, iceErrors };
 }
 
 function preferCodec(transceiver, mimeType) {

@@ -7,7 +7,8 @@ camera answers on the device's own topic with the same `call`.
     device                                         camera
     {"type": "ice", "call": c}                  -> {"type": "ice", "call": c,
                                                     "servers": [...], "policy": "all"}
-    {"type": "offer", "call": c, "sdp": ...}    -> {"type": "answer", "call": c, "sdp": ...}
+    {"type": "offer", "call": c, "sdp": ...}    -> {"type": "answer", "call": c, "sdp": ...,
+                                                    "session": id, "user": u, "role": r}
     {"type": "candidate", "call": c,
      "candidates": ["candidate:..."], "mid": m} -> (nothing)
     {"type": "hangup", "call": c}               -> (nothing)
@@ -52,7 +53,7 @@ from peercam.remote.rendezvous import LinkDown, RendezvousLink
 from peercam.remote.sealing import CameraChannel, Opened
 from peercam.rtc.negotiation import OfferError, plan_offer
 from peercam.rtc.registry import ClientOverLimit, SessionRegistry, TooManyViewers
-from peercam.rtc.session import ViewerSession
+from peercam.rtc.session import REMOTE_CLIENT, ViewerSession
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class RemoteSignaling:
                 sdp, config.video.codecs, config.audio.codecs if config.audio.enabled else []
             )
             session, answer = await self._sessions.create(
-                plan, client=f"remote:{device_id[:12]}", owner=owner, role=role
+                plan, client=REMOTE_CLIENT + device_id[:12], owner=owner, role=role
             )
         except OfferError as error:
             raise BadMessage(str(error)) from None
@@ -226,7 +227,15 @@ class RemoteSignaling:
         if config.remote.candidates == "public":
             answer = public_candidates_only(answer)
         logger.info("remote access: session %s for device %s", session.id, device_id[:12])
-        return {"type": "answer", "call": call, "sdp": answer, "session": session.id}
+        return {
+            "type": "answer",
+            "call": call,
+            "sdp": answer,
+            "session": session.id,
+            # What the page may offer (Talk, Open door): the account's role.
+            "user": owner,
+            "role": role,
+        }
 
     def _session_of(self, device_id: str, call: str) -> ViewerSession:
         known = self._calls.get((device_id, call))

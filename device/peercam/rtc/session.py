@@ -37,6 +37,9 @@ from peercam.rtc.shared_track import (
 logger = logging.getLogger(__name__)
 
 AudioListener = Callable[[str, MediaStreamTrack], Coroutine[Any, Any, None]]
+# The `client` of a session opened through the rendezvous (remote/signaling.py), then
+# the device's id: such a viewer is outside the home.
+REMOTE_CLIENT = "remote:"
 # Serves a data channel the viewer opened, for as long as the session lives.
 ChannelListener = Callable[["ViewerSession", RTCDataChannel], Coroutine[Any, Any, None]]
 
@@ -91,6 +94,10 @@ class ViewerSession:
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
+
+    @property
+    def remote(self) -> bool:
+        return self.client.startswith(REMOTE_CLIENT)
 
     async def answer(self) -> str:
         """Set up the tracks for the planned codecs and return the SDP answer."""

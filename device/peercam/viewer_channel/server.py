@@ -7,6 +7,9 @@ The page opens one ordered, reliable channel labelled "peercam" before its offer
 Down, text (JSON):
 - every doorbell event for pages, and the call state when the channel opens, exactly
   as the WebSocket sends them ({"type": "ring", ...});
+- every STATS_PERIOD seconds the camera's side of this connection (rtc/viewer_stats.py):
+  {"type": "stats", "rttSeconds": ..., "candidatePair": ..., ...}; the camera's own
+  address in it only for a viewer on the home network;
 - the result of each command: {"type": "result", "cmd": ..., "ok": ..., "reason": ...};
 - the reply to each request: {"re": <its id>, "ok": true, ...} or
   {"re": <id>, "ok": false, "status": <HTTP-like code>, "reason": "..."}.
@@ -52,6 +55,7 @@ from peercam.recording.clip_store import is_clip_id
 from peercam.recording.live_snapshot import NoPicture, current_jpeg
 from peercam.recording.recorder import Recorder
 from peercam.rtc.session import ViewerSession
+from peercam.rtc.viewer_stats import StatsReader
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ LOW_WATER = 256 * 1024
 MAX_REQUEST = 4096
 MAX_TRANSFERS = 4  # at once per channel
 CHUNK_HEADER = struct.Struct(">IQ")
+STATS_PERIOD = 2.0
 
 
 class RequestRefused(Exception):
@@ -131,6 +136,7 @@ class _Connection:
             await opened.wait()
         events = self._services.events.subscribe()
         forwarder = asyncio.create_task(self._forward(events), name="channel-events")
+        reporter = asyncio.create_task(self._report_stats(), name="channel-stats")
         try:
             self._send_json(to_json(self._services.doorbell.snapshot()))
             while (message := await self._inbox.get()) is not None:
@@ -139,7 +145,7 @@ class _Connection:
             pass  # the channel went away under a send: nothing left to serve
         finally:
             self._services.events.unsubscribe(events)
-            tasks = [forwarder, *self._transfers.values()]
+            tasks = [forwarder, reporter, *self._transfers.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -156,6 +162,16 @@ class _Connection:
             event = await queue.get()
             if event.for_pages:
                 self._send_json(to_json(event))
+
+    async def _report_stats(self) -> None:
+        # Its own reader: a send rate is measured between this reader's readings.
+        reader = StatsReader(self._session.pc)
+        # The camera's LAN address is no business of a viewer outside the home.
+        local = not self._session.remote
+        while self._open():
+            stats = await reader.read()
+            self._send_json({"type": "stats", **stats.to_json(local_address=local)})
+            await asyncio.sleep(STATS_PERIOD)
 
     async def _handle(self, message: str | bytes) -> None:
         if isinstance(message, bytes) or len(message) > MAX_REQUEST:

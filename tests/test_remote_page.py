@@ -1,0 +1,118 @@
+"""The page as a paired phone uses it away from home, in real Chromium: it signals
+through the broker's WebSocket (web/remote_session.js, sealed), never POST /whep,
+plays video and audio, answers a ring and opens the door through the data channel,
+and lists and plays a clip whose bytes came over the data channel too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Request
+
+from tests.alsa_fixture import fake_sound_card
+from tests.browser import chromium, open_page, wait_for_stats, wait_js
+from tests.conftest import StartDaemon
+from tests.mqtt_broker import Broker
+from tests.remote_phone import remote_config
+from tests.test_clips_page import record_now, wait_for_clip
+
+pytestmark = pytest.mark.timeout(150)
+
+CAMERA = """
+[camera]
+source = "test"
+size = "320x240"
+fps = 15
+[video]
+keyframe_interval = 1.0
+[talkback]
+device = "peercam_speaker"
+[gpio]
+relay_pin = 22
+[recording]
+enabled = true
+preroll_seconds = 1.0
+post_seconds = 1.0
+"""
+# What a page away from home cannot reach, and so must never need.
+CAMERA_ONLY = ("/whep", "/events", "/api/events", "/api/clips/", "/snapshot.jpg")
+
+
+def test_the_paired_page_works_through_the_rendezvous_alone(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    broker = Broker(tmp_path / "broker", websockets=True)
+    broker.start()
+    try:
+        card = fake_sound_card(tmp_path / "card", seconds=30)
+        daemon = start_daemon(
+            CAMERA + remote_config(broker, candidates="all"),
+            env={**card.env, "GPIOZERO_PIN_FACTORY": "mock"},
+        )
+        clip_id = record_now(daemon)
+        wait_for_clip(daemon, clip_id)
+        offer = json.loads(daemon.access.urlopen("/api/remote/offers", method="POST"))
+        with chromium() as context:
+            page = context.new_page()
+            open_page(page, daemon.base)
+            # Pair this browser as a phone does from the QR code.
+            page.goto(offer["url"])
+            page.fill("#name", "Remote page test")
+            page.click("#submit")
+            page.wait_for_selector("#done", state="visible", timeout=15_000)
+
+            asked: list[str] = []
+
+            def note(request: Request) -> None:
+                asked.append(urlsplit(request.url).path)
+
+            page.on("request", note)
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            page.goto(daemon.base + "/?via=rendezvous")
+            status = "document.getElementById('status')"
+            try:
+                wait_js(page, f"{status}.dataset.state === 'connected'", 30_000)
+            except AssertionError:
+                shown = page.evaluate(f"{status}.textContent")
+                raise AssertionError(f"not connected: {shown!r}; console: {console}") from None
+            assert page.evaluate(f"{status}.dataset.way") == "rendezvous"
+            wait_js(page, f"{status}.textContent.startsWith('live, through the rendezvous (')")
+            wait_for_stats(page, lambda s: s["framesDecoded"] > 10 and s["audioPackets"] > 20)
+            assert "media direct" in page.evaluate(f"{status}.textContent")
+            # The overlay shows both ends' figures.
+            page.click("#toggle-stats")
+            wait_js(page, "document.getElementById('stats').textContent.includes('camera sees')")
+
+            # A ring, answered on the page; the door opened; all over the data channel.
+            daemon.access.urlopen("/api/ring", method="POST")
+            page.wait_for_selector("#ring", state="visible", timeout=10_000)
+            page.click("#answer")
+            page.wait_for_selector("#hangup", state="visible", timeout=10_000)
+            page.click("#open-door")
+            wait_js(page, "document.getElementById('notice').textContent.includes('Door opened')")
+            page.click("#hangup")
+
+            # The clip list, a picture and the clip itself, played from its bytes.
+            page.click("#toggle-clips")
+            page.wait_for_selector(f"li.clip[data-id='{clip_id}']", timeout=10_000)
+            item = f"document.querySelector(\"li.clip[data-id='{clip_id}']\")"
+            wait_js(page, f"{item}.querySelector('img')?.src.startsWith('blob:')", 10_000)
+            wait_js(page, f"{item}.querySelector('img').naturalWidth > 0", 10_000)
+            page.click(f"li.clip[data-id='{clip_id}'] button.play")
+            player = "document.getElementById('clip-player')"
+            wait_js(page, f"{player}.src.startsWith('blob:') && {player}.readyState >= 2", 15_000)
+            assert page.evaluate(f"{player}.duration") > 1.0
+
+        log = daemon.log()
+        assert "answer from admin" in log and "open-door from admin" in log
+        device = json.loads(daemon.access.urlopen("/api/remote/devices"))["devices"][0]["id"]
+        assert f"remote:{device[:12]}" in log
+        touched = sorted({path for path in asked if path.startswith(CAMERA_ONLY)})
+        assert touched == [], f"the remote page asked the camera directly for {touched}"
+        assert "Traceback" not in log
+    finally:
+        broker.kill()
