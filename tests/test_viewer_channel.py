@@ -12,23 +12,16 @@ from tests.access import bearer
 from tests.alsa_fixture import fake_sound_card
 from tests.conftest import StartDaemon
 from tests.test_auth import token
-from tests.test_clips_page import record_now, wait_for_clip
+from tests.test_clips_page import RECORDING, record_now, wait_for_clip
 from tests.whep_viewer import WhepViewer
 
-CONFIG = """
-[camera]
-source = "test"
-size = "320x240"
-fps = 30
-[video]
-keyframe_interval = 1.0
+CONFIG = (
+    RECORDING
+    + """
 [talkback]
 device = "peercam_speaker"
-[recording]
-enabled = true
-preroll_seconds = 1.0
-post_seconds = 1.0
 """
+)
 
 
 async def test_channel_carries_doorbell_clips_and_pictures(
@@ -97,6 +90,17 @@ async def test_channel_carries_doorbell_clips_and_pictures(
         assert past["status"] == 416
         _, negative = await viewer.request("clip", clip=clip_id, offset=-5)
         assert negative["status"] == 400
+        viewer.send("x" * 5000)  # over MAX_REQUEST: refused before it is kept
+        assert "JSON text" in (await viewer.next({"type": "result"}))["reason"]
+        # A command may carry an id, and its result names it.
+        viewer.send({"cmd": "open-door", "id": 77})
+        tagged = await viewer.next({"re": 77})
+        assert tagged["type"] == "result" and not tagged["ok"]
+        # One channel per session: a second is closed at once.
+        extra = family_page.pc.createDataChannel("peercam")
+        closed = asyncio.Event()
+        extra.on("close", closed.set)
+        await asyncio.wait_for(closed.wait(), 10)
         _, again = await viewer.request("clips")
         assert again["ok"]
     assert "Traceback" not in daemon.log()
@@ -105,7 +109,7 @@ async def test_channel_carries_doorbell_clips_and_pictures(
 async def test_a_clip_cut_off_by_a_lost_connection_resumes_where_it_stopped(
     start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    daemon = start_daemon(CONFIG.replace("[talkback]", "[talkback]\nenabled = false"))
+    daemon = start_daemon(RECORDING + "[talkback]\nenabled = false\n")
     clip_id = await asyncio.to_thread(record_now, daemon)
     await asyncio.to_thread(wait_for_clip, daemon, clip_id)
     whole = await asyncio.to_thread(daemon.access.urlopen, f"/api/clips/{clip_id}")

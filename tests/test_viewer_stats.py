@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -244,7 +245,12 @@ async def test_metrics_carry_each_viewers_figures_and_drop_them_when_it_leaves(
 ) -> None:
     async with WhepViewer(daemon.access) as viewer:
         assert viewer.answer is not None
-        session = viewer.answer.location.rsplit("/", 1)[1][:8]
+        session_id = viewer.answer.location.rsplit("/", 1)[1]
+        # Its label in /metrics is its own, not a part of its id (viewers read it).
+        found = re.search(rf"session {re.escape(session_id)} .*; metrics label (\w+)", daemon.log())
+        assert found is not None, daemon.log()[-2000:]
+        session = found[1]
+        assert session not in session_id
         await viewer.video_frames(5)
 
         def measured(series: dict[str, list[tuple[dict[str, str], float]]]) -> bool:

@@ -444,7 +444,7 @@ class RemoteConfig(_Section):
     def _check(self) -> RemoteConfig:
         for key in ("broker", "page_broker"):
             value = getattr(self, key)
-            if value and not re.fullmatch(r"(mqtts?|wss?)://[^/\s:]+(:\d{1,5})?(/\S*)?", value):
+            if value and not re.fullmatch(r"(mqtts?|wss?)://[^/\s:@]+(:\d{1,5})?(/\S*)?", value):
                 raise ValueError(f"remote.{key}: mqtt(s):// or ws(s):// host[:port][/path]")
         if self.enabled and not self.broker:
             raise ValueError("remote.broker is needed when remote.enabled is true")

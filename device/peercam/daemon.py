@@ -204,7 +204,7 @@ class Daemon:
         channels = ViewerChannels(
             ChannelServices(
                 events, doorbell, DoorbellCommands(doorbell), pipeline, recorder,
-                config.motion.enabled,
+                config.motion.enabled, authenticator.role_of,
             )
         )  # fmt: skip
         sessions.on_channel = channels.serve

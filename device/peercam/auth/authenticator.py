@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from peercam.auth.login_sessions import LoginSessions, session_key
 from peercam.auth.passwords import hash_password, verify_password
-from peercam.auth.principal import Principal, Proof
+from peercam.auth.principal import Principal, Proof, Role
 from peercam.auth.store import CredentialError, CredentialStore
 from peercam.rate_window import RateWindow
 
@@ -32,6 +32,7 @@ class LoginThrottled(Exception):
 
 
 _EVERYONE = "*"
+TOKEN_PREFIX = "token:"  # how a token's principal is named
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,19 @@ class Authenticator:
                 # request its answer.
                 logger.exception("account listener failed on %s", change)
 
+    def role_of(self, name: str) -> Role | None:
+        """The role `name` (a user, or "token:<name>" as principals name tokens) has
+        now; None when the account is gone (or every token of that name expired)."""
+        self.refresh()
+        if name.startswith(TOKEN_PREFIX):
+            wanted, now = name[len(TOKEN_PREFIX) :], time.time()
+            roles = {t.role for t in self.store.tokens.values()
+                     if t.name == wanted and not t.expired(now)}  # fmt: skip
+            # Two live tokens of one name with different roles: the lesser one.
+            return None if not roles else "admin" if roles == {"admin"} else "viewer"
+        user = self.store.users.get(name)
+        return user.role if user is not None else None
+
     def setup_needed(self) -> bool:
         self.refresh()
         return not self.store.has_admin()
@@ -146,7 +160,7 @@ class Authenticator:
         if token is None:
             self._failed(client, "a bad or expired token")
             return None
-        return Principal(f"token:{token.name}", token.role, "bearer")
+        return Principal(TOKEN_PREFIX + token.name, token.role, "bearer")
 
     def _raise_if_throttled(self, client: str) -> None:
         if self._failures.count(client) >= self._failures_per_minute:

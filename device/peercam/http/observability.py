@@ -15,8 +15,6 @@ from peercam.rtc.viewer_stats import StatsReader, ViewerStats
 
 logger = logging.getLogger(__name__)
 
-SHORT_ID = 8  # characters of a session id in metric labels
-
 
 class ViewerReadings:
     """Each live viewer's stats, read together when /metrics is scraped.
@@ -42,15 +40,16 @@ class ViewerReadings:
         results = await asyncio.gather(
             *(self._readers[i].read() for i in ids), return_exceptions=True
         )
-        still = {s.id for s in self._sessions.sessions()}  # some may have closed meanwhile
+        # Some may have closed meanwhile.
+        still = {s.id: s.metrics_label for s in self._sessions.sessions()}
         for session_id, result in zip(ids, results, strict=True):
             if session_id not in still:
                 continue
             if isinstance(result, BaseException):
                 logger.debug("session %s: stats not read: %r", session_id, result)
                 continue
-            self._set(session_id[:SHORT_ID], result)
-        self._gauges.retain({i[:SHORT_ID] for i in still})
+            self._set(still[session_id], result)
+        self._gauges.retain(set(still.values()))
 
     def _set(self, short_id: str, stats: ViewerStats) -> None:
         pair = stats.pair

@@ -15,7 +15,7 @@ from peercam.metrics import Metrics
 from peercam.outputs.output import Output, OutputContext
 from peercam.remote.devices import DeviceStore
 from peercam.remote.keys import load_or_make_camera_key
-from peercam.remote.mqtt_link import MqttRendezvous
+from peercam.remote.mqtt_link import BrokerAddress, MqttRendezvous
 from peercam.remote.pairing import Pairing
 from peercam.remote.pairing_api import PairingApi
 from peercam.remote.sealing import CameraChannel
@@ -83,6 +83,12 @@ class RemoteAccess:
                 "remote access: no STUN or TURN server in webrtc.ice_servers, so remote "
                 "viewers get no address of the camera they can reach: add one"
             )
+        phone_broker = BrokerAddress.parse(self.settings.phone_broker)
+        if not phone_broker.tls and phone_broker.host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning(
+                "remote access: page_broker %s is plain ws://: browsers refuse it from the "
+                "camera's HTTPS page; use wss://", phone_broker,
+            )  # fmt: skip
         self.link = MqttRendezvous(self.settings, self.channel.camera_id, self._metrics)
         self.signaling = RemoteSignaling(
             self.config, self.channel, self.devices, self._sessions, self._accounts,
@@ -92,10 +98,11 @@ class RemoteAccess:
         logger.info("remote access: camera id %s", self.channel.camera_id)
 
     async def stop(self) -> None:
-        if self.signaling is not None:
-            await self.signaling.close()
+        # The link first: nothing it delivers afterwards can start a task.
         if self.link is not None:
             await self.link.stop()
+        if self.signaling is not None:
+            await self.signaling.close()
 
     async def unpaired(self, device_id: str) -> None:
         if self.signaling is not None:

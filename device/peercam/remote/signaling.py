@@ -47,6 +47,7 @@ from peercam.config import Config
 from peercam.ice.candidate_filter import public_candidates_only
 from peercam.ice.servers import session_ice
 from peercam.metrics import Metrics
+from peercam.rate_window import RateWindow
 from peercam.remote.devices import DeviceStore
 from peercam.remote.refused import Refused
 from peercam.remote.rendezvous import LinkDown, RendezvousLink
@@ -62,6 +63,11 @@ MAX_CALLS_PER_DEVICE = 8
 MAX_CANDIDATES = 32
 # Messages being handled at once (offers take a while: gathering); past it, dropped.
 MAX_IN_FLIGHT = 16
+# Messages opened per second, before any key work: anyone who may publish on the
+# broker can send, and each opening costs two ECDH operations on the event loop
+# that also paces the media. Signaling needs a handful per call.
+MAX_PER_SECOND = 30
+KNOWN_TYPES = ("ice", "offer", "candidate", "hangup")
 
 
 @dataclass
@@ -76,6 +82,14 @@ class BadMessage(ValueError):
     def __init__(self, reason: str, status: int = 400) -> None:
         super().__init__(reason)
         self.status = status
+
+
+@dataclass
+class _Opening:
+    """A call whose offer is being answered: reserved before the wait, so that a
+    second offer for it is refused and a hang-up meanwhile is not lost."""
+
+    hung_up: bool = False
 
 
 class RemoteSignaling:
@@ -96,7 +110,10 @@ class RemoteSignaling:
         self._accounts = accounts
         self._link = link
         self._calls: dict[tuple[str, str], _Call] = {}
+        self._opening: dict[tuple[str, str], _Opening] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._recent = RateWindow(1.0)
+        self._closed = False
         self._refused = Counter(
             "peercam_remote_refused",
             "Remote signaling messages refused, by reason",
@@ -113,6 +130,13 @@ class RemoteSignaling:
     async def receive(self, data: bytes) -> None:
         """What the link delivers: opened and checked here, acted on in a task (an
         offer takes a while), so the link keeps reading."""
+        if self._closed:
+            return
+        if self._recent.count("*") >= MAX_PER_SECOND:
+            self._refused.labels("rate-limited").inc()
+            logger.warning("remote access: over %d messages a second; dropping", MAX_PER_SECOND)
+            return
+        self._recent.add("*")
         try:
             opened = self._channel.open(data)
         except Refused as refusal:
@@ -132,37 +156,55 @@ class RemoteSignaling:
 
     async def _handle(self, opened: Opened) -> None:
         device_id = opened.device_id
-        await asyncio.to_thread(self._devices.seen, device_id, time.time())
         call: object = None
+        reply: dict[str, Any] | None = None  # candidates and hang-ups get none
         try:
             message = _parse(opened.payload)
             call = message.get("call")
             kind = message.get("type")
             if not isinstance(call, str) or not 0 < len(call) <= MAX_CALL_ID:
                 raise BadMessage(f"call must be a string of 1 to {MAX_CALL_ID} characters")
-            self._handled.labels(str(kind)[:16]).inc()
+            self._handled.labels(kind if kind in KNOWN_TYPES else "other").inc()
             if kind == "ice":
+                self._account(device_id)  # TURN credentials only for a live account
                 reply = self._ice(call)
             elif kind == "offer":
                 reply = await self._offer(device_id, call, message)
             elif kind == "candidate":
                 self._candidates(device_id, call, message)
-                return
             elif kind == "hangup":
                 await self._hang_up(device_id, call)
-                return
             else:
                 raise BadMessage(f"unknown message type {str(kind)[:32]!r}")
         except BadMessage as error:
             logger.info("remote access: %s: %s", device_id[:12], error)
             reply = {"type": "error", "call": call, "status": error.status, "reason": str(error)}
-        await self._send(device_id, reply)
+        except Exception:
+            # A fault of ours: this message fails, the link and other calls go on.
+            logger.exception("remote access: a message from %s failed", device_id[:12])
+            reason = "the camera failed to handle this message"
+            reply = {"type": "error", "call": call, "status": 500, "reason": reason}
+        if reply is not None:
+            await self._send(device_id, reply)
+        await self._seen(device_id)
+
+    async def _seen(self, device_id: str) -> None:
+        # After the message is handled: messages of one device are acted on in the
+        # order they came (an offer reserves its call before a hang-up looks for it),
+        # which a wait before that would undo.
+        try:
+            await asyncio.to_thread(self._devices.seen, device_id, time.time())
+        except OSError as error:  # a full or failing card: noted, not fatal
+            logger.warning("remote access: cannot note %s as seen: %s", device_id[:12], error)
 
     async def _send(self, device_id: str, reply: dict[str, Any]) -> None:
         try:
             sealed = self._channel.seal(device_id, json.dumps(reply).encode())
         except Refused as refusal:  # unpaired while its message was in hand
             logger.info("remote access: not answering %s: %s", device_id[:12], refusal)
+            return
+        except ValueError as error:  # over the sealed size (an SDP that big is a fault)
+            logger.warning("remote access: answer to %s too large: %s", device_id[:12], error)
             return
         try:
             await self._link.send(device_id, sealed)
@@ -187,13 +229,12 @@ class RemoteSignaling:
             raise BadMessage("this device is not paired", 403)
         if self._accounts is None:
             return device.user, "viewer"
-        self._accounts.refresh()
-        user = self._accounts.store.users.get(device.user)
-        if user is None:
+        role = self._accounts.role_of(device.user)
+        if role is None:
             raise BadMessage(
                 f"the account {device.user!r} this device was paired for no longer exists", 403
             )
-        return user.name, user.role
+        return device.user, role
 
     async def _offer(self, device_id: str, call: str, message: dict[str, Any]) -> dict[str, Any]:
         sdp = message.get("sdp")
@@ -203,10 +244,21 @@ class RemoteSignaling:
             raise BadMessage(f"sdp over {self._config.server.max_sdp_bytes} bytes", 413)
         owner, role = self._account(device_id)
         self._forget_closed()
-        if (device_id, call) in self._calls:
+        key = (device_id, call)
+        if key in self._calls or key in self._opening:
             raise BadMessage(f"call {call!r} is already open; hang up first", 409)
-        if sum(1 for key in self._calls if key[0] == device_id) >= MAX_CALLS_PER_DEVICE:
+        mine = [k for k in (*self._calls, *self._opening) if k[0] == device_id]
+        if len(mine) >= MAX_CALLS_PER_DEVICE:
             raise BadMessage(f"at most {MAX_CALLS_PER_DEVICE} calls per device", 429)
+        opening = self._opening[key] = _Opening()
+        try:
+            return await self._open_call(device_id, call, sdp, owner, role, opening)
+        finally:
+            del self._opening[key]
+
+    async def _open_call(
+        self, device_id: str, call: str, sdp: str, owner: str, role: Role, opening: _Opening
+    ) -> dict[str, Any]:
         config = self._config
         try:
             plan = plan_offer(
@@ -223,6 +275,10 @@ class RemoteSignaling:
             raise BadMessage(str(error), 429) from None
         except (ValueError, InternalError, InvalidAccessError, InvalidStateError, OperationError):
             raise BadMessage("offer rejected: it could not be negotiated") from None
+        if opening.hung_up or self._devices.get(device_id) is None:
+            # Hung up, or unpaired, while the answer was being made.
+            await session.close()
+            raise BadMessage(f"call {call!r} ended before it was answered", 410)
         self._calls[(device_id, call)] = _Call(device_id, session.id)
         if config.remote.candidates == "public":
             answer = public_candidates_only(answer)
@@ -265,6 +321,10 @@ class RemoteSignaling:
         session.add_candidates(candidates)
 
     async def _hang_up(self, device_id: str, call: str) -> None:
+        opening = self._opening.get((device_id, call))
+        if opening is not None:
+            opening.hung_up = True  # the offer's handler closes what it opens
+            return
         session = self._session_of(device_id, call)
         self._calls.pop((device_id, call), None)
         await session.close()
@@ -281,6 +341,7 @@ class RemoteSignaling:
                 del self._calls[key]
 
     async def close(self) -> None:
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -96,12 +96,13 @@ class SessionRegistry:
             raise
         self._metrics.sessions.labels(plan.video_codec).inc()
         logger.info(
-            "session %s from %s (%s): %s%s",
+            "session %s from %s (%s): %s%s; metrics label %s",
             session.id,
             client or "?",
             owner or "?",
             plan.video_codec,
             f" + {plan.audio_codec}" if plan.audio_codec else "",
+            session.metrics_label,
         )
         return session, answer
 

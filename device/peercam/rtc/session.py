@@ -70,6 +70,9 @@ class ViewerSession:
         on_channel: ChannelListener | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
+        # Names it in /metrics, which viewers may read: nothing of the id, which
+        # commands the doorbell through this session.
+        self.metrics_label = secrets.token_hex(4)
         self.plan = plan
         self.client = client
         # Who opened it (a user or token name): only they may act through it.

@@ -10,7 +10,8 @@ Down, text (JSON):
 - every STATS_PERIOD seconds the camera's side of this connection (rtc/viewer_stats.py):
   {"type": "stats", "rttSeconds": ..., "candidatePair": ..., ...}; the camera's own
   address in it only for a viewer on the home network;
-- the result of each command: {"type": "result", "cmd": ..., "ok": ..., "reason": ...};
+- the result of each command: {"type": "result", "cmd": ..., "ok": ..., "reason": ...},
+  with "re": <its id> when the command carried one;
 - the reply to each request: {"re": <its id>, "ok": true, ...} or
   {"re": <id>, "ok": false, "status": <HTTP-like code>, "reason": "..."}.
 Down, binary: the bytes a request asked for, in chunks of at most CHUNK bytes, each
@@ -18,9 +19,10 @@ prefixed by the request's id (4 bytes, big endian) and the chunk's offset in the
 file (8 bytes, big endian).
 
 Up, text (JSON), at most MAX_REQUEST bytes:
-- {"cmd": "answer" | "decline" | "hangup" | "talk" | "untalk" | "open-door"}: as over
-  the WebSocket, through this session (no session id needed: the channel is the
-  session's own), with the same role checks (doorbell/commands.py);
+- {"cmd": "answer" | "decline" | "hangup" | "talk" | "untalk" | "open-door", "id": n}:
+  as over the WebSocket, through this session (no session id needed: the channel is
+  the session's own), with the same role checks (doorbell/commands.py) against the
+  account's role at that moment; "id" is optional;
 - {"id": n, "op": "clips"}: the clip list, as GET /api/events gives it;
 - {"id": n, "op": "clip", "clip": <id>, "offset": k}: a clip's MP4 from byte k (a
   transfer cut by a lost connection resumes from what arrived: "offset");
@@ -28,7 +30,14 @@ Up, text (JSON), at most MAX_REQUEST bytes:
 - {"id": n, "op": "snapshot"}: the camera's current picture (JPEG);
 - {"id": n, "op": "cancel"}: stop sending request n.
 A byte reply starts {"re": n, "ok": true, "size": <whole file>, "offset": k,
-"content_type": ...}; the chunks follow; the last is the one reaching `size`.
+"content_type": ...}; the chunks follow; the last is the one reaching `size`. A file
+that ends early (deleted meanwhile) ends its transfer with {"re": n, "ok": false,
+"status": 410, "received": <bytes sent>}.
+
+Limits per channel: one channel per session (more are closed), MAX_TRANSFERS
+transfers and MAX_WAITING requests at once (past them: status 429), messages of at
+most MAX_REQUEST bytes. Requests are answered concurrently, so a command never waits
+behind a picture being made.
 
 Sending waits while the channel's buffer holds more than HIGH_WATER bytes, so a slow
 link slows the transfer instead of filling the camera's memory.
@@ -40,12 +49,14 @@ import asyncio
 import json
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiortc import RTCDataChannel
 
+from peercam.auth.principal import Role
 from peercam.doorbell.call import Doorbell
 from peercam.doorbell.commands import DoorbellCommands
 from peercam.events import CommandResult, Event, EventBus, to_json
@@ -66,6 +77,7 @@ HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
 MAX_REQUEST = 4096
 MAX_TRANSFERS = 4  # at once per channel
+MAX_WAITING = 16  # requests and commands queued or being answered, per channel
 CHUNK_HEADER = struct.Struct(">IQ")
 STATS_PERIOD = 2.0
 
@@ -86,21 +98,31 @@ class ChannelServices:
     pipeline: MediaPipeline
     recorder: Recorder | None  # None when recording is off
     motion_detection: bool
+    # The role an account has now (None: it no longer exists): a command acts with
+    # the role of the moment, not the one the session opened with.
+    role_of: Callable[[str], Role | None]
 
 
 class ViewerChannels:
-    """Serves the "peercam" data channel of every viewer session."""
+    """Serves the "peercam" data channel of every viewer session, one per session."""
 
     def __init__(self, services: ChannelServices) -> None:
         self._services = services
+        self._served: set[str] = set()  # session ids with a channel being served
 
     async def serve(self, session: ViewerSession, channel: RTCDataChannel) -> None:
         """For as long as the channel is open; the session cancels it when it ends."""
-        if channel.label != LABEL:
-            logger.info("session %s: closing unknown data channel %r", session.id, channel.label)
+        if channel.label != LABEL or session.id in self._served:
+            # One per session: more would each hold a subscription, transfers and
+            # a stats reader, for a viewer who needs one.
+            logger.info("session %s: closing extra data channel %r", session.id, channel.label)
             channel.close()
             return
-        await _Connection(self._services, session, channel).run()
+        self._served.add(session.id)
+        try:
+            await _Connection(self._services, session, channel).run()
+        finally:
+            self._served.discard(session.id)
 
 
 class _Connection:
@@ -110,24 +132,27 @@ class _Connection:
         self._services = services
         self._session = session
         self._channel = channel
-        self._inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue(64)
+        # Bounded by _on_message (it refuses past MAX_WAITING), never by dropping:
+        # the close marker (None) must always get in.
+        self._inbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._drained = asyncio.Event()
         self._drained.set()
         self._transfers: dict[int, asyncio.Task[None]] = {}
+        self._requests: set[asyncio.Task[None]] = set()
         channel.bufferedAmountLowThreshold = LOW_WATER
         channel.on("message", self._on_message)
-        channel.on("close", lambda: self._put(None))
+        channel.on("close", lambda: self._inbox.put_nowait(None))
         channel.on("bufferedamountlow", self._drained.set)
 
-    def _put(self, message: str | bytes | None) -> None:
-        try:
-            self._inbox.put_nowait(message)
-        except asyncio.QueueFull:
-            # A page flooding requests loses the excess, not the camera's memory.
-            logger.info("session %s: channel requests dropped", self._session.id)
-
     def _on_message(self, message: str | bytes) -> None:
-        self._put(message)
+        # Checked here, before anything is kept: a page may send messages as large as
+        # the SCTP layer allows, and as many as it likes.
+        if isinstance(message, bytes) or len(message) > MAX_REQUEST:
+            self._send_json(to_json(CommandResult(None, False, "send requests as JSON text")))
+        elif self._inbox.qsize() >= MAX_WAITING:
+            self._send_json({"re": None, "ok": False, "status": 429, "reason": "too many requests"})
+        else:
+            self._inbox.put_nowait(message)
 
     async def run(self) -> None:
         if self._channel.readyState == "connecting":
@@ -140,12 +165,10 @@ class _Connection:
         try:
             self._send_json(to_json(self._services.doorbell.snapshot()))
             while (message := await self._inbox.get()) is not None:
-                await self._handle(message)
-        except ConnectionError:
-            pass  # the channel went away under a send: nothing left to serve
+                self._handle(message)
         finally:
             self._services.events.unsubscribe(events)
-            tasks = [forwarder, reporter, *self._transfers.values()]
+            tasks = [forwarder, reporter, *self._transfers.values(), *self._requests]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -169,14 +192,17 @@ class _Connection:
         # The camera's LAN address is no business of a viewer outside the home.
         local = not self._session.remote
         while self._open():
-            stats = await reader.read()
+            try:
+                stats = await reader.read()
+            except Exception:  # a peer connection closing under the reading
+                logger.debug("session %s: no stats", self._session.id, exc_info=True)
+                return
             self._send_json({"type": "stats", **stats.to_json(local_address=local)})
             await asyncio.sleep(STATS_PERIOD)
 
-    async def _handle(self, message: str | bytes) -> None:
-        if isinstance(message, bytes) or len(message) > MAX_REQUEST:
-            self._send_json(to_json(CommandResult(None, False, "send requests as JSON text")))
-            return
+    def _handle(self, message: str) -> None:
+        """Parse one message and start answering it; nothing here waits, so that a
+        command (Open door) never queues behind a picture being made."""
         try:
             data: Any = json.loads(message)
         except ValueError:
@@ -184,28 +210,50 @@ class _Connection:
         if not isinstance(data, dict):
             self._send_json(to_json(CommandResult(None, False, "a request is a JSON object")))
             return
-        if "cmd" in data:
-            session = self._session
-            result = await self._services.commands.run(
-                data["cmd"], session.owner, session.role, session.id, session.client
-            )
-            self._send_json(to_json(result))
-            return
         request_id = data.get("id")
-        if not isinstance(request_id, int) or isinstance(request_id, bool):
-            self._send_json({"re": None, "ok": False, "status": 400, "reason": "id: an integer"})
+        if "cmd" not in data and not _is_id(request_id):
+            reason = "id: an integer from 0 to 2^32 - 1"
+            self._send_json({"re": None, "ok": False, "status": 400, "reason": reason})
             return
-        if not 0 <= request_id < 2**32:
-            self._send_json({"re": None, "ok": False, "status": 400, "reason": "id: 0 to 2^32"})
+        if len(self._requests) >= MAX_WAITING:
+            reason = "too many requests at once"
+            self._send_json({"re": request_id, "ok": False, "status": 429, "reason": reason})
             return
+        work = self._command(data) if "cmd" in data else self._request(int(data["id"]), data)
+        task = asyncio.create_task(work, name=f"channel-{self._session.id[:6]}-request")
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
+    async def _command(self, data: dict[str, Any]) -> None:
+        session = self._session
+        role = self._services.role_of(session.owner)
+        name = data["cmd"]
+        if role is None:
+            result = CommandResult(name, False, f"the account {session.owner!r} no longer exists")
+        else:
+            result = await self._services.commands.run(
+                name, session.owner, role, session.id, session.client
+            )
+        reply = to_json(result)
+        if _is_id(data.get("id")):
+            reply["re"] = data["id"]  # which command this answers, when asked
+        self._send_json(reply)
+
+    async def _request(self, request_id: int, data: dict[str, Any]) -> None:
         try:
-            await self._request(request_id, data)
+            await self._answer(request_id, data)
         except RequestRefused as refusal:
             self._send_json(
                 {"re": request_id, "ok": False, "status": refusal.status, "reason": str(refusal)}
             )
+        except Exception:
+            # A fault of ours (a card that fails a read): this request fails, the
+            # channel goes on serving.
+            logger.exception("session %s: request %s failed", self._session.id, data.get("op"))
+            reason = "the camera failed to answer this request"
+            self._send_json({"re": request_id, "ok": False, "status": 500, "reason": reason})
 
-    async def _request(self, request_id: int, data: dict[str, Any]) -> None:
+    async def _answer(self, request_id: int, data: dict[str, Any]) -> None:
         op = data.get("op")
         services = self._services
         if op == "clips":
@@ -214,6 +262,7 @@ class _Connection:
             )
             self._send_json({"re": request_id, "ok": True, **listing})
         elif op == "snapshot":
+            self._check_room(request_id)  # before a picture is made for nothing
             try:
                 picture = await current_jpeg(services.pipeline, services.recorder)
             except NoPicture as error:
@@ -243,16 +292,25 @@ class _Connection:
             raise RequestRefused(404, f"no clip {str(clip_id)[:64]!r}")
         return store.video_path(clip_id) if op == "clip" else store.thumbnail_path(clip_id)
 
-    def _start_transfer(self, request_id: int, source: _Source, offset: int, kind: str) -> None:
+    def _check_room(self, request_id: int) -> None:
         if request_id in self._transfers:
             raise RequestRefused(409, f"request {request_id} is already being sent")
         if len(self._transfers) >= MAX_TRANSFERS:
             raise RequestRefused(429, f"at most {MAX_TRANSFERS} transfers at once")
+
+    def _start_transfer(self, request_id: int, source: _Source, offset: int, kind: str) -> None:
+        self._check_room(request_id)
         task = asyncio.create_task(
             self._transfer(request_id, source, offset, kind), name=f"channel-send-{request_id}"
         )
         self._transfers[request_id] = task
-        task.add_done_callback(lambda _: self._transfers.pop(request_id, None))
+
+        def forget(done: asyncio.Task[None]) -> None:
+            # Only this transfer: a cancelled id may already be in use again.
+            if self._transfers.get(request_id) is done:
+                del self._transfers[request_id]
+
+        task.add_done_callback(forget)
 
     async def _transfer(self, request_id: int, source: _Source, offset: int, kind: str) -> None:
         try:
@@ -269,9 +327,19 @@ class _Connection:
         )
         position = offset
         while position < size and self._open():
-            block = await source.read(position, BLOCK)
+            try:
+                block = await source.read(position, BLOCK)
+            except OSError as error:
+                logger.warning("session %s: reading for the page: %s", self._session.id, error)
+                block = b""
             if not block:
-                break  # the file shrank (deleted meanwhile): the page sees it end short
+                # Deleted meanwhile, or unreadable: the page is told where it ended.
+                reason = "the file ended early (deleted meanwhile?)"
+                self._send_json(
+                    {"re": request_id, "ok": False, "status": 410, "reason": reason,
+                     "received": position}
+                )  # fmt: skip
+                return
             for start in range(0, len(block), CHUNK):
                 await self._room()
                 if not self._open():
@@ -284,6 +352,10 @@ class _Connection:
         while self._channel.bufferedAmount > HIGH_WATER and self._open():
             self._drained.clear()
             await self._drained.wait()
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
 
 
 class _Source(Protocol):
@@ -322,4 +394,4 @@ def _read_at(path: Path, offset: int, length: int) -> bytes:
             file.seek(offset)
             return file.read(length)
     except FileNotFoundError:
-        return b""
+        return b""  # deleted meanwhile: the transfer ends short
