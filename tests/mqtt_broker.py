@@ -37,8 +37,8 @@ def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def _write_tls(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a server certificate for 127.0.0.1 signed by it."""
+def _write_tls(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for `host` (an address) signed by it."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -55,14 +55,14 @@ def _write_tls(directory: Path) -> tuple[Path, Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
+        .subject_name(_name(host))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
@@ -88,14 +88,25 @@ def _free_port() -> int:
 
 
 class Broker:
-    def __init__(self, directory: Path, websockets: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        websockets: bool = False,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+    ) -> None:
+        """`netns`: run inside that network namespace, listening on `host` there; its
+        WebSocket listener then uses TLS too (wss://), as a page served over HTTPS
+        may open no plain WebSocket to another host."""
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             pytest.fail("mosquitto is not installed (make install-test installs it)")
         self.binary = binary
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.ca, cert, key = _write_tls(directory)
+        self.host = host
+        self.netns = netns
+        self.ca, cert, key = _write_tls(directory, host)
         passwords = directory / "passwords"
         subprocess.run(
             ["mosquitto_passwd", "-b", "-c", str(passwords), USER, PASSWORD],
@@ -107,13 +118,14 @@ class Broker:
         while websockets and self.ws_port in (None, self.port):
             self.ws_port = _free_port()
         self.config = directory / "mosquitto.conf"
+        tls = f"cafile {self.ca}\ncertfile {cert}\nkeyfile {key}\n"
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            f"cafile {self.ca}\ncertfile {cert}\nkeyfile {key}\n"
+            f"listener {self.port} {host}\n"
+            + tls
             # Per listener: the TLS files above belong to the first listener only;
             # the password applies to every listener.
             + (
-                f"listener {self.ws_port} 127.0.0.1\nprotocol websockets\n"
+                f"listener {self.ws_port} {host}\nprotocol websockets\n" + (tls if netns else "")
                 if self.ws_port is not None
                 else ""
             )
@@ -131,15 +143,28 @@ class Broker:
     def ws_url(self) -> str:
         """The WebSocket listener's address (Broker(..., websockets=True) only)."""
         assert self.ws_port is not None, "this broker has no websockets listener"
-        return f"ws://127.0.0.1:{self.ws_port}/"
+        return f"{'wss' if self.netns else 'ws'}://{self.host}:{self.ws_port}/"
 
     def start(self) -> None:
-        self.process = subprocess.Popen([self.binary, "-c", str(self.config)])
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.process = subprocess.Popen([*prefix, self.binary, "-c", str(self.config)])
         deadline = time.monotonic() + 10
         for port in (self.port, self.ws_port):
             if port is None:
                 continue
-            while True:
+            while self.netns is not None:
+                listening = subprocess.run(
+                    [*prefix, "ss", "-lnt"], capture_output=True, text=True, check=False
+                ).stdout
+                # The WebSocket listener binds every address (libwebsockets in 2.0.11
+                # ignores the listener's address): the port is what to look for.
+                if f":{port} " in listening:
+                    break
+                if self.process.poll() is not None:
+                    pytest.fail(f"mosquitto exited: {self.log()[-2000:]}")
+                assert time.monotonic() < deadline, "mosquitto did not listen"
+                time.sleep(0.05)
+            while self.netns is None:
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=1):
                         break

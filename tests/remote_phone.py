@@ -68,6 +68,7 @@ class RemotePhone:
             key, from_b64url(pairing["camera_key"], "camera_key"), clock=clock
         )
         self.replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.received: list[dict[str, Any]] = []  # every reply, kept for the tests' checks
         self.sent: list[bytes] = []  # every sealed message, for replay tests
         self.pc: RTCPeerConnection | None = None
         self.channel: ChannelClient | None = None
@@ -81,11 +82,16 @@ class RemotePhone:
     async def __aenter__(self) -> RemotePhone:
         context = ssl.create_default_context(cafile=str(self.broker.ca))
         client = aiomqtt.Client(
-            "127.0.0.1", self.broker.port, username=USER, password=PASSWORD,
+            self.broker.host, self.broker.port, username=USER, password=PASSWORD,
             tls_context=context, identifier=f"phone-{secrets.token_hex(4)}",
         )  # fmt: skip
-        self._client = await self._stack.enter_async_context(client)
-        await client.subscribe(f"{self.prefix}/{self.camera_id}/device/{self.device_id}", qos=1)
+        try:
+            self._client = await self._stack.enter_async_context(client)
+            topic = f"{self.prefix}/{self.camera_id}/device/{self.device_id}"
+            await client.subscribe(topic, qos=1)
+        except BaseException:
+            await self._stack.aclose()
+            raise
         task = asyncio.create_task(self._read(client))
         self._stack.push_async_callback(_cancel, task)
         return self
@@ -98,7 +104,9 @@ class RemotePhone:
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             assert isinstance(message.payload, bytes)
-            self.replies.put_nowait(json.loads(self.sealer.open(message.payload).payload))
+            reply = json.loads(self.sealer.open(message.payload).payload)
+            self.received.append(reply)
+            self.replies.put_nowait(reply)
 
     async def publish(self, data: bytes) -> None:
         assert self._client is not None
@@ -139,13 +147,33 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
+# A camera with all a remote viewer uses: talkback (tests/alsa_fixture.py's card), a
+# door relay (gpiozero's mock pins in the daemon), event clips.
+DOORBELL_CAMERA = """
+[camera]
+source = "test"
+size = "320x240"
+fps = 15
+[video]
+keyframe_interval = 1.0
+[talkback]
+device = "peercam_speaker"
+[gpio]
+relay_pin = 22
+[recording]
+enabled = true
+preroll_seconds = 1.0
+post_seconds = 1.0
+"""
+
+
 def remote_config(broker: Broker, state: Path | None = None, **more: str) -> str:
     """The daemon's [remote] section for `broker` (its TLS listener for the camera, its
     WebSocket one for pages)."""
     lines = [
         "[remote]",
         "enabled = true",
-        f'broker = "mqtts://127.0.0.1:{broker.port}"',
+        f'broker = "mqtts://{broker.host}:{broker.port}"',
         f'ca_file = "{broker.ca}"',
         f'username = "{USER}"',
         f'password = "{PASSWORD}"',

@@ -18,6 +18,7 @@ import shutil
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
 from peercam.recording.live_snapshot import NoPicture, current_jpeg
 from peercam.service.private_file import write_private
+from peercam.service.reconnecting import keep_linked
 from peercam.service.state_dir import state_directory
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,7 @@ class MqttBridge:
         self._bus: asyncio.Queue[Event] | None = None
         self.connected = asyncio.Event()
         self._client_now: aiomqtt.Client | None = None
+        self._context: ssl.SSLContext | None = None
         self._switch_offered = config.recording.enabled and config.mqtt.recording_switch
 
     @property
@@ -217,25 +220,23 @@ class MqttBridge:
         )
 
     async def _stay_connected(self) -> None:
-        wait = BACKOFF[0]
-        context: ssl.SSLContext | None = None
-        while True:
-            try:
-                if context is None:
-                    context = await asyncio.to_thread(self._tls_context)
-                async with self._client(context) as client:
-                    logger.info("Home Assistant: connected to the MQTT broker %s", self.name)
-                    wait = BACKOFF[0]
-                    await self._serve(client)
-            except (aiomqtt.MqttError, OSError, ssl.SSLError) as error:
-                logger.warning("Home Assistant: MQTT broker: %s; retrying in %.0f s", error, wait)
-            except Exception:
-                # A fault of ours must not end the link for good: logged, retried.
-                logger.exception("Home Assistant: MQTT link failed; retrying in %.0f s", wait)
-            finally:
-                self.connected.clear()
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, BACKOFF[1])
+        await keep_linked(
+            self._connect,
+            "Home Assistant: MQTT broker",
+            (aiomqtt.MqttError, OSError, ssl.SSLError),
+            BACKOFF,
+            on_down=self.connected.clear,
+        )
+
+    async def _connect(self, linked: Callable[[], None]) -> None:
+        # Read once, in a thread; a CA file that cannot be read is retried like a
+        # broker that cannot be reached.
+        if self._context is None and self.settings.tls:
+            self._context = await asyncio.to_thread(self._tls_context)
+        async with self._client(self._context) as client:
+            logger.info("Home Assistant: connected to the MQTT broker %s", self.name)
+            linked()
+            await self._serve(client)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         topics = self.topics

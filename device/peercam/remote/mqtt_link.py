@@ -14,6 +14,7 @@ import asyncio
 import logging
 import secrets
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -23,10 +24,10 @@ from prometheus_client import Counter, Gauge
 from peercam.config import RemoteConfig
 from peercam.metrics import Metrics
 from peercam.remote.rendezvous import Deliver, LinkDown
+from peercam.service.reconnecting import keep_linked
 
 logger = logging.getLogger(__name__)
 
-BACKOFF = (1.0, 60.0)
 SEND_TIMEOUT = 10.0
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
 
@@ -80,6 +81,7 @@ class MqttRendezvous:
         self._inbox = camera_topic(settings.topic_prefix, camera_id)
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        self._context: ssl.SSLContext | None = None
         self._task: asyncio.Task[None] | None = None
         self._linked = Gauge(
             "peercam_remote_linked",
@@ -137,35 +139,32 @@ class MqttRendezvous:
         )
 
     async def _stay_linked(self, deliver: Deliver) -> None:
-        wait = BACKOFF[0]
-        context: ssl.SSLContext | None = None
-        while True:
-            try:
-                if context is None:
-                    context = await asyncio.to_thread(self._tls_context)
-                async with self._client_for(context) as client:
-                    await client.subscribe(self._inbox, qos=1)
-                    self._client = client
-                    self.connected.set()
-                    self._linked.set(1)
-                    self._links.inc()
-                    logger.info("remote access: linked to %s", self.address)
-                    wait = BACKOFF[0]
-                    async for message in client.messages:
-                        payload = message.payload
-                        if isinstance(payload, bytes | bytearray):
-                            await deliver(bytes(payload))
-            except (aiomqtt.MqttError, OSError, ssl.SSLError) as error:
-                logger.warning(
-                    "remote access: rendezvous %s: %s; retrying in %.0f s",
-                    self.address, error, wait,
-                )  # fmt: skip
-            except Exception:
-                # A fault of ours must not end remote access for good: logged, retried.
-                logger.exception("remote access: link failed; retrying in %.0f s", wait)
-            finally:
-                self._client = None
-                self.connected.clear()
-                self._linked.set(0)
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, BACKOFF[1])
+        await keep_linked(
+            lambda linked: self._link(deliver, linked),
+            f"remote access: rendezvous {self.address}",
+            (aiomqtt.MqttError, OSError, ssl.SSLError),
+            on_down=self._down,
+        )
+
+    async def _link(self, deliver: Deliver, linked: Callable[[], None]) -> None:
+        # Read once, in a thread; a CA file that cannot be read is retried like a
+        # broker that cannot be reached.
+        if self._context is None and self.address.tls:
+            self._context = await asyncio.to_thread(self._tls_context)
+        async with self._client_for(self._context) as client:
+            await client.subscribe(self._inbox, qos=1)
+            self._client = client
+            self.connected.set()
+            self._linked.set(1)
+            self._links.inc()
+            logger.info("remote access: linked to %s", self.address)
+            linked()
+            async for message in client.messages:
+                payload = message.payload
+                if isinstance(payload, bytes | bytearray):
+                    await deliver(bytes(payload))
+
+    def _down(self) -> None:
+        self._client = None
+        self.connected.clear()
+        self._linked.set(0)
