@@ -33,7 +33,6 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +60,10 @@ logger = logging.getLogger(__name__)
 MAX_CALL_ID = 64
 MAX_CALLS_PER_DEVICE = 8
 MAX_CANDIDATES = 32
-# Messages being handled at once (offers take a while: gathering); past it, dropped.
-MAX_IN_FLIGHT = 16
+# Messages being handled at once (offers take a while: gathering), per device and in
+# all; past either, dropped: one busy phone does not crowd out the others.
+MAX_IN_FLIGHT_PER_DEVICE = 8
+MAX_IN_FLIGHT = 32
 # Messages opened per second, before any key work: anyone who may publish on the
 # broker can send, and each opening costs two ECDH operations on the event loop
 # that also paces the media. Signaling needs a handful per call.
@@ -111,7 +112,7 @@ class RemoteSignaling:
         self._link = link
         self._calls: dict[tuple[str, str], _Call] = {}
         self._opening: dict[tuple[str, str], _Opening] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], str] = {}  # -> the device it serves
         self._recent = RateWindow(1.0)
         self._closed = False
         self._refused = Counter(
@@ -143,16 +144,18 @@ class RemoteSignaling:
             self._refused.labels(refusal.code).inc()
             logger.warning("remote access: refused a message: %s", refusal)
             return
-        if len(self._tasks) >= MAX_IN_FLIGHT:
+        device_id = opened.device_id
+        mine = sum(1 for owner in self._tasks.values() if owner == device_id)
+        if mine >= MAX_IN_FLIGHT_PER_DEVICE or len(self._tasks) >= MAX_IN_FLIGHT:
             self._refused.labels("busy").inc()
             logger.warning("remote access: %d messages in hand; dropping one", len(self._tasks))
             return
-        self._spawn(self._handle(opened), f"remote-{opened.device_id[:6]}")
+        task = asyncio.create_task(self._handle(opened), name=f"remote-{device_id[:6]}")
+        self._tasks[task] = device_id
+        task.add_done_callback(self._forget_task)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     async def _handle(self, opened: Opened) -> None:
         device_id = opened.device_id
