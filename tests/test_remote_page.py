@@ -107,6 +107,34 @@ def test_the_paired_page_works_through_the_rendezvous_alone(
             wait_js(page, f"{player}.src.startsWith('blob:') && {player}.readyState >= 2", 15_000)
             assert page.evaluate(f"{player}.duration") > 1.0
 
+            # More clips than the camera sends at once (4 transfers per channel): every
+            # picture still arrives over the channel, and the list, refreshed by each
+            # new clip, keeps the clip being played.
+            clip_ids = {clip_id}
+            while len(clip_ids) < 6:
+                recorded = record_now(daemon)
+                wait_for_clip(daemon, recorded)
+                clip_ids.add(recorded)
+            page.evaluate("window.peercamClips.refresh()")
+            for shown in clip_ids:
+                page.wait_for_selector(f"li.clip[data-id='{shown}']", timeout=15_000)
+            pictures = "[...document.querySelectorAll('li.clip img')]"
+            wait_js(
+                page,
+                f"{pictures}.length >= 6 && {pictures}.every("
+                "(img) => img.src.startsWith('blob:') && img.complete && img.naturalWidth > 0)",
+                30_000,
+            )
+            # Its blob: URL still opens (a revoked one would not).
+            still_opens = """(src) => new Promise((resolve) => {
+                const probe = document.createElement('video');
+                probe.muted = true;
+                probe.onloadedmetadata = () => resolve(true);
+                probe.onerror = () => resolve(false);
+                probe.src = src;
+            })"""
+            assert page.evaluate(still_opens, page.evaluate(f"{player}.src"))
+
         log = daemon.log()
         assert "answer from admin" in log and "open-door from admin" in log
         device = json.loads(daemon.access.urlopen("/api/remote/devices"))["devices"][0]["id"]

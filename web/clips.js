@@ -4,6 +4,18 @@
 // clips come over the session's data channel (`channel`, web/channel.js) instead.
 
 const TRIGGERS = { ring: 'Doorbell', motion: 'Motion', manual: 'Recorded by hand' };
+// The camera sends at most 4 transfers at once per channel (MAX_TRANSFERS in
+// device/peercam/viewer_channel/server.py): pictures take 3, leaving one for a clip.
+const PICTURES_AT_ONCE = 3;
+// A transfer the channel could not finish is tried again (from what arrived) for as
+// long as the viewer may take to reconnect, and a busy camera (429) is waited out;
+// the camera saying the file is not there, or not any more, or failing to read it
+// (500), is final.
+const RETRY_FOR_MS = 120000;
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 5000;
+const OPEN_WAIT_MS = 5000;
+const FATAL = new Set([400, 403, 404, 410, 416, 500]);
 
 export class ClipList {
   constructor(elements) {
@@ -15,7 +27,10 @@ export class ClipList {
     this.isAdmin = false;
     this.clips = [];
     this.channel = null;
-    this.blobUrls = [];
+    this.blobUrls = []; // clips fetched over the channel (played or downloaded)
+    this.pictureUrls = new Map(); // clip id -> Promise of its picture's blob: URL
+    this.pictureQueue = []; // { picture, clip } waiting for a place
+    this.picturesLoading = 0;
   }
 
   async listing() {
@@ -30,7 +45,7 @@ export class ClipList {
   async refresh() {
     const body = await this.listing();
     if (!body) return;
-    for (const url of this.blobUrls.splice(0)) URL.revokeObjectURL(url);
+    this.forget(body.clips);
     this.clips = body.clips;
     this.recordButton.hidden = !(this.isAdmin && body.recording);
     this.storage.textContent = body.storage
@@ -38,6 +53,60 @@ export class ClipList {
       : 'Recording is off: set recording.enabled = true in peercam.toml (or peercam.txt)';
     this.empty.hidden = this.clips.length > 0;
     this.list.replaceChildren(...this.clips.map((clip) => this.item(clip)));
+  }
+
+  // Frees the blob: URLs the new list no longer shows: pictures of clips gone (the
+  // others are kept for the new list), and every fetched clip but the one playing.
+  forget(clips) {
+    this.pictureQueue.length = 0; // the old list's pictures not yet asked for
+    const listed = new Set(this.channel ? clips.map((clip) => clip.id) : []);
+    for (const [id, url] of this.pictureUrls) {
+      if (listed.has(id)) continue;
+      this.pictureUrls.delete(id);
+      url.then((href) => URL.revokeObjectURL(href), () => {});
+    }
+    const playing = this.player.getAttribute('src');
+    this.blobUrls = this.blobUrls.filter((url) => {
+      if (url === playing) return true;
+      URL.revokeObjectURL(url);
+      return false;
+    });
+  }
+
+  // A picture over the data channel: a few at a time, in the list's order.
+  loadPicture(picture, clip) {
+    this.pictureQueue.push({ picture, clip });
+    this.#nextPictures();
+  }
+
+  #nextPictures() {
+    while (this.picturesLoading < PICTURES_AT_ONCE && this.pictureQueue.length) {
+      const { picture, clip } = this.pictureQueue.shift();
+      this.picturesLoading += 1;
+      this.pictureUrl(clip)
+        .then((url) => { picture.src = url; })
+        .catch((error) => {
+          if (error.local) picture.src = clip.picture; // home again: the camera serves it
+          else console.warn(error);
+        })
+        .finally(() => {
+          this.picturesLoading -= 1;
+          this.#nextPictures();
+        });
+    }
+  }
+
+  pictureUrl(clip) {
+    let url = this.pictureUrls.get(clip.id);
+    if (!url) {
+      url = this.bytesUrl('picture', clip, { keep: false });
+      this.pictureUrls.set(clip.id, url);
+      // A failure is not kept: the next refresh asks again.
+      url.catch(() => {
+        if (this.pictureUrls.get(clip.id) === url) this.pictureUrls.delete(clip.id);
+      });
+    }
+    return url;
   }
 
   item(clip) {
@@ -49,7 +118,7 @@ export class ClipList {
       picture.alt = '';
       picture.loading = 'lazy';
       if (this.channel) {
-        this.bytesUrl('picture', clip).then((url) => { picture.src = url; }).catch(console.warn);
+        this.loadPicture(picture, clip);
       } else {
         picture.src = clip.picture;
       }
@@ -88,27 +157,46 @@ export class ClipList {
   async play(clip) {
     this.player.hidden = false;
     this.player.dataset.id = clip.id;
-    this.player.src = this.channel ? await this.bytesUrl('clip', clip) : clip.video;
+    let src = clip.video;
+    if (this.channel) {
+      try {
+        src = await this.bytesUrl('clip', clip);
+      } catch (error) {
+        if (!error.local) throw error; // home again: the camera serves it
+      }
+      if (this.player.dataset.id !== clip.id) return; // another clip was chosen meanwhile
+    }
+    const previous = this.player.getAttribute('src');
+    this.player.src = src;
+    if (previous !== src && this.blobUrls.includes(previous)) {
+      this.blobUrls.splice(this.blobUrls.indexOf(previous), 1);
+      URL.revokeObjectURL(previous);
+    }
     this.player.play().catch(() => {}); // the user pressed Play: sound may start too
   }
 
-  // A clip or its picture over the data channel, whole, as a blob: URL. A transfer
-  // cut by a lost connection goes on from where it stopped on the next channel.
-  async bytesUrl(op, clip) {
+  // A clip or its picture over the data channel, whole, as a blob: URL (kept in
+  // blobUrls to be freed by refresh() unless `keep` is false). A transfer cut by a
+  // lost connection, or a channel gone before it answered, is tried again on the
+  // viewer's next channel, from what had arrived, for up to RETRY_FOR_MS; a refusal
+  // (no such clip, gone meanwhile, a bad offset: 404/410/416) is not.
+  async bytesUrl(op, clip, { keep = true } = {}) {
     let parts = [];
-    for (let attempt = 0; ; attempt += 1) {
+    const deadline = Date.now() + RETRY_FOR_MS;
+    for (let wait = RETRY_FIRST_MS; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
       const channel = this.channel;
-      if (!channel) throw new Error('not connected to the camera');
+      if (!channel) throw Object.assign(new Error('not connected to the camera through the rendezvous'), { local: true });
       try {
-        await channel.opened();
+        // A channel that never opens (its session gone) must not hold the retries.
+        await channel.opened({ timeoutMs: OPEN_WAIT_MS });
         const blob = await channel.fetchBytes(op, { clip: clip.id }, { parts });
         const url = URL.createObjectURL(blob);
-        this.blobUrls.push(url);
+        if (keep) this.blobUrls.push(url);
         return url;
       } catch (error) {
-        if (!error.parts || attempt >= 30) throw error;
-        if (error.parts.length) parts = error.parts;
-        await new Promise((resolve) => setTimeout(resolve, 1000)); // the viewer reconnects
+        if (FATAL.has(error.status) || Date.now() + wait >= deadline) throw error;
+        if (error.parts?.length) parts = error.parts;
+        await new Promise((resolve) => setTimeout(resolve, wait)); // the viewer reconnects
       }
     }
   }

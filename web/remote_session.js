@@ -10,6 +10,7 @@ import { DeviceChannel, Refused } from './remote_crypto.js';
 import { viewerPeer } from './whep.js';
 
 const REPLY_MS = 15000;
+const MAX_CANDIDATES = 32; // per message, as the camera takes them (remote/signaling.py)
 const text = new TextEncoder();
 
 export class RemoteSession {
@@ -51,8 +52,12 @@ export class RemoteSession {
   async #link(videoCodec) {
     this.mqtt.onmessage = (topic, bytes) => this.#receive(bytes);
     this.mqtt.onclose = (reason) => {
-      for (const waiter of this.waiting.values()) waiter.reject(new Error(`rendezvous: ${reason}`));
+      const waiters = [...this.waiting.values()];
       this.waiting.clear();
+      for (const waiter of waiters) {
+        clearTimeout(waiter.timer);
+        waiter.reject(new Error(`rendezvous: ${reason}`));
+      }
     };
     await this.mqtt.connect();
     await this.mqtt.subscribe(this.deviceTopic);
@@ -88,16 +93,28 @@ export class RemoteSession {
     await this.mqtt.publish(this.cameraTopic, await this.sealer.seal(text.encode(JSON.stringify(message))));
   }
 
-  // One question, one answer (matched by call id).
+  // One question, one answer (matched by call id). A question that could not be sent
+  // leaves nothing waiting.
   async #ask(message) {
+    let waiter;
     const reply = new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.waiting.delete(message.call);
+        if (this.waiting.get(message.call) === waiter) this.waiting.delete(message.call);
         reject(new Error('the camera did not answer through the rendezvous'));
       }, REPLY_MS);
-      this.waiting.set(message.call, { resolve, reject, timer });
+      waiter = { resolve, reject, timer };
+      this.waiting.set(message.call, waiter);
     });
-    await this.#send(message);
+    // Settled while the question is still being sent, or after a failed send, it must
+    // not count as unhandled; the caller still gets the rejection through `return`.
+    reply.catch(() => {});
+    try {
+      await this.#send(message);
+    } catch (error) {
+      clearTimeout(waiter.timer);
+      if (this.waiting.get(message.call) === waiter) this.waiting.delete(message.call);
+      throw error;
+    }
     return reply;
   }
 
@@ -116,13 +133,23 @@ export class RemoteSession {
     if (this.answered) await this.#flushCandidates();
   }
 
+  // Sends what has gathered, in messages of at most MAX_CANDIDATES of one media
+  // section each. With the link down they stay for the next flush; a batch whose
+  // sending failed goes back too.
   async #flushCandidates() {
-    const batch = this.pendingCandidates.splice(0);
-    if (!batch.length || !this.mqtt.connected) return;
-    try {
-      await this.#send({ type: 'candidate', call: this.call, mid: batch[0].sdpMid, candidates: batch.map((c) => c.candidate) });
-    } catch (error) {
-      console.warn('trickle through the rendezvous failed', error);
+    while (this.pendingCandidates.length && this.mqtt.connected) {
+      const mid = this.pendingCandidates[0].sdpMid;
+      let count = 0;
+      while (count < MAX_CANDIDATES && count < this.pendingCandidates.length
+        && this.pendingCandidates[count].sdpMid === mid) count += 1;
+      const batch = this.pendingCandidates.splice(0, count);
+      try {
+        await this.#send({ type: 'candidate', call: this.call, mid, candidates: batch.map((c) => c.candidate) });
+      } catch (error) {
+        this.pendingCandidates.unshift(...batch);
+        console.warn('trickle through the rendezvous failed', error);
+        return;
+      }
     }
   }
 

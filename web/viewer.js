@@ -69,6 +69,7 @@ class Viewer {
     this.retryTimer = null;
     this.graceTimer = null;
     this.connects = 0;
+    this.attempts = 0; // connect() calls: the newest one owns what it makes
   }
 
   setStatus(state, text = state) {
@@ -77,9 +78,20 @@ class Viewer {
   }
 
   // Never throws: whatever goes wrong ends on the badge, and a retry where waiting can help.
+  // Choosing the way and signaling through the rendezvous can take many seconds, and
+  // meanwhile connect() may be called again (a network change, the retry timer): only
+  // the newest attempt goes on, and a session an older one made is stopped unused.
   async connect() {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    const attempt = ++this.attempts;
+    const current = () => attempt === this.attempts;
+    if (this.session) {
+      // Whatever was there is replaced, never joined by a second session.
+      const old = this.session;
+      this.session = null;
+      old.stop().catch(() => {});
+    }
     if (typeof window.RTCPeerConnection !== 'function') {
       // Nothing to retry: this browser will not gain WebRTC by waiting.
       this.setStatus('error', NO_WEBRTC);
@@ -92,11 +104,13 @@ class Viewer {
     }
     let session;
     const { way, pairing } = await chooseWay();
+    if (!current()) return;
     try {
       session = way === 'rendezvous'
         ? await RemoteSession.create(pairing, { videoCodec })
         : await WhepSession.create(new URL('/whep', location.href).href, { videoCodec });
     } catch (error) {
+      if (!current()) return; // a newer attempt says how it goes
       // A constructor that throws (a refused ICE server entry, a browser policy) may
       // be fixed on the camera or in the browser meanwhile: say so and try again.
       console.warn(error);
@@ -104,6 +118,10 @@ class Viewer {
         ? `the camera is not reachable here, nor through the rendezvous: ${describe(error)}`
         : `this browser refused to start WebRTC: ${describe(error)}`);
       this.scheduleRetry();
+      return;
+    }
+    if (!current()) {
+      session.stop().catch(() => {});
       return;
     }
     this.session = session;
@@ -122,9 +140,11 @@ class Viewer {
     session.pc.addEventListener('connectionstatechange', () => this.onState(session));
     try {
       await session.start();
+      if (session !== this.session) return; // replaced while it started
       if (session.role) showRemoteRole(session.role);
       this.stats = new StatsReader(session.pc);
     } catch (error) {
+      if (session !== this.session) return; // stopped for a newer attempt: not an error
       console.warn(error);
       if (error.status === 401) {
         toLogin(); // the login session expired or was ended
