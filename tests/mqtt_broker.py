@@ -148,6 +148,14 @@ class Broker:
     def start(self) -> None:
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.process = subprocess.Popen([*prefix, self.binary, "-c", str(self.config)])
+        try:
+            self._wait_listening(prefix)
+        except BaseException:
+            self.kill()  # never a broker left running behind a failed start
+            raise
+
+    def _wait_listening(self, prefix: list[str]) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + 10
         for port in (self.port, self.ws_port):
             if port is None:

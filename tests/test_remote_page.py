@@ -16,27 +16,11 @@ from tests.alsa_fixture import fake_sound_card
 from tests.browser import chromium, open_page, wait_for_stats, wait_js
 from tests.conftest import StartDaemon
 from tests.mqtt_broker import Broker
-from tests.remote_phone import remote_config
+from tests.remote_phone import DOORBELL_CAMERA, remote_config
 from tests.test_clips_page import record_now, wait_for_clip
 
 pytestmark = pytest.mark.timeout(150)
 
-CAMERA = """
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[video]
-keyframe_interval = 1.0
-[talkback]
-device = "peercam_speaker"
-[gpio]
-relay_pin = 22
-[recording]
-enabled = true
-preroll_seconds = 1.0
-post_seconds = 1.0
-"""
 # What a page away from home cannot reach, and so must never need.
 CAMERA_ONLY = ("/whep", "/events", "/api/events", "/api/clips/", "/snapshot.jpg")
 
@@ -49,7 +33,7 @@ def test_the_paired_page_works_through_the_rendezvous_alone(
     try:
         card = fake_sound_card(tmp_path / "card", seconds=30)
         daemon = start_daemon(
-            CAMERA + remote_config(broker, candidates="all"),
+            DOORBELL_CAMERA + remote_config(broker, candidates="all"),
             env={**card.env, "GPIOZERO_PIN_FACTORY": "mock"},
         )
         clip_id = record_now(daemon)

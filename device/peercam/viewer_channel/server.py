@@ -150,7 +150,15 @@ class _Connection:
         if isinstance(message, bytes) or len(message) > MAX_REQUEST:
             self._send_json(to_json(CommandResult(None, False, "send requests as JSON text")))
         elif self._inbox.qsize() >= MAX_WAITING:
-            self._send_json({"re": None, "ok": False, "status": 429, "reason": "too many requests"})
+            # Named, so the page can give up on that request at once (it is small:
+            # parsing it costs little).
+            try:
+                request_id = json.loads(message).get("id")
+            except (ValueError, AttributeError):
+                request_id = None
+            reason = "too many requests"
+            self._send_json({"re": request_id if _is_id(request_id) else None, "ok": False,
+                             "status": 429, "reason": reason})  # fmt: skip
         else:
             self._inbox.put_nowait(message)
 
