@@ -22,6 +22,7 @@ from tests.access import TEST_PASSWORD
 from tests.alsa_fixture import fake_sound_card
 from tests.browser import chromium, open_page, wait_for_stats, wait_js
 from tests.daemon_process import DaemonProcess
+from tests.doorbell_page import answer_and_open_door, play_clip_from_its_bytes
 from tests.mqtt_broker import Broker
 from tests.netns import in_ns
 from tests.remote_phone import DOORBELL_CAMERA, remote_config
@@ -157,19 +158,8 @@ def test_a_phone_away_from_home_reaches_the_camera_through_both_nats(tmp_path: P
             connected_through_rendezvous(page, daemon, "direct")
             wait_for_stats(page, lambda s: s["framesDecoded"] > 10 and s["audioPackets"] > 20)
 
-            camera_api("POST", "/api/ring")
-            page.wait_for_selector("#ring", state="visible", timeout=15_000)
-            page.click("#answer")
-            page.wait_for_selector("#hangup", state="visible", timeout=15_000)
-            page.click("#open-door")
-            wait_js(page, "document.getElementById('notice').textContent.includes('Door opened')")
-            page.click("#hangup")
-
-            page.click("#toggle-clips")
-            page.wait_for_selector(f"li.clip[data-id='{clip_id}']", timeout=15_000)
-            page.click(f"li.clip[data-id='{clip_id}'] button.play")
-            player = "document.getElementById('clip-player')"
-            wait_js(page, f"{player}.src.startsWith('blob:') && {player}.readyState >= 2")
+            answer_and_open_door(page, lambda: camera_api("POST", "/api/ring"))
+            play_clip_from_its_bytes(page, clip_id)
 
             # No direct path between the two NATs: the relay carries the media.
             net.block_direct_udp()

@@ -15,6 +15,7 @@ from playwright.sync_api import Request
 from tests.alsa_fixture import fake_sound_card
 from tests.browser import chromium, open_page, wait_for_stats, wait_js
 from tests.conftest import StartDaemon
+from tests.doorbell_page import PLAYER, answer_and_open_door, play_clip_from_its_bytes
 from tests.mqtt_broker import Broker
 from tests.remote_phone import DOORBELL_CAMERA, remote_config
 from tests.test_clips_page import record_now, wait_for_clip
@@ -72,23 +73,14 @@ def test_the_paired_page_works_through_the_rendezvous_alone(
             wait_js(page, "document.getElementById('stats').textContent.includes('camera sees')")
 
             # A ring, answered on the page; the door opened; all over the data channel.
-            daemon.access.urlopen("/api/ring", method="POST")
-            page.wait_for_selector("#ring", state="visible", timeout=10_000)
-            page.click("#answer")
-            page.wait_for_selector("#hangup", state="visible", timeout=10_000)
-            page.click("#open-door")
-            wait_js(page, "document.getElementById('notice').textContent.includes('Door opened')")
-            page.click("#hangup")
+            answer_and_open_door(page, lambda: daemon.access.urlopen("/api/ring", method="POST"))
 
             # The clip list, a picture and the clip itself, played from its bytes.
-            page.click("#toggle-clips")
-            page.wait_for_selector(f"li.clip[data-id='{clip_id}']", timeout=10_000)
+            play_clip_from_its_bytes(page, clip_id)
             item = f"document.querySelector(\"li.clip[data-id='{clip_id}']\")"
             wait_js(page, f"{item}.querySelector('img')?.src.startsWith('blob:')", 10_000)
             wait_js(page, f"{item}.querySelector('img').naturalWidth > 0", 10_000)
-            page.click(f"li.clip[data-id='{clip_id}'] button.play")
-            player = "document.getElementById('clip-player')"
-            wait_js(page, f"{player}.src.startsWith('blob:') && {player}.readyState >= 2", 15_000)
+            player = PLAYER
             assert page.evaluate(f"{player}.duration") > 1.0
 
             # More clips than the camera sends at once (4 transfers per channel): every
