@@ -10,11 +10,12 @@ RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
 # chromium: the real viewer; coturn, iptables, iproute2: the TURN fallback tests;
 # janus: the scale-out test; shellcheck: the install and image scripts; GStreamer's
 # webrtcbin: a WHEP client that is neither libwebrtc nor aiortc (and a bench peer);
-# zbar-tools: reads the pairing QR code off the admin's page, as a phone would.
+# zbar-tools: reads the pairing QR code off the admin's page, as a phone would;
+# curl: the remote-access test's requests inside a namespace; ffmpeg: an RTSP client.
 GST_DEBS  := gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base \
 	gstreamer1.0-nice gstreamer1.0-libav python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 python3-gi
-TEST_DEBS := chromium coturn iptables iproute2 janus systemd shellcheck mosquitto zbar-tools curl \
-	$(GST_DEBS)
+TEST_DEBS := chromium coturn iptables iproute2 janus systemd shellcheck mosquitto zbar-tools \
+	curl ffmpeg $(GST_DEBS)
 
 .PHONY: run test test-all lint typecheck bench clean install-run install-test image image-test
 

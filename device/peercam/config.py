@@ -414,6 +414,21 @@ class WebPushConfig(_Section):
     clips_default: bool = True
 
 
+class RtspConfig(_Section):
+    """RTSP for NVRs (rtsp/): rtsp://camera:8554/live from the shared packets."""
+
+    # Off by default for now: turned on with Digest and ONVIF (issue 21).
+    enabled: bool = False
+    host: str = ""  # "": server.host
+    port: Annotated[int, Field(ge=0, le=65535)] = 8554
+    # The audio track of /live (/live/opus, /live/pcmu, /live/pcma, /live/noaudio pick
+    # their own): G.711 is what most NVRs play.
+    audio: Literal["pcmu", "pcma", "opus", "none"] = "pcmu"
+    session_timeout: Annotated[float, Field(ge=5, le=3600)] = 60.0
+    max_sessions: Annotated[int, Field(ge=1, le=1000)] = 16
+    max_sessions_per_client: Annotated[int, Field(ge=1, le=1000)] = 8
+
+
 class RemoteConfig(_Section):
     """Remote access (remote/): the camera keeps an outbound link to a rendezvous (an
     MQTT broker) through which paired phones signal, sealed end to end; media then
@@ -483,6 +498,7 @@ class Config(_Section):
     ringback: RingbackConfig = RingbackConfig()
     webpush: WebPushConfig = WebPushConfig()
     remote: RemoteConfig = RemoteConfig()
+    rtsp: RtspConfig = RtspConfig()
 
 
 def _describe(error: ValidationError) -> str:

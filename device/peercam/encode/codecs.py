@@ -26,18 +26,32 @@ class CodecSpec:
     encoder: str  # FFmpeg's software encoder (a board's hardware one is chosen apart)
     decoder: str  # FFmpeg's decoder, for snapshots and checks
     packetizer: Callable[[], Packetizer]  # a new one per shared stream
+    # For plain RTP/AVP (RTSP): the payload type RFC 3551 gives it, if any (else a
+    # dynamic one is chosen), and the channels its rtpmap names (Opus: always 2).
+    static_payload_type: int | None = None
+    rtpmap_channels: int | None = None
+
+    @property
+    def rtpmap(self) -> str:
+        """As in `a=rtpmap:<pt> ...`: e.g. "H264/90000", "opus/48000/2"."""
+        name = self.mime_type.split("/", 1)[1]
+        channels = f"/{self.rtpmap_channels}" if self.rtpmap_channels else ""
+        return f"{name}/{self.clock_rate}{channels}"
 
 
 H264 = CodecSpec("h264", "video", "video/H264", 90_000, True, "libx264", "h264", H264Packetizer)
 VP8 = CodecSpec("vp8", "video", "video/VP8", 90_000, True, "libvpx", "vp8", Vp8Packetizer)
 OPUS = CodecSpec(
-    "opus", "audio", "audio/opus", 48_000, False, "libopus", "opus", WholeFramePacketizer
-)
+    "opus", "audio", "audio/opus", 48_000, False, "libopus", "opus", WholeFramePacketizer,
+    rtpmap_channels=2,
+)  # fmt: skip
 PCMU = CodecSpec(
-    "pcmu", "audio", "audio/PCMU", 8_000, False, "pcm_mulaw", "pcm_mulaw", WholeFramePacketizer
-)
+    "pcmu", "audio", "audio/PCMU", 8_000, False, "pcm_mulaw", "pcm_mulaw", WholeFramePacketizer,
+    static_payload_type=0,
+)  # fmt: skip
 PCMA = CodecSpec(
-    "pcma", "audio", "audio/PCMA", 8_000, False, "pcm_alaw", "pcm_alaw", WholeFramePacketizer
-)
+    "pcma", "audio", "audio/PCMA", 8_000, False, "pcm_alaw", "pcm_alaw", WholeFramePacketizer,
+    static_payload_type=8,
+)  # fmt: skip
 
 BY_NAME = {spec.name: spec for spec in (H264, VP8, OPUS, PCMU, PCMA)}

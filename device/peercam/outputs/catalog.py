@@ -11,11 +11,13 @@ from peercam.recording import recorder
 from peercam.remote import service as remote
 from peercam.republish import rtp_forward, whip_publisher
 from peercam.ringback import ringback
+from peercam.rtsp import server as rtsp
 from peercam.webpush import service as webpush
 
 FACTORIES: list[OutputFactory] = [
     whip_publisher.build,
     rtp_forward.build,
+    rtsp.build,
     # Those that hear events start before those that tell them: the recorder says
     # whether it is switched on as it starts, motion is seen once the watch runs.
     mqtt_bridge.build,

@@ -9,42 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-
-from aiortc.rtp import RtpPacket
 
 from peercam.config import RtpTarget
 from peercam.encode.codecs import H264, OPUS
+from peercam.encode.rtp_stream import RtpStream
 from peercam.fanout.hub import SubscriptionClosed
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
 
 logger = logging.getLogger(__name__)
-
-
-class RtpStream:
-    """One media stream's RTP numbering: its own SSRC, sequence and time origin."""
-
-    def __init__(self, payload_type: int) -> None:
-        self.payload_type = payload_type
-        self.ssrc = random.getrandbits(32)
-        self._sequence = random.getrandbits(15)
-        self._origin = random.getrandbits(32)
-
-    def packets(self, payloads: tuple[bytes, ...], timestamp: int) -> list[bytes]:
-        packets = []
-        for index, payload in enumerate(payloads):
-            packet = RtpPacket(
-                payload_type=self.payload_type,
-                marker=int(index == len(payloads) - 1),
-                sequence_number=self._sequence,
-                timestamp=(self._origin + timestamp) & 0xFFFFFFFF,
-                ssrc=self.ssrc,
-                payload=payload,
-            )
-            self._sequence = (self._sequence + 1) & 0xFFFF
-            packets.append(packet.serialize())
-        return packets
 
 
 class RtpForwarder:

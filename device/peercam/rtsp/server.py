@@ -1,0 +1,378 @@
+"""RTSP/1.0 for NVRs (RFC 2326): rtsp://camera:8554/live, from the shared encoded
+packets, as an output on the output seam.
+
+Methods: OPTIONS, DESCRIBE, SETUP (RTP over UDP unicast or TCP interleaved), PLAY,
+PAUSE, TEARDOWN, GET_PARAMETER (keep-alive). Each session times out when its client
+is not heard from (a request naming it, or RTCP) for `rtsp.session_timeout` seconds,
+and ends with its connection. /live carries H.264 and the audio `rtsp.audio` names;
+/live/opus, /live/pcmu, /live/pcma and /live/noaudio choose for themselves.
+
+Access is the HTTP interface's: Basic credentials of a user or a token's secret as the
+password (any user name), the viewer role enough, the same failure throttling; a
+request with no credentials gets the challenge without counting as a failure (clients
+always try without first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from peercam.auth.authenticator import Authenticator, LoginThrottled
+from peercam.auth.principal import Principal
+from peercam.config import Config, RtspConfig
+from peercam.encode.codecs import BY_NAME, H264, CodecSpec
+from peercam.encode.rtp_stream import RtpStream
+from peercam.fanout.hub import SubscriptionClosed
+from peercam.h264_bitstream import PPS, SPS, nal_type, nal_units
+from peercam.outputs.output import Output, OutputContext
+from peercam.pipeline import MediaPipeline
+from peercam.rtsp.describe import Track, h264_fmtp, payload_types, session_description
+from peercam.rtsp.request import Interleaved, Request, Response, RtspError, read_message
+from peercam.rtsp.session import InterleavedSink, PacketSink, RtspSession, TrackOut, UdpSink
+from peercam.rtsp.transport_spec import choose_transport
+
+logger = logging.getLogger(__name__)
+
+PATH = "/live"
+PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER"
+REALM = "peercam"
+WAIT_FOR_PARAMETER_SETS = 8.0  # seconds: the camera may be starting (a Pi's takes ~2)
+WRITE_BUFFER = 512 * 1024  # per connection; past it a TCP client's frames are skipped
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("", 0)
+        self.client = str(peer[0])
+        local = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
+        self.local = str(local[0])
+        self.sessions: dict[str, RtspSession] = {}
+
+
+class RtspServer:
+    def __init__(self, config: Config, pipeline: MediaPipeline, accounts: Authenticator) -> None:
+        self.settings: RtspConfig = config.rtsp
+        self._host = self.settings.host or config.server.host
+        self._audio_enabled = config.audio.enabled
+        self._pipeline = pipeline
+        self._accounts = accounts
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[str, RtspSession] = {}
+        self._owners: dict[str, _Connection] = {}  # session id -> its connection
+        self._connections: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self.port = 0
+
+    @property
+    def name(self) -> str:
+        return f"RTSP server on port {self.settings.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve_connection, self._host or None, self.settings.port, reuse_address=True
+        )
+        sockets = self._server.sockets
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        self._reaper = asyncio.create_task(self._reap(), name="rtsp-reaper")
+        logger.info("RTSP: rtsp://<camera>:%d%s", self.port, PATH)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = [*self._connections, *([self._reaper] if self._reaper else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for session in list(self._sessions.values()):
+            await session.close()
+        self._sessions.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    # -- connections -------------------------------------------------------------
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        writer.transport.set_write_buffer_limits(high=WRITE_BUFFER)
+        connection = _Connection(reader, writer)
+        try:
+            await self._converse(connection)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away
+        finally:
+            self._connections.discard(task)
+            for session in list(connection.sessions.values()):
+                await self._end(session)
+            writer.close()
+
+    async def _converse(self, connection: _Connection) -> None:
+        timeout = self.settings.session_timeout
+        while True:
+            try:
+                message = await asyncio.wait_for(read_message(connection.reader), timeout)
+            except TimeoutError:
+                if not any(s.playing for s in connection.sessions.values()):
+                    return  # idle and not playing: nothing to keep the connection for
+                continue
+            except RtspError as error:
+                await self._write(connection, Response(error.status), None)
+                logger.info("RTSP %s: %s", connection.client, error)
+                return
+            if message is None:
+                return
+            if isinstance(message, Interleaved):
+                for session in connection.sessions.values():
+                    session.heard()  # RTCP receiver reports on the odd channels
+                continue
+            try:
+                response = await self._respond(connection, message)
+            except RtspError as error:
+                response = Response(error.status)
+                logger.info("RTSP %s %s from %s: %s", message.method, message.uri[:80],
+                            connection.client, error)  # fmt: skip
+                if error.close:
+                    await self._write(connection, response, message.cseq)
+                    return
+            await self._write(connection, response, message.cseq)
+
+    async def _write(self, connection: _Connection, response: Response, cseq: str | None) -> None:
+        response.headers.setdefault("Server", "peercam")
+        connection.writer.write(response.serialize(cseq))
+        await connection.writer.drain()
+
+    # -- requests ----------------------------------------------------------------
+
+    async def _respond(self, connection: _Connection, request: Request) -> Response:
+        method = request.method
+        if method == "OPTIONS":
+            return Response(200, {"Public": PUBLIC})
+        if method not in PUBLIC:
+            return Response(405, {"Allow": PUBLIC})
+        principal = await self._authorize(connection, request)
+        if principal is None:
+            return Response(401, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+        target = _target(request.uri, self.settings.audio)
+        if method == "DESCRIBE":
+            return await self._describe(connection, request, target)
+        if method == "SETUP":
+            return await self._setup(connection, request, principal, target)
+        session = self._session_of(connection, request)
+        session.heard()
+        if method == "PLAY":
+            session.play()
+            base = _target(request.uri, self.settings.audio).base
+            info = ",".join(
+                f"url={base}{control};seq={out.stream.next_sequence}"
+                for control, out in session.tracks.items()
+            )
+            return Response(200, _session_headers(session, self.settings, RTP_Info=info,
+                                                  Range="npt=0.000-"))  # fmt: skip
+        if method == "PAUSE":
+            await session.pause()
+            return Response(200, _session_headers(session, self.settings))
+        if method == "TEARDOWN":
+            await self._end(session)
+            return Response(200)
+        return Response(200, _session_headers(session, self.settings))  # GET_PARAMETER
+
+    async def _authorize(self, connection: _Connection, request: Request) -> Principal | None:
+        header = request.header("authorization")
+        if not header:
+            return None
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "basic":
+            # A token may stand in as the password of any user name: NVRs have no
+            # field for a Bearer token.
+            decoded = _basic(credentials.strip())
+            if decoded is not None and decoded[1].startswith("pct_"):
+                header = f"Bearer {decoded[1]}"
+        try:
+            principal = await self._accounts.identify(None, header, connection.client)
+        except LoginThrottled as throttled:
+            raise RtspError(503, str(throttled)) from None
+        return principal if principal is not None and principal.may("viewer") else None
+
+    def _codecs(self, audio: str) -> list[CodecSpec]:
+        available = set(self._pipeline.codecs)
+        if H264.name not in available:
+            raise RtspError(503, "the camera has no H.264 stream (video.codecs)")
+        codecs = [H264]
+        if audio != "none" and self._audio_enabled:
+            if audio not in available:
+                raise RtspError(503, f"{audio} is not among audio.codecs")
+            codecs.append(BY_NAME[audio])
+        return codecs
+
+    async def _tracks(self, audio: str, describe: bool) -> list[Track]:
+        codecs = self._codecs(audio)
+        fmtp = await self._h264_fmtp() if describe else ""
+        return [
+            Track(f"trackID={index}", codec, payload_type, fmtp if codec is H264 else "")
+            for index, (codec, payload_type) in enumerate(
+                zip(codecs, payload_types(codecs), strict=True)
+            )
+        ]
+
+    async def _h264_fmtp(self) -> str:
+        """The stream's own SPS and PPS, from its next keyframe (asked for)."""
+        try:
+            async with asyncio.timeout(WAIT_FOR_PARAMETER_SETS):
+                async with self._pipeline.stream(H264.name) as subscription:
+                    while True:
+                        frame = await subscription.get()
+                        found = {nal_type(n): n for n in nal_units(frame.data) if n}
+                        if SPS in found and PPS in found:
+                            return h264_fmtp(found[SPS], found[PPS])
+        except (TimeoutError, SubscriptionClosed):
+            raise RtspError(503, "the camera gave no picture in time; try again") from None
+
+    async def _describe(
+        self, connection: _Connection, request: Request, target: Target
+    ) -> Response:
+        if request.header("require"):
+            return Response(551, {"Unsupported": request.header("require")})
+        if target.control:
+            raise RtspError(404, "DESCRIBE the stream, not one of its tracks")
+        tracks = await self._tracks(target.audio, describe=True)
+        sdp = session_description(tracks, connection.local, "peercam")
+        return Response(
+            200, {"Content-Type": "application/sdp", "Content-Base": target.base}, sdp.encode()
+        )
+
+    async def _setup(
+        self,
+        connection: _Connection,
+        request: Request,
+        principal: Principal,
+        target: Target,
+    ) -> Response:
+        control = target.control
+        tracks = {t.control: t for t in await self._tracks(target.audio, describe=False)}
+        if not control:
+            raise RtspError(459, "SETUP one track at a time (…/trackID=N)")
+        if control not in tracks:
+            raise RtspError(404, f"no track {control[:40]!r}")
+        session_id = request.header("session").split(";")[0]
+        if session_id:
+            session = self._session_of(connection, request)
+        else:
+            session = self._new_session(connection, principal)
+        if control in session.tracks:
+            raise RtspError(455, f"{control} is already set up")
+        index = list(tracks).index(control)
+        spec = choose_transport(request.header("transport"), default_channel=2 * index)
+        sink: PacketSink
+        if spec.tcp:
+            sink = InterleavedSink(connection.writer, spec)
+            server_ports = None
+        else:
+            udp = await UdpSink.open(
+                connection.local, (connection.client, spec.first, spec.second), session.heard
+            )
+            sink, server_ports = udp, udp.ports
+        stream = RtpStream(tracks[control].payload_type)
+        session.tracks[control] = TrackOut(tracks[control], spec, sink, stream)
+        headers = _session_headers(session, self.settings)
+        headers["Transport"] = spec.reply(server_ports, stream.ssrc)
+        return Response(200, headers)
+
+    def _new_session(self, connection: _Connection, principal: Principal) -> RtspSession:
+        if len(self._sessions) >= self.settings.max_sessions:
+            raise RtspError(453, f"at most {self.settings.max_sessions} RTSP sessions")
+        mine = sum(1 for s in self._sessions.values() if s.client == connection.client)
+        if mine >= self.settings.max_sessions_per_client:
+            raise RtspError(453, f"at most {self.settings.max_sessions_per_client} per client")
+        session = RtspSession(self._pipeline, connection.client, principal.name)
+        self._sessions[session.id] = session
+        self._owners[session.id] = connection
+        connection.sessions[session.id] = session
+        logger.info("RTSP session %s for %s from %s", session.id, principal.name,
+                    connection.client)  # fmt: skip
+        return session
+
+    def _session_of(self, connection: _Connection, request: Request) -> RtspSession:
+        session_id = request.header("session").split(";")[0].strip()
+        session = connection.sessions.get(session_id)
+        if session is None:
+            raise RtspError(454, "no such session on this connection")
+        return session
+
+    async def _end(self, session: RtspSession) -> None:
+        if self._sessions.pop(session.id, None) is None:
+            return
+        owner = self._owners.pop(session.id, None)
+        if owner is not None:
+            owner.sessions.pop(session.id, None)
+        await session.close()
+        logger.info("RTSP session %s ended", session.id)
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            limit = time.monotonic() - self.settings.session_timeout
+            for session in [s for s in self._sessions.values() if s.last_heard < limit]:
+                logger.info("RTSP session %s: not heard from; ending it", session.id)
+                await self._end(session)
+
+
+AUDIO_CHOICES = {"opus": "opus", "pcmu": "pcmu", "pcma": "pcma", "noaudio": "none"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request's URL names: the stream's audio choice, and a track (SETUP)."""
+
+    base: str  # the aggregate URL with a trailing slash: clients append controls to it
+    audio: str
+    control: str  # "trackID=N", or "" for the stream itself
+
+
+def _target(uri: str, default_audio: str) -> Target:
+    parts = urlsplit(uri)
+    if parts.scheme not in ("rtsp", "rtsps"):
+        raise RtspError(400, "not an rtsp:// URL")
+    segments = [s for s in parts.path.split("/") if s]
+    if not segments or segments[0] != PATH.strip("/"):
+        raise RtspError(404, f"no stream at {parts.path[:80]!r}; the stream is {PATH}")
+    rest = segments[1:]
+    control = rest.pop() if rest and rest[-1].startswith("trackID=") else ""
+    audio = default_audio
+    if rest:
+        if len(rest) > 1 or rest[0] not in AUDIO_CHOICES:
+            raise RtspError(404, f"no stream at {parts.path[:80]!r}")
+        audio = AUDIO_CHOICES[rest[0]]
+    path = "/".join(["", *segments[: 1 + len(rest)]])
+    return Target(f"{parts.scheme}://{parts.netloc}{path}/", audio, control)
+
+
+def _session_headers(session: RtspSession, settings: RtspConfig, **more: str) -> dict[str, str]:
+    headers = {"Session": f"{session.id};timeout={int(settings.session_timeout)}"}
+    headers.update({name.replace("_", "-"): value for name, value in more.items()})
+    return headers
+
+
+def _basic(credentials: str) -> tuple[str, str] | None:
+    try:
+        user, colon, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if colon else None
+
+
+def build(context: OutputContext) -> list[Output]:
+    if not context.config.rtsp.enabled or context.accounts is None:
+        return []
+    return [RtspServer(context.config, context.pipeline, context.accounts)]

@@ -1,0 +1,212 @@
+"""The RTSP server (rtsp/) with real clients nobody here wrote: FFmpeg's ffprobe over
+TCP and UDP, GStreamer's rtspsrc; credentials as the HTTP interface takes them; and bad
+input answered with an RTSP error while another client keeps streaming."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.access import TEST_PASSWORD
+from tests.conftest import StartDaemon
+from tests.daemon_process import DaemonProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+CONFIG = """
+[camera]
+source = "test"
+size = "320x240"
+fps = 15
+[video]
+keyframe_interval = 1.0
+[talkback]
+enabled = false
+[rtsp]
+enabled = true
+port = 0
+"""
+FPS = 15
+
+
+def rtsp_port(daemon: DaemonProcess) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = re.search(r"RTSP: rtsp://<camera>:(\d+)/live", daemon.log())
+        if found:
+            return int(found[1])
+        time.sleep(0.1)
+    raise AssertionError(f"the daemon never said its RTSP port:\n{daemon.log()[-2000:]}")
+
+
+def url(daemon: DaemonProcess, path: str = "/live", password: str = TEST_PASSWORD) -> str:
+    return f"rtsp://admin:{password}@127.0.0.1:{rtsp_port(daemon)}{path}"
+
+
+def ffprobe() -> str:
+    found = shutil.which("ffprobe")
+    if found is None:
+        pytest.fail("ffprobe is missing: `make install-test` installs Debian's ffmpeg")
+    return found
+
+
+def probe_frames(address: str, transport: str, seconds: int = 3) -> dict[str, list[dict[str, str]]]:
+    """The frames of the stream's first `seconds` (its own time), decoded by ffprobe."""
+    result = subprocess.run(
+        [ffprobe(), "-v", "error", "-rtsp_transport", transport, "-i", address,
+         "-show_streams", "-show_frames", "-read_intervals", f"%+{seconds}",
+         "-show_entries", "frame=media_type,pts_time,key_frame:stream=codec_name,codec_type",
+         "-of", "json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    data: dict[str, list[dict[str, str]]] = json.loads(result.stdout)
+    return data
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_ffprobe_decodes_video_and_audio_at_the_cameras_rate(
+    start_daemon: StartDaemon, transport: str
+) -> None:
+    daemon = start_daemon(CONFIG)
+    data = probe_frames(url(daemon), transport)
+    codecs = {s["codec_type"]: s["codec_name"] for s in data["streams"]}
+    assert codecs == {"video": "h264", "audio": "pcm_mulaw"}, codecs
+    video = [f for f in data["frames"] if f["media_type"] == "video"]
+    audio = [f for f in data["frames"] if f["media_type"] == "audio"]
+    assert len(video) >= 30 and audio, (len(video), len(audio))
+    # The rate in stream time (the frames' own timestamps), not the wall clock's;
+    # FFmpeg gives the very first frame none (N/A) until the stream's clock is set.
+    times = [float(f["pts_time"]) for f in video if "pts_time" in f]
+    assert len(times) >= len(video) - 1
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert abs(rate - FPS) / FPS < 0.05, rate
+    assert int(video[0]["key_frame"]) == 1  # a new client starts at a keyframe
+    assert "Traceback" not in daemon.log()
+
+
+def test_opus_and_no_audio_streams_and_a_wrong_password(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(CONFIG)
+    opus = probe_frames(url(daemon, "/live/opus"), "tcp", seconds=1)
+    assert {s["codec_name"] for s in opus["streams"]} == {"h264", "opus"}
+    silent = probe_frames(url(daemon, "/live/noaudio"), "tcp", seconds=1)
+    assert [s["codec_type"] for s in silent["streams"]] == ["video"]
+    refused = subprocess.run(
+        [ffprobe(), "-v", "error", "-rtsp_transport", "tcp", "-i",
+         url(daemon, password="wrong-password")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "401" in refused.stderr, refused.stderr[-500:]
+    assert "refused password for user 'admin'" in daemon.log()
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    """Send `data` on a fresh connection and read what comes back until it closes or
+    goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(data)
+        received = b""
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+                if b"\r\n\r\n" in received:
+                    break
+        except TimeoutError:
+            pass
+        return received
+
+
+def test_bad_input_gets_an_rtsp_error_and_other_clients_keep_streaming(
+    start_daemon: StartDaemon,
+) -> None:
+    daemon = start_daemon(CONFIG)
+    port = rtsp_port(daemon)
+    watcher = subprocess.Popen(
+        [ffprobe(), "-v", "error", "-rtsp_transport", "tcp", "-i", url(daemon),
+         "-show_frames", "-read_intervals", "%+5", "-show_entries", "frame=media_type",
+         "-of", "csv"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        cases = {
+            b"garbage\r\n\r\n": b"RTSP/1.0 400",
+            b"OPTIONS * HTTP/1.1\r\nCSeq: 1\r\n\r\n": b"RTSP/1.0 505",
+            b"OPTIONS * RTSP/1.0\r\nCSeq: x\r\n\r\n": b"RTSP/1.0 400",
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n" + b"X-A: b\r\n" * 200 + b"\r\n": b" 431",
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nX: " + b"a" * 9000 + b"\r\n\r\n": b" 431",
+            b"PLAY rtsp://127.0.0.1/live RTSP/1.0\r\nCSeq: 2\r\n\r\n": b"RTSP/1.0 401",
+            b"DESCRIBE rtsp://127.0.0.1/live RTSP/1.0\r\nCSeq: 3\r\n"
+            b"Content-Length: 99999\r\n\r\n": b"RTSP/1.0 413",
+            b"$\x00\x00\x05junk!OPTIONS * RTSP/1.0\r\nCSeq: 4\r\n\r\n": b"RTSP/1.0 200",
+        }
+        for request, expected in cases.items():
+            answer = exchange(port, request)
+            assert expected in answer.split(b"\r\n", 1)[0], (request[:60], answer[:200])
+        # Authenticated, but naming a session that does not exist.
+        from base64 import b64encode
+
+        credentials = b64encode(f"admin:{TEST_PASSWORD}".encode()).decode()
+        unknown = exchange(
+            port,
+            f"PLAY rtsp://127.0.0.1:{port}/live RTSP/1.0\r\nCSeq: 5\r\nSession: nope\r\n"
+            f"Authorization: Basic {credentials}\r\n\r\n".encode(),
+        )
+        assert unknown.startswith(b"RTSP/1.0 454"), unknown[:200]
+        stdout, stderr = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0, stderr[-1000:]
+    assert stdout.count("video") >= 70, "the other client's stream was disturbed"
+    assert "Traceback" not in daemon.log()
+
+
+GSTREAMER_CLIENT = r"""
+import sys
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst, GLib
+Gst.init(None)
+pipeline = Gst.parse_launch(
+    f"rtspsrc location={sys.argv[1]} protocols=tcp latency=100 ! rtph264depay ! h264parse "
+    "! avdec_h264 ! fakesink name=sink signal-handoffs=true"
+)
+frames = 0
+loop = GLib.MainLoop()
+def handoff(*_):
+    global frames
+    frames += 1
+    if frames >= 30:
+        GLib.idle_add(loop.quit)
+pipeline.get_by_name("sink").connect("handoff", handoff)
+def message(bus, msg):
+    if msg.type == Gst.MessageType.ERROR:
+        print("error:", msg.parse_error()[0].message, file=sys.stderr)
+        loop.quit()
+pipeline.get_bus().add_signal_watch()
+pipeline.get_bus().connect("message", message)
+pipeline.set_state(Gst.State.PLAYING)
+GLib.timeout_add_seconds(40, loop.quit)
+loop.run()
+pipeline.set_state(Gst.State.NULL)
+print(frames)
+"""
+
+
+def test_gstreamer_rtspsrc_plays_it(start_daemon: StartDaemon, tmp_path: Path) -> None:
+    if not Path("/usr/bin/python3").exists():
+        pytest.fail("Debian's python3 (with python3-gst-1.0) is needed")
+    daemon = start_daemon(CONFIG)
+    script = tmp_path / "client.py"
+    script.write_text(GSTREAMER_CLIENT)
+    result = subprocess.run(
+        ["/usr/bin/python3", str(script), url(daemon)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout.strip() == "30", result.stderr[-2000:]
