@@ -1,6 +1,7 @@
 """The RTSP server (rtsp/) with real clients nobody here wrote: FFmpeg's ffprobe over
-TCP and UDP, GStreamer's rtspsrc; credentials as the HTTP interface takes them; and bad
-input answered with an RTSP error while another client keeps streaming."""
+TCP and UDP, GStreamer's rtspsrc; Digest (each client's own form) and Basic over the
+HTTP interface's accounts; and bad input answered with an RTSP error while another
+client keeps streaming."""
 
 from __future__ import annotations
 
@@ -89,7 +90,9 @@ def test_ffprobe_decodes_video_and_audio_at_the_cameras_rate(
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert abs(rate - FPS) / FPS < 0.05, rate
     assert int(video[0]["key_frame"]) == 1  # a new client starts at a keyframe
-    assert "Traceback" not in daemon.log()
+    log = daemon.log()
+    assert re.search(r"RTSP session \w+ for admin \(Digest\)", log), log[-2000:]
+    assert "Traceback" not in log
 
 
 def test_opus_and_no_audio_streams_and_a_wrong_password(start_daemon: StartDaemon) -> None:
@@ -104,7 +107,8 @@ def test_opus_and_no_audio_streams_and_a_wrong_password(start_daemon: StartDaemo
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode != 0 and "401" in refused.stderr, refused.stderr[-500:]
-    assert "refused password for user 'admin'" in daemon.log()
+    # FFmpeg answers the Digest challenge when offered one.
+    assert "refused Digest for 'admin'" in daemon.log()
 
 
 def exchange(port: int, data: bytes) -> bytes:
@@ -210,3 +214,42 @@ def test_gstreamer_rtspsrc_plays_it(start_daemon: StartDaemon, tmp_path: Path) -
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0 and result.stdout.strip() == "30", result.stderr[-2000:]
+    # rtspsrc answers Digest the RFC 2069 way (no qop): accepted too.
+    assert re.search(r"RTSP session \w+ for admin \(Digest\)", daemon.log())
+
+
+def test_basic_and_a_token_work_where_a_client_offers_no_digest(
+    start_daemon: StartDaemon,
+) -> None:
+    """By hand, as a client without Digest: Basic with a user's password, and a token
+    by its name under Digest's rules."""
+    from base64 import b64encode
+
+    from peercam.auth import digest
+    from tests.test_auth import token
+
+    daemon = start_daemon(CONFIG)
+    port = rtsp_port(daemon)
+    stream = f"rtsp://127.0.0.1:{port}/live"
+
+    def describe(authorization: str) -> bytes:
+        return exchange(
+            port,
+            f"DESCRIBE {stream} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n"
+            f"Authorization: {authorization}\r\n\r\n".encode(),
+        )
+
+    basic = b64encode(f"admin:{TEST_PASSWORD}".encode()).decode()
+    assert describe(f"Basic {basic}").startswith(b"RTSP/1.0 200")
+    secret = token(daemon, "nvr", "viewer")
+    challenge = exchange(port, f"DESCRIBE {stream} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+    assert challenge.startswith(b"RTSP/1.0 401")
+    nonce = re.search(rb'nonce="([^"]+)"', challenge)
+    assert nonce is not None
+    ha1 = digest.ha1("nvr", secret)
+    response = digest.md5(f"{ha1}:{nonce[1].decode()}:{digest.md5(f'DESCRIBE:{stream}')}")
+    header = (f'Digest username="nvr", realm="{digest.REALM}", nonce="{nonce[1].decode()}", '
+              f'uri="{stream}", response="{response}"')  # fmt: skip
+    assert describe(header).startswith(b"RTSP/1.0 200")
+    forged = header.replace(response, "0" * 32)
+    assert describe(forged).startswith(b"RTSP/1.0 401")

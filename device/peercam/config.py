@@ -427,6 +427,9 @@ class RtspConfig(_Section):
     session_timeout: Annotated[float, Field(ge=5, le=3600)] = 60.0
     max_sessions: Annotated[int, Field(ge=1, le=1000)] = 16
     max_sessions_per_client: Annotated[int, Field(ge=1, le=1000)] = 8
+    # Digest as well as Basic (what NVRs expect); false keeps only Basic, and so no
+    # MD5 of a password in use (auth/digest.py says what that costs).
+    digest: bool = True
 
 
 class RemoteConfig(_Section):

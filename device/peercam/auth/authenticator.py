@@ -129,6 +129,32 @@ class Authenticator:
         user = self.store.users.get(name)
         return user.role if user is not None else None
 
+    def digest_secret(self, name: str) -> tuple[Principal, str] | None:
+        """Who `name` is and the HA1 Digest checks against (auth/digest.py): a user's,
+        or a live token's by its name; None when there is none to check."""
+        self.refresh()
+        user = self.store.users.get(name)
+        if user is not None:
+            return (
+                (Principal(user.name, user.role, "basic"), user.digest_ha1)
+                if user.digest_ha1
+                else None
+            )
+        now = time.time()
+        for token in self.store.tokens.values():
+            if token.name == name and token.digest_ha1 and not token.expired(now):
+                return Principal(TOKEN_PREFIX + token.name, token.role, "bearer"), token.digest_ha1
+        return None
+
+    def check_attempt(self, client: str) -> None:
+        """Raise LoginThrottled when `client` (or everyone) has failed too often."""
+        self._raise_if_throttled(client)
+        self._raise_if_guessing_everywhere()
+
+    def record_failure(self, client: str, what: str) -> None:
+        """A credential that did not prove anything, checked elsewhere (Digest)."""
+        self._failed(client, what)
+
     def setup_needed(self) -> bool:
         self.refresh()
         return not self.store.has_admin()

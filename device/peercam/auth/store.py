@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from peercam.auth import digest
 from peercam.auth.passwords import hash_password
 from peercam.auth.principal import ROLES, Role
 from peercam.service.private_file import write_private
@@ -38,6 +39,8 @@ class User:
     name: str
     role: Role
     password_hash: str
+    # For Digest (auth/digest.py): set with the password; None for one set before.
+    digest_ha1: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Token:
     sha256: str
     created: float
     expires: float | None  # epoch seconds; None never
+    digest_ha1: str | None = None  # the token's name and secret, for Digest
 
     def expired(self, now: float) -> bool:
         return self.expires is not None and now >= self.expires
@@ -96,7 +100,7 @@ class CredentialStore:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             users = {
-                name: User(name, _check_role(u["role"]), str(u["hash"]))
+                name: User(name, _check_role(u["role"]), str(u["hash"]), u.get("ha1"))
                 for name, u in data.get("users", {}).items()
             }
             tokens = {
@@ -107,6 +111,7 @@ class CredentialStore:
                     str(t["sha256"]),
                     float(t["created"]),
                     None if t.get("expires") is None else float(t["expires"]),
+                    t.get("digest_ha1"),
                 )
                 for tid, t in data.get("tokens", {}).items()
             }
@@ -133,7 +138,7 @@ class CredentialStore:
         _check_name(name)
         current = self.users.get(name)
         chosen = _check_role(role or (current.role if current else "admin"))
-        user = User(name, chosen, hash_password(password))
+        user = User(name, chosen, hash_password(password), digest.ha1(name, password))
         self.users[name] = user
         self._save()
         return user
@@ -158,6 +163,7 @@ class CredentialStore:
             hashlib.sha256(presented.encode()).hexdigest(),
             now,
             None if lifetime_days is None else now + lifetime_days * 86400,
+            digest.ha1(name, presented),
         )
         self._save()
         return presented
@@ -171,7 +177,11 @@ class CredentialStore:
         raise CredentialError(f"no token named {name_or_id!r}")
 
     def _save(self) -> None:
-        users = {u.name: {"role": u.role, "hash": u.password_hash} for u in self.users.values()}
+        users = {
+            u.name: {"role": u.role, "hash": u.password_hash}
+            | ({"ha1": u.digest_ha1} if u.digest_ha1 else {})
+            for u in self.users.values()
+        }
         tokens = {t.id: asdict(t) for t in self.tokens.values()}
         data: dict[str, Any] = {"version": 1, "users": users, "tokens": tokens}
         write_private(self.path, json.dumps(data, indent=1).encode())

@@ -78,6 +78,9 @@ class Response:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # WWW-Authenticate may come more than once (Digest first: some clients take the
+    # first they see).
+    challenges: list[str] = field(default_factory=list)
 
     def serialize(self, cseq: str | None) -> bytes:
         lines = [f"{VERSION} {self.status} {REASONS.get(self.status, 'Error')}"]
@@ -85,6 +88,7 @@ class Response:
             lines.append(f"CSeq: {cseq}")
         for name, value in self.headers.items():
             lines.append(f"{name}: {value}")
+        lines += [f"WWW-Authenticate: {challenge}" for challenge in self.challenges]
         if self.body:
             lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body

@@ -7,10 +7,11 @@ is not heard from (a request naming it, or RTCP) for `rtsp.session_timeout` seco
 and ends with its connection. /live carries H.264 and the audio `rtsp.audio` names;
 /live/opus, /live/pcmu, /live/pcma and /live/noaudio choose for themselves.
 
-Access is the HTTP interface's: Basic credentials of a user or a token's secret as the
-password (any user name), the viewer role enough, the same failure throttling; a
-request with no credentials gets the challenge without counting as a failure (clients
-always try without first).
+Access is the HTTP interface's accounts, the viewer role enough, with the same failure
+throttling: Digest (auth/digest.py; a user, or a token by its name with its secret as
+the password) and Basic (a user's password, or a token's secret as the password of
+any name). A request with no credentials gets the challenges without counting as a
+failure (clients always try without first).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from peercam.auth import digest
 from peercam.auth.authenticator import Authenticator, LoginThrottled
 from peercam.auth.principal import Principal
 from peercam.config import Config, RtspConfig
@@ -41,9 +43,12 @@ logger = logging.getLogger(__name__)
 
 PATH = "/live"
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER"
-REALM = "peercam"
 WAIT_FOR_PARAMETER_SETS = 8.0  # seconds: the camera may be starting (a Pi's takes ~2)
 WRITE_BUFFER = 512 * 1024  # per connection; past it a TCP client's frames are skipped
+
+
+class _StaleNonce(Exception):
+    pass
 
 
 class _Connection:
@@ -69,6 +74,7 @@ class RtspServer:
         self._owners: dict[str, _Connection] = {}  # session id -> its connection
         self._connections: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._nonces = digest.Nonces()
         self.port = 0
 
     @property
@@ -161,9 +167,12 @@ class RtspServer:
             return Response(200, {"Public": PUBLIC})
         if method not in PUBLIC:
             return Response(405, {"Allow": PUBLIC})
-        principal = await self._authorize(connection, request)
+        try:
+            principal = await self._authorize(connection, request)
+        except _StaleNonce:
+            return Response(401, challenges=self._challenges(stale=True))
         if principal is None:
-            return Response(401, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+            return Response(401, challenges=self._challenges())
         target = _target(request.uri, self.settings.audio)
         if method == "DESCRIBE":
             return await self._describe(connection, request, target)
@@ -188,11 +197,19 @@ class RtspServer:
             return Response(200)
         return Response(200, _session_headers(session, self.settings))  # GET_PARAMETER
 
+    def _challenges(self, stale: bool = False) -> list[str]:
+        basic = f'Basic realm="{digest.REALM}"'
+        if not self.settings.digest:
+            return [basic]
+        return [digest.challenge(self._nonces.make(), stale), basic]
+
     async def _authorize(self, connection: _Connection, request: Request) -> Principal | None:
         header = request.header("authorization")
         if not header:
             return None
         scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "digest" and self.settings.digest:
+            return self._digest(connection, request, credentials)
         if scheme.lower() == "basic":
             # A token may stand in as the password of any user name: NVRs have no
             # field for a Bearer token.
@@ -204,6 +221,30 @@ class RtspServer:
         except LoginThrottled as throttled:
             raise RtspError(503, str(throttled)) from None
         return principal if principal is not None and principal.may("viewer") else None
+
+    def _digest(self, connection: _Connection, request: Request, header: str) -> Principal | None:
+        accounts, client = self._accounts, connection.client
+        try:
+            accounts.check_attempt(client)
+        except LoginThrottled as throttled:
+            raise RtspError(503, str(throttled)) from None
+        credentials = digest.parse(header)
+        if credentials is None:
+            accounts.record_failure(client, "a malformed Digest credential")
+            return None
+        state = self._nonces.check(credentials.nonce)
+        if state == "stale":
+            raise _StaleNonce()  # ours but old: the client retries with a new one
+        found = accounts.digest_secret(credentials.username)
+        if (
+            state != "ok"
+            or found is None
+            or not digest.valid(credentials, found[1], request.method)
+        ):
+            accounts.record_failure(client, f"Digest for {credentials.username[:64]!r}")
+            return None
+        principal = found[0]
+        return principal if principal.may("viewer") else None
 
     def _codecs(self, audio: str) -> list[CodecSpec]:
         available = set(self._pipeline.codecs)
@@ -269,7 +310,8 @@ class RtspServer:
         if session_id:
             session = self._session_of(connection, request)
         else:
-            session = self._new_session(connection, principal)
+            scheme = request.header("authorization").partition(" ")[0].capitalize()
+            session = self._new_session(connection, principal, scheme)
         if control in session.tracks:
             raise RtspError(455, f"{control} is already set up")
         index = list(tracks).index(control)
@@ -289,7 +331,9 @@ class RtspServer:
         headers["Transport"] = spec.reply(server_ports, stream.ssrc)
         return Response(200, headers)
 
-    def _new_session(self, connection: _Connection, principal: Principal) -> RtspSession:
+    def _new_session(
+        self, connection: _Connection, principal: Principal, scheme: str
+    ) -> RtspSession:
         if len(self._sessions) >= self.settings.max_sessions:
             raise RtspError(453, f"at most {self.settings.max_sessions} RTSP sessions")
         mine = sum(1 for s in self._sessions.values() if s.client == connection.client)
@@ -299,8 +343,8 @@ class RtspServer:
         self._sessions[session.id] = session
         self._owners[session.id] = connection
         connection.sessions[session.id] = session
-        logger.info("RTSP session %s for %s from %s", session.id, principal.name,
-                    connection.client)  # fmt: skip
+        logger.info("RTSP session %s for %s (%s) from %s", session.id, principal.name,
+                    scheme, connection.client)  # fmt: skip
         return session
 
     def _session_of(self, connection: _Connection, request: Request) -> RtspSession:
