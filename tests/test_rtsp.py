@@ -5,12 +5,14 @@ client keeps streaming."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
 import socket
 import subprocess
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,9 @@ import pytest
 from tests.access import TEST_PASSWORD
 from tests.conftest import StartDaemon
 from tests.daemon_process import DaemonProcess
+from tests.rtsp_client import RtspClient
+from tests.test_churn import Footprint, wait_for_footprint
+from tests.whep_viewer import WhepViewer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -253,3 +258,67 @@ def test_basic_and_a_token_work_where_a_client_offers_no_digest(
     assert describe(header).startswith(b"RTSP/1.0 200")
     forged = header.replace(response, "0" * 32)
     assert describe(forged).startswith(b"RTSP/1.0 401")
+
+
+async def test_ten_rtsp_clients_and_five_webrtc_viewers_share_one_encode(
+    start_daemon: StartDaemon,
+) -> None:
+    daemon = start_daemon(CONFIG + "max_sessions_per_client = 16\n")
+    port = rtsp_port(daemon)
+    async with AsyncExitStack() as stack:
+        viewers = [await stack.enter_async_context(WhepViewer(daemon.access)) for _ in range(5)]
+        clients = [await stack.enter_async_context(RtspClient(port)) for _ in range(10)]
+        await asyncio.gather(*(client.play() for client in clients))
+        encoded_before = daemon.metric("peercam_encoded_frames_total", codec="h264")
+        stamps = await asyncio.wait_for(
+            asyncio.gather(*(client.frame_timestamps(31) for client in clients)), 30
+        )
+        await asyncio.gather(*(viewer.video_frames(20) for viewer in viewers))
+        encoded = daemon.metric("peercam_encoded_frames_total", codec="h264") - encoded_before
+        assert daemon.metric("peercam_encoder_running", codec="h264") == 1
+    # Every client at the camera's rate, in stream time: none skipped frames.
+    for client_stamps in stamps:
+        seconds = ((client_stamps[-1] - client_stamps[0]) & 0xFFFFFFFF) / 90_000
+        assert abs(30 / seconds - FPS) / FPS < 0.05, seconds
+    # Fifteen consumers, one encode: frames were made once each, not per consumer
+    # (30 frames' time passed for each client; at most a few more were encoded).
+    assert encoded < 3 * 31, encoded
+
+
+async def rtsp_churn(daemon: DaemonProcess, cycles: int) -> None:
+    port = rtsp_port(daemon)
+    for cycle in range(cycles):
+        async with RtspClient(port) as client:
+            await client.play()
+            await client.frame_timestamps(1)
+            if cycle % 2 == 0:
+                status, _ = await client.request("TEARDOWN", client.url)
+                assert status == 200
+            # Odd cycles: it just vanishes mid-stream.
+
+
+async def test_two_hundred_rtsp_clients_coming_and_vanishing_leave_nothing_behind(
+    start_daemon: StartDaemon,
+) -> None:
+    cycles = 200  # half tear down politely, half vanish mid-stream
+    # No linger: the camera and encoder stop with the last client, so what a cycle
+    # leaves behind shows at once.
+    daemon = start_daemon(CONFIG.replace("fps = 15", "fps = 15\nlinger_seconds = 0"))
+    await rtsp_churn(daemon, 5)  # warm up: the encoder, the thread pool
+    await wait_for_sessions(daemon, 0)
+    # Settled: what is left running when nobody watches (a few seconds at most).
+    baseline = await wait_for_footprint(daemon, Footprint(3, 10**6, 10**6, 10**6, 0), within=3)
+    await rtsp_churn(daemon, cycles)
+    await wait_for_sessions(daemon, 0)
+    after = await wait_for_footprint(daemon, baseline)
+    assert after.tasks <= baseline.tasks, (baseline, after)
+    assert after.fds <= baseline.fds + 2, (baseline, after)
+    assert after.threads <= baseline.threads, (baseline, after)
+    assert "Traceback" not in daemon.log()
+
+
+async def wait_for_sessions(daemon: DaemonProcess, count: int, within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while daemon.metric("peercam_rtsp_sessions") != count:
+        assert time.monotonic() < deadline, daemon.metric("peercam_rtsp_sessions")
+        await asyncio.sleep(0.2)

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from prometheus_client import Gauge
+
 from peercam.auth import digest
 from peercam.auth.authenticator import Authenticator, LoginThrottled
 from peercam.auth.principal import Principal
@@ -32,6 +34,7 @@ from peercam.encode.codecs import BY_NAME, H264, CodecSpec
 from peercam.encode.rtp_stream import RtpStream
 from peercam.fanout.hub import SubscriptionClosed
 from peercam.h264_bitstream import PPS, SPS, nal_type, nal_units
+from peercam.metrics import Metrics
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
 from peercam.rtsp.describe import Track, h264_fmtp, payload_types, session_description
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
 PATH = "/live"
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER"
 WAIT_FOR_PARAMETER_SETS = 8.0  # seconds: the camera may be starting (a Pi's takes ~2)
+PARAMETER_SETS_KEPT = 30.0  # seconds; a camera restarted with another size has new ones
 WRITE_BUFFER = 512 * 1024  # per connection; past it a TCP client's frames are skipped
 
 
@@ -63,7 +67,9 @@ class _Connection:
 
 
 class RtspServer:
-    def __init__(self, config: Config, pipeline: MediaPipeline, accounts: Authenticator) -> None:
+    def __init__(
+        self, config: Config, pipeline: MediaPipeline, accounts: Authenticator, metrics: Metrics
+    ) -> None:
         self.settings: RtspConfig = config.rtsp
         self._host = self.settings.host or config.server.host
         self._audio_enabled = config.audio.enabled
@@ -75,6 +81,10 @@ class RtspServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._nonces = digest.Nonces()
+        self._fmtp: tuple[float, str] = (0.0, "")
+        self._gauge = Gauge(
+            "peercam_rtsp_sessions", "RTSP sessions set up", registry=metrics.registry
+        )
         self.port = 0
 
     @property
@@ -268,7 +278,17 @@ class RtspServer:
         ]
 
     async def _h264_fmtp(self) -> str:
-        """The stream's own SPS and PPS, from its next keyframe (asked for)."""
+        """The stream's own SPS and PPS, from its next keyframe (asked for); kept a
+        while, since an NVR that reconnects every few seconds would otherwise cost the
+        camera a keyframe each time."""
+        made, fmtp = self._fmtp
+        if fmtp and time.monotonic() - made < PARAMETER_SETS_KEPT:
+            return fmtp
+        fmtp = await self._fresh_h264_fmtp()
+        self._fmtp = (time.monotonic(), fmtp)
+        return fmtp
+
+    async def _fresh_h264_fmtp(self) -> str:
         try:
             async with asyncio.timeout(WAIT_FOR_PARAMETER_SETS):
                 async with self._pipeline.stream(H264.name) as subscription:
@@ -341,6 +361,7 @@ class RtspServer:
             raise RtspError(453, f"at most {self.settings.max_sessions_per_client} per client")
         session = RtspSession(self._pipeline, connection.client, principal.name)
         self._sessions[session.id] = session
+        self._gauge.set(len(self._sessions))
         self._owners[session.id] = connection
         connection.sessions[session.id] = session
         logger.info("RTSP session %s for %s (%s) from %s", session.id, principal.name,
@@ -357,6 +378,7 @@ class RtspServer:
     async def _end(self, session: RtspSession) -> None:
         if self._sessions.pop(session.id, None) is None:
             return
+        self._gauge.set(len(self._sessions))
         owner = self._owners.pop(session.id, None)
         if owner is not None:
             owner.sessions.pop(session.id, None)
@@ -419,4 +441,4 @@ def _basic(credentials: str) -> tuple[str, str] | None:
 def build(context: OutputContext) -> list[Output]:
     if not context.config.rtsp.enabled or context.accounts is None:
         return []
-    return [RtspServer(context.config, context.pipeline, context.accounts)]
+    return [RtspServer(context.config, context.pipeline, context.accounts, context.metrics)]
