@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -159,16 +160,27 @@ async def test_a_refusing_whip_endpoint_is_logged_and_retried(start_daemon: Star
         await runner.cleanup()
 
 
+def roomy_udp_socket() -> socket.socket:
+    """A receiving socket that holds seconds of the stream: the test reads it when it
+    gets the CPU, and a kernel buffer of the default size (208 KiB here) overflowed on a
+    loaded 2-core machine, losing packets the daemon had sent (a sequence gap seen once
+    in a clean-clone run)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    wanted = 8 * 2**20
+    # Past net.core.rmem_max only as root (SO_RCVBUFFORCE); otherwise what the cap allows.
+    option = getattr(socket, "SO_RCVBUFFORCE", 33) if os.geteuid() == 0 else socket.SO_RCVBUF
+    sock.setsockopt(socket.SOL_SOCKET, option, wanted)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(10)
+    return sock
+
+
 def test_rtp_forwarding_sends_decodable_h264_and_opus(start_daemon: StartDaemon) -> None:
-    receivers = []
-    for _ in range(2):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(10)
-        receivers.append(sock)
+    receivers = [roomy_udp_socket() for _ in range(2)]
     video, audio = receivers
     daemon = start_daemon(
-        f'[camera]\nsize = "320x240"\n[[republish.rtp]]\nhost = "127.0.0.1"\n'
+        f'[camera]\nsize = "320x240"\n[video]\nbitrate_kbps = 600\n'
+        f'[[republish.rtp]]\nhost = "127.0.0.1"\n'
         f"video_port = {video.getsockname()[1]}\naudio_port = {audio.getsockname()[1]}\n"
     )
     packets = [RtpPacket.parse(video.recv(2048)) for _ in range(300)]

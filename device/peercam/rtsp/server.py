@@ -45,7 +45,8 @@ from peercam.rtsp.transport_spec import choose_transport
 logger = logging.getLogger(__name__)
 
 PATH = "/live"
-PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER"
+METHODS = ("OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER")
+PUBLIC = ", ".join(METHODS)
 WAIT_FOR_PARAMETER_SETS = 8.0  # seconds: the camera may be starting (a Pi's takes ~2)
 PARAMETER_SETS_KEPT = 30.0  # seconds; a camera restarted with another size has new ones
 WRITE_BUFFER = 512 * 1024  # per connection; past it a TCP client's frames are skipped
@@ -162,6 +163,12 @@ class RtspServer:
                 if error.close:
                     await self._write(connection, response, message.cseq)
                     return
+            except (ConnectionError, asyncio.IncompleteReadError):
+                raise
+            except Exception:
+                # A fault of ours: this request fails, the client and the others go on.
+                logger.exception("RTSP %s from %s failed", message.method, connection.client)
+                response = Response(500)
             await self._write(connection, response, message.cseq)
 
     async def _write(self, connection: _Connection, response: Response, cseq: str | None) -> None:
@@ -175,7 +182,7 @@ class RtspServer:
         method = request.method
         if method == "OPTIONS":
             return Response(200, {"Public": PUBLIC})
-        if method not in PUBLIC:
+        if method not in METHODS:
             return Response(405, {"Allow": PUBLIC})
         try:
             principal = await self._authorize(connection, request)
