@@ -156,9 +156,7 @@ class _Connection:
                 request_id = json.loads(message).get("id")
             except (ValueError, AttributeError):
                 request_id = None
-            reason = "too many requests"
-            self._send_json({"re": request_id if _is_id(request_id) else None, "ok": False,
-                             "status": 429, "reason": reason})  # fmt: skip
+            self._refuse(request_id if _is_id(request_id) else None, 429, "too many requests")
         else:
             self._inbox.put_nowait(message)
 
@@ -187,6 +185,9 @@ class _Connection:
     def _send_json(self, message: dict[str, Any]) -> None:
         if self._open():
             self._channel.send(json.dumps(message))
+
+    def _refuse(self, request_id: int | None, status: int, reason: str) -> None:
+        self._send_json({"re": request_id, "ok": False, "status": status, "reason": reason})
 
     async def _forward(self, queue: asyncio.Queue[Event]) -> None:
         while self._open():
@@ -221,11 +222,11 @@ class _Connection:
         request_id = data.get("id")
         if "cmd" not in data and not _is_id(request_id):
             reason = "id: an integer from 0 to 2^32 - 1"
-            self._send_json({"re": None, "ok": False, "status": 400, "reason": reason})
+            self._refuse(None, 400, reason)
             return
         if len(self._requests) >= MAX_WAITING:
             reason = "too many requests at once"
-            self._send_json({"re": request_id, "ok": False, "status": 429, "reason": reason})
+            self._refuse(request_id, 429, reason)
             return
         work = self._command(data) if "cmd" in data else self._request(int(data["id"]), data)
         task = asyncio.create_task(work, name=f"channel-{self._session.id[:6]}-request")
@@ -251,15 +252,13 @@ class _Connection:
         try:
             await self._answer(request_id, data)
         except RequestRefused as refusal:
-            self._send_json(
-                {"re": request_id, "ok": False, "status": refusal.status, "reason": str(refusal)}
-            )
+            self._refuse(request_id, refusal.status, str(refusal))
         except Exception:
             # A fault of ours (a card that fails a read): this request fails, the
             # channel goes on serving.
             logger.exception("session %s: request %s failed", self._session.id, data.get("op"))
             reason = "the camera failed to answer this request"
-            self._send_json({"re": request_id, "ok": False, "status": 500, "reason": reason})
+            self._refuse(request_id, 500, reason)
 
     async def _answer(self, request_id: int, data: dict[str, Any]) -> None:
         op = data.get("op")
@@ -324,11 +323,11 @@ class _Connection:
         try:
             size = await source.size()
         except FileNotFoundError:
-            self._send_json({"re": request_id, "ok": False, "status": 404, "reason": "not found"})
+            self._refuse(request_id, 404, "not found")
             return
         if offset > size:
             reason = f"offset {offset} is past the end ({size} bytes)"
-            self._send_json({"re": request_id, "ok": False, "status": 416, "reason": reason})
+            self._refuse(request_id, 416, reason)
             return
         self._send_json(
             {"re": request_id, "ok": True, "size": size, "offset": offset, "content_type": kind}
