@@ -16,7 +16,10 @@ from tests.access import TEST_PASSWORD, Access
 
 class InProcessDaemon:
     def __init__(self, config: Config) -> None:
-        """`config` names a fresh server.state_dir; the admin password is the tests' own."""
+        """`config` names a fresh server.state_dir; the admin password is the tests' own.
+        RTSP listens on a free port unless the config names one."""
+        if "port" not in config.rtsp.model_fields_set:
+            config = config.model_copy(update={"rtsp": config.rtsp.model_copy(update={"port": 0})})
         self.config = config
         state_dir = state_directory(config.server.state_dir)
         CredentialStore(state_dir).set_password("admin", TEST_PASSWORD, "admin")

@@ -64,6 +64,7 @@ async def all_routes(tmp_path: Path) -> list[tuple[str, str]]:
                 "port": 0,
                 "tls": False,
             },
+            "rtsp": {"port": 0},
         }
     )
     daemon = Daemon(config)

@@ -77,6 +77,7 @@ def daemon_config(tmp_path: Path) -> Config:
             "video": {"codecs": ["h264"], "h264_encoder": "libx264"},
             "audio": {"enabled": False},
             "server": {"host": "127.0.0.1", "port": 0, "tls": False, "state_dir": str(tmp_path)},
+            "rtsp": {"enabled": False},
         }
     )
 

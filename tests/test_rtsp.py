@@ -35,10 +35,7 @@ fps = 15
 keyframe_interval = 1.0
 [talkback]
 enabled = false
-[rtsp]
-enabled = true
-port = 0
-"""
+"""  # RTSP is on by default; the tests' daemons listen on a free port (--rtsp-port 0)
 FPS = 15
 
 
@@ -114,6 +111,37 @@ def test_opus_and_no_audio_streams_and_a_wrong_password(start_daemon: StartDaemo
     assert refused.returncode != 0 and "401" in refused.stderr, refused.stderr[-500:]
     # FFmpeg answers the Digest challenge when offered one.
     assert "refused Digest for 'admin'" in daemon.log()
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_a_busy_rtsp_port_does_not_keep_the_camera_down_and_off_means_closed(
+    start_daemon: StartDaemon,
+) -> None:
+    """Another program on 8554 (MediaMTX, say): the page still comes up, RTSP is
+    taken when the port is free; rtsp.enabled = false listens on nothing."""
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        daemon = start_daemon(CONFIG, "--rtsp-port", str(port))
+        assert daemon.get("/healthz")
+        assert f"RTSP: cannot listen on port {port}" in daemon.log()
+    # Free now: the retry (5 s first) takes it.
+    assert rtsp_port(daemon) == port
+    frames = probe_frames(url(daemon, "/live/noaudio"), "tcp", seconds=1)
+    assert frames["frames"], "no frames once RTSP took the freed port"
+    off_port = free_tcp_port()
+    off = start_daemon(CONFIG + "[rtsp]\nenabled = false\n", "--rtsp-port", str(off_port))
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", off_port), timeout=5).close()
+    assert "RTSP" not in off.log()
 
 
 def exchange(port: int, data: bytes) -> bytes:

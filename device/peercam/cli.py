@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--http-port", type=int, help="plain-HTTP port that redirects to HTTPS (default 8080)"
     )
+    run.add_argument(
+        "--rtsp-port", type=int, help="RTSP port for NVRs (default 8554; 0 picks a free one)"
+    )
     run.add_argument("--state-dir", help="where credentials and the certificate are kept")
     run.add_argument(
         "--source", choices=["auto", "test", "picamera2", "v4l2", "file"], help="camera source"
@@ -74,7 +77,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
     server = given("host", "port", "http_port", "state_dir")
     camera = given("source", "size", "fps")
-    return {name: values for name, values in (("server", server), ("camera", camera)) if values}
+    rtsp = {"port": args.rtsp_port} if getattr(args, "rtsp_port", None) is not None else {}
+    sections = (("server", server), ("camera", camera), ("rtsp", rtsp))
+    return {name: values for name, values in sections if values}
 
 
 def ring_doorbell(url: str, token: str | None, config: Config) -> int:

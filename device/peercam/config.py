@@ -417,8 +417,9 @@ class WebPushConfig(_Section):
 class RtspConfig(_Section):
     """RTSP for NVRs (rtsp/): rtsp://camera:8554/live from the shared packets."""
 
-    # Off by default for now: turned on with Digest and ONVIF (issue 21).
-    enabled: bool = False
+    # On, as on any IP camera: NVRs expect rtsp://camera:8554/live. It asks for a
+    # login like the page does; turning it off closes the port.
+    enabled: bool = True
     host: str = ""  # "": server.host
     port: Annotated[int, Field(ge=0, le=65535)] = 8554
     # The audio track of /live (/live/opus, /live/pcmu, /live/pcma, /live/noaudio pick

@@ -50,6 +50,7 @@ PUBLIC = ", ".join(METHODS)
 WAIT_FOR_PARAMETER_SETS = 8.0  # seconds: the camera may be starting (a Pi's takes ~2)
 PARAMETER_SETS_KEPT = 30.0  # seconds; a camera restarted with another size has new ones
 WRITE_BUFFER = 512 * 1024  # per connection; past it a TCP client's frames are skipped
+LISTEN_RETRY = (5.0, 60.0)  # seconds, first and longest wait for a port in use
 
 
 class _StaleNonce(Exception):
@@ -81,6 +82,7 @@ class RtspServer:
         self._owners: dict[str, _Connection] = {}  # session id -> its connection
         self._connections: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._listening_later: asyncio.Task[None] | None = None
         self._nonces = digest.Nonces()
         self._fmtp: tuple[float, str] = (0.0, "")
         self._gauge = Gauge(
@@ -93,18 +95,43 @@ class RtspServer:
         return f"RTSP server on port {self.settings.port}"
 
     async def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap(), name="rtsp-reaper")
+        try:
+            await self._listen()
+        except OSError as error:
+            # RTSP is on by default, so another RTSP server on the board (MediaMTX,
+            # a second camera program) must not keep the camera from the page: it
+            # goes on without RTSP and takes the port once it is free.
+            logger.error(
+                "RTSP: cannot listen on port %d (%s); going on without RTSP, trying again "
+                "every %.0f-%.0f s (set rtsp.port, or rtsp.enabled = false)",
+                self.settings.port, error.strerror or error, *LISTEN_RETRY,
+            )  # fmt: skip
+            self._listening_later = asyncio.create_task(self._listen_later(), name="rtsp-listen")
+
+    async def _listen(self) -> None:
         self._server = await asyncio.start_server(
             self._serve_connection, self._host or None, self.settings.port, reuse_address=True
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
-        self._reaper = asyncio.create_task(self._reap(), name="rtsp-reaper")
         logger.info("RTSP: rtsp://<camera>:%d%s", self.port, PATH)
+
+    async def _listen_later(self) -> None:
+        wait = LISTEN_RETRY[0]
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                await self._listen()
+                return
+            except OSError:
+                wait = min(wait * 2, LISTEN_RETRY[1])
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        tasks = [*self._connections, *([self._reaper] if self._reaper else [])]
+        owned = [self._reaper, self._listening_later]
+        tasks = [*self._connections, *(task for task in owned if task is not None)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
