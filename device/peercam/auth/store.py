@@ -27,7 +27,8 @@ from peercam.service.private_file import write_private
 
 FILE_NAME = "credentials.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-_TOKEN = re.compile(r"^pct_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
+SECRET_PREFIX = "pct_"  # every token starts so: told apart from a password
+_TOKEN = re.compile(rf"^{SECRET_PREFIX}([0-9a-f]{{12}})_([A-Za-z0-9_-]{{20,100}})$")
 
 
 class CredentialError(ValueError):
@@ -154,7 +155,7 @@ class CredentialStore:
         if any(t.name == name for t in self.tokens.values()):
             raise CredentialError(f"a token named {name!r} exists; revoke it first")
         token_id = secrets.token_hex(6)
-        presented = f"pct_{token_id}_{secrets.token_urlsafe(32)}"
+        presented = f"{SECRET_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
         now = time.time()
         self.tokens[token_id] = Token(
             token_id,

@@ -8,17 +8,12 @@ and ends with its connection. /live carries H.264 and the audio `rtsp.audio` nam
 /live/opus, /live/pcmu, /live/pcma and /live/noaudio choose for themselves.
 
 Access is the HTTP interface's accounts, the viewer role enough, with the same failure
-throttling: Digest (auth/digest.py; a user, or a token by its name with its secret as
-the password) and Basic (a user's password, or a token's secret as the password of
-any name). A request with no credentials gets the challenges without counting as a
-failure (clients always try without first).
+throttling: Digest and Basic (auth/challenge.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import time
 from dataclasses import dataclass
@@ -26,8 +21,8 @@ from urllib.parse import urlsplit
 
 from prometheus_client import Gauge
 
-from peercam.auth import digest
 from peercam.auth.authenticator import Authenticator, LoginThrottled
+from peercam.auth.challenge import ChallengeLogin, StaleNonce
 from peercam.auth.principal import Principal
 from peercam.config import Config, RtspConfig
 from peercam.encode.codecs import BY_NAME, H264, CodecSpec
@@ -53,10 +48,6 @@ WRITE_BUFFER = 512 * 1024  # per connection; past it a TCP client's frames are s
 LISTEN_RETRY = (5.0, 60.0)  # seconds, first and longest wait for a port in use
 
 
-class _StaleNonce(Exception):
-    pass
-
-
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -76,14 +67,13 @@ class RtspServer:
         self._host = self.settings.host or config.server.host
         self._audio_enabled = config.audio.enabled
         self._pipeline = pipeline
-        self._accounts = accounts
         self._server: asyncio.Server | None = None
         self._sessions: dict[str, RtspSession] = {}
         self._owners: dict[str, _Connection] = {}  # session id -> its connection
         self._connections: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._listening_later: asyncio.Task[None] | None = None
-        self._nonces = digest.Nonces()
+        self._login = ChallengeLogin(accounts, self.settings.digest)
         self._fmtp: tuple[float, str] = (0.0, "")
         self._gauge = Gauge(
             "peercam_rtsp_sessions", "RTSP sessions set up", registry=metrics.registry
@@ -212,11 +202,15 @@ class RtspServer:
         if method not in METHODS:
             return Response(405, {"Allow": PUBLIC})
         try:
-            principal = await self._authorize(connection, request)
-        except _StaleNonce:
-            return Response(401, challenges=self._challenges(stale=True))
+            principal = await self._login.viewer(
+                request.header("authorization"), method, connection.client
+            )
+        except StaleNonce:
+            return Response(401, challenges=self._login.challenges(stale=True))
+        except LoginThrottled as throttled:
+            raise RtspError(503, str(throttled)) from None
         if principal is None:
-            return Response(401, challenges=self._challenges())
+            return Response(401, challenges=self._login.challenges())
         target = _target(request.uri, self.settings.audio)
         if method == "DESCRIBE":
             return await self._describe(connection, request, target)
@@ -240,55 +234,6 @@ class RtspServer:
             await self._end(session)
             return Response(200)
         return Response(200, _session_headers(session, self.settings))  # GET_PARAMETER
-
-    def _challenges(self, stale: bool = False) -> list[str]:
-        basic = f'Basic realm="{digest.REALM}"'
-        if not self.settings.digest:
-            return [basic]
-        return [digest.challenge(self._nonces.make(), stale), basic]
-
-    async def _authorize(self, connection: _Connection, request: Request) -> Principal | None:
-        header = request.header("authorization")
-        if not header:
-            return None
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() == "digest" and self.settings.digest:
-            return self._digest(connection, request, credentials)
-        if scheme.lower() == "basic":
-            # A token may stand in as the password of any user name: NVRs have no
-            # field for a Bearer token.
-            decoded = _basic(credentials.strip())
-            if decoded is not None and decoded[1].startswith("pct_"):
-                header = f"Bearer {decoded[1]}"
-        try:
-            principal = await self._accounts.identify(None, header, connection.client)
-        except LoginThrottled as throttled:
-            raise RtspError(503, str(throttled)) from None
-        return principal if principal is not None and principal.may("viewer") else None
-
-    def _digest(self, connection: _Connection, request: Request, header: str) -> Principal | None:
-        accounts, client = self._accounts, connection.client
-        try:
-            accounts.check_attempt(client)
-        except LoginThrottled as throttled:
-            raise RtspError(503, str(throttled)) from None
-        credentials = digest.parse(header)
-        if credentials is None:
-            accounts.record_failure(client, "a malformed Digest credential")
-            return None
-        state = self._nonces.check(credentials.nonce)
-        if state == "stale":
-            raise _StaleNonce()  # ours but old: the client retries with a new one
-        found = accounts.digest_secret(credentials.username)
-        if (
-            state != "ok"
-            or found is None
-            or not digest.valid(credentials, found[1], request.method)
-        ):
-            accounts.record_failure(client, f"Digest for {credentials.username[:64]!r}")
-            return None
-        principal = found[0]
-        return principal if principal.may("viewer") else None
 
     def _codecs(self, audio: str) -> list[CodecSpec]:
         available = set(self._pipeline.codecs)
@@ -462,14 +407,6 @@ def _session_headers(session: RtspSession, settings: RtspConfig, **more: str) ->
     headers = {"Session": f"{session.id};timeout={int(settings.session_timeout)}"}
     headers.update({name.replace("_", "-"): value for name, value in more.items()})
     return headers
-
-
-def _basic(credentials: str) -> tuple[str, str] | None:
-    try:
-        user, colon, password = base64.b64decode(credentials, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return (user, password) if colon else None
 
 
 def build(context: OutputContext) -> list[Output]:
