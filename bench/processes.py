@@ -48,7 +48,7 @@ def start_peercam(
     state = config.parent / "state"
     command = [sys.executable, "-m", "peercam", "run", "--config", str(config),
                "--host", "127.0.0.1", "--port", str(port), "--http-port", "0",
-               "--rtsp-port", "0", "--state-dir", str(state)]  # fmt: skip
+               "--rtsp-port", "0", "--onvif-port", "0", "--state-dir", str(state)]  # fmt: skip
     server = start_server(command, "serving on", {"PEERCAM_PASSWORD": TEST_PASSWORD, **(env or {})})
     return server, Access(f"https://127.0.0.1:{port}", state / "tls-cert.pem")
 

@@ -39,7 +39,18 @@ class DaemonProcess:
         listen = (
             ["--host", "0.0.0.0", "--port", "8443", "--http-port", "8080"]
             if netns
-            else ["--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--rtsp-port", "0"]
+            else [
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+                "--rtsp-port",
+                "0",
+                "--onvif-port",
+                "0",
+            ]
         )
         command = [
             *prefix, sys.executable, "-m", "peercam", "run", "--config", str(self.config_path),

@@ -17,9 +17,13 @@ from tests.access import TEST_PASSWORD, Access
 class InProcessDaemon:
     def __init__(self, config: Config) -> None:
         """`config` names a fresh server.state_dir; the admin password is the tests' own.
-        RTSP listens on a free port unless the config names one."""
-        if "port" not in config.rtsp.model_fields_set:
-            config = config.model_copy(update={"rtsp": config.rtsp.model_copy(update={"port": 0})})
+        RTSP and ONVIF listen on free ports unless the config names them."""
+        free = {
+            name: section.model_copy(update={"port": 0})
+            for name, section in (("rtsp", config.rtsp), ("onvif", config.onvif))
+            if "port" not in section.model_fields_set
+        }
+        config = config.model_copy(update=free)
         self.config = config
         state_dir = state_directory(config.server.state_dir)
         CredentialStore(state_dir).set_password("admin", TEST_PASSWORD, "admin")

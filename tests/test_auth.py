@@ -65,6 +65,7 @@ async def all_routes(tmp_path: Path) -> list[tuple[str, str]]:
                 "tls": False,
             },
             "rtsp": {"port": 0},
+            "onvif": {"port": 0},
         }
     )
     daemon = Daemon(config)
@@ -358,11 +359,15 @@ async def test_turn_credentials_need_a_login_and_never_appear_in_the_page(
 
 
 def test_the_credentials_file_keeps_only_hashes(tmp_path: Path) -> None:
+    """Passwords and admin tokens only as hashes; a viewer token's secret readable,
+    for ONVIF's UsernameToken digest (auth/store.py says why)."""
     store = CredentialStore(tmp_path)
     store.set_password("admin", "the-admin-password")
+    admin_token = store.create_token("automation", "admin", lifetime_days=None)
     presented = store.create_token("nvr", "viewer", lifetime_days=1 / 86400)
     text = (tmp_path / "credentials.json").read_text()
-    assert "the-admin-password" not in text and presented not in text
+    assert "the-admin-password" not in text and admin_token not in text
+    assert text.count(presented) == 1 and '"readable_secret": "' + presented in text
     assert "$argon2id$" in text
     again = CredentialStore(tmp_path)  # what another process sees
     found = again.token_for(presented)

@@ -141,7 +141,7 @@ def test_a_busy_rtsp_port_does_not_keep_the_camera_down_and_off_means_closed(
     off = start_daemon(CONFIG + "[rtsp]\nenabled = false\n", "--rtsp-port", str(off_port))
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", off_port), timeout=5).close()
-    assert "RTSP" not in off.log()
+    assert "RTSP: rtsp://" not in off.log() and "ONVIF is off because RTSP is" in off.log()
 
 
 def exchange(port: int, data: bytes) -> bytes:
@@ -291,7 +291,7 @@ def test_basic_and_a_token_work_where_a_client_offers_no_digest(
 async def test_ten_rtsp_clients_and_five_webrtc_viewers_share_one_encode(
     start_daemon: StartDaemon,
 ) -> None:
-    daemon = start_daemon(CONFIG + "max_sessions_per_client = 16\n")
+    daemon = start_daemon(CONFIG + "[rtsp]\nmax_sessions_per_client = 16\n")
     port = rtsp_port(daemon)
     async with AsyncExitStack() as stack:
         viewers = [await stack.enter_async_context(WhepViewer(daemon.access)) for _ in range(5)]

@@ -13,15 +13,11 @@ from peercam.capture.selection import choose_camera, is_usb_camera
 from peercam.capture.v4l2_devices import capture_devices
 from peercam.config import Config, ConfigError
 from peercam.encode.probe import VIDEO_IMPLEMENTATIONS, probe_opus, probe_video
+from peercam.service.board_model import board_model as read_board_model
 
 
 def board_model() -> str:
-    for path in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
-        try:
-            return Path(path).read_bytes().rstrip(b"\x00").decode(errors="replace")
-        except OSError:
-            continue
-    return f"not a Raspberry Pi ({platform.machine()}, {platform.system()})"
+    return read_board_model() or f"not a Raspberry Pi ({platform.machine()}, {platform.system()})"
 
 
 def _picamera2_report() -> dict[str, Any]:

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--rtsp-port", type=int, help="RTSP port for NVRs (default 8554; 0 picks a free one)"
     )
+    run.add_argument(
+        "--onvif-port", type=int, help="ONVIF port (default 8000; 0 picks a free one)"
+    )
     run.add_argument("--state-dir", help="where credentials and the certificate are kept")
     run.add_argument(
         "--source", choices=["auto", "test", "picamera2", "v4l2", "file"], help="camera source"
@@ -78,7 +81,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     server = given("host", "port", "http_port", "state_dir")
     camera = given("source", "size", "fps")
     rtsp = {"port": args.rtsp_port} if getattr(args, "rtsp_port", None) is not None else {}
-    sections = (("server", server), ("camera", camera), ("rtsp", rtsp))
+    onvif = {"port": args.onvif_port} if getattr(args, "onvif_port", None) is not None else {}
+    sections = (("server", server), ("camera", camera), ("rtsp", rtsp), ("onvif", onvif))
     return {name: values for name, values in sections if values}
 
 

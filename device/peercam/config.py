@@ -433,6 +433,30 @@ class RtspConfig(_Section):
     digest: bool = True
 
 
+class OnvifConfig(_Section):
+    """ONVIF for NVRs and Home Assistant (onvif/): Device, Media and Events (PullPoint)
+    over plain HTTP, and WS-Discovery so they find the camera. It hands out the RTSP
+    stream, so it runs only with RTSP. ONVIF clients log in with a WS-UsernameToken
+    digest, which only a viewer token can be checked against (`peercam token create
+    NAME --role viewer`: the token's name and secret are the user and password)."""
+
+    enabled: bool = True
+    host: str = ""  # "": server.host
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    # Answer WS-Discovery probes on UDP 3702; Hello on start, Bye on stop.
+    discovery: bool = True
+    discovery_port: Annotated[int, Field(ge=1, le=65535)] = 3702  # others for tests only
+    name: str = "peercam"  # in the discovery scopes, which NVRs show as the camera's name
+    location: str = ""  # e.g. "front door"; a scope too
+
+    @field_validator("name", "location")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if len(value) > 64 or not value.isprintable():
+            raise ValueError("at most 64 printable characters")
+        return value
+
+
 class RemoteConfig(_Section):
     """Remote access (remote/): the camera keeps an outbound link to a rendezvous (an
     MQTT broker) through which paired phones signal, sealed end to end; media then
@@ -503,6 +527,7 @@ class Config(_Section):
     webpush: WebPushConfig = WebPushConfig()
     remote: RemoteConfig = RemoteConfig()
     rtsp: RtspConfig = RtspConfig()
+    onvif: OnvifConfig = OnvifConfig()
 
 
 def _describe(error: ValidationError) -> str:

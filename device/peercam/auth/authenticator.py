@@ -146,6 +146,17 @@ class Authenticator:
                 return Principal(TOKEN_PREFIX + token.name, token.role, "bearer"), token.digest_ha1
         return None
 
+    def readable_token_secret(self, name: str) -> tuple[Principal, str] | None:
+        """A live token's principal and secret by the token's name, where the store
+        keeps the secret (viewer tokens: auth/store.py says why)."""
+        self.refresh()
+        now = time.time()
+        for token in self.store.tokens.values():
+            if token.name == name and token.readable_secret and not token.expired(now):
+                principal = Principal(TOKEN_PREFIX + token.name, token.role, "bearer")
+                return principal, token.readable_secret
+        return None
+
     def check_attempt(self, client: str) -> None:
         """Raise LoginThrottled when `client` (or everyone) has failed too often."""
         self._raise_if_throttled(client)

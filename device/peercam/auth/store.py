@@ -53,6 +53,11 @@ class Token:
     created: float
     expires: float | None  # epoch seconds; None never
     digest_ha1: str | None = None  # the token's name and secret, for Digest
+    # A viewer token's secret itself, for ONVIF's WS-UsernameToken digest, which
+    # hashes the password with the request's nonce and cannot be checked any other
+    # way. Only viewer tokens keep it: they are what an NVR is given, and one read
+    # from a leaked file lets its finder watch, not administer.
+    readable_secret: str | None = None
 
     def expired(self, now: float) -> bool:
         return self.expires is not None and now >= self.expires
@@ -113,6 +118,7 @@ class CredentialStore:
                     float(t["created"]),
                     None if t.get("expires") is None else float(t["expires"]),
                     t.get("digest_ha1"),
+                    t.get("readable_secret"),
                 )
                 for tid, t in data.get("tokens", {}).items()
             }
@@ -165,6 +171,7 @@ class CredentialStore:
             now,
             None if lifetime_days is None else now + lifetime_days * 86400,
             digest.ha1(name, presented),
+            presented if role == "viewer" else None,
         )
         self._save()
         return presented

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import shutil
 import ssl
 import time
@@ -41,20 +40,19 @@ from peercam.events import (
 from peercam.homeassistant import discovery
 from peercam.homeassistant.discovery import OFF, OFFLINE, ON, ONLINE, Topics
 from peercam.metrics import Metrics
+from peercam.motion.hold import MotionHold
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
 from peercam.recording.live_snapshot import NoPicture, current_jpeg
-from peercam.service.private_file import write_private
+from peercam.service.device_id import device_id
 from peercam.service.reconnecting import keep_linked
 from peercam.service.state_dir import state_directory
 
 logger = logging.getLogger(__name__)
 
-MOTION_HOLD = 10.0  # seconds the motion sensor stays on after the last motion
 RING_FRESH = 30.0  # a ring older than this when the broker is back is not sent
 SENSOR_PERIOD = 30.0
 BACKOFF = (1.0, 60.0)
-DEVICE_ID_FILE = "mqtt-device-id"
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ class MqttBridge:
         self._pending: deque[_Message] = deque(maxlen=32)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._motion_off: asyncio.TimerHandle | None = None
+        self._motion = MotionHold(lambda on: self._set_state(self.topics.motion, ON if on else OFF))
         self._picture_task: asyncio.Task[None] | None = None
         self._bus: asyncio.Queue[Event] | None = None
         self.connected = asyncio.Event()
@@ -105,7 +103,7 @@ class MqttBridge:
         return self.settings.port or (8883 if self.settings.tls else 1883)
 
     async def start(self) -> None:
-        self.device_id = await asyncio.to_thread(self._device_id)
+        self.device_id = await asyncio.to_thread(device_id, self._state_dir)
         self.topics = Topics(f"{self.settings.topic_prefix}/{self.device_id}")
         self._set_state(self.topics.motion, OFF)
         self._set_state(self.topics.call, "idle")
@@ -116,19 +114,6 @@ class MqttBridge:
             asyncio.create_task(self._watch_sensors(), name="mqtt-sensors"),
             asyncio.create_task(self._stay_connected(), name="mqtt-connection"),
         ]
-
-    def _device_id(self) -> str:
-        """Made once and kept: Home Assistant knows the camera by it."""
-        path = self._state_dir / DEVICE_ID_FILE
-        try:
-            kept = path.read_text().strip()
-            if kept.isalnum():
-                return kept
-        except FileNotFoundError:
-            pass
-        made = secrets.token_hex(6)
-        write_private(path, made.encode())
-        return made
 
     # -- what happens at the door -------------------------------------------------
 
@@ -150,24 +135,13 @@ class MqttBridge:
                 self._send(_Message(self.topics.ring, _json(payload), False, time.monotonic()))
                 self._take_picture()
             elif isinstance(event, Motion):
-                self._motion()
+                self._motion.moved()
                 self._take_picture()
             elif isinstance(event, RecordingState):
                 self._set_state(self.topics.recording, ON if event.on else OFF)
             if isinstance(event, Ring | Answered | Declined | Missed | CallEnded):
                 if self._doorbell is not None:
                     self._set_state(self.topics.call, self._doorbell.state.value)
-
-    def _motion(self) -> None:
-        if self._motion_off is not None:
-            self._motion_off.cancel()
-        else:
-            self._set_state(self.topics.motion, ON)
-        self._motion_off = asyncio.get_running_loop().call_later(MOTION_HOLD, self._motion_over)
-
-    def _motion_over(self) -> None:
-        self._motion_off = None
-        self._set_state(self.topics.motion, OFF)
 
     def _take_picture(self) -> None:
         if self._picture_task is not None and not self._picture_task.done():
@@ -317,8 +291,7 @@ class MqttBridge:
     async def stop(self) -> None:
         if self._bus is not None:
             self._events.unsubscribe(self._bus)
-        if self._motion_off is not None:
-            self._motion_off.cancel()
+        self._motion.close()
         client = self._client_now
         if client is not None:
             # Stopping on purpose: Home Assistant hears "offline" now, not when the

@@ -36,6 +36,7 @@ from peercam.rtsp.describe import Track, h264_fmtp, payload_types, session_descr
 from peercam.rtsp.request import Interleaved, Request, Response, RtspError, read_message
 from peercam.rtsp.session import InterleavedSink, PacketSink, RtspSession, TrackOut, UdpSink
 from peercam.rtsp.transport_spec import choose_transport
+from peercam.service.listen_later import listen_now_or_later
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ PUBLIC = ", ".join(METHODS)
 WAIT_FOR_PARAMETER_SETS = 8.0  # seconds: the camera may be starting (a Pi's takes ~2)
 PARAMETER_SETS_KEPT = 30.0  # seconds; a camera restarted with another size has new ones
 WRITE_BUFFER = 512 * 1024  # per connection; past it a TCP client's frames are skipped
-LISTEN_RETRY = (5.0, 60.0)  # seconds, first and longest wait for a port in use
 
 
 class _Connection:
@@ -86,18 +86,9 @@ class RtspServer:
 
     async def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap(), name="rtsp-reaper")
-        try:
-            await self._listen()
-        except OSError as error:
-            # RTSP is on by default, so another RTSP server on the board (MediaMTX,
-            # a second camera program) must not keep the camera from the page: it
-            # goes on without RTSP and takes the port once it is free.
-            logger.error(
-                "RTSP: cannot listen on port %d (%s); going on without RTSP, trying again "
-                "every %.0f-%.0f s (set rtsp.port, or rtsp.enabled = false)",
-                self.settings.port, error.strerror or error, *LISTEN_RETRY,
-            )  # fmt: skip
-            self._listening_later = asyncio.create_task(self._listen_later(), name="rtsp-listen")
+        self._listening_later = await listen_now_or_later(
+            self._listen, "RTSP", self.settings.port, "rtsp.port, or rtsp.enabled = false"
+        )
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(
@@ -106,16 +97,6 @@ class RtspServer:
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
         logger.info("RTSP: rtsp://<camera>:%d%s", self.port, PATH)
-
-    async def _listen_later(self) -> None:
-        wait = LISTEN_RETRY[0]
-        while True:
-            await asyncio.sleep(wait)
-            try:
-                await self._listen()
-                return
-            except OSError:
-                wait = min(wait * 2, LISTEN_RETRY[1])
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -1,0 +1,275 @@
+"""ONVIF on its own plain-HTTP port (NVRs and Home Assistant do not trust the page's
+self-signed certificate): SOAP at /onvif/device_service, /onvif/media_service,
+/onvif/events_service and /onvif/subscription/<id>, and the snapshot at
+/onvif/snapshot.jpg behind Digest or Basic (aiohttp's DigestAuthMiddleware, which
+onvif-zeep-async fetches it with, answers Digest). Built with the RTSP server, whose
+stream it hands out; and WS-Discovery beside it, so clients find the camera.
+
+A request's URLs are made from the address the client reached us on (the socket's,
+not the Host header it sent), so a camera on two networks answers each with the one
+it can reach."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from urllib.parse import quote
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from peercam.auth.authenticator import Authenticator, LoginThrottled
+from peercam.auth.challenge import ChallengeLogin, StaleNonce
+from peercam.config import Config, OnvifConfig
+from peercam.events import Event, EventBus
+from peercam.http.connection_guard import ConnectionLimits, GuardedListener
+from peercam.http.protocol import quiet_handlers
+from peercam.onvif.device_identity import DeviceIdentity, network_interfaces, read_identity
+from peercam.onvif.device_service import WITHOUT_LOGIN, DeviceService
+from peercam.onvif.events_service import EventsService
+from peercam.onvif.media_service import MediaService, MediaUrls
+from peercam.onvif.notifications import DoorbellProperties
+from peercam.onvif.pull_points import PullPoints
+from peercam.onvif.soap import (
+    MAX_REQUEST,
+    SoapFault,
+    SoapRequest,
+    envelope,
+    fault_envelope,
+    not_authorized,
+    parse_request,
+)
+from peercam.onvif.username_token import TokenChecker, read_token
+from peercam.outputs.output import Output, OutputContext
+from peercam.pipeline import MediaPipeline
+from peercam.recording.live_snapshot import NoPicture, current_jpeg
+from peercam.rtsp import server as rtsp_server
+from peercam.rtsp.server import RtspServer
+from peercam.service.listen_later import listen_now_or_later
+from peercam.service.state_dir import state_directory
+
+logger = logging.getLogger(__name__)
+
+SOAP_TYPE = "application/soap+xml"
+# ONVIF clients are a household's NVR and Home Assistant: a few connections each,
+# one held open by a pull waiting for events.
+LIMITS = ConnectionLimits(total=64, per_address=16, handshake_timeout=10.0)
+REAP_EVERY = 30.0  # seconds between sweeps of expired subscriptions
+
+
+class OnvifServer:
+    def __init__(
+        self,
+        config: Config,
+        pipeline: MediaPipeline,
+        events: EventBus,
+        accounts: Authenticator,
+        rtsp: RtspServer,
+    ) -> None:
+        self.settings: OnvifConfig = config.onvif
+        self._config = config
+        self._host = self.settings.host or config.server.host
+        self._pipeline = pipeline
+        self._events = events
+        self._rtsp = rtsp
+        self._tokens = TokenChecker(accounts)
+        self._login = ChallengeLogin(accounts, config.rtsp.digest)
+        self._pull_points = PullPoints()
+        self._properties = DoorbellProperties(self._pull_points.publish)
+        self._media = MediaService(config)
+        self._events_service = EventsService(self._pull_points, self._properties.current)
+        self._device: DeviceService | None = None
+        self._identity: DeviceIdentity | None = None
+        self._runner: web.AppRunner | None = None
+        self._listener: GuardedListener | None = None
+        self._bus: asyncio.Queue[Event] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    @property
+    def name(self) -> str:
+        return f"ONVIF on port {self.settings.port}"
+
+    def scopes(self) -> list[str]:
+        assert self._identity is not None
+        base = "onvif://www.onvif.org"
+        scopes = [
+            f"{base}/type/video_encoder",
+            f"{base}/Profile/Streaming",
+            f"{base}/name/{quote(self.settings.name, safe='')}",
+            f"{base}/hardware/{quote(self._identity.model, safe='')}",
+        ]
+        if self._config.audio.enabled:
+            scopes.insert(1, f"{base}/type/audio_encoder")
+        if self.settings.location:
+            scopes.append(f"{base}/location/{quote(self.settings.location, safe='')}")
+        return scopes
+
+    async def start(self) -> None:
+        state_dir = state_directory(self._config.server.state_dir)
+        self._identity = await asyncio.to_thread(read_identity, state_dir, self.settings.name)
+        self._device = DeviceService(self._identity, self.scopes(), network_interfaces)
+        app = web.Application(client_max_size=MAX_REQUEST)
+        app.router.add_post("/onvif/subscription/{id}", self._subscription)
+        app.router.add_post("/onvif/{service}", self._soap)
+        app.router.add_get("/onvif/snapshot.jpg", self._snapshot)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        assert self._runner.server is not None
+        self._listener = GuardedListener(
+            quiet_handlers(self._runner.server, access_log=None, keepalive_timeout=75.0),
+            LIMITS,
+            None,
+        )
+        self._bus = bus = self._events.subscribe()
+        self._tasks = [
+            asyncio.create_task(self._follow(bus), name="onvif-events"),
+            asyncio.create_task(self._reap(), name="onvif-reaper"),
+        ]
+        later = await listen_now_or_later(
+            self._listen, "ONVIF", self.settings.port, "onvif.port, or onvif.enabled = false"
+        )
+        if later is not None:
+            self._tasks.append(later)
+
+    async def _listen(self) -> None:
+        assert self._listener is not None
+        self.port = await self._listener.start(self._host, self.settings.port)
+        logger.info("ONVIF: http://<camera>:%d/onvif/device_service", self.port)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._bus is not None:
+            self._events.unsubscribe(self._bus)
+            self._bus = None
+        self._properties.close()
+        self._pull_points.close()  # pulls waiting return now, before the runner waits
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _follow(self, bus: asyncio.Queue[Event]) -> None:
+        while True:
+            self._properties.follow(await bus.get())
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_EVERY)
+            self._pull_points.reap()
+
+    # -- requests ------------------------------------------------------------------
+
+    def _base_url(self, request: web.Request) -> str:
+        return f"http://{_local_address(request)}:{self.port}"
+
+    async def _soap(self, request: web.Request) -> web.Response:
+        service = request.match_info["service"]
+        if service not in ("device_service", "media_service", "events_service"):
+            return _fault(
+                SoapFault(404, "Sender", "ter:InvalidArgs", f"no service {service[:40]!r}")
+            )
+        return await self._handle(request, service, "")
+
+    async def _subscription(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "subscription", request.match_info["id"])
+
+    async def _handle(self, request: web.Request, service: str, point_id: str) -> web.Response:
+        assert self._device is not None
+        try:
+            soap = parse_request(await request.read())
+            if not (service == "device_service" and soap.operation in WITHOUT_LOGIN):
+                await self._check_login(soap, request)
+            base = self._base_url(request)
+            if service == "device_service":
+                body = await self._device.answer(soap, base)
+            elif service == "media_service":
+                host = _local_address(request)
+                urls = MediaUrls(
+                    f"rtsp://{host}:{self._rtsp.port}/live",
+                    f"http://{host}:{self.port}/onvif/snapshot.jpg",
+                )
+                body = await self._media.answer(soap, urls)
+            elif service == "events_service":
+                body = await self._events_service.answer(soap, base)
+            else:
+                body = await self._events_service.answer_subscription(soap, point_id)
+        except SoapFault as fault:
+            if fault.status >= 500:
+                logger.warning("ONVIF %s from %s: %s", service, request.remote, fault.reason)
+            return _fault(fault)
+        except web.HTTPRequestEntityTooLarge:
+            return _fault(SoapFault(413, "Sender", "ter:InvalidArgs", "request too large"))
+        except Exception:
+            # A fault of ours: this request fails; the client and the others go on.
+            logger.exception("ONVIF %s request from %s failed", service, request.remote)
+            return _fault(SoapFault(500, "Receiver", "ter:Action", "internal error"))
+        return web.Response(body=envelope(body), content_type=SOAP_TYPE, charset="utf-8")
+
+    async def _check_login(self, soap: SoapRequest, request: web.Request) -> None:
+        token = read_token(soap.security)
+        if token is None:
+            raise not_authorized("this operation needs a WS-UsernameToken")
+        try:
+            principal = await self._tokens.principal(token, request.remote or "")
+        except LoginThrottled as throttled:
+            raise SoapFault(503, "Receiver", "ter:Action", str(throttled)) from None
+        if principal is None or not principal.may("viewer"):
+            raise not_authorized()
+
+    async def _snapshot(self, request: web.Request) -> web.Response:
+        client = request.remote or ""
+        try:
+            principal = await self._login.viewer(
+                request.headers.get("Authorization", ""), "GET", client
+            )
+        except StaleNonce:
+            return self._challenge(stale=True)
+        except LoginThrottled as throttled:
+            return web.Response(status=503, text=str(throttled))
+        if principal is None:
+            return self._challenge()
+        try:
+            picture = await current_jpeg(self._pipeline, None)
+        except NoPicture as error:
+            return web.Response(status=503, text=str(error))
+        return web.Response(body=picture, content_type="image/jpeg")
+
+    def _challenge(self, stale: bool = False) -> web.Response:
+        headers: CIMultiDict[str] = CIMultiDict()
+        for challenge in self._login.challenges(stale):
+            headers.add("WWW-Authenticate", challenge)
+        return web.Response(status=401, headers=headers, text="401: log in")
+
+
+def _fault(fault: SoapFault) -> web.Response:
+    return web.Response(
+        status=fault.status, body=fault_envelope(fault), content_type=SOAP_TYPE, charset="utf-8"
+    )
+
+
+def _local_address(request: web.Request) -> str:
+    transport = request.transport
+    found = transport.get_extra_info("sockname") if transport is not None else None
+    address = str(found[0]) if found else socket.gethostname()
+    return f"[{address}]" if ":" in address else address
+
+
+def build(context: OutputContext) -> list[Output]:
+    """The RTSP server, and ONVIF beside it: ONVIF hands out the RTSP server's stream
+    and port, so the two are built together."""
+    outputs = rtsp_server.build(context)
+    config = context.config
+    rtsp = next((o for o in outputs if isinstance(o, RtspServer)), None)
+    if rtsp is None or not config.onvif.enabled or context.accounts is None:
+        if config.onvif.enabled and not config.rtsp.enabled:
+            logger.info("ONVIF is off because RTSP is (it hands out the RTSP stream)")
+        return outputs
+    onvif = OnvifServer(config, context.pipeline, context.events, context.accounts, rtsp)
+    return [*outputs, onvif]
