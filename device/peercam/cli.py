@@ -44,9 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--rtsp-port", type=int, help="RTSP port for NVRs (default 8554; 0 picks a free one)"
     )
-    run.add_argument(
-        "--onvif-port", type=int, help="ONVIF port (default 8000; 0 picks a free one)"
-    )
+    run.add_argument("--onvif-port", type=int, help="ONVIF port (default 8000; 0 picks a free one)")
     run.add_argument("--state-dir", help="where credentials and the certificate are kept")
     run.add_argument(
         "--source", choices=["auto", "test", "picamera2", "v4l2", "file"], help="camera source"
