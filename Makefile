@@ -55,7 +55,7 @@ typecheck: install-test
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # Adds the long scenarios marked `slow` (see README).
 test-all: lint typecheck

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import onvif_parsers
 import pytest
@@ -24,6 +27,7 @@ from peercam.auth.store import open_store
 from tests.access import TEST_PASSWORD
 from tests.conftest import StartDaemon
 from tests.daemon_process import DaemonProcess
+from tests.netns import in_ns, run
 from tests.onvif_client import (
     envelope,
     fault_subcode,
@@ -267,3 +271,50 @@ async def test_pull_points_are_capped_and_unsubscribing_frees_one(
         )
     finally:
         await client.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+def test_home_assistant_discovers_the_camera_and_its_stream_plays(tmp_path: Path) -> None:
+    """The daemon in one network namespace, Home Assistant's discovery and setup in
+    another, joined by a veth pair (WSDiscovery's client ignores loopback)."""
+    camera_ns, client_ns = f"ov{os.getpid()}-cam", f"ov{os.getpid()}-cli"
+    try:
+        for namespace in (camera_ns, client_ns):
+            run("ip", "netns", "add", namespace)
+            in_ns(namespace, "ip", "link", "set", "lo", "up")
+        run("ip", "link", "add", "ov0", "netns", camera_ns, "type", "veth", "peer", "name",
+            "ov1", "netns", client_ns)  # fmt: skip
+        for namespace, device, address in ((camera_ns, "ov0", "10.74.0.1"),
+                                           (client_ns, "ov1", "10.74.0.2")):  # fmt: skip
+            in_ns(namespace, "ip", "addr", "add", f"{address}/24", "dev", device)
+            in_ns(namespace, "ip", "link", "set", device, "up")
+            in_ns(namespace, "ip", "route", "add", "224.0.0.0/4", "dev", device)
+        workdir = tmp_path / "camera"
+        workdir.mkdir()
+        daemon = DaemonProcess(workdir, CONFIG + "[onvif]\nname = \"Front door\"\n",
+                               netns=camera_ns)  # fmt: skip
+        try:
+            token = nvr_token(daemon)
+            client = in_ns(client_ns, sys.executable, "-m", "tests.onvif_discovery_client",
+                           "nvr", token, check=False)  # fmt: skip
+            assert client.returncode == 0, client.stderr[-3000:]
+            result = json.loads(client.stdout.strip().splitlines()[-1])
+            (found,) = result["discovered"]
+            assert (found["host"], found["port"], found["name"]) == (
+                "10.74.0.1", 8000, "Front door",
+            )  # fmt: skip
+            setup = result["setup"]
+            # HA's unique id is the same whether read from discovery or from the device.
+            assert found["mac"] == setup["mac"] and setup["snapshot"] > 1000
+            assert setup["stream_uri"] == "rtsp://10.74.0.1:8554/live"
+            address = setup["stream_uri"].replace("rtsp://", f"rtsp://nvr:{token}@")
+            probe = in_ns(client_ns, ffprobe(), "-v", "error", "-rtsp_transport", "tcp",
+                          "-i", address, "-show_entries", "stream=codec_name", "-of", "csv=p=0",
+                          check=False)  # fmt: skip
+            assert probe.returncode == 0 and "h264" in probe.stdout, probe.stderr[-1500:]
+        finally:
+            daemon.terminate()
+        assert "WS-Discovery on UDP 3702" in daemon.log()
+    finally:
+        for namespace in (camera_ns, client_ns):
+            run("ip", "netns", "del", namespace, check=False)

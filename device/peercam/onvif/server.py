@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from urllib.parse import quote
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -27,6 +26,8 @@ from peercam.http.connection_guard import ConnectionLimits, GuardedListener
 from peercam.http.protocol import quiet_handlers
 from peercam.onvif.device_identity import DeviceIdentity, network_interfaces, read_identity
 from peercam.onvif.device_service import WITHOUT_LOGIN, DeviceService
+from peercam.onvif.discovery import WsDiscoveryResponder
+from peercam.onvif.discovery_messages import DiscoveryIdentity, onvif_scopes
 from peercam.onvif.events_service import EventsService
 from peercam.onvif.media_service import MediaService, MediaUrls
 from peercam.onvif.notifications import DoorbellProperties
@@ -81,6 +82,7 @@ class OnvifServer:
         self._events_service = EventsService(self._pull_points, self._properties.current)
         self._device: DeviceService | None = None
         self._identity: DeviceIdentity | None = None
+        self._discovery: WsDiscoveryResponder | None = None
         self._runner: web.AppRunner | None = None
         self._listener: GuardedListener | None = None
         self._bus: asyncio.Queue[Event] | None = None
@@ -91,25 +93,26 @@ class OnvifServer:
     def name(self) -> str:
         return f"ONVIF on port {self.settings.port}"
 
-    def scopes(self) -> list[str]:
-        assert self._identity is not None
-        base = "onvif://www.onvif.org"
-        scopes = [
-            f"{base}/type/video_encoder",
-            f"{base}/Profile/Streaming",
-            f"{base}/name/{quote(self.settings.name, safe='')}",
-            f"{base}/hardware/{quote(self._identity.model, safe='')}",
-        ]
-        if self._config.audio.enabled:
-            scopes.insert(1, f"{base}/type/audio_encoder")
-        if self.settings.location:
-            scopes.append(f"{base}/location/{quote(self.settings.location, safe='')}")
-        return scopes
-
     async def start(self) -> None:
         state_dir = state_directory(self._config.server.state_dir)
         self._identity = await asyncio.to_thread(read_identity, state_dir, self.settings.name)
-        self._device = DeviceService(self._identity, self.scopes(), network_interfaces)
+        interfaces = await asyncio.to_thread(network_interfaces)
+        # Profile S only: Profile T would also need Media2 (see issue 21's note).
+        scopes = onvif_scopes(
+            self.settings.name,
+            self._identity.model,
+            self.settings.location or "unknown",
+            profiles=("Streaming",),
+            audio=self._config.audio.enabled,
+            mac=interfaces[0].mac if interfaces else None,
+        )
+        self._device = DeviceService(self._identity, scopes, network_interfaces)
+        if self.settings.discovery:
+            self._discovery = WsDiscoveryResponder(
+                DiscoveryIdentity(self._identity.endpoint_uuid, scopes),
+                lambda address: f"http://{address}:{self.port}/onvif/device_service",
+                self.settings.discovery_port,
+            )
         app = web.Application(client_max_size=MAX_REQUEST)
         app.router.add_post("/onvif/subscription/{id}", self._subscription)
         app.router.add_post("/onvif/{service}", self._soap)
@@ -137,8 +140,19 @@ class OnvifServer:
         assert self._listener is not None
         self.port = await self._listener.start(self._host, self.settings.port)
         logger.info("ONVIF: http://<camera>:%d/onvif/device_service", self.port)
+        if self._discovery is not None:
+            try:
+                await self._discovery.start()  # Hello: the service is there to be found
+            except OSError as error:
+                logger.error(
+                    "WS-Discovery: cannot use UDP %d (%s); the camera cannot be found by "
+                    "discovery, only by its address",
+                    self.settings.discovery_port, error.strerror or error,
+                )  # fmt: skip
 
     async def stop(self) -> None:
+        if self._discovery is not None:
+            await self._discovery.stop()  # Bye, while the service still answers
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
