@@ -12,11 +12,14 @@ from tests.access import TEST_PASSWORD
 
 
 class RtspClient:
-    def __init__(self, port: int, path: str = "/live/noaudio") -> None:
+    def __init__(
+        self, port: int, path: str = "/live/noaudio", user: str = "admin", password: str = ""
+    ) -> None:
         self.url = f"rtsp://127.0.0.1:{port}{path}"
         self._port = port
         self._cseq = 0
-        self._auth = "Basic " + b64encode(f"admin:{TEST_PASSWORD}".encode()).decode()
+        secret = password or TEST_PASSWORD
+        self._auth = "Basic " + b64encode(f"{user}:{secret}".encode()).decode()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self.session = ""
@@ -73,6 +76,19 @@ class RtspClient:
         self.session = answer["session"].split(";")[0]
         status, _ = await self.request("PLAY", self.url)
         assert status == 200, status
+
+    async def talk(self, channel: int, payload_type: int, payloads: list[bytes]) -> None:
+        """Send `payloads` as RTP on interleaved `channel` (an ONVIF back-channel), one
+        every 20 ms, as go2rtc does: its own SSRC, sequence and timestamps."""
+        assert self._writer is not None
+        ssrc, sequence, stamp = 0x1234ABCD, 1000, 5000
+        for payload in payloads:
+            header = bytes([0x80, payload_type]) + sequence.to_bytes(2, "big")
+            packet = header + stamp.to_bytes(4, "big") + ssrc.to_bytes(4, "big") + payload
+            self._writer.write(b"$" + bytes([channel]) + len(packet).to_bytes(2, "big") + packet)
+            await self._writer.drain()
+            sequence, stamp = (sequence + 1) % 65536, stamp + len(payload)
+            await asyncio.sleep(0.02)
 
     async def frame_timestamps(self, count: int) -> list[int]:
         """The RTP timestamps of the next `count` whole video frames (marker bit)."""

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
@@ -35,10 +36,10 @@ class Talkback:
         self._mute = mute_microphone
         self.floor = Floor()
 
-    async def start(self, session_id: str, label: str) -> Outcome:
+    async def start(self, session_id: str, label: str, yields: bool = False) -> Outcome:
         if self.speaker is None:
             return Outcome(False, "talkback is off: no speaker is configured")
-        if not self.floor.request(session_id, label):
+        if not self.floor.request(session_id, label, yields):
             return Outcome(False, f"{self.floor.holder_label} is talking; wait for them to stop")
         self.speaker.start()
         if self._mute is not None:
@@ -56,12 +57,15 @@ class Talkback:
         logger.info("talkback: floor released")
         return Outcome(True)
 
+    def hear(self, session_id: str, frame: av.AudioFrame) -> None:
+        """Audio from `session_id`: played if it holds the floor, dropped otherwise."""
+        if self.floor.holder == session_id and self.speaker is not None:
+            self.speaker.play(frame)
+
     async def listen(self, session_id: str, track: MediaStreamTrack) -> None:
         """Drain one viewer's microphone track for as long as the session lives."""
         try:
             while True:
-                frame = await track.recv()
-                if self.floor.holder == session_id and self.speaker is not None:
-                    self.speaker.play(frame)  # type: ignore[arg-type]
+                self.hear(session_id, await track.recv())  # type: ignore[arg-type]
         except MediaStreamError:
             pass

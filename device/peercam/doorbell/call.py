@@ -93,6 +93,11 @@ class Doorbell:
     async def answer(self, session_id: str, label: str) -> Outcome:
         if self.state is not CallState.RINGING:
             return Outcome(False, "nothing is ringing")
+        floor = self.talkback.floor
+        if floor.holder not in (None, session_id) and floor.holder_yields:
+            logger.info("talkback: %s gives way to %s, who answered", floor.holder_label, label)
+            await self.talkback.stop(floor.holder)
+            self.events.publish(TalkFloor(None))
         outcome = await self.talkback.start(session_id, label)
         if not outcome.ok:
             return outcome
@@ -123,12 +128,13 @@ class Doorbell:
         self._set_state(CallState.IDLE)
         self.events.publish(CallEnded(label))
 
-    async def talk(self, session_id: str, label: str, on: bool) -> Outcome:
-        """Push-to-talk outside a call (a viewer speaking through the door)."""
+    async def talk(self, session_id: str, label: str, on: bool, yields: bool = False) -> Outcome:
+        """Push-to-talk outside a call (a viewer speaking through the door). A talker
+        that `yields` gives the floor up to whoever answers a ring."""
         if session_id == self._call_holder:
             return Outcome(True)  # in a call the floor is already theirs
         if on:
-            outcome = await self.talkback.start(session_id, label)
+            outcome = await self.talkback.start(session_id, label, yields)
         else:
             outcome = await self.talkback.stop(session_id)
         if outcome.ok:

@@ -45,7 +45,15 @@ def payload_types(codecs: list[CodecSpec]) -> list[int]:
     return chosen
 
 
-def session_description(tracks: list[Track], server_address: str, name: str) -> str:
+# The ONVIF back-channel's medium (rtsp/backchannel.py): the client's choice of G.711
+# law by payload type; GStreamer's rtspsrc takes the first listed.
+BACKCHANNEL_MEDIA = ["m=audio 0 RTP/AVP 0 8", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000"]
+
+
+def session_description(
+    tracks: list[Track], server_address: str, name: str, backchannel: str | None = None
+) -> str:
+    """`backchannel`: the control of an ONVIF back-channel medium to offer, if any."""
     family = "IP6" if ":" in server_address else "IP4"
     lines = [
         "v=0",
@@ -65,4 +73,6 @@ def session_description(tracks: list[Track], server_address: str, name: str) -> 
         if track.fmtp:
             lines.append(f"a=fmtp:{track.payload_type} {track.fmtp}")
         lines += ["a=recvonly", f"a=control:{track.control}"]
+    if backchannel is not None:
+        lines += [*BACKCHANNEL_MEDIA, "a=sendonly", f"a=control:{backchannel}"]
     return "\r\n".join(lines) + "\r\n"

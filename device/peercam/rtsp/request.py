@@ -44,10 +44,17 @@ REASONS = {
 class RtspError(Exception):
     """A request that gets `status` and, when `close`, the end of the connection."""
 
-    def __init__(self, status: int, reason: str, close: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        close: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.close = close
+        self.headers = headers or {}
 
 
 @dataclass

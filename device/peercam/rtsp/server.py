@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from peercam.auth.authenticator import Authenticator, LoginThrottled
 from peercam.auth.challenge import ChallengeLogin, StaleNonce
 from peercam.auth.principal import Principal
 from peercam.config import Config, RtspConfig
+from peercam.doorbell.call import Doorbell
 from peercam.encode.codecs import BY_NAME, H264, CodecSpec
 from peercam.encode.rtp_stream import RtpStream
 from peercam.fanout.hub import SubscriptionClosed
@@ -32,9 +34,17 @@ from peercam.h264_bitstream import PPS, SPS, nal_type, nal_units
 from peercam.metrics import Metrics
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
+from peercam.rtsp.backchannel import REQUIRE_TAG, Backchannel
 from peercam.rtsp.describe import Track, h264_fmtp, payload_types, session_description
 from peercam.rtsp.request import Interleaved, Request, Response, RtspError, read_message
-from peercam.rtsp.session import InterleavedSink, PacketSink, RtspSession, TrackOut, UdpSink
+from peercam.rtsp.session import (
+    BackchannelIn,
+    InterleavedSink,
+    PacketSink,
+    RtspSession,
+    TrackOut,
+    UdpSink,
+)
 from peercam.rtsp.transport_spec import choose_transport
 from peercam.service.listen_later import listen_now_or_later
 
@@ -57,12 +67,21 @@ class _Connection:
         local = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.local = str(local[0])
         self.sessions: dict[str, RtspSession] = {}
+        # Its DESCRIBE asked for the ONVIF back-channel: go2rtc sends the Require
+        # header there only, not with the SETUP that follows.
+        self.asked_for_backchannel = False
 
 
 class RtspServer:
     def __init__(
-        self, config: Config, pipeline: MediaPipeline, accounts: Authenticator, metrics: Metrics
+        self,
+        config: Config,
+        pipeline: MediaPipeline,
+        accounts: Authenticator,
+        metrics: Metrics,
+        doorbell: Doorbell | None = None,
     ) -> None:
+        """`doorbell`: its talkback speaker hears the ONVIF back-channel, if it has one."""
         self.settings: RtspConfig = config.rtsp
         self._host = self.settings.host or config.server.host
         self._audio_enabled = config.audio.enabled
@@ -74,6 +93,8 @@ class RtspServer:
         self._reaper: asyncio.Task[None] | None = None
         self._listening_later: asyncio.Task[None] | None = None
         self._login = ChallengeLogin(accounts, self.settings.digest)
+        has_speaker = doorbell is not None and doorbell.talkback.speaker is not None
+        self._doorbell = doorbell if has_speaker else None
         self._fmtp: tuple[float, str] = (0.0, "")
         self._gauge = Gauge(
             "peercam_rtsp_sessions", "RTSP sessions set up", registry=metrics.registry
@@ -143,19 +164,20 @@ class RtspServer:
                     return  # idle and not playing: nothing to keep the connection for
                 continue
             except RtspError as error:
-                await self._write(connection, Response(error.status), None)
+                await self._write(connection, Response(error.status, dict(error.headers)), None)
                 logger.info("RTSP %s: %s", connection.client, error)
                 return
             if message is None:
                 return
             if isinstance(message, Interleaved):
+                # RTCP receiver reports, and a back-channel's RTP on its channel.
                 for session in connection.sessions.values():
-                    session.heard()  # RTCP receiver reports on the odd channels
+                    session.heard_on_channel(message.channel, message.data)
                 continue
             try:
                 response = await self._respond(connection, message)
             except RtspError as error:
-                response = Response(error.status)
+                response = Response(error.status, dict(error.headers))
                 logger.info("RTSP %s %s from %s: %s", message.method, message.uri[:80],
                             connection.client, error)  # fmt: skip
                 if error.close:
@@ -194,7 +216,7 @@ class RtspServer:
             return Response(401, challenges=self._login.challenges())
         target = _target(request.uri, self.settings.audio)
         if method == "DESCRIBE":
-            return await self._describe(connection, request, target)
+            return await self._describe(connection, request, target, principal)
         if method == "SETUP":
             return await self._setup(connection, request, principal, target)
         session = self._session_of(connection, request)
@@ -231,7 +253,9 @@ class RtspServer:
         codecs = self._codecs(audio)
         fmtp = await self._h264_fmtp() if describe else ""
         return [
-            Track(f"trackID={index}", codec, payload_type, fmtp if codec is H264 else "")
+            Track(
+                f"trackID={index}", codec, payload_type, fmtp if codec is H264 else codec.rtsp_fmtp
+            )
             for index, (codec, payload_type) in enumerate(
                 zip(codecs, payload_types(codecs), strict=True)
             )
@@ -261,17 +285,36 @@ class RtspServer:
             raise RtspError(503, "the camera gave no picture in time; try again") from None
 
     async def _describe(
-        self, connection: _Connection, request: Request, target: Target
+        self, connection: _Connection, request: Request, target: Target, principal: Principal
     ) -> Response:
-        if request.header("require"):
-            return Response(551, {"Unsupported": request.header("require")})
+        backchannel = self._backchannel_required(request, principal)
+        connection.asked_for_backchannel = backchannel
         if target.control:
             raise RtspError(404, "DESCRIBE the stream, not one of its tracks")
         tracks = await self._tracks(target.audio, describe=True)
-        sdp = session_description(tracks, connection.local, "peercam")
+        control = f"trackID={len(tracks)}" if backchannel else None
+        sdp = session_description(tracks, connection.local, "peercam", control)
         return Response(
             200, {"Content-Type": "application/sdp", "Content-Base": target.base}, sdp.encode()
         )
+
+    def _backchannel_required(self, request: Request, principal: Principal) -> bool:
+        """Whether the request asks for the ONVIF back-channel; RtspError 551 for an
+        option we do not have (RFC 2326 §12.32), or not for this account: talking
+        through the door needs the admin role, as on the page."""
+        tags = {t.strip() for t in request.header("require").split(",") if t.strip()}
+        unknown = tags - {REQUIRE_TAG}
+        if tags and self._doorbell is None:
+            unknown = tags  # no speaker: no back-channel either
+        elif tags and not principal.may("admin"):
+            logger.info("RTSP: %s asked for the back-channel, which needs the admin role",
+                        principal.name)  # fmt: skip
+            unknown = tags
+        if unknown:
+            raise RtspError(
+                551, "not supported", headers={"Unsupported": ", ".join(sorted(unknown))}
+            )
+        return bool(tags)
 
     async def _setup(
         self,
@@ -284,7 +327,12 @@ class RtspServer:
         tracks = {t.control: t for t in await self._tracks(target.audio, describe=False)}
         if not control:
             raise RtspError(459, "SETUP one track at a time (…/trackID=N)")
-        if control not in tracks:
+        backchannel = (
+            control == f"trackID={len(tracks)}"
+            and (self._backchannel_required(request, principal) or connection.asked_for_backchannel)
+            and principal.may("admin")
+        )
+        if control not in tracks and not backchannel:
             raise RtspError(404, f"no track {control[:40]!r}")
         session_id = request.header("session").split(";")[0]
         if session_id:
@@ -292,8 +340,10 @@ class RtspServer:
         else:
             scheme = request.header("authorization").partition(" ")[0].capitalize()
             session = self._new_session(connection, principal, scheme)
-        if control in session.tracks:
+        if control in session.tracks or (backchannel and session.backchannel is not None):
             raise RtspError(455, f"{control} is already set up")
+        if backchannel:
+            return await self._setup_backchannel(connection, request, session, control)
         index = list(tracks).index(control)
         spec = choose_transport(request.header("transport"), default_channel=2 * index)
         sink: PacketSink
@@ -309,6 +359,30 @@ class RtspServer:
         session.tracks[control] = TrackOut(tracks[control], spec, sink, stream)
         headers = _session_headers(session, self.settings)
         headers["Transport"] = spec.reply(server_ports, stream.ssrc)
+        return Response(200, headers)
+
+    async def _setup_backchannel(
+        self, connection: _Connection, request: Request, session: RtspSession, control: str
+    ) -> Response:
+        assert self._doorbell is not None
+        label = f"{session.user} (NVR)"  # pages are not told the NVR's address
+        receiver = Backchannel(self._doorbell, f"rtsp:{session.id}", label)
+        index = int(control.removeprefix("trackID="))
+        spec = choose_transport(request.header("transport"), default_channel=2 * index)
+        sink: PacketSink
+        if spec.tcp:
+            sink, server_ports = InterleavedSink(connection.writer, spec), None
+        else:
+            udp = await UdpSink.open(
+                connection.local, (connection.client, spec.first, spec.second), session.heard,
+                receiver.receive,
+            )  # fmt: skip
+            sink, server_ports = udp, udp.ports
+        session.backchannel = BackchannelIn(control, spec, sink, receiver)
+        logger.info("RTSP session %s: the ONVIF back-channel over %s", session.id,
+                    "TCP" if spec.tcp else "UDP")  # fmt: skip
+        headers = _session_headers(session, self.settings)
+        headers["Transport"] = spec.reply(server_ports, secrets.randbits(32))
         return Response(200, headers)
 
     def _new_session(
@@ -354,7 +428,7 @@ class RtspServer:
                 await self._end(session)
 
 
-AUDIO_CHOICES = {"opus": "opus", "pcmu": "pcmu", "pcma": "pcma", "noaudio": "none"}
+AUDIO_CHOICES = {"opus": "opus", "pcmu": "pcmu", "pcma": "pcma", "aac": "aac", "noaudio": "none"}
 
 
 @dataclass(frozen=True)
@@ -393,4 +467,8 @@ def _session_headers(session: RtspSession, settings: RtspConfig, **more: str) ->
 def build(context: OutputContext) -> list[Output]:
     if not context.config.rtsp.enabled or context.accounts is None:
         return []
-    return [RtspServer(context.config, context.pipeline, context.accounts, context.metrics)]
+    return [
+        RtspServer(
+            context.config, context.pipeline, context.accounts, context.metrics, context.doorbell
+        )
+    ]

@@ -23,6 +23,7 @@ from typing import Protocol
 from peercam.encode.rtp_stream import RtpStream
 from peercam.fanout.hub import SubscriptionClosed
 from peercam.pipeline import MediaPipeline
+from peercam.rtsp.backchannel import Backchannel
 from peercam.rtsp.describe import Track
 from peercam.rtsp.request import RtspError
 from peercam.rtsp.transport_spec import TransportSpec
@@ -74,11 +75,18 @@ class InterleavedSink:
 
 
 class _Receiver(asyncio.DatagramProtocol):
-    def __init__(self, heard: Callable[[], None]) -> None:
+    def __init__(
+        self, client: str, heard: Callable[[], None], on_data: Callable[[bytes], None]
+    ) -> None:
+        self._client = client
         self._heard = heard
+        self._on_data = on_data
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if addr[0] != self._client:
+            return  # the ports are guessable: only the client's own packets count
         self._heard()  # RTCP receiver reports (and NAT punches): the client is there
+        self._on_data(data)
 
 
 class UdpSink:
@@ -95,21 +103,27 @@ class UdpSink:
 
     @classmethod
     async def open(
-        cls, local_host: str, client: tuple[str, int, int], heard: Callable[[], None]
+        cls,
+        local_host: str,
+        client: tuple[str, int, int],
+        heard: Callable[[], None],
+        on_rtp: Callable[[bytes], None] = lambda data: None,
     ) -> UdpSink:
-        """Bind an even port and the odd one after it, as clients expect RTCP there."""
+        """Bind an even port and the odd one after it, as clients expect RTCP there.
+        `on_rtp` gets what the client sends to the even one (a back-channel's RTP)."""
         loop = asyncio.get_running_loop()
         for _ in range(32):
             port = random.randrange(UDP_PORTS[0], UDP_PORTS[1], 2)
             try:
                 rtp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Receiver(heard), local_addr=(local_host, port)
+                    lambda: _Receiver(client[0], heard, on_rtp), local_addr=(local_host, port)
                 )
             except OSError:
                 continue
             try:
                 rtcp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Receiver(heard), local_addr=(local_host, port + 1)
+                    lambda: _Receiver(client[0], heard, lambda data: None),
+                    local_addr=(local_host, port + 1),
                 )
             except OSError:
                 rtp.close()
@@ -142,23 +156,36 @@ class TrackOut:
 
 
 @dataclass
+class BackchannelIn:
+    """The ONVIF back-channel set up in a session: where its RTP arrives."""
+
+    control: str
+    spec: TransportSpec
+    sink: PacketSink  # its UDP ports (closed with it); nothing of its own over TCP
+    receiver: Backchannel
+
+
+@dataclass
 class RtspSession:
     pipeline: MediaPipeline
     client: str  # address, for limits and the log
     user: str
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     tracks: dict[str, TrackOut] = field(default_factory=dict)  # by control ("trackID=0")
+    backchannel: BackchannelIn | None = None
     last_heard: float = field(default_factory=time.monotonic)
     _playing: list[asyncio.Task[None]] = field(default_factory=list)
+    _talking: bool = False  # a back-channel set up and PLAYed (it has no task to send)
 
     def heard(self) -> None:
         self.last_heard = time.monotonic()
 
     @property
     def playing(self) -> bool:
-        return bool(self._playing)
+        return bool(self._playing) or self._talking
 
     def play(self) -> None:
+        self._talking = self.backchannel is not None
         if self._playing:
             return
         for out in self.tracks.values():
@@ -166,6 +193,7 @@ class RtspSession:
             self._playing.append(asyncio.create_task(self._send(out), name=name))
 
     async def pause(self) -> None:
+        self._talking = False
         tasks, self._playing = self._playing, []
         for task in tasks:
             task.cancel()
@@ -175,6 +203,16 @@ class RtspSession:
         await self.pause()
         for out in self.tracks.values():
             out.sink.close()
+        if self.backchannel is not None:
+            self.backchannel.sink.close()
+            await self.backchannel.receiver.close()
+
+    def heard_on_channel(self, channel: int, data: bytes) -> None:
+        """An interleaved frame: back-channel RTP on its channel; else RTCP."""
+        self.heard()
+        inbound = self.backchannel
+        if inbound is not None and inbound.spec.tcp and channel == inbound.spec.first:
+            inbound.receiver.receive(data)
 
     async def _send(self, out: TrackOut) -> None:
         codec = out.track.codec
