@@ -91,7 +91,8 @@ def run_token(store: CredentialStore, args: argparse.Namespace) -> int:
             print(value)
             print(
                 f"peercam: token {args.name} ({args.role}) made; it is not shown again. "
-                "Send it as `Authorization: Bearer <token>`.",
+                "Send it as `Authorization: Bearer <token>`; an NVR or Home Assistant's "
+                f"ONVIF integration takes user {args.name} and the token as the password.",
                 file=sys.stderr,
             )
         elif args.action == "list":

@@ -162,6 +162,11 @@ class Authenticator:
         self._raise_if_throttled(client)
         self._raise_if_guessing_everywhere()
 
+    def check_client(self, client: str) -> None:
+        """Raise LoginThrottled when `client` has failed too often: what a token's
+        login is held to (everyone's failures are about guessable passwords)."""
+        self._raise_if_throttled(client)
+
     def record_failure(self, client: str, what: str) -> None:
         """A credential that did not prove anything, checked elsewhere (Digest)."""
         self._failed(client, what)

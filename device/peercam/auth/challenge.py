@@ -51,7 +51,7 @@ class ChallengeLogin:
 
     def _digest(self, header: str, method: str, client: str) -> Principal | None:
         accounts = self._accounts
-        accounts.check_attempt(client)
+        accounts.check_client(client)
         credentials = digest.parse(header)
         if credentials is None:
             accounts.record_failure(client, "a malformed Digest credential")
@@ -60,6 +60,8 @@ class ChallengeLogin:
         if state == "stale":
             raise StaleNonce()
         found = accounts.digest_secret(credentials.username)
+        if found is None or found[0].proof != "bearer":
+            accounts.check_attempt(client)  # a password: held back while many are guessed
         if state != "ok" or found is None or not digest.valid(credentials, found[1], method):
             accounts.record_failure(client, f"Digest for {credentials.username[:64]!r}")
             return None

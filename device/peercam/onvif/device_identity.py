@@ -32,6 +32,7 @@ class NetworkInterface:
     mac: str  # "dc:a6:32:01:02:03"
     ipv4: str | None
     prefix_length: int
+    up: bool
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class DeviceIdentity:
     firmware: str
     serial: str
     endpoint_uuid: str  # WS-Discovery's endpoint reference: urn:uuid:<this>
+    time_zone: str  # POSIX TZ, as ONVIF's TimeZone/TZ wants it: "CET-1CEST,M3.5.0,M10.5.0/3"
 
     @property
     def endpoint_reference(self) -> str:
@@ -56,13 +58,28 @@ def read_identity(state_dir: Path, name: str) -> DeviceIdentity:
         firmware=__version__,
         serial=serial,
         endpoint_uuid=str(uuid.uuid5(_NAMESPACE, serial)),
+        time_zone=_posix_time_zone(),
     )
 
 
+def _posix_time_zone() -> str:
+    """The POSIX rule a TZif file (version 2 and on) ends with; UTC without one."""
+    try:
+        data = Path("/etc/localtime").read_bytes()
+    except OSError:
+        return "UTC0"
+    if data[:4] != b"TZif" or data[4:5] in (b"\0", b""):
+        return "UTC0"
+    footer = data.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode("ascii", "replace")
+    return footer if footer and footer.isprintable() else "UTC0"
+
+
 def network_interfaces() -> list[NetworkInterface]:
-    """Ethernet-like interfaces (not loopback or tunnels), with their IPv4 address
-    where they have one. Blocking (sysfs, ioctls): call from a thread."""
-    found = []
+    """The board's own Ethernet and Wi-Fi interfaces (those with a device behind
+    them: not bridges, veths or docker0, whose MAC addresses are made up), with their
+    IPv4 address where they have one; every Ethernet-like one where there is no such
+    (a container). Blocking (sysfs, ioctls): call from a thread."""
+    found: list[tuple[bool, NetworkInterface]] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _, name in socket.if_nameindex():
             base = Path("/sys/class/net") / name
@@ -70,11 +87,14 @@ def network_interfaces() -> list[NetworkInterface]:
                 if (base / "type").read_text().strip() != _ARPHRD_ETHER:
                     continue
                 mac = (base / "address").read_text().strip()
+                up = (base / "operstate").read_text().strip() in ("up", "unknown")
             except OSError:
                 continue
             address, prefix = _ipv4(probe, name)
-            found.append(NetworkInterface(name, mac, address, prefix))
-    return found
+            physical = (base / "device").exists()
+            found.append((physical, NetworkInterface(name, mac, address, prefix, up)))
+    physical_ones = [found_one for is_physical, found_one in found if is_physical]
+    return physical_ones or [found_one for _, found_one in found]
 
 
 def _ipv4(probe: socket.socket, name: str) -> tuple[str | None, int]:

@@ -4,6 +4,7 @@ peercam.toml's."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import socket
 import time
@@ -29,16 +30,23 @@ class DeviceService:
         identity: DeviceIdentity,
         scopes: Sequence[str],
         interfaces: Callable[[], list[NetworkInterface]],
+        ports: Callable[[], dict[str, int]],
+        discoverable: bool,
     ) -> None:
+        """`ports`: what listens where now, by ONVIF's protocol names (HTTP, RTSP)."""
         self._identity = identity
         self._scopes = scopes
         self._interfaces = interfaces
+        self._ports = ports
+        self._discoverable = discoverable
 
     async def answer(self, request: SoapRequest, base_url: str) -> str:
         """`base_url`: http://host:port as this client reached us."""
         operation = request.operation
         if operation == "GetSystemDateAndTime":
-            return element("tds:GetSystemDateAndTimeResponse", _date_and_time())
+            return element(
+                "tds:GetSystemDateAndTimeResponse", _date_and_time(self._identity.time_zone)
+            )
         if operation == "GetDeviceInformation":
             identity = self._identity
             return element(
@@ -78,9 +86,9 @@ class DeviceService:
         if operation == "GetCapabilities":
             return element("tds:GetCapabilitiesResponse", _capabilities(base_url))
         if operation == "GetNetworkInterfaces":
+            interfaces = await asyncio.to_thread(self._interfaces)
             return element(
-                "tds:GetNetworkInterfacesResponse",
-                *(_interface(found) for found in self._interfaces()),
+                "tds:GetNetworkInterfacesResponse", *(_interface(found) for found in interfaces)
             )
         if operation == "GetScopes":
             return element(
@@ -99,6 +107,32 @@ class DeviceService:
                     text("tt:Name", socket.gethostname()),
                 ),
             )
+        if operation == "GetNetworkProtocols":
+            return element(
+                "tds:GetNetworkProtocolsResponse",
+                *(
+                    element(
+                        "tds:NetworkProtocols",
+                        text("tt:Name", name),
+                        text("tt:Enabled", bool(port)),
+                        text("tt:Port", port),
+                    )
+                    for name, port in self._ports().items()
+                ),
+            )
+        if operation == "GetDiscoveryMode":
+            mode = "Discoverable" if self._discoverable else "NonDiscoverable"
+            return element("tds:GetDiscoveryModeResponse", text("tds:DiscoveryMode", mode))
+        # What the system was given by DHCP or by hand is the OS's to say; ONVIF
+        # clients only check that these answer.
+        if operation == "GetNTP":
+            return element(
+                "tds:GetNTPResponse", element("tds:NTPInformation", text("tt:FromDHCP", True))
+            )
+        if operation == "GetDNS":
+            return element(
+                "tds:GetDNSResponse", element("tds:DNSInformation", text("tt:FromDHCP", True))
+            )
         if operation == "GetWsdlUrl":
             return element(
                 "tds:GetWsdlUrlResponse", text("tds:WsdlUrl", "https://www.onvif.org/profiles/")
@@ -115,10 +149,9 @@ def _version(name: str) -> str:
     return element(name, text("tt:Major", ONVIF_VERSION[0]), text("tt:Minor", ONVIF_VERSION[1]))
 
 
-def _date_and_time() -> str:
+def _date_and_time(zone: str) -> str:
     now = datetime.datetime.now(datetime.UTC)
     local = now.astimezone()
-    zone = time.strftime("%Z") or "UTC"
 
     def stamp(name: str, moment: datetime.datetime) -> str:
         return element(
@@ -207,7 +240,7 @@ def _interface(found: NetworkInterface) -> str:
     )
     return element(
         "tds:NetworkInterfaces",
-        text("tt:Enabled", True),
+        text("tt:Enabled", found.up),
         element("tt:Info", text("tt:Name", found.name), text("tt:HwAddress", found.mac)),
         ipv4,
         token=found.name,

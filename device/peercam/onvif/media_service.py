@@ -93,6 +93,21 @@ class MediaService:
                 else ""
             )
             return element("trt:GetAudioSourcesResponse", sources)
+        if operation == "GetAudioSourceConfigurations":
+            configs = (
+                element(
+                    "trt:Configurations",
+                    text("tt:Name", AUDIO_SOURCE_CONFIG),
+                    text("tt:UseCount", 1),
+                    text("tt:SourceToken", AUDIO_SOURCE),
+                    token=AUDIO_SOURCE_CONFIG,
+                )
+                if self._audio
+                else ""
+            )
+            return element("trt:GetAudioSourceConfigurationsResponse", configs)
+        if operation == "GetVideoEncoderConfigurationOptions":
+            return element("trt:GetVideoEncoderConfigurationOptionsResponse", self._options())
         if operation == "GetAudioEncoderConfigurations":
             configs = self._audio_encoder("trt:Configurations") if self._audio else ""
             return element("trt:GetAudioEncoderConfigurationsResponse", configs)
@@ -110,6 +125,29 @@ class MediaService:
             self._check_profile(request)
             return element("trt:GetSnapshotUriResponse", self._media_uri(urls.snapshot))
         raise action_not_supported(operation)
+
+    def _options(self) -> str:
+        """What the one configuration can be: exactly what it is (read-only)."""
+
+        def exactly(name: str, value: int) -> str:
+            return element(name, text("tt:Min", value), text("tt:Max", value))
+
+        return element(
+            "trt:Options",
+            exactly("tt:QualityRange", 5),
+            element(
+                "tt:H264",
+                element(
+                    "tt:ResolutionsAvailable",
+                    text("tt:Width", self._width),
+                    text("tt:Height", self._height),
+                ),
+                exactly("tt:GovLengthRange", self._gov),
+                exactly("tt:FrameRateRange", self._fps),
+                exactly("tt:EncodingIntervalRange", 1),
+                text("tt:H264ProfilesSupported", "Baseline"),
+            ),
+        )
 
     def _check_profile(self, request: SoapRequest) -> None:
         token = request.find_text("ProfileToken")

@@ -19,7 +19,11 @@ from peercam.onvif.notifications import Notification
 MAX_PULL_POINTS = 8
 MAX_KEPT = 100  # notifications a subscription holds between pulls; the oldest go
 MAX_WAIT = 60.0  # seconds a pull is held at most
-MAX_LIFETIME = 24 * 3600.0  # seconds a subscription may be asked to live
+# Seconds a subscription lives without renewal, whatever it asks (the device may
+# choose): an NVR that re-subscribes without unsubscribing must not fill the table.
+MAX_LIFETIME = 3600.0
+# A full table gives way to a subscription nobody has pulled for this long.
+ABANDONED_AFTER = 180.0
 
 
 class TooManyPullPoints(Exception):
@@ -34,6 +38,7 @@ class UnknownSubscription(Exception):
 class PullPoint:
     id: str
     expires: float  # time.time()
+    pulled: float = field(default_factory=time.monotonic)  # last pull, or made
     kept: deque[Notification] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -49,7 +54,10 @@ class PullPoints:
     def create(self, lifetime: float) -> PullPoint:
         self.reap()
         if len(self._points) >= MAX_PULL_POINTS:
-            raise TooManyPullPoints(f"at most {MAX_PULL_POINTS} subscriptions")
+            oldest = min(self._points.values(), key=lambda p: p.pulled)
+            if time.monotonic() - oldest.pulled < ABANDONED_AFTER:
+                raise TooManyPullPoints(f"at most {MAX_PULL_POINTS} subscriptions")
+            self.remove(oldest.id)
         point = PullPoint(secrets.token_hex(8), time.time() + _bounded(lifetime))
         self._points[point.id] = point
         return point
@@ -84,6 +92,7 @@ class PullPoints:
 
     async def pull(self, point_id: str, wait: float, limit: int) -> list[Notification]:
         point = self.get(point_id)
+        point.pulled = time.monotonic()
         if not point.kept and not self._closed:
             point.arrived.clear()
             try:

@@ -34,8 +34,13 @@ from peercam.onvif.notifications import DoorbellProperties
 from peercam.onvif.pull_points import PullPoints
 from peercam.onvif.soap import (
     MAX_REQUEST,
+    TDS,
+    TEV,
+    TRT,
+    WSNT,
     SoapFault,
     SoapRequest,
+    action_not_supported,
     envelope,
     fault_envelope,
     not_authorized,
@@ -44,7 +49,7 @@ from peercam.onvif.soap import (
 from peercam.onvif.username_token import TokenChecker, read_token
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
-from peercam.recording.live_snapshot import NoPicture, current_jpeg
+from peercam.recording.live_snapshot import NoPicture, SharedSnapshot
 from peercam.rtsp import server as rtsp_server
 from peercam.rtsp.server import RtspServer
 from peercam.service.listen_later import listen_now_or_later
@@ -57,6 +62,12 @@ SOAP_TYPE = "application/soap+xml"
 # one held open by a pull waiting for events.
 LIMITS = ConnectionLimits(total=64, per_address=16, handshake_timeout=10.0)
 REAP_EVERY = 30.0  # seconds between sweeps of expired subscriptions
+SERVICES = {
+    TDS: "device_service",
+    TRT: "media_service",
+    TEV: "events_service",
+    WSNT: "events_service",
+}
 
 
 class OnvifServer:
@@ -71,12 +82,12 @@ class OnvifServer:
         self.settings: OnvifConfig = config.onvif
         self._config = config
         self._host = self.settings.host or config.server.host
-        self._pipeline = pipeline
         self._events = events
         self._rtsp = rtsp
         self._tokens = TokenChecker(accounts)
         self._login = ChallengeLogin(accounts, config.rtsp.digest)
         self._pull_points = PullPoints()
+        self._snapshots = SharedSnapshot(pipeline)
         self._properties = DoorbellProperties(self._pull_points.publish)
         self._media = MediaService(config)
         self._events_service = EventsService(self._pull_points, self._properties.current)
@@ -104,9 +115,16 @@ class OnvifServer:
             self.settings.location or "unknown",
             profiles=("Streaming",),
             audio=self._config.audio.enabled,
-            mac=interfaces[0].mac if interfaces else None,
+            # Home Assistant's config flow takes the first enabled interface's.
+            mac=next((found.mac for found in interfaces if found.up), None),
         )
-        self._device = DeviceService(self._identity, scopes, network_interfaces)
+        self._device = DeviceService(
+            self._identity,
+            scopes,
+            network_interfaces,
+            lambda: {"HTTP": self.port, "RTSP": self._rtsp.port},
+            self.settings.discovery,
+        )
         if self.settings.discovery:
             self._discovery = WsDiscoveryResponder(
                 DiscoveryIdentity(self._identity.endpoint_uuid, scopes),
@@ -184,12 +202,10 @@ class OnvifServer:
         return f"http://{_local_address(request)}:{self.port}"
 
     async def _soap(self, request: web.Request) -> web.Response:
-        service = request.match_info["service"]
-        if service not in ("device_service", "media_service", "events_service"):
-            return _fault(
-                SoapFault(404, "Sender", "ter:InvalidArgs", f"no service {service[:40]!r}")
-            )
-        return await self._handle(request, service, "")
+        # Operations go by their namespace, whatever service path they were sent to:
+        # go2rtc asks /onvif/imaging_service for the snapshot URI when GetCapabilities
+        # names no imaging service.
+        return await self._handle(request, "", "")
 
     async def _subscription(self, request: web.Request) -> web.Response:
         return await self._handle(request, "subscription", request.match_info["id"])
@@ -198,12 +214,17 @@ class OnvifServer:
         assert self._device is not None
         try:
             soap = parse_request(await request.read())
+            service = service or SERVICES.get(soap.namespace, "")
+            if not service:
+                raise action_not_supported(soap.operation)
             if not (service == "device_service" and soap.operation in WITHOUT_LOGIN):
                 await self._check_login(soap, request)
             base = self._base_url(request)
             if service == "device_service":
                 body = await self._device.answer(soap, base)
             elif service == "media_service":
+                if not self._rtsp.port:
+                    raise SoapFault(503, "Receiver", "ter:Action", "RTSP is not listening yet")
                 host = _local_address(request)
                 urls = MediaUrls(
                     f"rtsp://{host}:{self._rtsp.port}/live",
@@ -215,7 +236,7 @@ class OnvifServer:
             else:
                 body = await self._events_service.answer_subscription(soap, point_id)
         except SoapFault as fault:
-            if fault.status >= 500:
+            if fault.status >= 500 and fault.subcode != "ter:ActionNotSupported":
                 logger.warning("ONVIF %s from %s: %s", service, request.remote, fault.reason)
             return _fault(fault)
         except web.HTTPRequestEntityTooLarge:
@@ -250,7 +271,7 @@ class OnvifServer:
         if principal is None:
             return self._challenge()
         try:
-            picture = await current_jpeg(self._pipeline, None)
+            picture = await self._snapshots.jpeg()
         except NoPicture as error:
             return web.Response(status=503, text=str(error))
         return web.Response(body=picture, content_type="image/jpeg")

@@ -62,7 +62,11 @@ def bad_argument(reason: str) -> SoapFault:
 
 
 def action_not_supported(operation: str) -> SoapFault:
-    return SoapFault(400, "Sender", "ter:ActionNotSupported", f"{operation} is not supported")
+    # ONVIF Core §5.11.2.4's wording, which clients match (Home Assistant looks for
+    # "not implemented" before it gives up on an optional call).
+    return SoapFault(
+        500, "Receiver", "ter:ActionNotSupported", f"Optional Action Not Implemented: {operation}"
+    )
 
 
 @dataclass(frozen=True)

@@ -78,27 +78,48 @@ class TokenChecker:
         """Who the token proves to be, or None (a failure counted for throttling).
         Raises LoginThrottled."""
         accounts = self._accounts
-        accounts.check_attempt(client)
+        accounts.check_client(client)
         if not token.digest:
             return await self._plain(token, client)
         refusal = self._refusal(token)
         if refusal is None:
             found = accounts.readable_token_secret(token.username)
+            expected = password_digest(token.nonce, token.created, found[1]) if found else ""
             if found is not None and hmac.compare_digest(
-                password_digest(token.nonce, token.created, found[1]), token.password
+                expected.encode(), token.password.encode()
             ):
                 self._remember(token.nonce)
                 return found[0]
             refusal = f"a wrong UsernameToken digest for {token.username[:64]!r}"
             if found is None and token.username in accounts.store.users:
                 refusal = self._explain_users(token.username)
+            elif found is None and any(
+                t.name == token.username for t in accounts.store.tokens.values()
+            ):
+                refusal += " (only viewer tokens made since ONVIF came can log in by digest)"
         accounts.record_failure(client, refusal)
         return None
 
     async def _plain(self, token: UsernameToken, client: str) -> Principal | None:
+        """A password sent as it is, over plain HTTP: taken for the viewer role only,
+        so that the admin's password is not sent around the network in clear."""
         if token.password.startswith(SECRET_PREFIX):
-            return await self._accounts.identify(None, f"Bearer {token.password}", client)
-        return await self._accounts.check_password(token.username, token.password, client, "basic")
+            principal = await self._accounts.identify(None, f"Bearer {token.password}", client)
+        else:
+            principal = await self._accounts.check_password(
+                token.username, token.password, client, "basic"
+            )
+        if principal is not None and principal.may("admin"):
+            if principal.name not in self._told:
+                self._told.add(principal.name)
+                logger.warning(
+                    "ONVIF: refused %r: an admin's password or token sent in clear over "
+                    "plain HTTP; give the NVR a viewer token (`peercam token create NAME "
+                    "--role viewer`)",
+                    principal.name,
+                )
+            return None
+        return principal
 
     def _refusal(self, token: UsernameToken) -> str | None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from peercam.encode.codecs import BY_NAME
 from peercam.fanout.hub import SubscriptionClosed
@@ -36,3 +37,28 @@ async def current_jpeg(pipeline: MediaPipeline, recorder: Recorder | None) -> by
         return await asyncio.to_thread(snapshot.latest_jpeg, [frame])
     except snapshot.SnapshotError as error:
         raise NoPicture(str(error)) from None
+
+
+class SharedSnapshot:
+    """One picture for everyone who asks within `max_age`: NVRs and dashboards poll a
+    snapshot URL, several at once, and each fresh picture costs every viewer of the
+    stream a keyframe. Callers arriving while a picture is being taken wait for it."""
+
+    def __init__(
+        self, pipeline: MediaPipeline, recorder: Recorder | None = None, max_age: float = 1.0
+    ) -> None:
+        self._pipeline = pipeline
+        self._recorder = recorder
+        self._max_age = max_age
+        self._lock = asyncio.Lock()
+        self._latest: tuple[float, bytes] | None = None
+
+    async def jpeg(self) -> bytes:
+        """Raises NoPicture."""
+        async with self._lock:
+            latest = self._latest
+            if latest is not None and time.monotonic() - latest[0] < self._max_age:
+                return latest[1]
+            picture = await current_jpeg(self._pipeline, self._recorder)
+            self._latest = (time.monotonic(), picture)
+            return picture
