@@ -97,10 +97,16 @@ def test_ffprobe_decodes_video_and_audio_at_the_cameras_rate(
     assert "Traceback" not in log
 
 
-def test_opus_and_no_audio_streams_and_a_wrong_password(start_daemon: StartDaemon) -> None:
+def test_opus_aac_and_no_audio_streams_and_a_wrong_password(start_daemon: StartDaemon) -> None:
     daemon = start_daemon(CONFIG)
     opus = probe_frames(url(daemon, "/live/opus"), "tcp", seconds=1)
     assert {s["codec_name"] for s in opus["streams"]} == {"h264", "opus"}
+    # AAC (RFC 3640) for NVRs that keep only AAC: 1024-sample frames at 48 kHz.
+    aac = probe_frames(url(daemon, "/live/aac"), "tcp", seconds=2)
+    assert {s["codec_name"] for s in aac["streams"]} == {"h264", "aac"}
+    times = [float(f["pts_time"]) for f in aac["frames"] if f["media_type"] == "audio"]
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert abs(rate - 48000 / 1024) < 0.05 * 48000 / 1024, rate
     silent = probe_frames(url(daemon, "/live/noaudio"), "tcp", seconds=1)
     assert [s["codec_type"] for s in silent["streams"]] == ["video"]
     refused = subprocess.run(

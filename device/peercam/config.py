@@ -147,7 +147,8 @@ class AudioConfig(_Section):
     tone_hz: Annotated[float, Field(gt=20, lt=20_000)] = 440.0
     bitrate_kbps: Annotated[int, Field(ge=6, le=256)] = 32
     # Offered in this order: Opus for browsers, G.711 for clients that have nothing else.
-    codecs: list[Literal["opus", "pcmu", "pcma"]] = ["opus", "pcmu", "pcma"]
+    # Each is encoded only while someone receives it: aac for NVRs (RTSP /live/aac).
+    codecs: list[Literal["opus", "pcmu", "pcma", "aac"]] = ["opus", "pcmu", "pcma", "aac"]
 
 
 class TalkbackConfig(_Section):
@@ -424,7 +425,7 @@ class RtspConfig(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 8554
     # The audio track of /live (/live/opus, /live/pcmu, /live/pcma, /live/noaudio pick
     # their own): G.711 is what most NVRs play.
-    audio: Literal["pcmu", "pcma", "opus", "none"] = "pcmu"
+    audio: Literal["pcmu", "pcma", "opus", "aac", "none"] = "pcmu"
     session_timeout: Annotated[float, Field(ge=5, le=3600)] = 60.0
     max_sessions: Annotated[int, Field(ge=1, le=1000)] = 16
     max_sessions_per_client: Annotated[int, Field(ge=1, le=1000)] = 8

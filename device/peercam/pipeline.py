@@ -24,9 +24,9 @@ from peercam.audio.selection import choose_microphone
 from peercam.capture.selection import build_camera, choose_camera
 from peercam.capture.source import Source
 from peercam.config import Config
-from peercam.encode.audio import G711AudioEncoder, OpusAudioEncoder
+from peercam.encode.audio import AacAudioEncoder, G711AudioEncoder, OpusAudioEncoder
 from peercam.encode.backend import EncoderBackend
-from peercam.encode.codecs import BY_NAME, H264, OPUS
+from peercam.encode.codecs import AAC, BY_NAME, H264, OPUS
 from peercam.encode.native_stream import NativeStream
 from peercam.encode.probe import choose_h264_implementation
 from peercam.encode.producer import Delivered, FrameSink, Producer, Takes, kind_of
@@ -323,6 +323,10 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
             if audio_codec == OPUS.name:
                 bitrate = config.audio.bitrate_kbps * 1000
                 backends[OPUS.name] = functools.partial(OpusAudioEncoder, bitrate)
+            elif audio_codec == AAC.name:
+                # AAC needs more than Opus for the same speech; 64 kbit/s at the least.
+                bitrate = max(64, config.audio.bitrate_kbps) * 1000
+                backends[AAC.name] = functools.partial(AacAudioEncoder, bitrate)
             else:
                 backends[audio_codec] = functools.partial(G711AudioEncoder, audio_codec)
     return MediaPipeline(

@@ -1,4 +1,5 @@
-"""Audio encoders through PyAV: Opus for browsers, G.711 (PCMU/PCMA) for the rest.
+"""Audio encoders through PyAV: Opus for browsers, G.711 (PCMU/PCMA) and AAC for the
+rest.
 
 Microphones deliver whatever rate, layout and period their driver gives; each encoder
 resamples to what its codec needs and cuts exact 20 ms frames from a FIFO, so one
@@ -10,27 +11,35 @@ from __future__ import annotations
 import av
 
 from peercam.encode.backend import EncodedChunk, EncoderBackend
-from peercam.encode.codecs import BY_NAME, OPUS
+from peercam.encode.codecs import AAC, BY_NAME, OPUS
 from peercam.media import Captured, CapturedAudio
 
 FRAME_SECONDS = 0.02
 
 
 class _FramedAudioEncoder(EncoderBackend):
-    def __init__(self, codec_name: str, rate: int, bitrate: int | None, options: dict[str, str]):
+    def __init__(
+        self,
+        codec_name: str,
+        rate: int,
+        bitrate: int | None,
+        options: dict[str, str],
+        sample_format: str = "s16",
+    ):
         context = av.CodecContext.create(codec_name, "w")
         assert isinstance(context, av.AudioCodecContext)
         context.sample_rate = rate
         context.layout = "mono"
-        context.format = "s16"
+        context.format = sample_format
         if bitrate:
             context.bit_rate = bitrate
         context.options = options
         context.open()
         self._context = context
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        self._resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
         self._fifo = av.AudioFifo()
-        self._samples = round(rate * FRAME_SECONDS)
+        # 20 ms where the codec lets us choose; AAC's frames are 1024 samples.
+        self._samples = context.frame_size or round(rate * FRAME_SECONDS)
         self._pts = 0
 
     def encode(self, captured: Captured, force_keyframe: bool) -> list[EncodedChunk]:
@@ -61,6 +70,15 @@ class OpusAudioEncoder(_FramedAudioEncoder):
 
     def __init__(self, bitrate: int) -> None:
         super().__init__(OPUS.encoder, OPUS.clock_rate, bitrate, {"application": "lowdelay"})
+
+
+class AacAudioEncoder(_FramedAudioEncoder):
+    """AAC-LC through FFmpeg's own encoder (codecs.py says who needs it)."""
+
+    codec = "aac"
+
+    def __init__(self, bitrate: int) -> None:
+        super().__init__(AAC.encoder, AAC.clock_rate, bitrate, {}, sample_format="fltp")
 
 
 class G711AudioEncoder(_FramedAudioEncoder):

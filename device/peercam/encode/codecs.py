@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from peercam.encode.packetize import (
+    AacPacketizer,
     H264Packetizer,
     Packetizer,
     Vp8Packetizer,
@@ -30,6 +31,8 @@ class CodecSpec:
     # dynamic one is chosen), and the channels its rtpmap names (Opus: always 2).
     static_payload_type: int | None = None
     rtpmap_channels: int | None = None
+    # Its a=fmtp in plain RTP/AVP when fixed by how peercam encodes it (AAC's).
+    rtsp_fmtp: str = ""
 
     @property
     def rtpmap(self) -> str:
@@ -53,5 +56,15 @@ PCMA = CodecSpec(
     "pcma", "audio", "audio/PCMA", 8_000, False, "pcm_alaw", "pcm_alaw", WholeFramePacketizer,
     static_payload_type=8,
 )  # fmt: skip
+# AAC-LC, 48 kHz mono, for NVRs that record or relay only AAC with their video
+# (Frigate's recordings and its browser live view by MSE, Home Assistant's HLS
+# stream). Not for browsers over WebRTC. config=1188 is its AudioSpecificConfig:
+# object type 2 (LC), frequency index 3 (48 kHz), 1 channel.
+AAC = CodecSpec(
+    "aac", "audio", "audio/mpeg4-generic", 48_000, False, "aac", "aac", AacPacketizer,
+    rtpmap_channels=1,
+    rtsp_fmtp="streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;"
+    "indexdeltalength=3;config=1188",
+)  # fmt: skip
 
-BY_NAME = {spec.name: spec for spec in (H264, VP8, OPUS, PCMU, PCMA)}
+BY_NAME = {spec.name: spec for spec in (H264, VP8, OPUS, PCMU, PCMA, AAC)}

@@ -37,6 +37,16 @@ class Vp8Packetizer(Packetizer):
         return result
 
 
+class AacPacketizer(Packetizer):
+    """RFC 3640 AAC-hbr: one access unit per payload, after a 16-bit AU-headers-length
+    (16 bits of headers) and its AU-header (13-bit size, 3-bit index 0)."""
+
+    def payloads(self, data: bytes) -> tuple[bytes, ...]:
+        if len(data) >= 1 << 13:
+            return ()  # not an AAC frame this encoder makes (at most 6144 bits a channel)
+        return (b"\x00\x10" + (len(data) << 3).to_bytes(2, "big") + data,)
+
+
 class WholeFramePacketizer(Packetizer):
     """Audio codecs: one encoded frame is one RTP payload."""
 
