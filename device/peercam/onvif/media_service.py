@@ -17,6 +17,10 @@ VIDEO_ENCODER = "VideoEncoder_1"
 AUDIO_SOURCE = "AudioSource_1"
 AUDIO_SOURCE_CONFIG = "AudioSourceConfig_1"
 AUDIO_ENCODER = "AudioEncoder_1"
+# The speaker, which the RTSP back-channel talks through (rtsp/backchannel.py).
+AUDIO_OUTPUT = "AudioOutput_1"
+AUDIO_OUTPUT_CONFIG = "AudioOutputConfig_1"
+AUDIO_DECODER = "AudioDecoder_1"
 G711 = {"pcmu": "G711", "pcma": "G711"}  # ONVIF has one name for both laws
 
 
@@ -29,7 +33,9 @@ class MediaUrls:
 
 
 class MediaService:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, speaker: bool) -> None:
+        """`speaker`: the camera takes audio back (the RTSP back-channel)."""
+        self._speaker = speaker
         self._width, self._height = parse_size(config.camera.size)
         self._fps = config.camera.fps
         self._bitrate = config.video.bitrate_kbps
@@ -111,6 +117,15 @@ class MediaService:
         if operation == "GetAudioEncoderConfigurations":
             configs = self._audio_encoder("trt:Configurations") if self._audio else ""
             return element("trt:GetAudioEncoderConfigurationsResponse", configs)
+        if operation == "GetAudioOutputs":
+            outputs = element("trt:AudioOutputs", token=AUDIO_OUTPUT) if self._speaker else ""
+            return element("trt:GetAudioOutputsResponse", outputs)
+        if operation == "GetAudioOutputConfigurations":
+            configs = self._audio_output("trt:Configurations") if self._speaker else ""
+            return element("trt:GetAudioOutputConfigurationsResponse", configs)
+        if operation == "GetAudioDecoderConfigurations":
+            configs = self._audio_decoder("trt:Configurations") if self._speaker else ""
+            return element("trt:GetAudioDecoderConfigurationsResponse", configs)
         if operation == "GetStreamUri":
             self._check_profile(request)
             protocol = request.find_text("StreamSetup", "Transport", "Protocol") or "RTSP"
@@ -184,8 +199,33 @@ class MediaService:
             audio_source,
             self._video_encoder("tt:VideoEncoderConfiguration"),
             self._audio_encoder("tt:AudioEncoderConfiguration") if self._audio else "",
+            # Profile T's way of saying the stream takes audio back (the back-channel).
+            element(
+                "tt:Extension",
+                self._audio_output("tt:AudioOutputConfiguration"),
+                self._audio_decoder("tt:AudioDecoderConfiguration"),
+            )
+            if self._speaker
+            else "",
             token=PROFILE,
             fixed=True,
+        )
+
+    @staticmethod
+    def _audio_output(name: str) -> str:
+        return element(
+            name,
+            text("tt:Name", AUDIO_OUTPUT_CONFIG),
+            text("tt:UseCount", 1),
+            text("tt:OutputToken", AUDIO_OUTPUT),
+            text("tt:OutputLevel", 100),
+            token=AUDIO_OUTPUT_CONFIG,
+        )
+
+    @staticmethod
+    def _audio_decoder(name: str) -> str:
+        return element(
+            name, text("tt:Name", AUDIO_DECODER), text("tt:UseCount", 1), token=AUDIO_DECODER
         )
 
     def _video_source(self) -> str:

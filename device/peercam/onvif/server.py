@@ -89,7 +89,7 @@ class OnvifServer:
         self._pull_points = PullPoints()
         self._snapshots = SharedSnapshot(pipeline)
         self._properties = DoorbellProperties(self._pull_points.publish)
-        self._media = MediaService(config)
+        self._media = MediaService(config, rtsp.offers_backchannel)
         self._events_service = EventsService(self._pull_points, self._properties.current)
         self._device: DeviceService | None = None
         self._identity: DeviceIdentity | None = None

@@ -105,6 +105,11 @@ class RtspServer:
     def name(self) -> str:
         return f"RTSP server on port {self.settings.port}"
 
+    @property
+    def offers_backchannel(self) -> bool:
+        """Whether there is a speaker for the ONVIF back-channel to talk through."""
+        return self._doorbell is not None
+
     async def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap(), name="rtsp-reaper")
         self._listening_later = await listen_now_or_later(
