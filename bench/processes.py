@@ -40,15 +40,17 @@ def start_server(
 
 
 def start_peercam(
-    config: Path, env: dict[str, str] | None = None
+    config: Path, env: dict[str, str] | None = None, rtsp_port: int = 0
 ) -> tuple[subprocess.Popen[str], Access]:
     """The daemon with `config` on a free loopback port, as the tests start it (HTTPS,
-    the tests' admin password, state next to the config): (process, access)."""
+    the tests' admin password, state next to the config): (process, access). RTSP on
+    `rtsp_port` (0: any free one)."""
     port = free_port()
     state = config.parent / "state"
     command = [sys.executable, "-m", "peercam", "run", "--config", str(config),
                "--host", "127.0.0.1", "--port", str(port), "--http-port", "0",
-               "--rtsp-port", "0", "--onvif-port", "0", "--state-dir", str(state)]  # fmt: skip
+               "--rtsp-port", str(rtsp_port), "--onvif-port", "0",
+               "--state-dir", str(state)]  # fmt: skip
     server = start_server(command, "serving on", {"PEERCAM_PASSWORD": TEST_PASSWORD, **(env or {})})
     return server, Access(f"https://127.0.0.1:{port}", state / "tls-cert.pem")
 

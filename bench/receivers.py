@@ -11,7 +11,8 @@ viewer's transport has received so far, and `frames` prints `frames F1 F2 ...`, 
 complete frames each has reassembled (so a benchmark can check every viewer really
 gets the whole stream, at full rate); `quit` hangs up all and exits.
 
-Viewers speak WHEP to the endpoint given, or Janus's HTTP API with `--janus API`.
+Viewers speak WHEP to the endpoint given, or Janus's HTTP API with `--janus API`, or
+are RTSP clients (RTP interleaved on their TCP connection) with `--rtsp URL`.
 With `--audio`, WHEP viewers ask for audio too (Janus viewers take what Janus offers);
 audio is received and depacketized like video, and not counted as frames.
 """
@@ -26,6 +27,7 @@ import sys
 import threading
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import aiortc.rtcrtpreceiver as rtcrtpreceiver
@@ -190,10 +192,85 @@ class JanusViewer(Viewer):
                 pass
 
 
+class RtspViewer(Viewer):
+    """An RTSP client as an NVR is one: DESCRIBE, SETUP each track over TCP
+    interleaved, PLAY, then read; frames are counted by the video's marker bit."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, authorization: str) -> None:
+        super().__init__(http)
+        self.url = url
+        self.authorization = authorization
+        self.received = 0
+        self.video_frames = 0
+        self._cseq = 0
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reading: asyncio.Task[None] | None = None
+
+    async def _request(self, method: str, url: str, *headers: str) -> dict[str, str]:
+        assert self._reader is not None and self._writer is not None
+        self._cseq += 1
+        lines = [f"{method} {url} RTSP/1.0", f"CSeq: {self._cseq}", *headers]
+        if self.authorization:
+            lines.append(f"Authorization: {self.authorization}")
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = (await self._reader.readuntil(b"\r\n\r\n")).decode()
+        status = head.split(" ", 2)[1]
+        if status != "200":
+            raise RuntimeError(f"RTSP {method}: {head.splitlines()[0]}")
+        answer = {}
+        for line in head.split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            answer[name.strip().lower()] = value.strip()
+        body = await self._reader.readexactly(int(answer.get("content-length", "0")))
+        answer["body"] = body.decode()
+        return answer
+
+    async def signal(self) -> None:
+        split = urlsplit(self.url)
+        self._reader, self._writer = await asyncio.open_connection(split.hostname, split.port)
+        sdp = (await self._request("DESCRIBE", self.url, "Accept: application/sdp"))["body"]
+        controls = [line[len("a=control:"):] for line in sdp.splitlines()
+                    if line.startswith("a=control:") and line != "a=control:*"]  # fmt: skip
+        session = ""
+        for index, control in enumerate(controls):
+            extra = [f"Session: {session}"] if session else []
+            reply = await self._request(
+                "SETUP", f"{self.url}/{control}",
+                f"Transport: RTP/AVP/TCP;unicast;interleaved={2 * index}-{2 * index + 1}", *extra,
+            )  # fmt: skip
+            session = reply["session"].split(";")[0]
+        await self._request("PLAY", self.url, f"Session: {session}")
+        self._reading = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        while True:
+            header = await self._reader.readexactly(4)
+            packet = await self._reader.readexactly(int.from_bytes(header[2:], "big"))
+            self.received += 4 + len(packet)
+            if header[1] == 0 and len(packet) > 1 and packet[1] & 0x80:
+                self.video_frames += 1
+
+    async def bytes_received(self) -> int:
+        return self.received
+
+    def frames(self) -> int:
+        return self.video_frames
+
+    async def close(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+        if self._writer is not None:
+            self._writer.close()
+        await super().close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("endpoint", nargs="?", help="WHEP endpoint URL")
     parser.add_argument("--janus", help="Janus HTTP API URL, instead of a WHEP endpoint")
+    parser.add_argument("--rtsp", help="an rtsp:// URL: RTSP clients instead of WebRTC viewers")
     parser.add_argument("--authorization", help="Authorization header value")
     parser.add_argument("--cafile", help="trust this certificate (the daemon's self-signed one)")
     parser.add_argument("--audio", action="store_true", help="WHEP viewers ask for audio too")
@@ -206,6 +283,8 @@ async def main() -> None:
     def make_viewer(http: aiohttp.ClientSession) -> Viewer:
         if args.janus:
             return JanusViewer(http, args.janus)
+        if args.rtsp:
+            return RtspViewer(http, args.rtsp, args.authorization or "")
         return WhepViewer(http, args.endpoint, args.audio)
 
     loop = asyncio.get_running_loop()

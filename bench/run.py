@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -83,6 +83,8 @@ class SystemResults:
     # peercam only: the first latency row again with audio off, and sound vs picture.
     audio_off: Latency | None = None
     sound: audio_latency.AudioLatency | None = None
+    # peercam only: the same measurement with RTSP clients (an NVR each) as receivers.
+    rtsp_cpu: SystemRun | None = None
 
 
 @contextmanager
@@ -140,6 +142,13 @@ def run_system(system: str, plan: Plan) -> SystemResults:
         print(*(f"  {line}" for line in audio_latency.summary(results.sound)), sep="\n")
     with started(system, size, codec) as running:
         results.cpu = measure_cpu(running, plan.counts, plan.window, plan.beyond)
+    if system == "peercam":
+        with started(system, size, codec) as running:
+            assert running.rtsp_receiver_args is not None
+            as_rtsp = replace(
+                running, name="peercam, RTSP", receiver_args=running.rtsp_receiver_args
+            )
+            results.rtsp_cpu = measure_cpu(as_rtsp, plan.counts, plan.window)
     return results
 
 
@@ -318,6 +327,7 @@ def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[st
             )
         lines.append(f"| {result.name} | {_fmt(p50, 0)} | {_fmt(p95, 0)} | {load_ratios} |")
     lines += cpu_section(ours, [r for r in all_results if r.skipped is None], plan)
+    lines += rtsp_section(ours, plan)
     lines += targets(ours)
     lines += READING
     return lines
@@ -448,6 +458,41 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
             f" {_fmt(at_10.rss_mb if at_10 else None, 0)} | {limit} | {ratio_cpu} | {ratio_rss} |"
         )
     return [*lines, "", "![CPU vs viewers](cpu_vs_viewers.png)", ""]
+
+
+def rtsp_section(ours: SystemResults, plan: Plan) -> list[str]:
+    rtsp, webrtc = ours.rtsp_cpu, ours.cpu
+    if rtsp is None or webrtc is None:
+        return []
+    lines = [
+        "### RTSP clients (NVRs) beside WebRTC viewers, the same daemon",
+        "",
+        "The same measurement with RTSP clients as the receivers (`bench/receivers.py"
+        " --rtsp`: DESCRIBE, SETUP video and audio over TCP interleaved, PLAY, read; frames"
+        " counted by the RTP marker bit), at the same counts. Both take the one shared"
+        " encode; an RTSP client costs the daemon its RTP headers and TCP writes, a WebRTC"
+        " viewer SRTP, RTCP feedback and UDP sends as well. No other RTSP server runs"
+        " here (MediaMTX is not packaged for Debian and cannot be downloaded).",
+        "",
+        "| receivers | count | CPU % | RSS MB | slowest fps | slowest kbit/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, run in (("RTSP", rtsp), ("WebRTC", webrtc)):
+        for s in run.samples:
+            if s.viewers > plan.counts[-1]:
+                continue
+            lines.append(
+                f"| {label} | {s.viewers} | {s.cpu_percent:.1f} | {s.rss_mb:.0f} |"
+                f" {s.slowest_viewer_fps:.1f} | {s.slowest_viewer_kbps:.0f} |"
+            )
+    lines += [
+        "",
+        f"CPU per extra RTSP client: {_fmt(rtsp.per_extra_viewer(), 2)} % of a core; per extra"
+        f" WebRTC viewer: {_fmt(webrtc.per_extra_viewer(), 2)} %"
+        f" (RTSP/WebRTC {_ratio(rtsp.per_extra_viewer(), webrtc.per_extra_viewer())}).",
+        "",
+    ]
+    return lines
 
 
 def targets(ours: SystemResults) -> list[str]:

@@ -55,9 +55,13 @@ bitrate_kbps = {kbps}
 enabled = {audio}
 [viewers]
 max_viewers = 200
-# Every receiver comes from this one address.
+# Every receiver comes from this one address, as one user.
 max_per_client = 200
+max_per_user = 200
 sessions_per_minute_per_client = 10000
+[rtsp]
+max_sessions = 200
+max_sessions_per_client = 200
 """
 
 FORWARD = """
@@ -86,6 +90,8 @@ class Running:
     notes: list[str] = field(default_factory=list)
     # peercam's /metrics text, for the daemon's own share of the latency.
     daemon_metrics: Callable[[], str] | None = None
+    # peercam: bench/receivers.py's arguments for RTSP clients of the same stream.
+    rtsp_receiver_args: list[str] | None = None
 
     def cpu_seconds(self) -> float:
         total = 0.0
@@ -123,9 +129,16 @@ def config_file(
 
 @contextmanager
 def _peercam_daemon(
-    directory: Path, size: str, codec: str, forward_port: int | None = None, audio: bool = True
+    directory: Path,
+    size: str,
+    codec: str,
+    forward_port: int | None = None,
+    audio: bool = True,
+    rtsp_port: int = 0,
 ) -> Iterator[tuple[subprocess.Popen[str], Access]]:
-    server, access = start_peercam(config_file(directory, size, codec, forward_port, audio))
+    server, access = start_peercam(
+        config_file(directory, size, codec, forward_port, audio), rtsp_port=rtsp_port
+    )
     try:
         yield server, access
     finally:
@@ -197,8 +210,18 @@ def plain_page_system(
 
 @contextmanager
 def peercam(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
-    with _peercam_daemon(directory, size, codec, audio=audio) as (server, access):
-        yield running_peercam(server, access, codec, audio=audio)
+    rtsp_port = free_port()
+    with _peercam_daemon(directory, size, codec, audio=audio, rtsp_port=rtsp_port) as (
+        server,
+        access,
+    ):
+        running = running_peercam(server, access, codec, audio=audio)
+        # The same daemon's RTSP stream, for RTSP clients in place of WebRTC viewers.
+        running.rtsp_receiver_args = [
+            "--rtsp", f"rtsp://127.0.0.1:{rtsp_port}/live" + ("" if audio else "/noaudio"),
+            "--authorization", access.headers["Authorization"],
+        ]  # fmt: skip
+        yield running
 
 
 @contextmanager

@@ -96,6 +96,17 @@ class DaemonProcess:
         self.process.kill()
         raise RuntimeError(f"daemon did not start; log:\n{self.log_path.read_text()}")
 
+    def logged(self, pattern: str, timeout: float = 10) -> re.Match[str]:
+        """The first match of `pattern` in the daemon's log, waited for."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.log())
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} in the daemon's log:\n{self.log()[-2000:]}")
+            time.sleep(0.1)
+
     def _drain_stdout(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:

@@ -9,7 +9,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,13 +19,7 @@ from tests.daemon_process import DaemonProcess
 
 
 def onvif_port(daemon: DaemonProcess) -> int:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        found = re.search(r"ONVIF: http://<camera>:(\d+)/onvif/device_service", daemon.log())
-        if found:
-            return int(found[1])
-        time.sleep(0.1)
-    raise AssertionError(f"the daemon never said its ONVIF port:\n{daemon.log()[-2000:]}")
+    return int(daemon.logged(r"ONVIF: http://<camera>:(\d+)/onvif/device_service")[1])
 
 
 @dataclass

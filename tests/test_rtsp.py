@@ -40,13 +40,7 @@ FPS = 15
 
 
 def rtsp_port(daemon: DaemonProcess) -> int:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        found = re.search(r"RTSP: rtsp://<camera>:(\d+)/live", daemon.log())
-        if found:
-            return int(found[1])
-        time.sleep(0.1)
-    raise AssertionError(f"the daemon never said its RTSP port:\n{daemon.log()[-2000:]}")
+    return int(daemon.logged(r"RTSP: rtsp://<camera>:(\d+)/live")[1])
 
 
 def url(daemon: DaemonProcess, path: str = "/live", password: str = TEST_PASSWORD) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -84,10 +85,7 @@ def share_at(samples: npt.NDArray[np.float64], hz: float, rate: int = 16000) -> 
 
 
 def wait_for(daemon: DaemonProcess, text: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in daemon.log():
-        assert time.monotonic() < deadline, f"no {text!r} in:\n{daemon.log()[-2000:]}"
-        time.sleep(0.1)
+    daemon.logged(re.escape(text), timeout)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])

@@ -100,17 +100,7 @@ class MediaService:
             )
             return element("trt:GetAudioSourcesResponse", sources)
         if operation == "GetAudioSourceConfigurations":
-            configs = (
-                element(
-                    "trt:Configurations",
-                    text("tt:Name", AUDIO_SOURCE_CONFIG),
-                    text("tt:UseCount", 1),
-                    text("tt:SourceToken", AUDIO_SOURCE),
-                    token=AUDIO_SOURCE_CONFIG,
-                )
-                if self._audio
-                else ""
-            )
+            configs = _audio_source_config("trt:Configurations") if self._audio else ""
             return element("trt:GetAudioSourceConfigurationsResponse", configs)
         if operation == "GetVideoEncoderConfigurationOptions":
             return element("trt:GetVideoEncoderConfigurationOptionsResponse", self._options())
@@ -181,17 +171,7 @@ class MediaService:
 
     def _profile(self, name: str) -> str:
         # The schema's order: Name, VideoSource, AudioSource, VideoEncoder, AudioEncoder.
-        audio_source = (
-            element(
-                "tt:AudioSourceConfiguration",
-                text("tt:Name", AUDIO_SOURCE_CONFIG),
-                text("tt:UseCount", 1),
-                text("tt:SourceToken", AUDIO_SOURCE),
-                token=AUDIO_SOURCE_CONFIG,
-            )
-            if self._audio
-            else ""
-        )
+        audio_source = _audio_source_config("tt:AudioSourceConfiguration") if self._audio else ""
         return element(
             name,
             text("tt:Name", "Main stream"),
@@ -213,20 +193,16 @@ class MediaService:
 
     @staticmethod
     def _audio_output(name: str) -> str:
-        return element(
+        return _configuration(
             name,
-            text("tt:Name", AUDIO_OUTPUT_CONFIG),
-            text("tt:UseCount", 1),
+            AUDIO_OUTPUT_CONFIG,
             text("tt:OutputToken", AUDIO_OUTPUT),
             text("tt:OutputLevel", 100),
-            token=AUDIO_OUTPUT_CONFIG,
         )
 
     @staticmethod
     def _audio_decoder(name: str) -> str:
-        return element(
-            name, text("tt:Name", AUDIO_DECODER), text("tt:UseCount", 1), token=AUDIO_DECODER
-        )
+        return _configuration(name, AUDIO_DECODER)
 
     def _video_source(self) -> str:
         return element(
@@ -239,20 +215,17 @@ class MediaService:
         )
 
     def _video_source_config(self, name: str) -> str:
-        return element(
+        return _configuration(
             name,
-            text("tt:Name", VIDEO_SOURCE_CONFIG),
-            text("tt:UseCount", 1),
+            VIDEO_SOURCE_CONFIG,
             text("tt:SourceToken", VIDEO_SOURCE),
             element("tt:Bounds", x=0, y=0, width=self._width, height=self._height),
-            token=VIDEO_SOURCE_CONFIG,
         )
 
     def _video_encoder(self, name: str) -> str:
-        return element(
+        return _configuration(
             name,
-            text("tt:Name", VIDEO_ENCODER),
-            text("tt:UseCount", 1),
+            VIDEO_ENCODER,
             text("tt:Encoding", "H264"),
             element(
                 "tt:Resolution", text("tt:Width", self._width), text("tt:Height", self._height)
@@ -267,20 +240,17 @@ class MediaService:
             element("tt:H264", text("tt:GovLength", self._gov), text("tt:H264Profile", "Baseline")),
             _no_multicast(),
             text("tt:SessionTimeout", "PT60S"),
-            token=VIDEO_ENCODER,
         )
 
     def _audio_encoder(self, name: str) -> str:
-        return element(
+        return _configuration(
             name,
-            text("tt:Name", AUDIO_ENCODER),
-            text("tt:UseCount", 1),
+            AUDIO_ENCODER,
             text("tt:Encoding", "G711"),
             text("tt:Bitrate", self._audio_bitrate),
             text("tt:SampleRate", 8),
             _no_multicast(),
             text("tt:SessionTimeout", "PT60S"),
-            token=AUDIO_ENCODER,
         )
 
 
@@ -292,3 +262,12 @@ def _no_multicast() -> str:
         text("tt:TTL", 1),
         text("tt:AutoStart", False),
     )
+
+
+def _configuration(name: str, token: str, *content: str) -> str:
+    """A tt:ConfigurationEntity: its name (here its token too), one profile using it."""
+    return element(name, text("tt:Name", token), text("tt:UseCount", 1), *content, token=token)
+
+
+def _audio_source_config(name: str) -> str:
+    return _configuration(name, AUDIO_SOURCE_CONFIG, text("tt:SourceToken", AUDIO_SOURCE))
