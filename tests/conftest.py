@@ -18,6 +18,15 @@ size = "640x480"
 fps = 30
 """
 
+# The test pattern, small and slow enough for a loaded 2-core machine; tests append
+# their own sections after it.
+CAMERA_320 = """
+[camera]
+source = "test"
+size = "320x240"
+fps = 15
+"""
+
 # For tests that open sessions by the hundred from one address: the per-client
 # limits (tested in test_whep.py) stay out of their way. [viewers] comes last: tests
 # append more of its keys.

@@ -78,6 +78,19 @@ async def wait_for_footprint(
         await asyncio.sleep(0.5)
 
 
+async def settled_footprint(daemon: DaemonProcess, within: float = 30) -> Footprint:
+    """The footprint once it stops changing (three samples alike, half a second
+    apart): the baseline, whatever the daemon's outputs keep running."""
+    deadline = time.monotonic() + within
+    seen: list[tuple[float, int, int]] = []
+    while True:
+        now = Footprint.of(daemon)
+        seen.append((now.tasks, now.fds, now.threads))
+        if (len(seen) >= 3 and len(set(seen[-3:])) == 1) or time.monotonic() > deadline:
+            return now
+        await asyncio.sleep(0.5)
+
+
 def killed_receivers(daemon: DaemonProcess, count: int) -> None:
     """`count` viewers in another process, killed with SIGKILL once they receive: their
     sessions go silent with no DELETE and no DTLS goodbye, like a phone out of range."""
@@ -117,7 +130,7 @@ async def churn(daemon: DaemonProcess, cycles: int) -> dict[str, float]:
     # pool behind asyncio.to_thread grows to its (bounded) working size.
     await cycle_viewers(daemon, 10)
     await wait_for_no_viewers(daemon, within=60)
-    baseline = await wait_for_footprint(daemon, Footprint(3, 10**6, 10**6, 10**6, 0), within=30)
+    baseline = await settled_footprint(daemon)
     started = time.monotonic()
     killed = await cycle_viewers(daemon, cycles)
     churn_seconds = time.monotonic() - started

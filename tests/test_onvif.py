@@ -24,8 +24,10 @@ from onvif import ONVIFCamera
 from zeep.exceptions import Fault
 
 from peercam.auth.store import open_store
+from peercam.onvif.events_service import duration
+from peercam.onvif.soap import SoapFault
 from tests.access import TEST_PASSWORD
-from tests.conftest import StartDaemon
+from tests.conftest import CAMERA_320, StartDaemon
 from tests.daemon_process import DaemonProcess
 from tests.netns import in_ns, run
 from tests.onvif_client import (
@@ -41,16 +43,14 @@ from tests.test_rtsp import ffprobe
 
 pytestmark = pytest.mark.timeout(120)
 
-CONFIG = """
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[talkback]
+CONFIG = (
+    CAMERA_320
+    + """[talkback]
 enabled = false
 [doorbell]
 ring_timeout = 2.0
 """
+)
 
 
 def nvr_token(daemon: DaemonProcess, name: str = "nvr") -> str:
@@ -329,3 +329,18 @@ def test_home_assistant_discovers_the_camera_and_its_stream_plays(tmp_path: Path
     finally:
         for namespace in (camera_ns, client_ns):
             run("ip", "netns", "del", namespace, check=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("PT1M", 60.0), ("PT600S", 600.0), ("P0Y0M0DT0H1M0.000S", 60.0), ("PT1H2M3.5S", 3723.5),
+     ("P1D", 86400.0)],
+)  # fmt: skip
+def test_durations_as_clients_write_them(text: str, seconds: float) -> None:
+    assert duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["P", "PT", "P1S", "1M", "PT-5S", "x" * 50])
+def test_what_is_not_a_duration_is_a_bad_argument(text: str) -> None:
+    with pytest.raises(SoapFault, match="not a duration"):
+        duration(text)

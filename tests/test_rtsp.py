@@ -18,24 +18,22 @@ from pathlib import Path
 import pytest
 
 from tests.access import TEST_PASSWORD
-from tests.conftest import StartDaemon
+from tests.conftest import CAMERA_320, StartDaemon
 from tests.daemon_process import DaemonProcess
 from tests.rtsp_client import RtspClient
-from tests.test_churn import Footprint, wait_for_footprint
+from tests.test_churn import settled_footprint, wait_for_footprint
 from tests.whep_viewer import WhepViewer
 
 pytestmark = pytest.mark.timeout(120)
 
-CONFIG = """
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[video]
+CONFIG = (
+    CAMERA_320
+    + """[video]
 keyframe_interval = 1.0
 [talkback]
 enabled = false
-"""  # RTSP is on by default; the tests' daemons listen on a free port (--rtsp-port 0)
+"""
+)  # RTSP is on by default; the tests' daemons listen on a free port (--rtsp-port 0)
 FPS = 15
 
 
@@ -335,7 +333,7 @@ async def test_two_hundred_rtsp_clients_coming_and_vanishing_leave_nothing_behin
     await rtsp_churn(daemon, 5)  # warm up: the encoder, the thread pool
     await wait_for_sessions(daemon, 0)
     # Settled: what is left running when nobody watches (a few seconds at most).
-    baseline = await wait_for_footprint(daemon, Footprint(3, 10**6, 10**6, 10**6, 0), within=3)
+    baseline = await settled_footprint(daemon)
     await rtsp_churn(daemon, cycles)
     await wait_for_sessions(daemon, 0)
     after = await wait_for_footprint(daemon, baseline)

@@ -19,7 +19,7 @@ import pytest
 
 from peercam.auth.store import open_store
 from tests.alsa_fixture import FakeSoundCard, dominant_frequency, fake_sound_card
-from tests.conftest import StartDaemon
+from tests.conftest import CAMERA_320, StartDaemon
 from tests.daemon_process import DaemonProcess
 from tests.rtsp_client import RtspClient
 from tests.test_rtsp import rtsp_port, url
@@ -27,17 +27,15 @@ from tests.whep_viewer import WhepViewer
 
 pytestmark = pytest.mark.timeout(120)
 
-WITH_SPEAKER = """
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[audio]
+WITH_SPEAKER = (
+    CAMERA_320
+    + """[audio]
 enabled = false
 [talkback]
 device = "peercam_speaker"
 rate = 16000
 """
+)
 SENDER = Path(__file__).parent / "backchannel_sender.py"
 REQUIRE = "www.onvif.org/ver20/backchannel"
 PYTHON_WITH_GSTREAMER = "/usr/bin/python3"

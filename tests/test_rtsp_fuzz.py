@@ -21,16 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.access import TEST_PASSWORD
-from tests.conftest import StartDaemon
+from tests.conftest import CAMERA_320, StartDaemon
 from tests.rtsp_client import RtspClient
 from tests.test_rtsp import rtsp_port
 
-CONFIG = """
-[camera]
-source = "test"
-size = "320x240"
-fps = 15
-[talkback]
+CONFIG = (
+    CAMERA_320
+    + """[talkback]
 enabled = false
 [auth]
 login_failures_per_minute = 1000
@@ -39,6 +36,7 @@ login_failures_per_minute_total = 100000
 max_sessions = 1000
 max_sessions_per_client = 1000
 """
+)
 AUTH = "Basic " + base64.b64encode(f"admin:{TEST_PASSWORD}".encode()).decode()
 
 token = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=40)

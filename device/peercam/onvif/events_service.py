@@ -30,9 +30,11 @@ from peercam.onvif.soap import (
 
 DEFAULT_LIFETIME = 600.0  # seconds, when the client names none
 TOPIC_DIALECT = "http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet"
+# xs:duration; years and months (Java clients write P0Y0M0DT0H1M0.000S) taken as 365
+# and 30 days, which only matters for lifetimes that are capped anyway.
 _DURATION = re.compile(
-    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+    r"^P(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
 
 
@@ -121,10 +123,8 @@ def duration(value: str) -> float:
     if not match or value.strip() in ("P", "PT"):
         raise bad_argument(f"not a duration: {value[:40]!r}")
     parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    return (
-        parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60
-        + parts.get("s", 0)
-    )  # fmt: skip
+    days = parts.get("y", 0) * 365 + parts.get("mo", 0) * 30 + parts.get("d", 0)
+    return days * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
 
 
 def termination(value: str | None) -> float:

@@ -233,8 +233,10 @@ class RtspServer:
                 f"url={base}{control};seq={out.stream.next_sequence}"
                 for control, out in session.tracks.items()
             )
-            return Response(200, _session_headers(session, self.settings, RTP_Info=info,
-                                                  Range="npt=0.000-"))  # fmt: skip
+            headers = _session_headers(session, self.settings, Range="npt=0.000-")
+            if info:  # none for a session that only talks (the back-channel)
+                headers["RTP-Info"] = info
+            return Response(200, headers)
         if method == "PAUSE":
             await session.pause()
             return Response(200, _session_headers(session, self.settings))
