@@ -61,9 +61,10 @@ test: lint typecheck
 test-all: lint typecheck
 	$(BIN)/pytest -q -m ''
 
-# Photographs for the camera-like clip (bench/camera_clip.py); GStreamer and Janus,
+# Photographs for the camera-like clip (bench/camera_clip.py), gst-rtsp-server (the RTSP
+# server compared with); GStreamer and Janus,
 # systems bench/run.py compares with, come with the test packages.
-BENCH_DEBS := plasma-workspace-wallpapers
+BENCH_DEBS := plasma-workspace-wallpapers gir1.2-gst-rtsp-server-1.0
 
 bench: install-test
 	@scripts/ensure-debian-packages.sh $(BENCH_DEBS)

@@ -214,7 +214,12 @@ class RtspViewer(Viewer):
         if self.authorization:
             lines.append(f"Authorization: {self.authorization}")
         self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = (await self._reader.readuntil(b"\r\n\r\n")).decode()
+        # A server may send media before it answers (gst-rtsp-server's shared media
+        # does after PLAY): interleaved frames ahead of the answer are skipped.
+        while (first := await self._reader.readexactly(1)) == b"$":
+            size = await self._reader.readexactly(3)
+            await self._reader.readexactly(int.from_bytes(size[1:], "big"))
+        head = (first + await self._reader.readuntil(b"\r\n\r\n")).decode(errors="replace")
         status = head.split(" ", 2)[1]
         if status != "200":
             raise RuntimeError(f"RTSP {method}: {head.splitlines()[0]}")

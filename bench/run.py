@@ -31,7 +31,7 @@ from bench.cpu_per_viewer import FULL_RATE_FPS, SystemRun
 from bench.cpu_per_viewer import measure as measure_cpu
 from bench.glass_to_glass import BROWSER_FLAGS, Latency, alternating, first_frames, trials
 from bench.report import RESULTS, percentile
-from bench.systems import SYSTEMS, Running, why_unavailable
+from bench.systems import SYSTEMS, Running, gst_rtsp, gst_rtsp_available, why_unavailable
 
 # peercam's targets on this machine (issue 8).
 TARGET_P50_MS, TARGET_P95_MS = 35.0, 50.0
@@ -85,6 +85,7 @@ class SystemResults:
     sound: audio_latency.AudioLatency | None = None
     # peercam only: the same measurement with RTSP clients (an NVR each) as receivers.
     rtsp_cpu: SystemRun | None = None
+    rtsp_peer_cpu: SystemRun | None = None  # gst-rtsp-server, fed by the daemon
 
 
 @contextmanager
@@ -143,6 +144,11 @@ def run_system(system: str, plan: Plan) -> SystemResults:
     with started(system, size, codec) as running:
         results.cpu = measure_cpu(running, plan.counts, plan.window, plan.beyond)
     if system == "peercam":
+        if gst_rtsp_available() is None:
+            with tempfile.TemporaryDirectory(prefix="peercam-bench-rtsp-") as tmp:
+                with gst_rtsp(Path(tmp), size, codec) as relay:
+                    time.sleep(2)
+                    results.rtsp_peer_cpu = measure_cpu(relay, plan.counts, plan.window)
         with started(system, size, codec) as running:
             assert running.rtsp_receiver_args is not None
             as_rtsp = replace(
@@ -461,7 +467,7 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
 
 
 def rtsp_section(ours: SystemResults, plan: Plan) -> list[str]:
-    rtsp, webrtc = ours.rtsp_cpu, ours.cpu
+    rtsp, webrtc, peer = ours.rtsp_cpu, ours.cpu, ours.rtsp_peer_cpu
     if rtsp is None or webrtc is None:
         return []
     lines = [
@@ -471,13 +477,18 @@ def rtsp_section(ours: SystemResults, plan: Plan) -> list[str]:
         " --rtsp`: DESCRIBE, SETUP video and audio over TCP interleaved, PLAY, read; frames"
         " counted by the RTP marker bit), at the same counts. Both take the one shared"
         " encode; an RTSP client costs the daemon its RTP headers and TCP writes, a WebRTC"
-        " viewer SRTP, RTCP feedback and UDP sends as well. No other RTSP server runs"
-        " here (MediaMTX is not packaged for Debian and cannot be downloaded).",
+        " viewer SRTP, RTCP feedback and UDP sends as well. Beside them, gst-rtsp-server"
+        " (Debian's 1.22) as the RTSP server to compare with: one shared media fed the"
+        " daemon's forwarded RTP, its CPU and the daemon's counted (MediaMTX is not"
+        " packaged for Debian and cannot be downloaded here).",
         "",
         "| receivers | count | CPU % | RSS MB | slowest fps | slowest kbit/s |",
         "|---|---|---|---|---|---|",
     ]
-    for label, run in (("RTSP", rtsp), ("WebRTC", webrtc)):
+    runs = [("peercam RTSP", rtsp), ("peercam WebRTC", webrtc)]
+    if peer is not None:
+        runs.append(("gst-rtsp-server", peer))
+    for label, run in runs:
         for s in run.samples:
             if s.viewers > plan.counts[-1]:
                 continue
@@ -485,11 +496,18 @@ def rtsp_section(ours: SystemResults, plan: Plan) -> list[str]:
                 f"| {label} | {s.viewers} | {s.cpu_percent:.1f} | {s.rss_mb:.0f} |"
                 f" {s.slowest_viewer_fps:.1f} | {s.slowest_viewer_kbps:.0f} |"
             )
+    ours_per_client = rtsp.per_extra_viewer()
     lines += [
         "",
-        f"CPU per extra RTSP client: {_fmt(rtsp.per_extra_viewer(), 2)} % of a core; per extra"
+        f"CPU per extra RTSP client: {_fmt(ours_per_client, 2)} % of a core; per extra"
         f" WebRTC viewer: {_fmt(webrtc.per_extra_viewer(), 2)} %"
-        f" (RTSP/WebRTC {_ratio(rtsp.per_extra_viewer(), webrtc.per_extra_viewer())}).",
+        f" (RTSP/WebRTC {_ratio(rtsp.per_extra_viewer(), webrtc.per_extra_viewer())})."
+        + (
+            f" Per extra gst-rtsp-server client: {_fmt(peer.per_extra_viewer(), 2)} %"
+            f" (peercam/gst-rtsp-server {_ratio(ours_per_client, peer.per_extra_viewer())})."
+            if peer is not None
+            else " gst-rtsp-server was not measured (not installed)."
+        ),
         "",
     ]
     return lines

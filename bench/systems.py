@@ -321,6 +321,47 @@ def gstreamer(directory: Path, size: str, codec: str, audio: bool = True) -> Ite
         )  # fmt: skip
 
 
+@contextmanager
+def gst_rtsp(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+    """gst-rtsp-server relaying the daemon's forwarded RTP to RTSP clients: the RTSP
+    server compared with peercam's own (its CPU and the daemon's both counted)."""
+    if codec != "H264":
+        raise ValueError("the RTSP relay is fed H.264 only")
+    rtp_port, rtsp_port = free_udp_port_pair(), free_port()
+    audio_port = ["--audio-port", str(rtp_port + 2)] if audio else []
+    with ExitStack() as stack:
+        server, _ = stack.enter_context(
+            _peercam_daemon(directory, size, codec, rtp_port, audio=audio)
+        )
+        relay = start_server(
+            [SYSTEM_PYTHON, str(ROOT / "bench" / "gst_rtsp_server.py"),
+             "--port", str(rtsp_port), "--rtp-port", str(rtp_port), *audio_port],
+            "serving on",
+            env={"PYTHONPATH": ""},
+        )  # fmt: skip
+        stack.callback(stop, relay)
+        address = f"rtsp://127.0.0.1:{rtsp_port}/live"
+        yield Running(
+            name="gst-rtsp-server",
+            processes=[psutil.Process(p.pid) for p in (server, relay)],
+            open_viewer=lambda page: None,
+            viewer_url=address,
+            first_frame_expression="",
+            receiver_args=["--rtsp", address],
+            notes=["gst-rtsp-server 1.22, one shared media fed RTP by the peercam daemon"],
+        )
+
+
+def gst_rtsp_available() -> str | None:
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c",
+         "import gi; gi.require_version('GstRtspServer', '1.0');"
+         " from gi.repository import GstRtspServer"],
+        capture_output=True, env={"PYTHONPATH": ""}, check=False,
+    )  # fmt: skip
+    return None if probe.returncode == 0 else "Debian's gir1.2-gst-rtsp-server-1.0 is missing"
+
+
 def free_udp_port_pair() -> int:
     """An even UDP port whose next-but-one (audio) is free too."""
     for _ in range(50):
