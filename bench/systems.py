@@ -296,23 +296,38 @@ def janus(directory: Path, size: str, codec: str, audio: bool = True) -> Iterato
 
 
 @contextmanager
-def gstreamer(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+def _relayed(
+    directory: Path, size: str, codec: str, audio: bool, script: str, arguments: list[str]
+) -> Iterator[tuple[subprocess.Popen[str], subprocess.Popen[str]]]:
+    """The daemon forwarding RTP (H.264, and Opus two ports up) to a GStreamer relay,
+    bench/`script` under Debian's python3 with `arguments`: (daemon, relay)."""
     if codec != "H264":
-        raise ValueError("the GStreamer relay is fed H.264 only")
-    rtp_port, http_port = free_udp_port_pair(), free_port()
-    query, receiving = _audio_args(audio)
+        raise ValueError("the GStreamer relays are fed H.264 only")
+    rtp_port = free_udp_port_pair()
     audio_port = ["--audio-port", str(rtp_port + 2)] if audio else []
     with ExitStack() as stack:
         server, _ = stack.enter_context(
             _peercam_daemon(directory, size, codec, rtp_port, audio=audio)
         )
         relay = start_server(
-            [SYSTEM_PYTHON, str(ROOT / "bench" / "gstreamer_server.py"),
-             "--http-port", str(http_port), "--rtp-port", str(rtp_port), *audio_port],
+            [SYSTEM_PYTHON, str(ROOT / "bench" / script), *arguments,
+             "--rtp-port", str(rtp_port), *audio_port],
             "serving on",
             env={"PYTHONPATH": ""},
         )  # fmt: skip
         stack.callback(stop, relay)
+        yield server, relay
+
+
+@contextmanager
+def gstreamer(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+    http_port = free_port()
+    query, receiving = _audio_args(audio)
+    arguments = ["--http-port", str(http_port)]
+    with _relayed(directory, size, codec, audio, "gstreamer_server.py", arguments) as (
+        server,
+        relay,
+    ):
         origin = f"http://127.0.0.1:{http_port}"
         yield plain_page_system(
             "GStreamer", [server, relay], origin, f"endpoint=/whep&codec=H264{query}",
@@ -325,21 +340,12 @@ def gstreamer(directory: Path, size: str, codec: str, audio: bool = True) -> Ite
 def gst_rtsp(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
     """gst-rtsp-server relaying the daemon's forwarded RTP to RTSP clients: the RTSP
     server compared with peercam's own (its CPU and the daemon's both counted)."""
-    if codec != "H264":
-        raise ValueError("the RTSP relay is fed H.264 only")
-    rtp_port, rtsp_port = free_udp_port_pair(), free_port()
-    audio_port = ["--audio-port", str(rtp_port + 2)] if audio else []
-    with ExitStack() as stack:
-        server, _ = stack.enter_context(
-            _peercam_daemon(directory, size, codec, rtp_port, audio=audio)
-        )
-        relay = start_server(
-            [SYSTEM_PYTHON, str(ROOT / "bench" / "gst_rtsp_server.py"),
-             "--port", str(rtsp_port), "--rtp-port", str(rtp_port), *audio_port],
-            "serving on",
-            env={"PYTHONPATH": ""},
-        )  # fmt: skip
-        stack.callback(stop, relay)
+    rtsp_port = free_port()
+    arguments = ["--port", str(rtsp_port)]
+    with _relayed(directory, size, codec, audio, "gst_rtsp_server.py", arguments) as (
+        server,
+        relay,
+    ):
         address = f"rtsp://127.0.0.1:{rtsp_port}/live"
         yield Running(
             name="gst-rtsp-server",
