@@ -33,7 +33,8 @@ class SetUp:
     pull_point_support: bool
     snapshot_support: bool
     profiles: list[tuple[str, str, int, int]]  # token, encoding, width, height
-    stream_uri: str
+    stream_uri: str  # the first profile's
+    stream_uris: dict[str, str]  # every profile's, by its token
     snapshot: bytes | None
 
 
@@ -63,10 +64,13 @@ async def set_up_as_home_assistant(camera: ONVIFCamera) -> SetUp:
         for p in await media.GetProfiles()
         if p.VideoEncoderConfiguration and p.VideoEncoderConfiguration.Encoding == "H264"
     ]  # fmt: skip
-    request = media.create_type("GetStreamUri")
-    request.ProfileToken = profiles[0][0]
-    request.StreamSetup = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
-    stream_uri = (await media.GetStreamUri(request)).Uri
+    # HA makes a camera entity of each H.264 profile, each with its own stream.
+    stream_uris = {}
+    for token, *_ in profiles:
+        request = media.create_type("GetStreamUri")
+        request.ProfileToken = token
+        request.StreamSetup = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
+        stream_uris[token] = (await media.GetStreamUri(request)).Uri
     snapshot = await camera.get_snapshot(profiles[0][0])  # Digest, as HA fetches it
     return SetUp(
         info.Manufacturer,
@@ -76,7 +80,8 @@ async def set_up_as_home_assistant(camera: ONVIFCamera) -> SetUp:
         bool((capabilities.get("Events") or {}).get("WSPullPointSupport")),
         bool(media_capabilities.SnapshotUri),
         profiles,
-        stream_uri,
+        stream_uris[profiles[0][0]],
+        stream_uris,
         snapshot,
     )
 

@@ -45,7 +45,8 @@ pytestmark = pytest.mark.timeout(120)
 
 CONFIG = (
     CAMERA_320
-    + """[talkback]
+    + """lores_size = "160x120"
+[talkback]
 enabled = false
 [doorbell]
 ring_timeout = 2.0
@@ -76,7 +77,8 @@ async def test_home_assistant_sets_the_camera_up_and_its_stream_and_snapshot_wor
     assert (found.manufacturer, found.pull_point_support, found.snapshot_support) == (
         "peercam", True, True,
     )  # fmt: skip
-    assert found.profiles == [("main", "H264", 320, 240)]
+    # The main stream first, then the small one (for an NVR's detection).
+    assert found.profiles == [("main", "H264", 320, 240), ("sub", "H264", 160, 120)]
     assert found.serial.isalnum()
     # HA's unique id: a MAC address (the last enabled interface's).
     assert found.mac is not None and len(found.mac.split(":")) == 6
@@ -93,6 +95,16 @@ async def test_home_assistant_sets_the_camera_up_and_its_stream_and_snapshot_wor
     )  # fmt: skip
     assert probe.returncode == 0, probe.stderr[-1500:]
     assert "h264,320" in probe.stdout
+    assert found.stream_uris["sub"] == found.stream_uri + "/sub"
+    small = await asyncio.to_thread(
+        subprocess.run,
+        [ffprobe(), "-v", "error", "-rtsp_transport", "tcp", "-i",
+         found.stream_uris["sub"].replace("rtsp://", f"rtsp://nvr:{token}@"),
+         "-show_entries", "stream=codec_name,width", "-of", "csv=p=0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert small.returncode == 0, small.stderr[-1500:]
+    assert "h264,160" in small.stdout
     # The same identity from a second setup: HA would not see a new camera.
     again = camera(daemon, "nvr", token)
     try:

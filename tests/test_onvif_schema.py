@@ -81,6 +81,8 @@ def test_device_and_media_answers_are_valid(
     )  # fmt: skip
     media = MediaService(config, speaker)
     profile = "<trt:ProfileToken>main</trt:ProfileToken>"
+    sub = "<trt:ProfileToken>sub</trt:ProfileToken>"  # the small stream's (on by default)
+    encoder = "<trt:ConfigurationToken>VideoEncoder_1</trt:ConfigurationToken>"
     stream = (
         "<trt:StreamSetup><tt:Stream>RTP-Unicast</tt:Stream><tt:Transport><tt:Protocol>RTSP"
         f"</tt:Protocol></tt:Transport></trt:StreamSetup>{profile}"
@@ -94,11 +96,17 @@ def test_device_and_media_answers_are_valid(
         ("GetServiceCapabilities", ""), ("GetProfiles", ""), ("GetProfile", profile),
         ("GetVideoSources", ""), ("GetVideoSourceConfigurations", ""),
         ("GetVideoSourceConfiguration", ""), ("GetVideoEncoderConfigurations", ""),
-        ("GetVideoEncoderConfiguration", ""), ("GetAudioSources", ""),
+        ("GetVideoEncoderConfiguration", encoder), ("GetAudioSources", ""),
         ("GetAudioSourceConfigurations", ""), ("GetAudioEncoderConfigurations", ""),
         ("GetVideoEncoderConfigurationOptions", ""), ("GetAudioOutputs", ""),
         ("GetAudioOutputConfigurations", ""), ("GetAudioDecoderConfigurations", ""),
         ("GetStreamUri", stream), ("GetSnapshotUri", profile),
+        ("GetProfile", sub), ("GetStreamUri", stream.replace(profile, sub)),
+        ("GetVideoEncoderConfigurationOptions", sub),
+        ("GetVideoEncoderConfiguration", encoder.replace("_1", "_2")),
+        ("GetCompatibleVideoEncoderConfigurations", sub),
+        ("GetGuaranteedNumberOfVideoEncoderInstances",
+         "<trt:ConfigurationToken>VideoSourceConfig_1</trt:ConfigurationToken>"),
     ]  # fmt: skip
 
     async def answers() -> list[str]:
@@ -115,6 +123,7 @@ def test_device_and_media_answers_are_valid(
     profiles = asyncio.run(media.answer(request(soap.TRT, "GetProfiles"), URLS))
     assert ("AudioOutputConfiguration" in profiles) is speaker
     assert ("AudioEncoderConfiguration" in profiles) is audio
+    assert profiles.count("<tt:VideoEncoderConfiguration ") == 2
 
 
 def test_event_answers_are_valid(schema: etree.XMLSchema) -> None:

@@ -22,6 +22,7 @@ from peercam.media import CapturedEncoded
 from tests.browser import chromium, open_page, wait_for_stats
 from tests.conftest import StartDaemon
 from tests.daemon_process import DaemonProcess
+from tests.test_rtsp import probe_frames, url
 from tests.whep_viewer import WhepViewer
 
 STANDINS = str(Path(__file__).parent / "standins")
@@ -90,7 +91,7 @@ def test_hardware_h264_reaches_chromium_and_keyframe_requests_reach_the_encoder(
         stats = wait_for_stats(first, lambda s: s["framesDecoded"] > 30)
         assert stats["codec"] == "H264" and (stats["width"], stats["height"]) == (640, 480)
         calls = log.read_text()
-        assert "configure main=640x480 YUV420 lores=320x240 YUV420" in calls
+        assert "configure main=640x480 YUV420 lores=640x360 YUV420" in calls
         # picamera2 turns FrameRate into the frame duration libcamera takes.
         assert "'FrameDurationLimits': (33333, 33333)" in calls
         assert "Transform(hflip=1, vflip=1" in calls
@@ -223,8 +224,26 @@ def test_motion_detection_reads_the_pi_cameras_low_resolution_stream(
         assert time.monotonic() < deadline, daemon.log()[-2000:]
         time.sleep(0.3)
     log = daemon.log()
-    assert "motion: analysing the camera's low-resolution stream, 320x240" in log
+    assert "motion: analysing the camera's low-resolution stream, 640x360" in log
     assert "h264 encoder started" not in log  # nothing encoded in software for it
+
+
+def test_the_small_rtsp_stream_is_the_pi_cameras_low_resolution_stream_encoded_once(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """/live/sub comes from the ISP's lores stream (the camera scaled it), encoded
+    beside the hardware-encoded main stream, whose pictures never reach Python."""
+    daemon = start_daemon(config(), env=standin_env(tmp_path / "p.log"))
+    assert "small H.264 stream: 640x360 at 10 fps from the camera's low-resolution" in daemon.log()
+    data = probe_frames(url(daemon, "/live/sub/noaudio"), "tcp", seconds=2)
+    (stream,) = data["streams"]
+    assert (stream["codec_name"], int(stream["width"]), int(stream["height"])) == ("h264", 640, 360)
+    main = probe_frames(url(daemon, "/live/noaudio"), "tcp", seconds=1)
+    assert (int(main["streams"][0]["width"]), int(main["streams"][0]["height"])) == (640, 480)
+    log = daemon.log()
+    assert "h264/sub encoder started" in log
+    assert "h264 encoder started" not in log  # the main stream is the camera's own
+    assert opened(tmp_path / "p.log") == 1
 
 
 # What the real picamera2 does that earlier peercam did not handle (issue 15). Each test

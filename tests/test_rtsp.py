@@ -57,7 +57,8 @@ def probe_frames(address: str, transport: str, seconds: int = 3) -> dict[str, li
     result = subprocess.run(
         [ffprobe(), "-v", "error", "-rtsp_transport", transport, "-i", address,
          "-show_streams", "-show_frames", "-read_intervals", f"%+{seconds}",
-         "-show_entries", "frame=media_type,pts_time,key_frame:stream=codec_name,codec_type",
+         "-show_entries",
+         "frame=media_type,pts_time,key_frame:stream=codec_name,codec_type,width,height",
          "-of", "json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -348,3 +349,65 @@ async def wait_for_sessions(daemon: DaemonProcess, count: int, within: float = 2
     while daemon.metric("peercam_rtsp_sessions") != count:
         assert time.monotonic() < deadline, daemon.metric("peercam_rtsp_sessions")
         await asyncio.sleep(0.2)
+
+
+SMALL_STREAM = """
+[camera]
+source = "test"
+size = "640x480"
+fps = 15
+lores_size = "320x240"
+[video]
+keyframe_interval = 1.0
+sub_fps = 5
+[talkback]
+enabled = false
+"""
+
+
+async def test_the_small_stream_is_one_encode_at_its_own_size_and_rate(
+    start_daemon: StartDaemon,
+) -> None:
+    """/live/sub, for an NVR's detection: the picture at camera.lores_size and
+    video.sub_fps, encoded once however many take it, beside the main stream."""
+    daemon = start_daemon(SMALL_STREAM)
+    port = rtsp_port(daemon)
+    async with AsyncExitStack() as stack:
+        small = [await stack.enter_async_context(RtspClient(port, "/live/sub")) for _ in range(3)]
+        main = [await stack.enter_async_context(RtspClient(port, "/live")) for _ in range(2)]
+        await asyncio.gather(*(client.play() for client in small + main))
+        encoded_before = daemon.metric("peercam_encoded_frames_total", codec="h264/sub")
+        small_stamps, main_stamps = await asyncio.wait_for(
+            asyncio.gather(
+                asyncio.gather(*(client.frame_timestamps(11) for client in small)),
+                asyncio.gather(*(client.frame_timestamps(31) for client in main)),
+            ),
+            30,
+        )
+        encoded = daemon.metric("peercam_encoded_frames_total", codec="h264/sub") - encoded_before
+        assert daemon.metric("peercam_encoder_running", codec="h264/sub") == 1
+        assert daemon.metric("peercam_encoder_running", codec="h264") == 1
+    for stamps, rate in [(s, 5) for s in small_stamps] + [(s, FPS) for s in main_stamps]:
+        seconds = ((stamps[-1] - stamps[0]) & 0xFFFFFFFF) / 90_000
+        assert abs((len(stamps) - 1) / seconds - rate) / rate < 0.05, (rate, seconds)
+    # Three clients, one encode: about 10 frames' time passed for each client.
+    assert encoded < 2 * 11, encoded
+    # Real clients decode it at its size; its audio choices are /live's.
+    data = probe_frames(url(daemon, "/live/sub/opus"), "tcp", seconds=3)
+    streams = {s["codec_type"]: s for s in data["streams"]}
+    assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "opus"
+    assert (int(streams["video"]["width"]), int(streams["video"]["height"])) == (320, 240)
+    video = [f for f in data["frames"] if f["media_type"] == "video"]
+    times = [float(f["pts_time"]) for f in video if "pts_time" in f]  # the first has none
+    assert len(times) >= 12 and abs((len(times) - 1) / (times[-1] - times[0]) - 5) < 0.25, times
+    assert "Traceback" not in daemon.log()
+
+
+def test_no_small_stream_when_lores_size_is_off(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(SMALL_STREAM.replace('lores_size = "320x240"', 'lores_size = ""'))
+    refused = subprocess.run(
+        [ffprobe(), "-v", "error", "-rtsp_transport", "tcp", "-i", url(daemon, "/live/sub")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "404" in refused.stderr, refused.stderr[-500:]
+    assert "Traceback" not in daemon.log()

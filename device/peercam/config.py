@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -94,8 +95,11 @@ class CameraConfig(_Section):
     # Seconds the camera (and microphone) stay open after the last viewer leaves, so a
     # page refresh finds them running: a Pi camera takes a second or two to reopen.
     linger_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0
-    # A small second stream (picamera2) for snapshots and motion detection; "" for none.
-    lores_size: str = "320x240"
+    # The camera's small second stream: NVRs' detection stream (RTSP /live/sub, ONVIF
+    # profile "sub", H.264 encoded once for all who take it) and motion detection's
+    # picture. A Pi camera's ISP scales it ("lores"); other cameras' frames are
+    # scaled in the encoder's thread. Never larger than `size`; "" for none.
+    lores_size: str = "640x360"
 
     @field_validator("size")
     @classmethod
@@ -114,6 +118,16 @@ class CameraConfig(_Section):
     def dimensions(self) -> Size:
         return parse_size(self.size)
 
+    @property
+    def lores_dimensions(self) -> Size | None:
+        """`lores_size`, no larger than the main picture in either direction."""
+        if not self.lores_size:
+            return None
+        (width, height), (main_width, main_height) = parse_size(self.lores_size), self.dimensions
+        if width > main_width or height > main_height:
+            return main_width, main_height
+        return width, height
+
 
 class VideoConfig(_Section):
     codecs: list[Literal["h264", "vp8"]] = ["h264", "vp8"]
@@ -125,6 +139,10 @@ class VideoConfig(_Section):
     keyframe_interval: Annotated[float, Field(gt=0, le=60)] = 2.0
     # Many viewers asking for keyframes must not turn the stream into all keyframes.
     keyframe_min_gap_ms: Annotated[int, Field(ge=0, le=10_000)] = 500
+    # The small H.264 stream at camera.lores_size (RTSP /live/sub, ONVIF profile
+    # "sub"): frames per second (Frigate detects at 5; 10 leaves room) and bitrate.
+    sub_fps: Annotated[int, Field(ge=1, le=60)] = 10
+    sub_bitrate_kbps: Annotated[int, Field(ge=50, le=5_000)] = 500
 
     @field_validator("codecs")
     @classmethod
@@ -529,6 +547,27 @@ class Config(_Section):
     remote: RemoteConfig = RemoteConfig()
     rtsp: RtspConfig = RtspConfig()
     onvif: OnvifConfig = OnvifConfig()
+
+    @property
+    def small_stream(self) -> SmallStream | None:
+        """The small H.264 stream the camera serves (RTSP /live/sub, ONVIF profile
+        "sub"), if `camera.lores_size` asks for one and H.264 is made at all."""
+        size = self.camera.lores_dimensions
+        if size is None or "h264" not in self.video.codecs:
+            return None
+        return SmallStream(
+            *size,
+            fps=min(self.video.sub_fps, self.camera.fps),
+            bitrate=self.video.sub_bitrate_kbps * 1000,
+        )
+
+
+@dataclass(frozen=True)
+class SmallStream:
+    width: int
+    height: int
+    fps: int
+    bitrate: int  # bits per second
 
 
 def _describe(error: ValidationError) -> str:

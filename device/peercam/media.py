@@ -9,6 +9,11 @@ from typing import Literal
 import av
 
 Kind = Literal["audio", "video"]
+# A video codec's encodes: the camera's full picture, and a smaller second stream
+# where one is configured (for NVRs' detection: RTSP /live/sub, ONVIF's profile "sub").
+Layer = Literal["main", "sub"]
+MAIN: Layer = "main"
+SUB: Layer = "sub"
 
 # One clock for audio and video: RTP timestamps of both kinds count from this instant,
 # so the receiver's lip sync (through RTCP sender reports) lines up.
@@ -37,7 +42,8 @@ def own_copy(captured: CapturedVideo) -> CapturedVideo:
 @dataclass(frozen=True, slots=True)
 class CapturedPreview:
     """A small picture from the camera's second, low-resolution stream (a Pi camera's
-    "lores"): for analysis such as motion detection, never for viewers."""
+    "lores"): for analysis such as motion detection, and the source of the small
+    encoded layer ("sub"), never for viewers of the main one."""
 
     image: av.VideoFrame
     captured_at: float

@@ -33,7 +33,16 @@ from peercam.encode.producer import Delivered, FrameSink, Producer, Takes, kind_
 from peercam.encode.shared_encoder import SharedEncoder
 from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.fanout.hub import StreamHub, Subscription
-from peercam.media import CapturedPreview, CapturedVideo, EncodedFrame, Kind, own_copy
+from peercam.media import (
+    MAIN,
+    SUB,
+    CapturedPreview,
+    CapturedVideo,
+    EncodedFrame,
+    Kind,
+    Layer,
+    own_copy,
+)
 from peercam.metrics import Metrics
 from peercam.service.native_memory import return_free_memory
 
@@ -65,6 +74,24 @@ class _Route:
     source: Source[Any]
 
 
+@dataclass(frozen=True)
+class ExtraLayer:
+    """A second, smaller encode of a video codec (layer "sub", for NVRs' detection):
+    encoded once for all who take it, from the camera's own low-resolution stream
+    where it has one (the ISP scaled it for free), else from its raw frames, scaled
+    in the encoder's thread. `max_fps` thins the camera's rate."""
+
+    codec: str
+    layer: Layer
+    make_backend: Callable[[], EncoderBackend]
+    max_fps: float
+
+
+def route_name(codec: str, layer: Layer) -> str:
+    """How logs and metrics name a route: "h264" for the main layer, "h264/sub"."""
+    return codec if layer == MAIN else f"{codec}/{layer}"
+
+
 class MediaPipeline:
     def __init__(
         self,
@@ -74,6 +101,7 @@ class MediaPipeline:
         keyframe_min_gap: float,
         queue_frames: int,
         linger: float = 0.0,
+        extra_layers: tuple[ExtraLayer, ...] = (),
     ) -> None:
         self.metrics = metrics
         self.queue_frames = queue_frames
@@ -81,8 +109,8 @@ class MediaPipeline:
         self._lingering = False
         self._linger_task: asyncio.Task[None] | None = None
         self._sources = sources
-        self._routes: dict[str, _Route] = {}
-        self._idle: set[str] = set()
+        self._routes: dict[tuple[str, Layer], _Route] = {}
+        self._idle: set[tuple[str, Layer]] = set()
         # Callers that want the camera's raw pictures themselves (motion detection).
         self._video_taps: list[_Tap] = []
         for codec, make_backend in backends.items():
@@ -90,30 +118,54 @@ class MediaPipeline:
             source = sources.get(spec.kind)
             if source is None:
                 continue
-            publish = self._publisher(codec)
+            publish = self._publisher((codec, MAIN))
             producer: Producer
             if source.native_codec == codec:
                 producer = NativeStream(spec, source, publish, metrics, keyframe_min_gap)
             else:
                 producer = SharedEncoder(spec, make_backend, publish, metrics, keyframe_min_gap)
-            hub = StreamHub(
-                codec,
-                spec.has_keyframes,
-                request_keyframe=producer.request_keyframe,
-                on_drop=metrics.dropped_frames.labels(codec).inc,
-                on_empty=functools.partial(self._mark_idle, codec),
+            self._add_route(codec, MAIN, producer, source)
+        for extra in extra_layers:
+            source = sources.get("video")
+            if source is None or (extra.codec, MAIN) not in self._routes:
+                continue
+            name = route_name(extra.codec, extra.layer)
+            producer = SharedEncoder(
+                BY_NAME[extra.codec],
+                extra.make_backend,
+                self._publisher((extra.codec, extra.layer)),
+                metrics,
+                keyframe_min_gap,
+                name=name,
+                takes=Takes.PREVIEW if source.has_preview else Takes.RAW,
+                max_fps=extra.max_fps,
             )
-            self._routes[codec] = _Route(producer, hub, source)
+            self._add_route(extra.codec, extra.layer, producer, source)
 
-    def _publisher(self, codec: str) -> Callable[[EncodedFrame], None]:
+    def _add_route(self, codec: str, layer: Layer, producer: Producer, source: Source[Any]) -> None:
+        key = (codec, layer)
+        hub = StreamHub(
+            route_name(codec, layer),
+            BY_NAME[codec].has_keyframes,
+            request_keyframe=producer.request_keyframe,
+            on_drop=self.metrics.dropped_frames.labels(route_name(codec, layer)).inc,
+            on_empty=functools.partial(self._mark_idle, key),
+        )
+        self._routes[key] = _Route(producer, hub, source)
+
+    def _publisher(self, key: tuple[str, Layer]) -> Callable[[EncodedFrame], None]:
         def publish(frame: EncodedFrame) -> None:
-            self._routes[codec].hub.publish(frame)
+            self._routes[key].hub.publish(frame)
 
         return publish
 
     @property
     def codecs(self) -> list[str]:
-        return list(self._routes)
+        """The codecs made (each has its main layer)."""
+        return [codec for codec, layer in self._routes if layer == MAIN]
+
+    def has_layer(self, codec: str, layer: Layer) -> bool:
+        return (codec, layer) in self._routes
 
     def sources(self) -> list[Source[Any]]:
         return list(set(self._sources.values()))
@@ -121,13 +173,13 @@ class MediaPipeline:
     def source(self, kind: Kind) -> Source[Any] | None:
         return self._sources.get(kind)
 
-    def producer(self, codec: str) -> Producer:
-        return self._routes[codec].producer
+    def producer(self, codec: str, layer: Layer = MAIN) -> Producer:
+        return self._routes[(codec, layer)].producer
 
-    def subscribe(self, codec: str) -> Subscription:
+    def subscribe(self, codec: str, layer: Layer = MAIN) -> Subscription:
         """A new viewer of `codec`; starts its producer (and source) if they are idle."""
-        route = self._routes[codec]
-        self._idle.discard(codec)
+        route = self._routes[(codec, layer)]
+        self._idle.discard((codec, layer))
         if not route.producer.running:
             route.producer.start()
             self._update_outputs(route.source)
@@ -137,11 +189,11 @@ class MediaPipeline:
         return route.hub.subscribe(self.queue_frames)
 
     @asynccontextmanager
-    async def stream(self, codec: str) -> AsyncIterator[Subscription]:
+    async def stream(self, codec: str, layer: Layer = MAIN) -> AsyncIterator[Subscription]:
         """`codec`'s shared frames for as long as the block runs; on leaving, the
         subscription is closed and encoders nobody needs any more are stopped. The one
         way an output takes a stream, so that no output forgets the release."""
-        subscription = self.subscribe(codec)
+        subscription = self.subscribe(codec, layer)
         try:
             yield subscription
         finally:
@@ -216,9 +268,9 @@ class MediaPipeline:
 
         return deliver
 
-    def _mark_idle(self, codec: str) -> None:
+    def _mark_idle(self, key: tuple[str, Layer]) -> None:
         # Looked up on each call: release_idle swaps in a new set.
-        self._idle.add(codec)
+        self._idle.add(key)
 
     async def release_idle(self) -> None:
         """Stop producers nobody watches now, and sources no producer needs once they
@@ -228,8 +280,8 @@ class MediaPipeline:
         awaited, so it happens here, called by whoever closed the last viewer.
         """
         idle, self._idle = self._idle, set()
-        for codec in idle:
-            route = self._routes[codec]
+        for key in idle:
+            route = self._routes[key]
             if len(route.hub) == 0 and route.producer.running:
                 await route.producer.stop()
                 self._update_outputs(route.source)
@@ -316,6 +368,7 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
             )
             logger.info("software H.264: %s (%s)", implementation, why)
         backends[codec] = functools.partial(PyAVVideoEncoder, codec, settings, implementation)
+    extra_layers = _sub_layer(config, camera)
     microphone = choose_microphone(config.audio)
     if microphone is not None:
         sources["audio"] = microphone
@@ -336,4 +389,31 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
         keyframe_min_gap=config.video.keyframe_min_gap_ms / 1000,
         queue_frames=config.viewers.queue_frames,
         linger=config.camera.linger_seconds,
+        extra_layers=extra_layers,
     )
+
+
+def _sub_layer(config: Config, camera: Source[Any]) -> tuple[ExtraLayer, ...]:
+    """The small H.264 stream, where `camera.lores_size` asks for one. Its encoder
+    is chosen as the main one's is (a Pi 4's V4L2 hardware block takes a second
+    stream beside picamera2's), and runs only while an NVR takes the stream."""
+    small = config.small_stream
+    if small is None:
+        return ()
+    settings = VideoSettings(
+        small.width, small.height, small.fps, small.bitrate, config.video.keyframe_interval
+    )
+    implementation, why = choose_h264_implementation(
+        config.video.h264_encoder, small.width, small.height
+    )
+    logger.info(
+        "small H.264 stream: %dx%d at %d fps from the camera's %s, %s (%s)",
+        small.width,
+        small.height,
+        small.fps,
+        "low-resolution stream" if camera.has_preview else "frames",
+        implementation,
+        why,
+    )
+    make = functools.partial(PyAVVideoEncoder, H264.name, settings, implementation)
+    return (ExtraLayer(H264.name, SUB, make, small.fps),)

@@ -24,7 +24,7 @@ from peercam.capture.source import Source
 from peercam.capture.test_pattern import TestPatternCamera
 from peercam.capture.v4l2_camera import V4L2Camera, V4L2Settings
 from peercam.capture.v4l2_devices import capture_devices, probe_device
-from peercam.config import Config, ConfigError, parse_size
+from peercam.config import Config, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def build_camera(config: Config, choice: CameraChoice) -> Source[Any]:
             keyframe_interval=config.video.keyframe_interval,
             hflip=camera.hflip != flip,
             vflip=camera.vflip != flip,
-            lores=parse_size(camera.lores_size) if camera.lores_size else None,
+            lores=camera.lores_dimensions,
         )
         try:
             return Picamera2Camera(settings, module)

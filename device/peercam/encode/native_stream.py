@@ -115,7 +115,7 @@ class NativeStream:
         forced = frame.keyframe and self._forced_outstanding
         if frame.keyframe:
             self._forced_outstanding = False
-        account_frame(self._metrics, self.spec, frame, forced, time.monotonic())
+        account_frame(self._metrics, self.spec.name, self.spec, frame, forced, time.monotonic())
         if frame.keyframe and not forced:
             self.keyframes.keyframe_sent(time.monotonic(), forced=False)
         self._publish(frame)

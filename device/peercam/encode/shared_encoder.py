@@ -19,7 +19,14 @@ from peercam.encode.codecs import CodecSpec
 from peercam.encode.keyframes import KeyframePolicy
 from peercam.encode.producer import Delivered, Takes
 from peercam.encode.sample_clock import SampleClock
-from peercam.media import Captured, CapturedAudio, CapturedVideo, EncodedFrame, rtp_timestamp
+from peercam.media import (
+    Captured,
+    CapturedAudio,
+    CapturedPreview,
+    CapturedVideo,
+    EncodedFrame,
+    rtp_timestamp,
+)
 from peercam.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -32,9 +39,11 @@ class _Worker:
     still finishing.
     """
 
-    def __init__(self, spec: CodecSpec, make_backend: Callable[[], EncoderBackend]) -> None:
+    def __init__(
+        self, spec: CodecSpec, make_backend: Callable[[], EncoderBackend], name: str
+    ) -> None:
         self.spec = spec
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{spec.name}")
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{name}")
         self._make_backend = make_backend
         self._backend: EncoderBackend | None = None
         self._packetizer = spec.packetizer()
@@ -72,9 +81,10 @@ class _Worker:
 
 
 class SharedEncoder:
-    """A Producer that encodes raw frames."""
+    """A Producer that encodes raw frames (or, for a smaller layer, the camera's own
+    low-resolution pictures). `name` labels its logs and metrics ("h264", "h264/sub");
+    `max_fps` (0: every frame) thins the camera's rate for a layer that needs less."""
 
-    takes = Takes.RAW
     stamps_frames = True
 
     def __init__(
@@ -84,8 +94,16 @@ class SharedEncoder:
         publish: Callable[[EncodedFrame], None],
         metrics: Metrics,
         keyframe_min_gap: float = 0.5,
+        *,
+        name: str = "",
+        takes: Takes = Takes.RAW,
+        max_fps: float = 0.0,
     ) -> None:
         self.spec = spec
+        self.name = name or spec.name
+        self.takes = takes
+        self._interval = 1 / max_fps if max_fps > 0 else 0.0
+        self._next_due = 0.0
         self._make_backend = make_backend
         self._publish = publish
         self._metrics = metrics
@@ -104,10 +122,11 @@ class SharedEncoder:
     def start(self) -> None:
         if self._task is not None:
             return
-        self._worker = _Worker(self.spec, self._make_backend)
-        self._task = asyncio.create_task(self._run(self._worker), name=f"encoder-{self.spec.name}")
-        self._metrics.encoder_running.labels(self.spec.name).set(1)
-        logger.info("%s encoder started", self.spec.name)
+        self._worker = _Worker(self.spec, self._make_backend, self.name)
+        self._next_due = 0.0
+        self._task = asyncio.create_task(self._run(self._worker), name=f"encoder-{self.name}")
+        self._metrics.encoder_running.labels(self.name).set(1)
+        logger.info("%s encoder started", self.name)
 
     async def stop(self) -> None:
         task, worker = self._task, self._worker
@@ -126,25 +145,46 @@ class SharedEncoder:
         except Exception:
             # Stopped all the same: a stop that raised would leave the camera and the
             # other idle encoders that release_idle stops after this one running.
-            logger.exception("%s encoder: closing the codec failed", self.spec.name)
+            logger.exception("%s encoder: closing the codec failed", self.name)
         finally:
             worker.executor.shutdown(wait=False)
             if self._task is None:
-                self._metrics.encoder_running.labels(self.spec.name).set(0)
-        logger.info("%s encoder stopped", self.spec.name)
+                self._metrics.encoder_running.labels(self.name).set(0)
+        logger.info("%s encoder stopped", self.name)
 
     def feed(self, captured: Delivered) -> None:
-        if self._task is None or not isinstance(captured, CapturedVideo | CapturedAudio):
+        if self._task is None:
+            return
+        if isinstance(captured, CapturedPreview):
+            # Encoded as a picture like any other; only a layer that takes the preview
+            # is handed one (the pipeline routes by `takes`).
+            captured = CapturedVideo(captured.image, captured.captured_at)
+        elif not isinstance(captured, CapturedVideo | CapturedAudio):
+            return
+        if self._interval and not self._due(captured.captured_at):
             return
         if len(self._pending) == self._pending.maxlen:
-            self._metrics.skipped_captures.labels(self.spec.name).inc()
+            self._metrics.skipped_captures.labels(self.name).inc()
         self._pending.append(captured)
         self._wakeup.set()
+
+    def _due(self, captured_at: float) -> bool:
+        """Whether a frame captured at `captured_at` keeps the layer near `max_fps`.
+        A quarter interval of slack: a camera's frames jitter, and one arriving a
+        millisecond early must not be skipped for the next, which would halve the rate
+        of a layer at an exact divisor of the camera's."""
+        if captured_at < self._next_due - self._interval / 4:
+            return False
+        if captured_at - self._next_due < self._interval:
+            self._next_due += self._interval
+        else:  # the first frame, or the first after a stall: count from this one
+            self._next_due = captured_at + self._interval
+        return True
 
     def request_keyframe(self, reason: str) -> None:
         if not self.spec.has_keyframes:
             return
-        self._metrics.keyframe_requests.labels(self.spec.name, reason).inc()
+        self._metrics.keyframe_requests.labels(self.name, reason).inc()
         self.keyframes.request()
 
     async def _run(self, worker: _Worker) -> None:
@@ -160,19 +200,20 @@ class SharedEncoder:
                 frames = await loop.run_in_executor(worker.executor, worker.encode, captured, force)
             except Exception:
                 # A frame the codec rejects must not end the stream for everyone.
-                logger.exception("%s encoder failed on a frame; skipping it", self.spec.name)
+                logger.exception("%s encoder failed on a frame; skipping it", self.name)
                 continue
             for frame in frames:
-                account_frame(self._metrics, self.spec, frame, force, now)
+                account_frame(self._metrics, self.name, self.spec, frame, force, now)
                 if frame.keyframe and self.spec.has_keyframes:
                     self.keyframes.keyframe_sent(now, force)
                 self._publish(frame)
 
 
 def account_frame(
-    metrics: Metrics, spec: CodecSpec, frame: EncodedFrame, forced: bool, now: float
+    metrics: Metrics, name: str, spec: CodecSpec, frame: EncodedFrame, forced: bool, now: float
 ) -> None:
-    metrics.frame_encoded(spec.name, len(frame.data), now, frame.captured_at)
+    """`name`: the route's ("h264", "h264/sub")."""
+    metrics.frame_encoded(name, len(frame.data), now, frame.captured_at)
     if frame.keyframe and spec.has_keyframes:
         cause = "requested" if forced else "natural"
-        metrics.keyframes.labels(spec.name, cause).inc()
+        metrics.keyframes.labels(name, cause).inc()

@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 from peercam.encode.codecs import CodecSpec
+from peercam.media import MAIN, Layer
 
 FIRST_DYNAMIC_PAYLOAD_TYPE = 96
 
@@ -24,6 +25,7 @@ class Track:
     codec: CodecSpec
     payload_type: int
     fmtp: str = ""
+    layer: Layer = MAIN  # video's: the main picture or the small stream
 
 
 def h264_fmtp(sps: bytes, pps: bytes) -> str:

@@ -5,7 +5,9 @@ Methods: OPTIONS, DESCRIBE, SETUP (RTP over UDP unicast or TCP interleaved), PLA
 PAUSE, TEARDOWN, GET_PARAMETER (keep-alive). Each session times out when its client
 is not heard from (a request naming it, or RTCP) for `rtsp.session_timeout` seconds,
 and ends with its connection. /live carries H.264 and the audio `rtsp.audio` names;
-/live/opus, /live/pcmu, /live/pcma and /live/noaudio choose for themselves.
+/live/opus, /live/pcmu, /live/pcma, /live/aac and /live/noaudio choose for themselves.
+/live/sub (and /live/sub/opus, …) is the same with the small H.264 stream, encoded
+once for all who take it, for an NVR's detection.
 
 Access is the HTTP interface's accounts, the viewer role enough, with the same failure
 throttling: Digest and Basic (auth/challenge.py).
@@ -31,6 +33,7 @@ from peercam.encode.codecs import BY_NAME, H264, CodecSpec
 from peercam.encode.rtp_stream import RtpStream
 from peercam.fanout.hub import SubscriptionClosed
 from peercam.h264_bitstream import PPS, SPS, nal_type, nal_units
+from peercam.media import MAIN, SUB, Layer
 from peercam.metrics import Metrics
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
@@ -51,6 +54,7 @@ from peercam.service.listen_later import listen_now_or_later
 logger = logging.getLogger(__name__)
 
 PATH = "/live"
+SUB_PATH = "sub"  # /live/sub: the small stream (camera.lores_size), for NVRs' detection
 METHODS = ("OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER")
 PUBLIC = ", ".join(METHODS)
 WAIT_FOR_PARAMETER_SETS = 8.0  # seconds: the camera may be starting (a Pi's takes ~2)
@@ -95,7 +99,8 @@ class RtspServer:
         self._login = ChallengeLogin(accounts, self.settings.digest)
         has_speaker = doorbell is not None and doorbell.talkback.speaker is not None
         self._doorbell = doorbell if has_speaker else None
-        self._fmtp: tuple[float, str] = (0.0, "")
+        # Per layer: when its SPS and PPS were read, and the fmtp made of them.
+        self._fmtp: dict[Layer, tuple[float, str]] = {}
         self._gauge = Gauge(
             "peercam_rtsp_sessions", "RTSP sessions set up", registry=metrics.registry
         )
@@ -245,10 +250,12 @@ class RtspServer:
             return Response(200)
         return Response(200, _session_headers(session, self.settings))  # GET_PARAMETER
 
-    def _codecs(self, audio: str) -> list[CodecSpec]:
+    def _codecs(self, audio: str, layer: Layer) -> list[CodecSpec]:
         available = set(self._pipeline.codecs)
         if H264.name not in available:
             raise RtspError(503, "the camera has no H.264 stream (video.codecs)")
+        if not self._pipeline.has_layer(H264.name, layer):
+            raise RtspError(404, "no small stream here (camera.lores_size is off)")
         codecs = [H264]
         if audio != "none" and self._audio_enabled:
             if audio not in available:
@@ -256,33 +263,37 @@ class RtspServer:
             codecs.append(BY_NAME[audio])
         return codecs
 
-    async def _tracks(self, audio: str, describe: bool) -> list[Track]:
-        codecs = self._codecs(audio)
-        fmtp = await self._h264_fmtp() if describe else ""
+    async def _tracks(self, target: Target, describe: bool) -> list[Track]:
+        codecs = self._codecs(target.audio, target.layer)
+        fmtp = await self._h264_fmtp(target.layer) if describe else ""
         return [
             Track(
-                f"trackID={index}", codec, payload_type, fmtp if codec is H264 else codec.rtsp_fmtp
+                f"trackID={index}",
+                codec,
+                payload_type,
+                fmtp if codec is H264 else codec.rtsp_fmtp,
+                target.layer if codec.kind == "video" else MAIN,
             )
             for index, (codec, payload_type) in enumerate(
                 zip(codecs, payload_types(codecs), strict=True)
             )
         ]
 
-    async def _h264_fmtp(self) -> str:
+    async def _h264_fmtp(self, layer: Layer) -> str:
         """The stream's own SPS and PPS, from its next keyframe (asked for); kept a
         while, since an NVR that reconnects every few seconds would otherwise cost the
         camera a keyframe each time."""
-        made, fmtp = self._fmtp
+        made, fmtp = self._fmtp.get(layer, (0.0, ""))
         if fmtp and time.monotonic() - made < PARAMETER_SETS_KEPT:
             return fmtp
-        fmtp = await self._fresh_h264_fmtp()
-        self._fmtp = (time.monotonic(), fmtp)
+        fmtp = await self._fresh_h264_fmtp(layer)
+        self._fmtp[layer] = (time.monotonic(), fmtp)
         return fmtp
 
-    async def _fresh_h264_fmtp(self) -> str:
+    async def _fresh_h264_fmtp(self, layer: Layer) -> str:
         try:
             async with asyncio.timeout(WAIT_FOR_PARAMETER_SETS):
-                async with self._pipeline.stream(H264.name) as subscription:
+                async with self._pipeline.stream(H264.name, layer) as subscription:
                     while True:
                         frame = await subscription.get()
                         found = {nal_type(n): n for n in nal_units(frame.data) if n}
@@ -298,7 +309,7 @@ class RtspServer:
         connection.asked_for_backchannel = backchannel
         if target.control:
             raise RtspError(404, "DESCRIBE the stream, not one of its tracks")
-        tracks = await self._tracks(target.audio, describe=True)
+        tracks = await self._tracks(target, describe=True)
         control = f"trackID={len(tracks)}" if backchannel else None
         sdp = session_description(tracks, connection.local, "peercam", control)
         return Response(
@@ -331,7 +342,7 @@ class RtspServer:
         target: Target,
     ) -> Response:
         control = target.control
-        tracks = {t.control: t for t in await self._tracks(target.audio, describe=False)}
+        tracks = {t.control: t for t in await self._tracks(target, describe=False)}
         if not control:
             raise RtspError(459, "SETUP one track at a time (…/trackID=N)")
         backchannel = (
@@ -440,11 +451,13 @@ AUDIO_CHOICES = {"opus": "opus", "pcmu": "pcmu", "pcma": "pcma", "aac": "aac", "
 
 @dataclass(frozen=True)
 class Target:
-    """What a request's URL names: the stream's audio choice, and a track (SETUP)."""
+    """What a request's URL names: the stream's layer and audio choice, and a track
+    (SETUP)."""
 
     base: str  # the aggregate URL with a trailing slash: clients append controls to it
     audio: str
     control: str  # "trackID=N", or "" for the stream itself
+    layer: Layer = MAIN
 
 
 def _target(uri: str, default_audio: str) -> Target:
@@ -456,13 +469,17 @@ def _target(uri: str, default_audio: str) -> Target:
         raise RtspError(404, f"no stream at {parts.path[:80]!r}; the stream is {PATH}")
     rest = segments[1:]
     control = rest.pop() if rest and rest[-1].startswith("trackID=") else ""
+    named = len(rest)
+    layer = SUB if rest and rest[0] == SUB_PATH else MAIN
+    if layer == SUB:
+        rest.pop(0)
     audio = default_audio
     if rest:
         if len(rest) > 1 or rest[0] not in AUDIO_CHOICES:
             raise RtspError(404, f"no stream at {parts.path[:80]!r}")
         audio = AUDIO_CHOICES[rest[0]]
-    path = "/".join(["", *segments[: 1 + len(rest)]])
-    return Target(f"{parts.scheme}://{parts.netloc}{path}/", audio, control)
+    path = "/".join(["", *segments[: 1 + named]])
+    return Target(f"{parts.scheme}://{parts.netloc}{path}/", audio, control, layer)
 
 
 def _session_headers(session: RtspSession, settings: RtspConfig, **more: str) -> dict[str, str]:

@@ -218,7 +218,7 @@ class RtspSession:
         codec = out.track.codec
         next_report = 0.0
         try:
-            async with self.pipeline.stream(codec.name) as subscription:
+            async with self.pipeline.stream(codec.name, out.track.layer) as subscription:
                 while True:
                     frame = await subscription.get()
                     for packet in out.stream.packets(frame.payloads, frame.rtp_timestamp):
