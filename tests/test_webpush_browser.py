@@ -38,15 +38,32 @@ def notifications(page: Page, count: int, timeout: float = 10) -> list[dict[str,
         time.sleep(0.1)
 
 
-def registration_id(context: BrowserContext, cdp: CDPSession, page: Page, scope: str) -> str:
+def registration_id(
+    context: BrowserContext, cdp: CDPSession, page: Page, scope: str, versions: list[str]
+) -> str:
+    """The registration's id for CDP; `versions` collects its worker's life (status,
+    running or stopped) from then on, for a failure's message."""
     found: list[dict[str, Any]] = []
     cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: found.extend(e["registrations"]))
+    cdp.on(
+        "ServiceWorker.workerVersionUpdated",
+        lambda e: versions.extend(
+            f"{time.monotonic():.2f} v{v['versionId']} {v['status']} {v['runningStatus']}"
+            for v in e["versions"]
+        ),
+    )
+    cdp.on(
+        "ServiceWorker.workerErrorReported",
+        lambda e: versions.append(f"{time.monotonic():.2f} error {e['errorMessage']}"),
+    )
     cdp.send("ServiceWorker.enable")
     deadline = time.monotonic() + 10
     while not any(r["scopeURL"] == scope and not r["isDeleted"] for r in found):
         assert time.monotonic() < deadline, f"no registration for {scope}: {found}"
         page.wait_for_timeout(100)  # lets Playwright dispatch the CDP events
-    return next(str(r["registrationId"]) for r in found if r["scopeURL"] == scope)
+    return next(
+        str(r["registrationId"]) for r in found if r["scopeURL"] == scope and not r["isDeleted"]
+    )
 
 
 def deliver(cdp: CDPSession, daemon: DaemonProcess, registration: str, body: object) -> None:
@@ -79,13 +96,18 @@ def test_installable_app_shows_ring_notifications_and_opens_offline(
         installability = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
         assert installability == [], installability
 
-        registration = registration_id(context, cdp, page, daemon.base + "/")
+        versions: list[str] = []
+        registration = registration_id(context, cdp, page, daemon.base + "/", versions)
         # The daemon's own ring message, as its push would carry it.
         rang = time.time()
         ring = messages.ring(Ring("button", rang, "ringing"), "ring-1", "/push/ring/x", 30)
+        delivered = time.monotonic()
         deliver(cdp, daemon, registration, ring.body)
         shown = notifications(page, 1)
-        assert len(shown) == 1, shown
+        # Failed once on a loaded CI run (shown == []) and not since: what the worker
+        # went through says where the push was lost if it happens again.
+        assert len(shown) == 1, (shown, f"delivered {delivered:.2f}", versions,
+                                 daemon.log()[-1500:])  # fmt: skip
         assert shown[0]["title"] == "Someone is at the door"
         assert shown[0]["tag"] == "peercam-ring" and shown[0]["requireInteraction"]
         assert shown[0]["actions"] == ["answer", "decline"]

@@ -178,9 +178,16 @@ class Viewer {
   }
 
   // Says which way the media flows once ICE has chosen: direct, or relayed by TURN.
+  // The stats may not name the chosen pair yet at the moment 'connected' fires (a
+  // busy phone): asked again for a few seconds rather than never said.
   async showMediaPath(session) {
     try {
-      const { path } = await new StatsReader(session.pc).read();
+      let path = '';
+      for (let attempt = 0; attempt < 20 && !path; attempt += 1) {
+        if (attempt) await new Promise((resolve) => setTimeout(resolve, 250));
+        if (session !== this.session) return;
+        ({ path } = await new StatsReader(session.pc).read());
+      }
       if (session !== this.session || !path) return;
       statusBadge.dataset.media = path.startsWith('relay') ? 'relay' : 'direct';
       if (session.path === 'rendezvous') {
