@@ -363,6 +363,8 @@ def test_check_opens_each_listed_camera_and_reports_a_webcam_by_its_format(
     real_picamera2("VC4", [IMX219, WEBCAM, IMX708])
     report = hardware_report(build_config({"camera": {"size": "320x240"}}))
     text = format_report(report)  # what `peercam check` prints
+    # The echo canceller is on by default, and cleaned a frame at the mic's rate.
+    assert "echo:     on: WebRTC AEC3 (livekit " in text and "at 48000 Hz" in text
     pi = report["cameras"]["picamera2"]
     assert pi["available"] and pi["hardware_h264"]
     listed = pi["cameras"]

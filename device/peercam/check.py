@@ -12,6 +12,7 @@ from peercam.capture.picamera2_camera import hardware_h264_available, import_pic
 from peercam.capture.selection import choose_camera, is_usb_camera
 from peercam.capture.v4l2_devices import capture_devices
 from peercam.config import Config, ConfigError
+from peercam.echo.canceller import probe as probe_echo_canceller
 from peercam.encode.probe import VIDEO_IMPLEMENTATIONS, probe_opus, probe_video
 from peercam.service.board_model import board_model as read_board_model
 
@@ -67,6 +68,16 @@ def _alsa_report() -> dict[str, Any]:
     }
 
 
+def _echo_report(config: Config) -> dict[str, Any]:
+    works, detail = probe_echo_canceller(config.audio.rate, config.audio.channels)
+    return {
+        "configured": config.talkback.echo_cancellation,
+        "works": works,
+        "detail": detail,
+        "half_duplex": config.talkback.half_duplex,
+    }
+
+
 def _gpio_report() -> list[dict[str, str]]:
     chips = []
     for chip in sorted(glob.glob("/dev/gpiochip*")):
@@ -110,6 +121,7 @@ def hardware_report(config: Config) -> dict[str, Any]:
         ],
         "software_h264": "h264_v4l2m2m (hardware)" if h264 else "libx264",
         "audio": _alsa_report(),
+        "echo_cancellation": _echo_report(config),
         "gpio": _gpio_report(),
         "camera_choice": auto,
     }
@@ -155,6 +167,14 @@ def format_report(report: dict[str, Any]) -> str:
     count = sum(1 for line in cards if line[:1].isdigit())
     lines.append(f"audio:    {count} ALSA card(s)")
     lines.extend(f"  {line}" for line in cards)
+    echo = report["echo_cancellation"]
+    if not echo["configured"]:
+        echo_text = "off (talkback.echo_cancellation)"
+    else:
+        echo_text = ("on: " if echo["works"] else "CANNOT RUN: ") + echo["detail"]
+    if echo["half_duplex"]:
+        echo_text += "; half duplex"
+    lines.append(f"echo:     {echo_text}")
     gpio = report["gpio"]
     lines.append(
         "gpio:     " + (", ".join(f"{c['device']} {c['label']}" for c in gpio) or "no GPIO chip")

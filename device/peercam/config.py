@@ -175,7 +175,15 @@ class TalkbackConfig(_Section):
     rate: Rate = 48000
     channels: Annotated[int, Field(ge=1, le=2)] = 1
     jitter_ms: Annotated[int, Field(ge=0, le=60)] = 40  # latency added to smooth the network
-    # Silence the microphone to viewers while talkback plays, against echo.
+    # Cancel the speaker's sound in what the microphone sends (WebRTC's AEC3, in the
+    # microphone's thread, with the speaker's output as reference): both sides can
+    # talk at once. With a noise suppressor and a high-pass filter; automatic gain
+    # on request. Needs an ALSA microphone at 8, 16, 32, 44.1 or 48 kHz.
+    echo_cancellation: bool = True
+    noise_suppression: bool = True
+    auto_gain: bool = False
+    # The fallback where cancelling is not enough (a loud speaker right against the
+    # microphone): silence the microphone to viewers while talkback plays.
     half_duplex: bool = False
 
 

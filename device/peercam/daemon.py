@@ -26,6 +26,7 @@ from peercam.config import Config, ConfigError
 from peercam.doorbell.call import Doorbell
 from peercam.doorbell.commands import DoorbellCommands
 from peercam.doorbell.hardware import open_hardware
+from peercam.echo.canceller import build_echo_canceller
 from peercam.events import EventBus
 from peercam.firstboot.first_boot import recorded_problems
 from peercam.http.app import RouteGroup, build_app
@@ -62,11 +63,15 @@ def build_talkback(config: Config, pipeline: MediaPipeline) -> Talkback:
     settings = config.talkback
     if not settings.enabled:
         return Talkback(None, None)
+    microphone = pipeline.source("audio")
+    echo = build_echo_canceller(settings, microphone)
     speaker = AlsaSpeaker(
         AlsaSettings(settings.device, settings.rate, settings.channels),
         jitter_ms=settings.jitter_ms,
+        on_played=echo.reference.played if echo is not None else None,
     )
-    microphone = pipeline.source("audio")
+    if echo is not None and isinstance(microphone, AlsaMicrophone):
+        microphone.processor = echo.process
     mute = None
     if settings.half_duplex and isinstance(microphone, AlsaMicrophone):
         mic = microphone

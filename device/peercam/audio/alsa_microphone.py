@@ -12,11 +12,13 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import av
 import numpy as np
+import numpy.typing as npt
 
 from peercam.capture.source import ThreadedSource
 from peercam.media import CapturedAudio
@@ -63,8 +65,11 @@ class AlsaMicrophone(ThreadedSource[Any, CapturedAudio]):
         self.name = f"alsa:{settings.device}"
         self.label = f"microphone {settings.device}"
         # Half-duplex talkback silences the microphone while the speaker plays, so
-        # the visitor's own voice does not come back to the viewer as echo.
+        # the viewer's own voice does not come back to them as echo.
         self.muted = False
+        # Applied to every capture in this thread before anyone gets it (the echo
+        # canceller); it may hold back part of a capture for the next one.
+        self.processor: Callable[[npt.NDArray[np.int16]], npt.NDArray[np.int16]] | None = None
         self.layout = "mono" if settings.channels == 1 else "stereo"
 
     def _open(self) -> Any:
@@ -90,6 +95,11 @@ class AlsaMicrophone(ThreadedSource[Any, CapturedAudio]):
             if length == 0:
                 continue
             samples = np.frombuffer(data, dtype="<i2")[: length * s.channels]
+            processor = self.processor
+            if processor is not None:
+                samples = processor(samples)
+                if not len(samples):
+                    continue
             if self.muted:
                 samples = np.zeros_like(samples)
             frame = av.AudioFrame.from_ndarray(

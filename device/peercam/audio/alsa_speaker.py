@@ -20,6 +20,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +72,13 @@ class AlsaSpeaker(DriverThread[Any]):
         jitter_ms: int = 40,
         max_ms: int = 120,
         backoff: tuple[float, float] = (1.0, 10.0),
+        on_played: Callable[[bytes, int, int], None] | None = None,
     ) -> None:
+        """`on_played(pcm, rate, channels)`: told of every period written, in the
+        speaker's thread (the echo canceller's reference)."""
         super().__init__(backoff)
         self.settings = settings
+        self._on_played = on_played
         self.label = f"speaker {settings.device}"
         self._bytes_per_ms = settings.rate * settings.channels * 2 // 1000
         self._target = jitter_ms * self._bytes_per_ms
@@ -200,6 +205,8 @@ class AlsaSpeaker(DriverThread[Any]):
                 chunk = self._next_period(period_bytes)
             pcm.write(chunk)
             self.frames_written += len(chunk) // frame_bytes
+            if self._on_played is not None:
+                self._on_played(chunk, s.rate, s.channels)
             # A real device blocks in write(); one that does not (alsa-lib's file
             # plugin) is paced here so that the buffer drains at the device's rate.
             deadline += s.period_ms / 1000
