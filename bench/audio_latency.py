@@ -225,6 +225,7 @@ device = "bench_mic"
 codecs = ["opus"]
 [talkback]
 device = "bench_speaker"
+echo_cancellation = {echo}
 """
 
 
@@ -248,8 +249,9 @@ class AudioLatency:
         return percentile(self.microphone, 50) - percentile(self.video, 50)
 
 
-def measure(clicks: int, size: str = "640x480") -> AudioLatency:
-    """The daemon as configured by default (audio on, its own page), `clicks` each way."""
+def measure(clicks: int, size: str = "640x480", echo_cancellation: bool = True) -> AudioLatency:
+    """The daemon as configured by default (audio on, its own page), `clicks` each way;
+    `echo_cancellation` off to see what the canceller adds to the microphone's path."""
     from tests.browser import chromium, open_page, wait_js
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -259,7 +261,9 @@ def measure(clicks: int, size: str = "640x480") -> AudioLatency:
         os.mkfifo(speaker)
         (home / ".asoundrc").write_text(ASOUNDRC.format(mic=mic, speaker=speaker))
         config = home / "peercam.toml"
-        config.write_text(CONFIG.format(size=size, kbps=bitrate_kbps(size)))
+        config.write_text(
+            CONFIG.format(size=size, kbps=bitrate_kbps(size), echo=str(echo_cancellation).lower())
+        )
         feed, tap = MicrophoneFeed(mic), SpeakerTap(speaker)
         feed.start()
         tap.start()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
-from bench import audio_latency, plots
+from bench import audio_latency, echo_cancellation, plots
 from bench.cpu_per_viewer import FULL_RATE_FPS, SystemRun
 from bench.cpu_per_viewer import measure as measure_cpu
 from bench.glass_to_glass import BROWSER_FLAGS, Latency, alternating, first_frames, trials
@@ -83,6 +83,9 @@ class SystemResults:
     # peercam only: the first latency row again with audio off, and sound vs picture.
     audio_off: Latency | None = None
     sound: audio_latency.AudioLatency | None = None
+    # peercam only: the same with the echo canceller off, and the canceller's figures.
+    sound_without_echo_cancelling: audio_latency.AudioLatency | None = None
+    echo: echo_cancellation.EchoFigures | None = None
     # peercam only: the same measurement with RTSP clients (an NVR each) as receivers.
     rtsp_cpu: SystemRun | None = None
     rtsp_peer_cpu: SystemRun | None = None  # gst-rtsp-server, fed by the daemon
@@ -141,6 +144,11 @@ def run_system(system: str, plan: Plan) -> SystemResults:
     if system == "peercam":
         results.sound = audio_latency.measure(plan.clicks, size)
         print(*(f"  {line}" for line in audio_latency.summary(results.sound)), sep="\n")
+        results.sound_without_echo_cancelling = audio_latency.measure(
+            plan.clicks, size, echo_cancellation=False
+        )
+        results.echo = echo_cancellation.measure()
+        print(*(f"  {line}" for line in echo_cancellation.summary(results.echo)), sep="\n")
     with started(system, size, codec) as running:
         results.cpu = measure_cpu(running, plan.counts, plan.window, plan.beyond)
     if system == "peercam":
@@ -310,6 +318,7 @@ def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[st
         "",
     ]
     lines += sound_and_picture(ours)
+    lines += echo_section(ours)
     lines += breakdown(ours)
     lines += [
         "## 2. Page load → first frame shown",
@@ -382,6 +391,27 @@ def sound_and_picture(ours: SystemResults) -> list[str]:
         *audio_latency.summary(sound),
         "",
     ]
+
+
+def echo_section(ours: SystemResults) -> list[str]:
+    if ours.echo is None:
+        return []
+    lines = [
+        "### peercam: echo cancellation",
+        "",
+        "`bench/echo_cancellation.py`: WebRTC's AEC3 (livekit's binding) behind peercam's"
+        " speaker reference and canceller, in a simulated room (tests/room.py).",
+        "",
+        *echo_cancellation.summary(ours.echo),
+    ]
+    on, off = ours.sound, ours.sound_without_echo_cancelling
+    if on is not None and off is not None and on.microphone and off.microphone:
+        lines.append(
+            "- microphone → browser with the canceller on (the default with an ALSA microphone):"
+            f" p50 {percentile(on.microphone, 50):.0f} ms; off:"
+            f" p50 {percentile(off.microphone, 50):.0f} ms"
+        )
+    return [*lines, ""]
 
 
 def breakdown(ours: SystemResults) -> list[str]:

@@ -15,6 +15,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from peercam.echo.canceller import EchoCanceller
+from peercam.echo.reference import SpeakerReference
+
 Signal = npt.NDArray[np.float64]
 
 VIEWER_TEXT = (
@@ -70,3 +73,25 @@ def echo_of(played: Signal, response: Signal, gain: float, drift: float) -> Sign
 
 def level_db(signal: Signal) -> float:
     return float(10 * np.log10(np.mean(signal**2) + 1e-20))
+
+
+def to_pcm(signal: Signal) -> npt.NDArray[np.int16]:
+    return np.clip(np.round(signal * 32767), -32768, 32767).astype(np.int16)
+
+
+def cancel(
+    played: Signal, mic: Signal, rate: int = 48_000, noise_suppression: bool = True
+) -> Signal:
+    """The canceller's output for `mic`, `played` being what the speaker played: each
+    20 ms period handed to the reference as the speaker's thread does when it writes
+    it, then the microphone's period through the canceller as its thread does when
+    its last sample is in, on a clock of their own."""
+    period = rate // 50
+    reference = SpeakerReference(rate)
+    canceller = EchoCanceller(reference, channels=1, noise_suppression=noise_suppression)
+    speaker, captured = to_pcm(played), to_pcm(mic)
+    out = []
+    for start in range(0, len(captured) - period + 1, period):
+        reference.played(speaker[start : start + period].tobytes(), rate, 1, start / rate)
+        out.append(canceller.process(captured[start : start + period], (start + period) / rate))
+    return np.concatenate(out).astype(np.float64) / 32768

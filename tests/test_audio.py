@@ -97,6 +97,12 @@ def test_talkback_from_chromium_plays_on_the_speaker(
             "document.getElementById('talk').getAttribute('aria-pressed') === 'true'",
             timeout=10_000,
         )
+        # The browser cancels its own echo (the viewer's speakers into their
+        # microphone): the page asks for it, and Chromium's track has it on.
+        settings = page.evaluate(
+            "window.peercamDoorbell.microphone.getAudioTracks()[0].getSettings()"
+        )
+        assert settings["echoCancellation"] is True and settings["noiseSuppression"] is True
         time.sleep(1.0)
         rate = speaker_rate(card, 3.0)
         # The configured 16 kHz, resampled from the browser's 48 kHz Opus.

@@ -69,7 +69,10 @@ class AlsaMicrophone(ThreadedSource[Any, CapturedAudio]):
         self.muted = False
         # Applied to every capture in this thread before anyone gets it (the echo
         # canceller); it may hold back part of a capture for the next one.
-        self.processor: Callable[[npt.NDArray[np.int16]], npt.NDArray[np.int16]] | None = None
+        # It is told when the capture's last sample came in (time.monotonic()).
+        self.processor: Callable[[npt.NDArray[np.int16], float], npt.NDArray[np.int16]] | None = (
+            None
+        )
         self.layout = "mono" if settings.channels == 1 else "stereo"
 
     def _open(self) -> Any:
@@ -97,7 +100,7 @@ class AlsaMicrophone(ThreadedSource[Any, CapturedAudio]):
             samples = np.frombuffer(data, dtype="<i2")[: length * s.channels]
             processor = self.processor
             if processor is not None:
-                samples = processor(samples)
+                samples = processor(samples, captured_at)
                 if not len(samples):
                     continue
             if self.muted:

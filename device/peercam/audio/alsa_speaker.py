@@ -72,10 +72,11 @@ class AlsaSpeaker(DriverThread[Any]):
         jitter_ms: int = 40,
         max_ms: int = 120,
         backoff: tuple[float, float] = (1.0, 10.0),
-        on_played: Callable[[bytes, int, int], None] | None = None,
+        on_played: Callable[[bytes, int, int, float], None] | None = None,
     ) -> None:
-        """`on_played(pcm, rate, channels)`: told of every period written, in the
-        speaker's thread (the echo canceller's reference)."""
+        """`on_played(pcm, rate, channels, written_at)`: told of every period as it is
+        written (time.monotonic()), in the speaker's thread: the echo canceller's
+        reference."""
         super().__init__(backoff)
         self.settings = settings
         self._on_played = on_played
@@ -206,7 +207,8 @@ class AlsaSpeaker(DriverThread[Any]):
             pcm.write(chunk)
             self.frames_written += len(chunk) // frame_bytes
             if self._on_played is not None:
-                self._on_played(chunk, s.rate, s.channels)
+                # Stamped once written: a card plays it no sooner.
+                self._on_played(chunk, s.rate, s.channels, time.monotonic())
             # A real device blocks in write(); one that does not (alsa-lib's file
             # plugin) is paced here so that the buffer drains at the device's rate.
             deadline += s.period_ms / 1000

@@ -65,22 +65,41 @@ class EchoCanceller:
             "auto_gain_control": auto_gain,
         }
         self._module: Any = None
+        self._last_end = 0.0  # the capture clock: when the last sample came in
         # Captured samples short of a whole frame, processed with the next capture.
         self._carry: Samples = np.zeros(0, dtype=np.int16)
 
-    def process(self, samples: Samples) -> Samples:
-        """Interleaved S16 as captured; returns as many whole 10 ms frames as the
-        capture and the carried remainder make (with the microphone's 20 ms periods,
-        all of it: no latency is added). Called from the microphone's thread only."""
+    def _capture_clock(self, captured_at: float, count: int) -> float:
+        """When the capture's last sample really came in. A read returns when the
+        card has the samples or later (the thread was busy), never sooner; the
+        samples themselves come at the card's steady rate. So the capture follows
+        the one before, unless it returns sooner than that (the clock was late) or
+        much later (the card overran, or this is the first)."""
+        follows = self._last_end + count / self.rate
+        if captured_at < follows or captured_at > follows + 0.05:
+            follows = captured_at
+        self._last_end = follows
+        return follows
+
+    def process(self, samples: Samples, captured_at: float) -> Samples:
+        """Interleaved S16 as captured, its last sample at `captured_at`
+        (time.monotonic()); returns as many whole 10 ms frames as the capture and the
+        carried remainder make (with the microphone's 20 ms periods, all of it: no
+        latency is added). Called from the microphone's thread only."""
         if self._module is None:
             self._module = self._rtc.AudioProcessingModule(**self._options)
         data = np.concatenate((self._carry, samples)) if len(self._carry) else samples
         step = self._frame * self.channels
         whole = len(data) // step * step
         self._carry = data[whole:].copy()
+        first_at = (
+            self._capture_clock(captured_at, len(samples) // self.channels)
+            - len(data) // self.channels / self.rate
+        )
         out = np.empty(whole, dtype=np.int16)
         for start in range(0, whole, step):
-            far = self.reference.take(self._frame)
+            began = first_at + start // self.channels / self.rate
+            far = self.reference.take(self._frame, began)
             self._module.process_reverse_stream(
                 self._rtc.AudioFrame(far.tobytes(), self.rate, 1, self._frame)
             )
@@ -122,7 +141,7 @@ def probe(rate: int, channels: int) -> tuple[bool, str]:
     """Whether the canceller runs here at the microphone's rate: it cleans a frame."""
     try:
         canceller = EchoCanceller(SpeakerReference(rate), channels)
-        canceller.process(np.zeros(rate // 100 * channels, dtype=np.int16))
+        canceller.process(np.zeros(rate // 100 * channels, dtype=np.int16), 0.0)
     except EchoUnavailable as error:
         return False, str(error)
     except Exception as error:  # the binding's own failure, in its own words

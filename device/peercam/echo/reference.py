@@ -1,12 +1,22 @@
 """What the speaker plays, as the echo canceller's far end.
 
-The speaker's thread hands over every period it writes; the microphone's thread
-takes the same amount of sound for each 10 ms it captures, so the two advance in
-lock-step, as WebRTC's canceller needs (it estimates the echo's delay itself, but
-only behind the reference: a reference that lags the echo cannot be cancelled).
-The speaker and the microphone run on two clocks that drift apart; what builds up
-is trimmed, a little at a time, so the reference never falls behind by more than
-one period, and a speaker that is silent or closed reads as silence.
+The canceller pairs each 10 ms of microphone sound with 10 ms of what the speaker
+played, and can only cancel an echo whose sound it was given no later than the echo
+itself: a reference that lags the echo leaves it in. So the reference keeps a time
+for its samples and the microphone's thread asks for the reference of the 10 ms its
+frame began at. The speaker's thread hands over each period as it writes it: a card
+plays what it is given in order, from its buffer, so a period written in a burst
+plays after the one before it (not when written), and a period written after a pause
+plays when written (the pause was silence). The microphone was late by more than
+its thread's noise, or the speaker's clock runs fast: what the frame is past is
+skipped, landing the reference a little ahead. What the speaker has not played
+reads as silence. The jumps are a few milliseconds and rare; the canceller's delay
+estimate absorbs them.
+
+Not handled yet: a card whose clock runs fast. Its samples are taken to play at
+the nominal rate, later than they do, so over a long call the reference falls
+behind the echo by the drift (0.01 % is 6 ms a minute) until it lags more than
+the echo's own delay.
 """
 
 from __future__ import annotations
@@ -20,40 +30,64 @@ import numpy.typing as npt
 
 Samples = npt.NDArray[np.int16]
 
+# Timing noise the reference ignores, on either side: more than the two threads'
+# jitter, well under the echo's own delay.
+TOLERANCE_MS = 10
+# Where the reference lands after catching up with the microphone: a little ahead.
+LEAD_MS = 5
+# What may wait unread at most (a microphone that stopped reading).
+KEPT_MS = 500
+
 
 class SpeakerReference:
-    def __init__(self, rate: int, slack_ms: int = 40) -> None:
-        """`rate`: the microphone's, which the reference is converted to (mono).
-        `slack_ms`: how much may wait unread before the oldest is dropped."""
+    def __init__(self, rate: int) -> None:
+        """`rate`: the microphone's, which the reference is converted to (mono)."""
         self.rate = rate
-        self._slack = rate * slack_ms // 1000
         self._lock = threading.Lock()
         self._pending: Samples = np.zeros(0, dtype=np.int16)
+        self._head_at = 0.0  # when the first pending sample plays
         self._resampler: Any = None
         self._resampling: tuple[int, int] = (0, 0)
-        self.dropped = 0  # samples trimmed for drift, for the log and tests
+        self.dropped = 0  # samples skipped to keep up, for the tests
+        self.resynced = 0  # pauses in the speaker's writes, played as silence
 
-    def played(self, pcm: bytes, rate: int, channels: int) -> None:
-        """Called from the speaker's thread with each period it wrote (S16_LE)."""
+    def played(self, pcm: bytes, rate: int, channels: int, written_at: float) -> None:
+        """Called from the speaker's thread with each period (S16_LE) as written."""
         samples = np.frombuffer(pcm, dtype="<i2")
         if channels > 1:
             samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
         if rate != self.rate:
             samples = self._resample(samples, rate)
         with self._lock:
-            pending = np.concatenate((self._pending, samples))
-            excess = len(pending) - self._slack
+            pending = self._pending
+            gap = written_at - (self._head_at + len(pending) / self.rate)
+            if not len(pending):
+                self._head_at = max(written_at, self._head_at)
+            elif gap > TOLERANCE_MS / 1000:  # the card ran dry: it played silence
+                pending = np.concatenate((pending, np.zeros(round(gap * self.rate), np.int16)))
+                self.resynced += 1
+            pending = np.concatenate((pending, samples))
+            excess = len(pending) - self.rate * KEPT_MS // 1000
             if excess > 0:
-                # Drift, or a speaker that wrote ahead: keep the newest.
                 pending = pending[excess:]
+                self._head_at += excess / self.rate
                 self.dropped += excess
             self._pending = pending
 
-    def take(self, count: int) -> Samples:
-        """The next `count` samples (silence for what the speaker has not played);
-        called from the microphone's thread."""
+    def take(self, count: int, start: float) -> Samples:
+        """The `count` samples of the reference for the microphone's frame that began
+        at `start` (time.monotonic()); called from the microphone's thread."""
         with self._lock:
-            taken, self._pending = self._pending[:count], self._pending[count:]
+            pending = self._pending
+            behind = (start - self._head_at) * self.rate
+            if len(pending) and behind > self.rate * TOLERANCE_MS / 1000:
+                # Older than this frame by more than the noise: skip ahead of it.
+                skip = min(len(pending), round(behind) + self.rate * LEAD_MS // 1000)
+                pending = pending[skip:]
+                self._head_at += skip / self.rate
+                self.dropped += skip
+            taken, self._pending = pending[:count], pending[count:]
+            self._head_at += len(taken) / self.rate
         if len(taken) < count:
             taken = np.concatenate((taken, np.zeros(count - len(taken), dtype=np.int16)))
         return taken

@@ -189,18 +189,21 @@ class MediaService:
         return element("trt:GetSnapshotUriResponse", self._media_uri(urls.snapshot))
 
     def _stream_of(self, request: SoapRequest) -> _Stream:
-        token = request.find_text("ProfileToken")
-        for stream in self._streams:
-            if stream.profile == token:
-                return stream
-        raise SoapFault(400, "Sender", "ter:NoProfile", f"no profile {str(token)[:40]!r}")
+        """The stream whose profile the request names; ter:NoProfile if none."""
+        return self._named(request, "ProfileToken", lambda s: s.profile, "ter:NoProfile")
 
     def _encoder_of(self, request: SoapRequest) -> _Stream:
-        token = request.find_text("ConfigurationToken")
+        """The stream whose encoder configuration it names; ter:NoConfig if none."""
+        return self._named(request, "ConfigurationToken", lambda s: s.encoder, "ter:NoConfig")
+
+    def _named(
+        self, request: SoapRequest, field: str, token_of: Callable[[_Stream], str], fault: str
+    ) -> _Stream:
+        token = request.find_text(field)
         for stream in self._streams:
-            if stream.encoder == token:
+            if token_of(stream) == token:
                 return stream
-        raise SoapFault(400, "Sender", "ter:NoConfig", f"no configuration {str(token)[:40]!r}")
+        raise SoapFault(400, "Sender", fault, f"no {field[:-5].lower()} {str(token)[:40]!r}")
 
     def _options(self, request: SoapRequest) -> str:
         """What a configuration can be: exactly what it is (read-only). Asked without
