@@ -1,13 +1,13 @@
 """A room made of real alsa-lib PCMs on FIFOs, for the daemon's echo tests.
 
 The daemon's speaker is alsa-lib's `file` plugin writing into one FIFO; its
-microphone is the same plugin reading another. A thread here plays the room: every
-20 ms it takes what the speaker wrote, passes it through an impulse response
-(tests/room.py) with a clock drift, scales it, adds the visitor's voice and a
-little noise, and writes that to the microphone's FIFO. It keeps the microphone's
-FIFO nearly empty (a block is dropped rather than queued), so the room adds no
-delay the daemon would not see in a real one. It records what it wrote, with the
-time, for the measurements."""
+microphone is the same plugin reading another (the PCMs of tests/alsa_fixture.py).
+A thread here plays the room: every 20 ms it takes what the speaker wrote, passes
+it through an impulse response (tests/room.py) with a clock drift, scales it, adds
+the visitor's voice and a little noise, and writes that to the microphone's FIFO.
+It keeps the microphone's FIFO nearly empty (a block is dropped rather than
+queued), so the room adds no delay the daemon would not see in a real one. It
+records what it wrote, with the time, for the measurements."""
 
 from __future__ import annotations
 
@@ -21,26 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.alsa_fixture import ASOUNDRC
 from tests.room import Signal
-
-ASOUNDRC = """
-pcm.room_mic {{
-    type file
-    slave.pcm "null"
-    file "/dev/null"
-    infile "{mic}"
-    format "raw"
-}}
-pcm.room_speaker {{
-    type plug
-    slave.pcm {{
-        type file
-        slave.pcm "null"
-        file "{speaker}"
-        format "raw"
-    }}
-}}
-"""
 
 RATE = 48_000
 BLOCK = RATE // 50  # 20 ms

@@ -28,11 +28,11 @@ size = "320x240"
 fps = 15
 [audio]
 source = "alsa"
-device = "room_mic"
+device = "peercam_mic"
 rate = 48000
 codecs = ["opus"]
 [talkback]
-device = "room_speaker"
+device = "peercam_speaker"
 rate = 48000
 jitter_ms = 20
 [doorbell]

@@ -146,5 +146,5 @@ def probe(rate: int, channels: int) -> tuple[bool, str]:
         return False, str(error)
     except Exception as error:  # the binding's own failure, in its own words
         return False, f"the canceller failed: {error}"
-    version = getattr(importlib.import_module("livekit.rtc"), "__version__", "?")
+    version = getattr(canceller._rtc, "__version__", "?")
     return True, f"WebRTC AEC3 (livekit {version}) at {rate} Hz"
