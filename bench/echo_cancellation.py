@@ -7,10 +7,15 @@ while both talk, and what it costs. Prints figures; asserts nothing (the tests d
   impulse response at half level, 100 ppm clock drift; ERLE after 2 s.
 - A jump: the echo's delay grows by 10 ms at 8 s; how long until every 250 ms
   window of speech after it is down by 30 dB again.
-- Double talk: the visitor speaks while the speaker plays. The visitor's part and
-  the echo's part of the output are told apart by a second run with the visitor's
-  sign flipped (their sum and difference); the visitor's level is compared with the
-  same speech through the canceller with no echo at all.
+- Double talk: the visitor speaks while the speaker plays, at three levels of echo
+  (the visitor 20, 14 and 8 dB above it at the microphone: a speaker turned down,
+  and nearer). The visitor's part and the echo's part of the output are told apart
+  by a second run with the visitor's sign flipped (their sum and difference, the
+  Hagerman-Olofsson method); the visitor's level is compared with the same speech
+  through the canceller with no echo at all. The split assumes the canceller treats
+  +visitor and -visitor alike; its suppressor's gains differ a little between the
+  two, which counts some of the visitor as echo, so the residual echo is an upper
+  bound.
 - CPU: process time per second of audio at 16 and 48 kHz.
 """
 
@@ -35,12 +40,22 @@ RATE = 48_000
 WINDOW = RATE // 4
 
 
+# The echo's gain through the room in the double-talk runs.
+DOUBLE_TALK_GAINS = (0.05, 0.1, 0.2)
+
+
+@dataclass(frozen=True)
+class DoubleTalk:
+    visitor_over_echo_in_db: float  # at the microphone
+    visitor_kept_db: float  # against the echo-free run (0 is untouched)
+    visitor_over_echo_out_db: float  # the visitor over the residual echo
+
+
 @dataclass(frozen=True)
 class EchoFigures:
     erle_db: float  # echo only, after 2 s
     reconverged_s: float | None  # after a 10 ms jump; None: not within the run
-    visitor_kept_db: float  # double talk, against the echo-free run (0 is untouched)
-    visitor_over_echo_db: float  # double talk: the visitor over the residual echo
+    double_talk: list[DoubleTalk]
     cpu_per_second: dict[int, float]  # rate -> CPU seconds per second of audio
 
 
@@ -75,14 +90,22 @@ def measure() -> EchoFigures:
     near = np.zeros(len(played))
     at = 8 * RATE
     near[at : at + len(visitor)] = visitor[: len(played) - at]
-    both = cancel(played, echo + near)
-    flipped = cancel(played, echo - near)
     alone = cancel(np.zeros(len(played)), near)
-    talk = slice(at + RATE // 2, min(len(both), at + len(visitor)))
-    visitor_out = (both - flipped)[talk] / 2
-    echo_out = (both + flipped)[talk] / 2
-    kept = level_db(visitor_out) - level_db(alone[talk])
-    over = level_db(visitor_out) - level_db(echo_out)
+    talk = slice(at + RATE // 2, min(len(played), at + len(visitor)))
+    double_talk = []
+    for gain in DOUBLE_TALK_GAINS:
+        echo = echo_of(played, impulse_response(RATE, 40), gain, 1e-4)
+        both = cancel(played, echo + near)
+        flipped = cancel(played, echo - near)
+        visitor_out = (both - flipped)[talk] / 2
+        echo_out = (both + flipped)[talk] / 2
+        double_talk.append(
+            DoubleTalk(
+                level_db(near[talk]) - level_db(echo[talk]),
+                level_db(visitor_out) - level_db(alone[talk]),
+                level_db(visitor_out) - level_db(echo_out),
+            )
+        )
 
     cpu = {}
     for rate in (16_000, 48_000):
@@ -91,7 +114,7 @@ def measure() -> EchoFigures:
         started = time.process_time()
         cancel(audio, heard, rate)
         cpu[rate] = (time.process_time() - started) / 10
-    return EchoFigures(erle, reconverged, kept, over, cpu)
+    return EchoFigures(erle, reconverged, double_talk, cpu)
 
 
 def summary(figures: EchoFigures) -> list[str]:
@@ -106,9 +129,14 @@ def summary(figures: EchoFigures) -> list[str]:
         f"- echo only: ERLE {figures.erle_db:.1f} dB after 2 s (target >= 30)",
         f"- echo path 10 ms longer mid-call: back to >= 30 dB in every window after {again}"
         " (target <= 1 s)",
-        f"- double talk: the visitor {figures.visitor_kept_db:+.1f} dB against no echo"
-        f" (target within 3 dB), {figures.visitor_over_echo_db:.1f} dB over the residual echo"
-        " (target >= 20)",
+        "- double talk (targets: the visitor within 3 dB of no echo, >= 20 dB over the"
+        " residual echo):",
+        *(
+            f"  - visitor {talk.visitor_over_echo_in_db:.0f} dB over the echo at the microphone:"
+            f" kept at {talk.visitor_kept_db:+.1f} dB, {talk.visitor_over_echo_out_db:.1f} dB"
+            " over the residual echo"
+            for talk in figures.double_talk
+        ),
         f"- CPU per second of audio on this machine: {cpu}",
     ]
 

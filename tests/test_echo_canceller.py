@@ -7,6 +7,7 @@ tests/test_echo_room.py."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from peercam.echo.canceller import probe
 from peercam.echo.reference import SpeakerReference
@@ -49,12 +50,13 @@ def test_a_jump_in_the_echos_delay_is_cancelled_again_within_a_second() -> None:
     assert worst >= 20, worst
 
 
-def test_the_reference_is_the_sound_of_the_frame_asked_for() -> None:
-    """A card 1 % slow, written in jittering periods and read by a microphone whose
-    reads jitter too: the reference of each frame is what played when the frame
-    began (within the timing noise, never further behind), continuous but for a few
-    jumps forward, with silence where the card ran dry."""
-    slow = 0.99
+@pytest.mark.parametrize("speed", [0.99, 1.01], ids=["slow card", "fast card"])
+def test_the_reference_is_the_sound_of_the_frame_asked_for(speed: float) -> None:
+    """A card 1 % slow (or fast), written in jittering periods and read by a
+    microphone whose reads jitter too: the reference of each frame is what played
+    when the frame began (within the timing noise, never further behind), continuous
+    but for a few jumps forward, with silence where the slow card ran dry."""
+    slow = speed
     reference = SpeakerReference(RATE)
     jitter = np.random.default_rng(4).uniform(-0.003, 0.003, 2000)
     written, previous, jumps = 0, -1, 0
@@ -82,6 +84,8 @@ def test_the_reference_is_the_sound_of_the_frame_asked_for() -> None:
             run = len(taken) if np.all(taken == follows) else int(np.argmax(taken != follows))
             previous = position + run - 1
     assert jumps <= 20 and reference.resynced <= 20, (jumps, reference.resynced)
+    if speed > 1:  # followed in steps, not left to fall behind
+        assert 5 <= reference.retimed <= 25 and reference.resynced == 0, reference.retimed
     assert not np.any(reference.take(PERIOD, 11.0))  # nothing written since: silence
 
 

@@ -13,10 +13,13 @@ skipped, landing the reference a little ahead. What the speaker has not played
 reads as silence. The jumps are a few milliseconds and rare; the canceller's delay
 estimate absorbs them.
 
-Not handled yet: a card whose clock runs fast. Its samples are taken to play at
-the nominal rate, later than they do, so over a long call the reference falls
-behind the echo by the drift (0.01 % is 6 ms a minute) until it lags more than
-the echo's own delay.
+A card whose clock runs fast plays its samples sooner than the nominal rate says,
+so counting them would leave the reference further behind the echo the longer a
+call lasts (0.01 % is 6 ms a minute), until it lags more than the echo's own delay.
+What shows it is how far the newest sample's time runs ahead of its write: with a
+card writing steadily that lead is constant, and a late thread only shortens it, so
+its largest value over half a second is the card's; when that grows, the samples
+played sooner by as much.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ TOLERANCE_MS = 10
 LEAD_MS = 5
 # What may wait unread at most (a microphone that stopped reading).
 KEPT_MS = 500
+# How often the lead of the writes is checked, and by how much it may grow first.
+LEAD_WINDOW_S = 0.5
+LEAD_GROWTH_MS = 2
 
 
 class SpeakerReference:
@@ -50,6 +56,10 @@ class SpeakerReference:
         self._resampling: tuple[int, int] = (0, 0)
         self.dropped = 0  # samples skipped to keep up, for the tests
         self.resynced = 0  # pauses in the speaker's writes, played as silence
+        self.retimed = 0  # times the card was found to play sooner than counted
+        self._steady_lead: float | None = None  # the lead while the card writes steadily
+        self._lead_peak = -1.0
+        self._window_ends = 0.0
 
     def played(self, pcm: bytes, rate: int, channels: int, written_at: float) -> None:
         """Called from the speaker's thread with each period (S16_LE) as written."""
@@ -66,6 +76,9 @@ class SpeakerReference:
             elif gap > TOLERANCE_MS / 1000:  # the card ran dry: it played silence
                 pending = np.concatenate((pending, np.zeros(round(gap * self.rate), np.int16)))
                 self.resynced += 1
+                self._steady_lead = None
+            else:
+                self._follow_lead(-gap, written_at)
             pending = np.concatenate((pending, samples))
             excess = len(pending) - self.rate * KEPT_MS // 1000
             if excess > 0:
@@ -73,6 +86,22 @@ class SpeakerReference:
                 self._head_at += excess / self.rate
                 self.dropped += excess
             self._pending = pending
+
+    def _follow_lead(self, lead: float, written_at: float) -> None:
+        """`lead`: how far the period just written is counted to play after its
+        write. Called with the lock held."""
+        self._lead_peak = max(self._lead_peak, lead)
+        if written_at < self._window_ends:
+            return
+        if self._steady_lead is None:
+            self._steady_lead = self._lead_peak
+        elif self._lead_peak > self._steady_lead + LEAD_GROWTH_MS / 1000:
+            # A card running fast: its samples played sooner than counted. Taking
+            # them as older lets take() skip what the microphone is already past.
+            self._head_at -= self._lead_peak - self._steady_lead
+            self.retimed += 1
+        self._lead_peak = -1.0
+        self._window_ends = written_at + LEAD_WINDOW_S
 
     def take(self, count: int, start: float) -> Samples:
         """The `count` samples of the reference for the microphone's frame that began
