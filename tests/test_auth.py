@@ -102,6 +102,8 @@ async def test_every_route_but_login_health_and_assets_needs_a_login(
         "/healthz", "/login", "/logout", "/ui/viewer.js",
         # The installable app's worker and manifest, and a ring's picture by its token.
         "/sw.js", "/manifest.webmanifest", "/push/ring/{token}",
+        # The first run's page and its form (issue 23): it needs the setup code.
+        "/setup", "/api/setup",
     }  # fmt: skip
     guarded = [(m, p) for m, p in routes if (m, p) not in public]
     assert len(guarded) >= 8, guarded  # the page, WHEP, API, events, metrics...

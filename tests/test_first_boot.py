@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from peercam.auth.passwords import verify_password
+from peercam.auth.setup_code import SetupCode
 from peercam.auth.store import CredentialStore
 from peercam.config import load_config
 from peercam.firstboot.first_boot import (
@@ -275,3 +276,34 @@ def test_the_card_the_image_ships_applies_cleanly(root: SystemRoot) -> None:
     # No password on a fresh card: the daemon shows its setup page until one is set.
     assert not root.at("/var/lib/peercam/credentials.json").exists()
     assert root.at("/etc/hostname").read_text() == "peercam\n"
+
+
+def test_a_card_without_a_password_shows_the_setup_code_until_an_admin_exists(
+    root: SystemRoot,
+) -> None:
+    """Issue 23: the owner of a fresh card reads the code the camera's page asks for
+    off the card itself; it stays the same across starts and goes once used."""
+    boot_file(root, "camera = test\n")
+
+    def firstboot() -> None:
+        subprocess.run(
+            [sys.executable, "-m", "peercam", "firstboot", "--root", str(root.path),
+             "--if-changed"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    firstboot()
+    card = root.at("/boot/firmware/peercam-setup.txt")
+    state = root.at("/var/lib/peercam")
+    code = SetupCode(state).current()
+    assert code is not None
+    assert f"peercam setup code: {code[:5]}-{code[5:]}" in card.read_text()
+    assert "https://peercam.local:8443/" in card.read_text()
+    firstboot()  # the next start: the same code
+    assert SetupCode(state).current() == code and card.exists()
+    subprocess.run(
+        [sys.executable, "-m", "peercam", "passwd", "--state-dir", str(state), "--stdin"],
+        input="long enough password\n", check=True, timeout=60, text=True,
+    )  # fmt: skip
+    firstboot()
+    assert not card.exists() and SetupCode(state).current() is None

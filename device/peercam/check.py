@@ -8,6 +8,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from peercam.auth.setup_code import SetupCode, shown
+from peercam.auth.store import CredentialError, open_store
 from peercam.capture.picamera2_camera import hardware_h264_available, import_picamera2
 from peercam.capture.selection import choose_camera, is_usb_camera
 from peercam.capture.v4l2_devices import capture_devices
@@ -15,6 +17,7 @@ from peercam.config import Config, ConfigError
 from peercam.echo.canceller import probe as probe_echo_canceller
 from peercam.encode.probe import VIDEO_IMPLEMENTATIONS, probe_opus, probe_video
 from peercam.service.board_model import board_model as read_board_model
+from peercam.service.state_dir import state_directory
 
 
 def board_model() -> str:
@@ -124,6 +127,27 @@ def hardware_report(config: Config) -> dict[str, Any]:
         "echo_cancellation": _echo_report(config),
         "gpio": _gpio_report(),
         "camera_choice": auto,
+        "admin": _admin_report(config),
+    }
+
+
+def _admin_report(config: Config) -> dict[str, Any]:
+    """Whether the camera has an admin, and if not the code that lets the first
+    visitor of its page become one."""
+    state_dir = state_directory(config.server.state_dir)
+    try:
+        has_admin = open_store(state_dir).has_admin()
+    except CredentialError as error:
+        return {"set": None, "detail": str(error)}
+    if has_admin:
+        return {"set": True, "detail": "set"}
+    code = SetupCode(state_dir).current()
+    if code is None:
+        return {"set": False, "detail": "none yet; start the daemon for a setup code"}
+    return {
+        "set": False,
+        "setup_code": shown(code),
+        "detail": f"none yet: setup code {shown(code)}",
     }
 
 
@@ -137,7 +161,16 @@ def _mode_text(mode: dict[str, Any]) -> str:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"board:    {report['board']}", "cameras:"]
+    admin = report["admin"]
+    lines = [f"board:    {report['board']}"]
+    if admin["set"] is False and "setup_code" in admin:
+        lines.append(
+            f"admin:    none yet: open the camera's page and enter the setup code "
+            f"{admin['setup_code']}"
+        )
+    else:
+        lines.append(f"admin:    {admin['detail']}")
+    lines.append("cameras:")
     pi = report["cameras"]["picamera2"]
     if not pi["available"]:
         lines.append(f"  picamera2: {pi['reason']}")

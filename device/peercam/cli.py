@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="report the board's cameras, encoders, audio, GPIO")
     check.add_argument("--config", type=Path, help="TOML config file")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--state-dir", help="the daemon's state directory (its admin)")
     check.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )

@@ -19,6 +19,7 @@ from peercam.audio.talkback import Talkback
 from peercam.auth.authenticator import Authenticator
 from peercam.auth.environment import apply_password_from_environment
 from peercam.auth.passwords import WeakPassword
+from peercam.auth.setup_code import SetupCode, shown
 from peercam.auth.store import CredentialError, CredentialStore, open_store
 from peercam.capture.driver_thread import DriverThread
 from peercam.capture.stall_watch import StallWatch
@@ -168,6 +169,10 @@ class Daemon:
             config.auth.login_failures_per_minute,
             config.auth.login_failures_per_minute_total,
         )
+        setup_code = SetupCode(self.state_dir)
+        if authenticator.setup_needed():
+            # Before serving: the setup page asks for it from the first request on.
+            await asyncio.to_thread(setup_code.ensure)
         tls = await asyncio.to_thread(self._tls_context)
         pipeline = build_pipeline(config, self.metrics)
         release.push_async_callback(pipeline.stop)
@@ -222,6 +227,7 @@ class Daemon:
             DoorbellApi(doorbell),
             ClipsApi(pipeline, recorder, config.motion.enabled),
             *(output for output in outputs if isinstance(output, RouteGroup)),
+            setup_code=setup_code,
             notices=lambda: recorded_problems(self.state_dir),
         )
         self._parts = Parts(
@@ -342,10 +348,13 @@ async def serve(config: Config) -> int:
             "self-signed certificate, SHA-256 %s: check it when the browser asks",
             daemon.certificate.fingerprint(),
         )
-    if daemon.authenticator.setup_needed():
+    code = SetupCode(daemon.state_dir).current()
+    if daemon.authenticator.setup_needed() and code is not None:
         logger.warning(
-            "no admin password is set, so the camera shows nothing yet: run "
-            "`peercam passwd`, or set PEERCAM_PASSWORD"
+            "no admin password is set, so the camera shows nothing yet: open %s and enter "
+            "the setup code %s (or run `peercam passwd`, or set PEERCAM_PASSWORD)",
+            url,
+            shown(code),
         )
     elif not config.server.tls:
         logger.warning(

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from peercam.auth.store import CredentialError
 from peercam.firstboot.first_boot import FirstBootPaths, run_first_boot
+from peercam.firstboot.setup_code_file import boot_partition, publish_setup_code
 from peercam.firstboot.system_root import SystemRoot
 
 
@@ -38,7 +40,9 @@ def run_command(args: argparse.Namespace) -> int:
     )
     try:
         result = run_first_boot(root, paths, only_if_changed=args.if_changed)
-    except OSError as error:
+        # Every start: a camera still without an admin shows its setup code on the card.
+        publish_setup_code(root, paths.state_dir, boot_partition(root, paths.boot_file))
+    except (OSError, CredentialError) as error:
         # A read-only or full card: say so in the journal; the daemon still starts.
         print(f"peercam firstboot: {error}", file=sys.stderr)
         return 1

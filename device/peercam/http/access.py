@@ -25,11 +25,12 @@ logger = logging.getLogger(__name__)
 # login cookie. A ring's picture (webpush/) is named by an unguessable token that only
 # the encrypted push message carries. The phone pairing for remote access (remote/
 # pairing_api.py) is not logged in: its request's MAC proves it holds the admin's
-# code; the camera's id it may need first is no secret.
+# code; the camera's id it may need first is no secret. The first run's setup
+# (http/setup.py) proves itself with the one-time setup code.
 PUBLIC_PATHS = frozenset(
     {
         "/healthz", "/login", "/logout", "/sw.js", "/manifest.webmanifest",
-        "/pair", "/api/remote/pair", "/api/remote/camera",
+        "/pair", "/api/remote/pair", "/api/remote/camera", "/setup", "/api/setup",
     }
 )  # fmt: skip
 PUBLIC_PREFIXES = ("/ui/", "/push/ring/")
@@ -40,6 +41,10 @@ ADMIN_ROUTES = frozenset(
 ADMIN_PREFIXES = frozenset({("DELETE", "/api/clips/")})
 # Every method: pairing offers, the paired devices and unpairing.
 ADMIN_ONLY_PREFIXES = ("/api/remote/",)
+SETUP_NEEDED = (
+    "no admin password is set yet: open the camera's page and enter its setup code "
+    "(or run `peercam passwd` on the camera)"
+)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PRINCIPAL = web.RequestKey("principal", Principal)
 
@@ -170,7 +175,7 @@ class AccessControl:
         if self._auth.setup_needed():
             if _wants_page(request):
                 return self._setup_page()
-            return refuse(503, "no admin password is set yet: run `peercam passwd` on the camera")
+            return refuse(503, SETUP_NEEDED)
         try:
             principal = await self._identify(request)
         except LoginThrottled as error:

@@ -8,12 +8,14 @@ from typing import Protocol, runtime_checkable
 from aiohttp import web
 
 from peercam.auth.authenticator import Authenticator
+from peercam.auth.setup_code import SetupCode
 from peercam.config import Config
 from peercam.http.access import AccessControl
 from peercam.http.errors import plain_errors
 from peercam.http.login import LoginHandlers
 from peercam.http.observability import ObservabilityHandlers
 from peercam.http.security_headers import security_headers_connecting_to
+from peercam.http.setup import SetupHandlers
 from peercam.http.viewer_page import ViewerPage
 from peercam.http.whep import WhepHandlers
 from peercam.metrics import Metrics
@@ -31,6 +33,7 @@ def build_app(
     metrics: Metrics,
     authenticator: Authenticator,
     *more: RouteGroup,
+    setup_code: SetupCode,
     notices: Callable[[], list[str]] = list,
 ) -> web.Application:
     """`notices`: what the user should know about the camera's setup (settings from
@@ -50,6 +53,7 @@ def build_app(
         WhepHandlers(config, sessions),
         ObservabilityHandlers(metrics, sessions),
         LoginHandlers(authenticator, pages, notices),
+        SetupHandlers(authenticator, setup_code, pages, notices),
         pages,
         *more,
     ]

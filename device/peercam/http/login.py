@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from aiohttp import web
 
 from peercam.auth.authenticator import Authenticator, LoginThrottled
 from peercam.auth.login_sessions import COOKIE
-from peercam.http.access import principal_of
+from peercam.http.access import SETUP_NEEDED, principal_of
 from peercam.http.errors import refuse
+from peercam.http.forms import read_form
 from peercam.http.viewer_page import ViewerPage
 
 logger = logging.getLogger(__name__)
-
-_MAX_FORM_BYTES = 4096
 
 
 def safe_next(target: str | None) -> str:
@@ -34,6 +32,18 @@ def safe_next(target: str | None) -> str:
     ):
         return "/"
     return target
+
+
+def set_login_cookie(response: web.StreamResponse, value: str, lifetime: float) -> None:
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=int(lifetime),
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
 
 
 class LoginHandlers:
@@ -62,34 +72,16 @@ class LoginHandlers:
 
     async def _credentials(self, request: web.Request) -> tuple[str, str, str, bool] | None:
         """(user, password, next, wants JSON) from a form or a JSON body."""
-        if request.content_length is not None and request.content_length > _MAX_FORM_BYTES:
+        form = await read_form(request)
+        if form is None:
             return None
-        body = await request.content.read(_MAX_FORM_BYTES + 1)
-        if len(body) > _MAX_FORM_BYTES:
-            return None
-        if request.content_type == "application/json":
-            try:
-                data = json.loads(body)
-            except ValueError:
-                return None
-            if not isinstance(data, dict):
-                return None
-            fields = {k: v for k, v in data.items() if isinstance(v, str)}
-            json_wanted = True
-        elif request.content_type == "application/x-www-form-urlencoded":
-            try:
-                fields = dict(parse_qsl(body.decode("utf-8"), max_num_fields=8))
-            except (UnicodeDecodeError, ValueError):
-                return None
-            json_wanted = False
-        else:
-            return None
+        fields = form.fields
         user = fields.get("user") or "admin"
-        return user, fields.get("password", ""), safe_next(fields.get("next")), json_wanted
+        return user, fields.get("password", ""), safe_next(fields.get("next")), form.json_wanted
 
     async def login(self, request: web.Request) -> web.Response:
         if self._auth.setup_needed():
-            return refuse(503, "no admin password is set yet: run `peercam passwd` on the camera")
+            return refuse(503, SETUP_NEEDED)
         found = await self._credentials(request)
         if found is None:
             return refuse(
@@ -119,15 +111,7 @@ class LoginHandlers:
             if json_wanted
             else web.HTTPSeeOther(target)
         )
-        response.set_cookie(
-            COOKIE,
-            value,
-            max_age=int(self._auth.sessions.lifetime),
-            path="/",
-            secure=True,
-            httponly=True,
-            samesite="Strict",
-        )
+        set_login_cookie(response, value, self._auth.sessions.lifetime)
         if isinstance(response, web.HTTPSeeOther):
             raise response
         return response
