@@ -19,6 +19,7 @@ from peercam.auth.store import CredentialStore
 from peercam.config import build_config
 from peercam.daemon import Daemon
 from peercam.http.access import needed_role
+from peercam.settings.config_file import ConfigFile
 from tests.access import TEST_PASSWORD, Access, basic, bearer
 from tests.conftest import SMALL, StartDaemon
 from tests.daemon_process import DaemonProcess
@@ -68,7 +69,8 @@ async def all_routes(tmp_path: Path) -> list[tuple[str, str]]:
             "onvif": {"port": 0},
         }
     )
-    daemon = Daemon(config)
+    # With a settings file, as `peercam run` has: the settings page's routes too.
+    daemon = Daemon(config, ConfigFile(tmp_path / "routes.toml"))
     try:
         await daemon.start()
         router = daemon.parts.app.router

@@ -62,6 +62,7 @@ def test_the_service_is_hardened(tmp_path: Path) -> None:
     text = (UNITS / "peercam.service").read_text()
     for setting in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StartLimitBurst=",
                     "StateDirectory=peercam", "ConfigurationDirectory=peercam",
+                    "ReadWritePaths=/etc/peercam",
                     "SupplementaryGroups=video audio gpio", "NoNewPrivileges=yes",
                     "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                     "RestrictAddressFamilies=", "DevicePolicy=closed"):  # fmt: skip

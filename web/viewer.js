@@ -287,7 +287,9 @@ async function showRole() {
   document.body.dataset.role = role;
   clips.isAdmin = role === 'admin';
   if (role === 'admin') import('./devices.js').then((m) => m.setupRemoteAccess()).catch(console.warn);
-  for (const id of ['talk', 'open-door', 'answer', 'decline']) $(id).hidden = role !== 'admin';
+  for (const id of ['talk', 'open-door', 'answer', 'decline', 'camera-settings']) {
+    $(id).hidden = role !== 'admin';
+  }
   showSetupNotices(notices);
 }
 

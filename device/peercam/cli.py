@@ -20,6 +20,7 @@ from peercam.config import Config, ConfigError, load_config, parse_size
 from peercam.firstboot.command import add_command as add_firstboot_command
 from peercam.service.log_rate import limit_repeats
 from peercam.service.state_dir import state_directory
+from peercam.settings.config_file import ConfigFile
 
 
 def _size(text: str) -> str:
@@ -125,8 +126,19 @@ def main(argv: list[str] | None = None) -> int:
         from peercam.firstboot.command import run_command
 
         return run_command(args)
+    overrides = _overrides(args)
+    config_path = Path(args.config) if args.config else None
+    settings_file: ConfigFile | None = None
+    if args.command == "run":
+        # The settings page saves where the daemon reads: the --config file, else one
+        # of its own in the state directory (read at start once the page wrote it).
+        state_dir = overrides.get("server", {}).get("state_dir")
+        own = state_directory(state_dir) / "peercam.toml"
+        settings_file = ConfigFile(config_path or own, overrides)
+        if config_path is None and own.is_file():
+            config_path = own
     try:
-        config = load_config(Path(args.config) if args.config else None, _overrides(args))
+        config = load_config(config_path, overrides)
     except ConfigError as error:
         print(f"peercam: config error: {error}", file=sys.stderr)
         return 2
@@ -143,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     limit_arenas()
     from peercam.daemon import serve
 
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, settings_file))
 
 
 def _manage_credentials(config: Config, args: argparse.Namespace) -> int:

@@ -12,7 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 
 class ConfigError(Exception):
-    """A configuration problem, phrased as one line for the user."""
+    """A configuration problem, phrased as one line for the user. `fields`: every
+    problem found, by the dotted key it is about ("camera.fps"), when the model
+    found them (the settings page shows each beside its field)."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 class _Section(BaseModel):
@@ -578,20 +584,27 @@ class SmallStream:
     bitrate: int  # bits per second
 
 
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        return f"unknown key {key}"
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{key}: {message}"
+def _problems(error: ValidationError) -> dict[str, str]:
+    """Each problem's dotted key and what is wrong, in one line each."""
+    found: dict[str, str] = {}
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
+        found.setdefault(key, message)
+    return found
 
 
 def build_config(data: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+        problems = _problems(error)
+        key, message = next(iter(problems.items()))
+        line = f"unknown key {key}" if message == "unknown key" else f"{key}: {message}"
+        raise ConfigError(line, problems) from None
 
 
 def load_config(path: Path | None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
@@ -606,9 +619,15 @@ def load_config(path: Path | None, overrides: dict[str, dict[str, Any]] | None =
             raise ConfigError(f"cannot read config file {path}: {error}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path} is not valid TOML: {error}") from None
-    for section, values in (overrides or {}).items():
-        current = data.get(section, {})
+    return build_config(with_overrides(data, overrides or {}))
+
+
+def with_overrides(data: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A config file's tables with the command line's values over them."""
+    merged = dict(data)
+    for section, values in overrides.items():
+        current = merged.get(section, {})
         if not isinstance(current, dict):
             raise ConfigError(f"{section}: expected a table")
-        data[section] = {**current, **values}
-    return build_config(data)
+        merged[section] = {**current, **values}
+    return merged

@@ -8,6 +8,7 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from peercam.doorbell.hardware import open_hardware
 from peercam.echo.canceller import build_echo_canceller
 from peercam.events import EventBus
 from peercam.firstboot.first_boot import recorded_problems
+from peercam.http.accounts_api import AccountsApi
 from peercam.http.app import RouteGroup, build_app
 from peercam.http.clips_api import ClipsApi
 from peercam.http.connection_guard import (
@@ -43,21 +45,28 @@ from peercam.http.doorbell_api import DoorbellApi
 from peercam.http.protocol import quiet_handlers
 from peercam.http.push import PushChannel
 from peercam.http.redirect import build_redirect_app
+from peercam.http.settings_api import SettingsApi
 from peercam.ice.host_candidates import restrict_host_candidates, use_port_range
 from peercam.ice.servers import describe_choice
 from peercam.metrics import Metrics
 from peercam.outputs.catalog import build_outputs
-from peercam.outputs.output import Output, OutputContext
+from peercam.outputs.output import LiveSettings, Output, OutputContext
 from peercam.pipeline import MediaPipeline, build_pipeline
 from peercam.recording.recorder import Recorder
 from peercam.rtc.registry import SessionRegistry
 from peercam.service import blocking_pool
 from peercam.service.notify import SystemdNotifier
 from peercam.service.state_dir import state_directory
+from peercam.settings.config_file import ConfigFile
+from peercam.settings.impact import Impact
 from peercam.tls.certificate import CertificateError, CertificateFiles, certificate_files
 from peercam.viewer_channel.server import ChannelServices, ViewerChannels
 
 logger = logging.getLogger(__name__)
+
+# Seconds between a saved setting's answer and the restart it needs: the page gets
+# its answer (and says what happens) before the connection goes.
+RESTART_DELAY = 0.3
 
 
 def build_talkback(config: Config, pipeline: MediaPipeline) -> Talkback:
@@ -121,8 +130,17 @@ class Daemon:
     outputs, listening) can fail, and whatever was started before it is then released
     by `stop`, in reverse order."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        settings_file: ConfigFile | None = None,
+        restart: Callable[[Config], None] | None = None,
+    ) -> None:
+        """`settings_file`: where the settings page saves (none: no settings page);
+        `restart`: asks the caller to restart the daemon in place on a new config."""
         self.config = config
+        self.settings_file = settings_file
+        self._restart = restart
         self.state_dir = state_directory(config.server.state_dir)
         self.metrics = Metrics()
         self.certificate: CertificateFiles | None = None
@@ -226,6 +244,8 @@ class Daemon:
             push,
             DoorbellApi(doorbell),
             ClipsApi(pipeline, recorder, config.motion.enabled),
+            AccountsApi(authenticator),
+            *self._settings_api(),
             *(output for output in outputs if isinstance(output, RouteGroup)),
             setup_code=setup_code,
             notices=lambda: recorded_problems(self.state_dir),
@@ -245,6 +265,23 @@ class Daemon:
                 build_redirect_app(self.port), server.http_port, small
             )
         return display_url("https" if tls else "http", server.host, self.port)
+
+    def _settings_api(self) -> list[RouteGroup]:
+        if self.settings_file is None:
+            return []
+        return [SettingsApi(self.settings_file, lambda: self.config, self._apply_settings)]
+
+    async def _apply_settings(self, config: Config, impact: Impact) -> None:
+        """Settings saved from the page: taken live, or a restart in place, asked for
+        once the page has its answer."""
+        if impact is Impact.NOTHING:
+            self.config = config
+            for output in self.parts.outputs:
+                if isinstance(output, LiveSettings):
+                    output.apply_settings(config)
+            return
+        if self._restart is not None:
+            asyncio.get_running_loop().call_later(RESTART_DELAY, self._restart, config)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         server = self.config.server
@@ -312,34 +349,45 @@ class Daemon:
             self._parts = None
 
 
-async def serve(config: Config) -> int:
-    """Run until SIGINT/SIGTERM; return the process exit code."""
-    loop = asyncio.get_running_loop()
-    blocking_pool.install(loop)
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    daemon = Daemon(config)
+class _Restarts:
+    """A restart in place asked for by a saved setting: the config to restart on."""
+
+    def __init__(self) -> None:
+        self.wanted = asyncio.Event()
+        self.config: Config | None = None
+
+    def request(self, config: Config) -> None:
+        self.config = config
+        self.wanted.set()
+
+    def take(self) -> Config:
+        assert self.config is not None
+        config, self.config = self.config, None
+        self.wanted.clear()
+        return config
+
+
+async def _start(daemon: Daemon) -> str | tuple[int, str]:
+    """The daemon's URL, or (exit code, why) with what did start released."""
+    config = daemon.config
     try:
-        url = await daemon.start()
+        return await daemon.start()
     except ConfigError as error:
         # Camera settings can only be checked against the camera found at start.
-        print(f"peercam: config error: {error}", file=sys.stderr)
         await daemon.stop()
-        return 2
+        return 2, f"config error: {error}"
     except OSError as error:
-        logger.error(
-            "cannot listen on %s:%s: %s",
-            config.server.host,
-            config.server.port,
-            error.strerror or error,
-        )
         await daemon.stop()
-        return 1
+        where = f"{config.server.host}:{config.server.port}"
+        return 1, f"cannot listen on {where}: {error.strerror or error}"
     except BaseException:
         # A fault of the daemon's own: what did start is released before it is told.
         await daemon.stop()
         raise
+
+
+def _announce(daemon: Daemon, url: str) -> None:
+    config = daemon.config
     logger.info("ICE: %s", describe_choice(config.webrtc))
     restrict_host_candidates(config.webrtc.interfaces)
     use_port_range(*config.webrtc.port_range)
@@ -366,9 +414,64 @@ async def serve(config: Config) -> int:
         redirect = display_url("http", config.server.host, daemon.http_port)
         print(f"peercam: redirecting {redirect} to HTTPS", flush=True)
     print(f"peercam: serving on {url}", flush=True)
+
+
+def _same_ports(config: Config, before: Daemon) -> Config:
+    """`config` listening where `before` did when both ask for "any port" (0): a
+    page that was open reconnects to the same address."""
+    server, old = config.server, before.config.server
+    update: dict[str, int] = {}
+    if server.port == 0 and old.port == 0 and before.port is not None:
+        update["port"] = before.port
+    if server.http_port == 0 and old.http_port == 0 and before.http_port is not None:
+        update["http_port"] = before.http_port
+    if not update:
+        return config
+    return config.model_copy(update={"server": server.model_copy(update=update)})
+
+
+async def serve(config: Config, settings_file: ConfigFile | None = None) -> int:
+    """Run until SIGINT/SIGTERM; return the process exit code. A setting saved from
+    the page that needs it restarts the daemon in place; if it cannot start on the
+    new settings, the previous file and settings come back."""
+    loop = asyncio.get_running_loop()
+    blocking_pool.install(loop)
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    restarts = _Restarts()
     notifier = SystemdNotifier()
-    notifier.ready(f"serving on {url}")
-    await stopping.wait()
+    working: Config | None = None  # the last settings the daemon started on
+    while True:
+        daemon = Daemon(config, settings_file, restarts.request)
+        started = await _start(daemon)
+        if isinstance(started, tuple):
+            code, why = started
+            if working is None or settings_file is None:
+                print(f"peercam: {why}", file=sys.stderr)
+                return code
+            logger.error("the new settings did not start (%s): back to the previous ones", why)
+            await asyncio.to_thread(settings_file.restore_backup)
+            config, working = working, None
+            continue
+        working = config
+        _announce(daemon, started)
+        notifier.ready(f"serving on {started}")
+        stop_wait = asyncio.ensure_future(stopping.wait())
+        restart_wait = asyncio.ensure_future(restarts.wanted.wait())
+        try:
+            await asyncio.wait({stop_wait, restart_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (stop_wait, restart_wait):
+                waiting.cancel()
+            await asyncio.gather(stop_wait, restart_wait, return_exceptions=True)
+        if stopping.is_set():
+            break
+        logger.warning("restarting in place on the new settings")
+        await daemon.stop()
+        # Both on the ports this one had: the new settings, and the old if they fail.
+        working = _same_ports(config, daemon)
+        config = _same_ports(restarts.take(), daemon)
     logger.info("stopping")
     await notifier.stopping()
     await daemon.stop()

@@ -238,6 +238,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.motion_pictures = Counter(
+            "peercam_motion_pictures",
+            "Pictures the motion detector analysed, by what it saw (moving or still)",
+            ["seen"],
+            registry=r,
+        )
         self.viewer = ViewerGauges(r)
         self._meters: dict[str, RateMeter] = {}
 

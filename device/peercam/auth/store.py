@@ -150,6 +150,15 @@ class CredentialStore:
         self._save()
         return user
 
+    def set_role(self, name: str, role: str) -> User:
+        current = self.users.get(name)
+        if current is None:
+            raise CredentialError(f"no user {name!r}")
+        user = User(name, _check_role(role), current.password_hash, current.digest_ha1)
+        self.users[name] = user
+        self._save()
+        return user
+
     def remove_user(self, name: str) -> None:
         if self.users.pop(name, None) is None:
             raise CredentialError(f"no user {name!r}")

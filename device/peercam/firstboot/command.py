@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from peercam.auth.store import CredentialError
-from peercam.firstboot.first_boot import FirstBootPaths, run_first_boot
+from peercam.firstboot.first_boot import FirstBootPaths, hand_config_to_service, run_first_boot
 from peercam.firstboot.setup_code_file import boot_partition, publish_setup_code
 from peercam.firstboot.system_root import SystemRoot
 
@@ -40,8 +40,10 @@ def run_command(args: argparse.Namespace) -> int:
     )
     try:
         result = run_first_boot(root, paths, only_if_changed=args.if_changed)
-        # Every start: a camera still without an admin shows its setup code on the card.
+        # Every start: a camera still without an admin shows its setup code on the card,
+        # and the daemon may save its settings.
         publish_setup_code(root, paths.state_dir, boot_partition(root, paths.boot_file))
+        hand_config_to_service(root, paths.config_file)
     except (OSError, CredentialError) as error:
         # A read-only or full card: say so in the journal; the daemon still starts.
         print(f"peercam firstboot: {error}", file=sys.stderr)

@@ -135,6 +135,17 @@ def run_first_boot(
     return result
 
 
+def hand_config_to_service(root: SystemRoot, config_file: Path) -> None:
+    """The settings page saves peercam.toml in place (a new file, renamed over the
+    old): the daemon's user owns the file and its directory. The file may hold the
+    TURN secret: nobody else reads it."""
+    if not config_file.exists():
+        return
+    root.give_to(SERVICE_USER, config_file.parent, config_file)
+    config_file.chmod(0o600)
+    config_file.parent.chmod(0o700)
+
+
 def _finish(
     root: SystemRoot, paths: FirstBootPaths, result: FirstBootResult, digest: str | None
 ) -> None:
@@ -149,10 +160,7 @@ def _finish(
     write_private(paths.state_dir / RECORD_NAME, json.dumps(record, indent=1).encode())
     # Written as root; the daemon runs as its own user and must read them.
     root.give_to(SERVICE_USER, paths.state_dir, *paths.state_dir.iterdir())
-    if paths.config_file.exists():
-        # Settings may hold the TURN secret: root's, readable by the service's group.
-        root.give_to(SERVICE_USER, paths.config_file, group_only=True)
-        paths.config_file.chmod(0o640)
+    hand_config_to_service(root, paths.config_file)
     root.disable(UNIT)
     if root.live:
         # The card's FAT is changed too (the password line): a camera is switched off

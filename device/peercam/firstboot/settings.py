@@ -8,14 +8,13 @@ card was wrong."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
-import tomli_w
+import tomlkit
 
-from peercam.config import Config, ConfigError, build_config
-from peercam.service.private_file import write_private
+from peercam.config import ConfigError, build_config
+from peercam.settings.config_file import ConfigFile, SettingsRefused
 
 SHORT_NAMES = {
     "camera": "camera.source",
@@ -35,49 +34,36 @@ def _candidates(raw: str) -> list[Any]:
     return [raw, [part.strip() for part in raw.split(",") if part.strip()]]
 
 
-def _try(data: dict[str, Any], section: str, key: str, value: Any) -> Config:
-    trial = {name: dict(table) for name, table in data.items()}
-    trial.setdefault(section, {})[key] = value
-    return build_config(trial)
-
-
 def apply_settings(settings: dict[str, tuple[int, str]], config_file: Path) -> list[str]:
     """`settings`: key → (line number, text). Returns problems, one per bad line."""
     if not settings:
         return []
     problems: list[str] = []
-    data: dict[str, Any] = {}
+    file = ConfigFile(config_file)
     try:
-        data = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        build_config(data)
-    except FileNotFoundError:
-        pass
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError) as error:
+        document = file.read()
+        build_config(document.unwrap())
+    except ConfigError as error:
         # A config the daemon would refuse must not keep the camera down.
         aside = config_file.with_name(config_file.name + ".invalid")
         config_file.replace(aside)
         problems.append(f"{config_file} was invalid ({error}); moved to {aside.name}")
-        data = {}
+        document = tomlkit.document()
     for key, (line, raw) in sorted(settings.items(), key=lambda item: item[1][0]):
         dotted = SHORT_NAMES.get(key, key)
-        section, _, name = dotted.partition(".")
-        if not name or "." in name:
-            problems.append(f"line {line}: unknown setting {key}")
-            continue
-        if raw == "":
-            # An empty value puts the setting back to its default.
-            data.get(section, {}).pop(name, None)
-            continue
-        failures: list[ConfigError] = []
-        for value in _candidates(raw):
+        # An empty value puts the setting back to its default.
+        candidates = [None] if raw == "" else _candidates(raw)
+        failures: list[str] = []
+        for value in candidates:
             try:
-                checked = _try(data, section, name, value)
-            except ConfigError as failure:
-                failures.append(failure)
+                document, _ = file.plan({dotted: value}, document)
+            except SettingsRefused as refused:
+                failures.append(refused.errors.get(dotted, str(refused)))
                 continue
-            data.setdefault(section, {})[name] = checked.model_dump(mode="json")[section][name]
             break
         else:
-            problems.append(f"line {line}: {key} = {raw[:40]!r} not used: {failures[0]}")
-    write_private(config_file, tomli_w.dumps(data).encode())
+            why = failures[0]
+            reason = f"unknown key {dotted}" if why == "unknown key" else f"{dotted}: {why}"
+            problems.append(f"line {line}: {key} = {raw[:40]!r} not used: {reason}")
+    file.save(document)
     return problems

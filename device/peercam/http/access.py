@@ -39,8 +39,11 @@ ADMIN_ROUTES = frozenset(
 )
 # Deleting a clip is for admins; watching one is for every viewer.
 ADMIN_PREFIXES = frozenset({("DELETE", "/api/clips/")})
-# Every method: pairing offers, the paired devices and unpairing.
-ADMIN_ONLY_PREFIXES = ("/api/remote/",)
+# Every method: pairing offers, the paired devices and unpairing; the settings page,
+# its settings, users and tokens.
+ADMIN_ONLY_PREFIXES = (
+    "/api/remote/", "/settings", "/api/settings", "/api/users", "/api/tokens",
+)  # fmt: skip
 SETUP_NEEDED = (
     "no admin password is set yet: open the camera's page and enter its setup code "
     "(or run `peercam passwd` on the camera)"

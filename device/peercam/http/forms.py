@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -40,3 +41,19 @@ async def read_form(request: web.Request, max_fields: int = 8) -> Form | None:
             return None
         return Form(fields, False)
     return None
+
+
+async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any] | None:
+    """A JSON object of at most `max_bytes`; None for anything else."""
+    if request.content_type != "application/json":
+        return None
+    if request.content_length is not None and request.content_length > max_bytes:
+        return None
+    body = await request.content.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

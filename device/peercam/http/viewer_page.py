@@ -30,7 +30,15 @@ class ViewerPage:
             raise RuntimeError("the viewer page (peercam.webroot/index.html) is not installed")
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/", self.index), web.get("/ui/{name}", self.asset)]
+        return [
+            web.get("/", self.index),
+            web.get("/settings", self.settings),
+            web.get("/ui/{name}", self.asset),
+        ]
+
+    async def settings(self, request: web.Request) -> web.Response:
+        """The settings page (admins only: http/access.py)."""
+        return self.page("settings.html")
 
     def page(self, name: str) -> web.Response:
         return self._serve(name)

@@ -67,6 +67,16 @@ class MotionDetector:
         self._moving = False
         self.events = 0
 
+    def use(self, config: MotionConfig) -> None:
+        """New thresholds and masks, from the next picture on (called on the event
+        loop, where `feed` runs too)."""
+        self.config = config
+        self._watched = (
+            None
+            if self._previous is None
+            else watch_mask((self._previous.shape[0], self._previous.shape[1]), config.masks)
+        )
+
     def feed(self, luma: Luma, now: float) -> MotionReading:
         small = shrink(luma)
         previous, self._previous = self._previous, small

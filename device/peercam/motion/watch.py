@@ -15,9 +15,10 @@ from contextlib import AsyncExitStack
 import av
 import numpy as np
 
-from peercam.config import MotionConfig
+from peercam.config import Config, MotionConfig
 from peercam.events import EventBus, Motion, MotionContinues
 from peercam.media import CapturedPreview, CapturedVideo
+from peercam.metrics import Metrics
 from peercam.motion.detector import Luma, MotionDetector
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
@@ -39,8 +40,10 @@ class MotionWatch:
         config: MotionConfig,
         pipeline: MediaPipeline,
         events: EventBus,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or Metrics()
         self.pipeline = pipeline
         self.events = events
         self.detector = MotionDetector(config, self._announce, self._goes_on)
@@ -93,7 +96,18 @@ class MotionWatch:
                 continue
             finally:
                 self._pending = None
-            self.detector.feed(luma, captured.captured_at)
+            reading = self.detector.feed(luma, captured.captured_at)
+            self.metrics.motion_pictures.labels("moving" if reading.moving else "still").inc()
+
+    def apply_settings(self, config: Config) -> None:
+        """Thresholds, cool-down and masks apply from the next picture; the rate and
+        on/off are read at start (settings/impact.py)."""
+        self.config = config.motion
+        self.detector.use(config.motion)
+        logger.info(
+            "motion: threshold %d, area %.3f, %d masks", config.motion.threshold,
+            config.motion.min_area, len(config.motion.masks),
+        )  # fmt: skip
 
     def _announce(self) -> None:
         self.events.publish(Motion(time.time(), "camera"))
@@ -112,4 +126,6 @@ class MotionWatch:
 def build(context: OutputContext) -> list[Output]:
     """The watch, when `[motion]` is enabled."""
     motion = context.config.motion
-    return [MotionWatch(motion, context.pipeline, context.events)] if motion.enabled else []
+    if not motion.enabled:
+        return []
+    return [MotionWatch(motion, context.pipeline, context.events, context.metrics)]

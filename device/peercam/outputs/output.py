@@ -5,14 +5,15 @@ An output takes a stream with `async with pipeline.stream(codec)`, which also st
 encoders it leaves unneeded. A new destination (RTSP, MQTT, a phone call) is a module
 with a `build(context) -> list[Output]` function and one line in outputs/catalog.py.
 An output that also answers HTTP has a `routes()` method (http/app.py's RouteGroup):
-the daemon serves them, under the access table in http/access.py.
+the daemon serves them, under the access table in http/access.py. One that takes
+some settings while running has `apply_settings(config)` (LiveSettings).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from peercam.auth.authenticator import Authenticator
 from peercam.config import Config
@@ -37,6 +38,14 @@ class Output(Protocol):
         """End every task and release every stream and resource the output holds;
         called after a start that failed part-way too (and then releases what it did
         take)."""
+        ...
+
+
+@runtime_checkable
+class LiveSettings(Protocol):
+    def apply_settings(self, config: Config) -> None:
+        """Take the settings settings/impact.py names live from `config` now,
+        without stopping (called on the event loop)."""
         ...
 
 

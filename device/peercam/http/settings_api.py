@@ -1,0 +1,131 @@
+"""The settings page's API (admins only, http/access.py): every setting as the
+model describes it (settings/form.py), and changes written to peercam.toml
+(settings/config_file.py), then applied by the daemon: at once where the setting
+allows it, else by restarting in place after the answer has gone out
+(settings/impact.py says which, and the page says so before saving).
+
+A refused change names each bad key with the daemon's own message and writes
+nothing. Every saved change is logged with who made it (secrets as "changed")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from peercam.config import Config, ConfigError
+from peercam.http.access import principal_of
+from peercam.http.forms import read_json_object
+from peercam.settings.config_file import ConfigFile, SettingsRefused
+from peercam.settings.form import SECRET_KEYS, UNCHANGED, redacted, restored, settings_form
+from peercam.settings.impact import SAYS, Impact, impact_of_all
+
+logger = logging.getLogger(__name__)
+
+_MAX_BODY = 64 * 1024
+# Applies a saved config: at once, or by a restart it schedules (after the answer).
+Apply = Callable[[Config, Impact], Awaitable[None]]
+
+
+def _at(data: dict[str, Any], dotted: str) -> Any:
+    section, _, key = dotted.partition(".")
+    table = data.get(section)
+    return table.get(key) if isinstance(table, dict) else None
+
+
+def _shown(dotted: str, value: Any) -> str:
+    if dotted.rpartition(".")[2] in SECRET_KEYS or redacted(value) != value:
+        return "(secret)"
+    return repr(value)
+
+
+class SettingsApi:
+    def __init__(self, file: ConfigFile, current: Callable[[], Config], apply: Apply) -> None:
+        self._file = file
+        self._current = current
+        self._apply = apply
+        self._saving = asyncio.Lock()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/api/settings", self.read), web.put("/api/settings", self.change)]
+
+    async def read(self, request: web.Request) -> web.Response:
+        try:
+            document = await asyncio.to_thread(self._file.read)
+        except ConfigError as error:
+            return web.json_response({"error": str(error)}, status=500)
+        running = self._current().model_dump(mode="json")
+        overridden = {
+            f"{section}.{key}": value
+            for section, values in self._file.overrides.items()
+            for key, value in values.items()
+        }
+        return web.json_response(
+            {
+                "form": settings_form(),
+                "file": str(self._file.path),
+                "written": redacted(document.unwrap()),
+                "running": redacted(running),
+                "overridden": redacted(overridden),
+            }
+        )
+
+    async def change(self, request: web.Request) -> web.Response:
+        body = await read_json_object(request, _MAX_BODY)
+        changes = body.get("changes") if body is not None else None
+        if not isinstance(changes, dict) or not changes:
+            return web.json_response(
+                {"error": 'send {"changes": {"section.key": value, ...}} as JSON'}, status=400
+            )
+        async with self._saving:  # two admins saving at once: one after the other
+            try:
+                written = (await asyncio.to_thread(self._file.read)).unwrap()
+            except ConfigError as error:
+                return web.json_response({"error": str(error)}, status=500)
+            errors: dict[str, str] = {}
+            for dotted, value in list(changes.items()):
+                try:
+                    changes[dotted] = restored(
+                        value, _at(written, dotted), dotted.rpartition(".")[2]
+                    )
+                except KeyError:
+                    errors[dotted] = f"nothing is set to keep: give a value, not {UNCHANGED!r}"
+            if errors:
+                return web.json_response({"errors": errors}, status=400)
+            try:
+                document, config = self._file.plan(changes)
+            except SettingsRefused as refused:
+                return web.json_response({"errors": refused.errors}, status=400)
+            except ConfigError as error:
+                return web.json_response({"error": str(error)}, status=500)
+            after = document.unwrap()
+            changed = [d for d in changes if _at(after, d) != _at(written, d)]
+            if not changed:
+                return web.json_response({"saved": [], "impact": Impact.NOTHING.value})
+            await asyncio.to_thread(self._file.save, document)
+        principal = principal_of(request)
+        who = f"{principal.name if principal else '?'} from {request.remote or '?'}"
+        for dotted in changed:
+            logger.warning(
+                "setting %s changed by %s: %s -> %s", dotted, who,
+                _shown(dotted, _at(written, dotted)), _shown(dotted, _at(after, dotted)),
+            )  # fmt: skip
+        impact = impact_of_all(changed)
+        overridden = [
+            d
+            for d in changed
+            if d.rpartition(".")[2] in self._file.overrides.get(d.partition(".")[0], {})
+        ]
+        await self._apply(config, impact)
+        return web.json_response(
+            {
+                "saved": changed,
+                "impact": impact.value,
+                "says": SAYS[impact],
+                # Saved, but the command line sets these over the file while it runs.
+                "overridden": overridden,
+            }
+        )
