@@ -9,14 +9,20 @@ import asyncio
 import json
 import re
 import time
+import urllib.error
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from peercam.config import load_config
 from peercam.http.access import ADMIN_ONLY_PREFIXES
+from peercam.service.addresses import lan_address
+from peercam.tls.certificate import CertificateFiles
 from tests.access import TEST_PASSWORD, Access, basic, bearer
+from tests.browser import chromium, open_page, wait_for_stats, wait_js
 from tests.conftest import CAMERA_320, StartDaemon
 from tests.daemon_process import DaemonProcess
 from tests.test_auth import all_routes, peercam, status_of
@@ -63,6 +69,16 @@ async def test_the_form_is_the_models_and_bad_values_change_nothing(
     assert form["impact"]["camera.size"] == "restart"
     assert settings["file"] == str(daemon.config_path)
     assert settings["running"]["camera"]["size"] == "320x240"
+
+    # The address for a phone: the LAN's, not the loopback the test used, and the
+    # certificate's fingerprint as the browser will show it.
+    phone = await get(daemon.access, "/api/settings/phone")
+    assert phone["url"] == f"https://{lan_address()}:{daemon.port}/"
+    own = CertificateFiles(
+        daemon.state_dir / "tls-cert.pem", daemon.state_dir / "tls-key.pem", self_signed=True
+    )
+    assert phone["fingerprint"] == own.fingerprint()
+    assert ET.fromstring(phone["qr_svg"]).tag.endswith("svg")
 
     before = daemon.config_path.read_bytes()
     status, answer = await put(daemon.access, {"camera.fps": 500, "camera.size": "huge"})
@@ -273,3 +289,83 @@ async def test_users_and_tokens_from_the_page(daemon: DaemonProcess) -> None:
                  "user kid (viewer) added by admin", "user kid removed by admin"):  # fmt: skip
         assert line in log, line
     assert TEST_PASSWORD not in log
+
+
+def test_chromium_changes_the_frame_size_draws_a_zone_and_manages_a_token(
+    start_daemon: StartDaemon,
+) -> None:
+    """As an admin does it: the live view in one tab comes back at the new size by
+    itself (never reloaded) after the settings tab saves it; a zone dragged over the
+    whole picture stops motion being seen, live; a token made and revoked."""
+    daemon = start_daemon(COMMENTED)
+    with chromium() as browser:
+        live = browser.new_page()
+        open_page(live, daemon.base)
+        wait_for_stats(live, lambda s: s.get("width") == 320 and s["framesDecoded"] > 5)
+        live.evaluate("window.neverReloaded = true")
+
+        page = browser.new_page()
+        page.goto(daemon.base + "/settings")
+        wait_js(page, "document.body.dataset.loaded !== undefined")
+        wait_js(page, "document.getElementById('phone-qr').naturalWidth > 0")
+        assert (page.text_content("#phone-fingerprint") or "").count(":") == 31
+        assert page.text_content("#section-camera .field[data-key='camera.size'] .impact") == (
+            "restarts the camera"
+        )
+        # A size the model refuses: said beside the field, nothing saved.
+        page.fill("#field-camera-size", "tiny")
+        page.click("#section-camera button.save")
+        page.click("#section-camera .confirm-save")
+        error = page.locator(".field[data-key='camera.size'] .field-error")
+        error.wait_for(state="visible")
+        assert "expected WIDTHxHEIGHT" in (error.text_content() or "")
+        assert 'size = "320x240"' in daemon.config_path.read_text()
+
+        page.fill("#field-camera-size", "160x120")
+        page.click("#section-camera button.save")
+        confirm = page.locator("#section-camera .confirm")
+        assert "restarts the camera for a few seconds" in (confirm.text_content() or "")
+        page.click("#section-camera .confirm-save")
+        wait_js(page, "document.getElementById('settings-status').textContent"
+                ".includes('the camera restarted')", timeout=60_000)  # fmt: skip
+        wait_for_stats(live, lambda s: s.get("width") == 160, timeout=45)
+        assert live.evaluate("window.neverReloaded") is True
+
+        # A zone over the whole picture, dragged with the mouse: saved live.
+        wait_js(page, "document.querySelector('#section-motion .zone-picture').naturalWidth > 0")
+        canvas = page.locator("#section-motion .zone-canvas")
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + 1, box["y"] + 1)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] - 1, steps=5)
+        page.mouse.up()
+        assert "Zone 1" in (page.text_content("#section-motion .zone-list") or "")
+        page.click("#section-motion button.save")
+        assert "nothing is interrupted" in (page.text_content("#section-motion .confirm") or "")
+        page.click("#section-motion .confirm-save")
+        wait_js(page, "document.getElementById('settings-status').textContent"
+                ".includes('applied')")  # fmt: skip
+        masks = load_config(daemon.config_path).motion.masks
+        assert len(masks) == 1 and masks[0].width > 0.98 and masks[0].height > 0.98, masks
+        counts = motion_counts(daemon.access)
+        time.sleep(3)
+        later = motion_counts(daemon.access)
+        assert later["still"] >= counts.get("still", 0) + 5, (counts, later)
+        assert later.get("moving", 0) == counts.get("moving", 0), (counts, later)
+
+        # A token: shown once, listed, revoked.
+        page.fill("#create-token input[name=name]", "nvr")
+        page.click("#create-token button[type=submit]")
+        page.locator("#new-token").wait_for(state="visible")
+        secret = page.text_content("#new-token code") or ""
+        assert secret.startswith("pct_")
+        nvr = daemon.access.with_headers(bearer(secret))
+        assert json.loads(nvr.urlopen("/api/session"))["role"] == "viewer"
+        page.locator("#token-table tr[data-token='nvr'] button").click()
+        page.locator("#token-table tr[data-token='nvr']").wait_for(state="detached")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            nvr.urlopen("/api/session")
+        assert refused.value.code == 401

@@ -558,16 +558,25 @@ async function load() {
   current = await response.json();
   $('settings-file').textContent = `Saved in ${current.file}`;
   const sections = current.form.sections.map(renderSection);
-  $('settings-sections').replaceChildren(...sections, $('accounts'));
-  $('settings-nav').replaceChildren(...[...current.form.sections, 'accounts'].map((name) => {
+  $('settings-sections').replaceChildren($('phone'), ...sections, $('accounts'));
+  const extra = { phone: 'Open on a phone', accounts: 'Users and tokens' };
+  $('settings-nav').replaceChildren(...['phone', ...current.form.sections, 'accounts'].map((name) => {
     const link = document.createElement('a');
-    link.href = name === 'accounts' ? '#accounts' : `#section-${name}`;
-    link.textContent = name === 'accounts' ? 'Users and tokens' : sectionTitle(name);
+    link.href = name in extra ? `#${name}` : `#section-${name}`;
+    link.textContent = extra[name] || sectionTitle(name);
     return link;
   }));
   document.body.dataset.loaded = String(Date.now());
 }
 
+async function showPhoneLink() {
+  const link = await api('GET', '/api/settings/phone');
+  $('phone-qr').src = `data:image/svg+xml,${encodeURIComponent(link.qr_svg)}`;
+  $('phone-url').href = link.url;
+  $('phone-url').textContent = link.url;
+  $('phone-fingerprint').textContent = link.fingerprint || '(a certificate of your own: no fingerprint to compare)';
+}
+
 await load();
-await Promise.all([showUsers(), showTokens()]).catch((error) => say(error.message));
+await Promise.all([showUsers(), showTokens(), showPhoneLink()]).catch((error) => say(error.message));
 window.peercamSettings = { reload: load };

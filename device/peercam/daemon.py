@@ -55,6 +55,7 @@ from peercam.pipeline import MediaPipeline, build_pipeline
 from peercam.recording.recorder import Recorder
 from peercam.rtc.registry import SessionRegistry
 from peercam.service import blocking_pool
+from peercam.service.addresses import display_url
 from peercam.service.notify import SystemdNotifier
 from peercam.service.state_dir import state_directory
 from peercam.settings.config_file import ConfigFile
@@ -90,15 +91,6 @@ def build_talkback(config: Config, pipeline: MediaPipeline) -> Talkback:
             mic.muted = on
 
     return Talkback(speaker, mute)
-
-
-def display_url(scheme: str, host: str, port: int) -> str:
-    if host in ("0.0.0.0", "::", ""):
-        from aioice.ice import get_host_addresses
-
-        addresses = get_host_addresses(use_ipv4=True, use_ipv6=False)
-        host = addresses[0] if addresses else "localhost"
-    return f"{scheme}://{host}:{port}/"
 
 
 def open_credentials(config: Config) -> CredentialStore:
@@ -269,7 +261,12 @@ class Daemon:
     def _settings_api(self) -> list[RouteGroup]:
         if self.settings_file is None:
             return []
-        return [SettingsApi(self.settings_file, lambda: self.config, self._apply_settings)]
+        return [
+            SettingsApi(
+                self.settings_file, lambda: self.config, self._apply_settings,
+                lambda: self.certificate.fingerprint() if self.certificate else None,
+            )
+        ]  # fmt: skip
 
     async def _apply_settings(self, config: Config, impact: Impact) -> None:
         """Settings saved from the page: taken live, or a restart in place, asked for

@@ -19,6 +19,8 @@ from aiohttp import web
 from peercam.config import Config, ConfigError
 from peercam.http.access import principal_of
 from peercam.http.forms import read_json_object
+from peercam.http.qr_code import qr_svg
+from peercam.service.addresses import url_for_phone
 from peercam.settings.config_file import ConfigFile, SettingsRefused
 from peercam.settings.form import SECRET_KEYS, UNCHANGED, redacted, restored, settings_form
 from peercam.settings.impact import SAYS, Impact, impact_of_all
@@ -43,14 +45,39 @@ def _shown(dotted: str, value: Any) -> str:
 
 
 class SettingsApi:
-    def __init__(self, file: ConfigFile, current: Callable[[], Config], apply: Apply) -> None:
+    def __init__(
+        self,
+        file: ConfigFile,
+        current: Callable[[], Config],
+        apply: Apply,
+        fingerprint: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        """`fingerprint`: the HTTPS certificate's SHA-256, for a phone to compare."""
         self._file = file
         self._current = current
         self._apply = apply
+        self._fingerprint = fingerprint
         self._saving = asyncio.Lock()
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/api/settings", self.read), web.put("/api/settings", self.change)]
+        return [
+            web.get("/api/settings", self.read),
+            web.put("/api/settings", self.change),
+            web.get("/api/settings/phone", self.phone),
+        ]
+
+    async def phone(self, request: web.Request) -> web.Response:
+        """The camera's address as a QR code for a phone on the LAN, and the
+        certificate's fingerprint to compare with what the phone's browser shows."""
+        scheme = "https" if request.secure else request.scheme
+        url = url_for_phone(scheme, request.url.host or "", request.url.port)
+        return web.json_response(
+            {
+                "url": url,
+                "fingerprint": self._fingerprint(),
+                "qr_svg": await asyncio.to_thread(qr_svg, url),
+            }
+        )
 
     async def read(self, request: web.Request) -> web.Response:
         try:

@@ -6,28 +6,23 @@ Who may do what (http/access.py): /pair, its request and the camera's id are pub
 since the phone that scans the code is not logged in (the request's MAC proves it
 holds the code); everything else under /api/remote/ is for admins.
 
-The QR code is drawn with segno rather than qrcode (both on PyPI, pure Python,
-py3-none-any wheels, released in 2025): segno has no dependencies and writes SVG
-itself, while qrcode's PNG output needs Pillow or pypng; segno ships type hints
-(py.typed), qrcode none, so mypy --strict needs no exception; the price is size,
-a 76 kB wheel (300 kB installed) against qrcode's 46 kB.
+The QR code: http/qr_code.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import re
 from importlib import resources
 from typing import Any, Protocol
 
-import segno
 from aiohttp import web
 
 from peercam.config import RemoteConfig
 from peercam.http.access import principal_of
+from peercam.http.qr_code import qr_svg
 from peercam.remote.devices import DeviceStore, PairedDevice
 from peercam.remote.pairing import Pairing
 from peercam.remote.refused import Refused
@@ -75,25 +70,6 @@ class RemoteParts(Protocol):
     async def unpaired(self, device_id: str) -> None:
         """End what the device had open."""
         ...
-
-
-def qr_svg(text: str) -> str:
-    """A standalone SVG (with its namespace, so it works as an <img> source), black
-    on white with the standard 4-module quiet zone, scaled by its viewBox."""
-    buffer = io.BytesIO()
-    segno.make(text, error="m").save(
-        buffer,
-        kind="svg",
-        xmldecl=False,
-        omitsize=True,
-        border=4,
-        dark="#000",
-        light="#fff",
-        svgclass=None,
-        lineclass=None,
-        nl=False,
-    )
-    return buffer.getvalue().decode()
 
 
 def refusal(status: int, code: str, reason: str) -> web.Response:
