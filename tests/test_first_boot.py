@@ -4,6 +4,7 @@ laid out like the camera's, never against this machine's /etc."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -307,3 +308,31 @@ def test_a_card_without_a_password_shows_the_setup_code_until_an_admin_exists(
     )  # fmt: skip
     firstboot()
     assert not card.exists() and SetupCode(state).current() is None
+
+
+def test_the_time_zone_the_page_set_becomes_the_systems_at_the_next_start(
+    root: SystemRoot,
+) -> None:
+    zoneinfo = root.at("/usr/share/zoneinfo/Europe/Berlin")
+    zoneinfo.parent.mkdir(parents=True)
+    zoneinfo.write_bytes(Path("/usr/share/zoneinfo/Europe/Berlin").read_bytes())
+    config = root.at("/etc/peercam/peercam.toml")
+    config.parent.mkdir(parents=True)
+    config.write_text('[server]\ntime_zone = "Europe/Berlin"\n')
+    subprocess.run(
+        [sys.executable, "-m", "peercam", "firstboot", "--root", str(root.path), "--if-changed"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    localtime = root.at("/etc/localtime")
+    assert os.readlink(localtime) == "/usr/share/zoneinfo/Europe/Berlin"
+    assert root.at("/etc/timezone").read_text() == "Europe/Berlin\n"
+    # The daemon may now rewrite its settings: its file and directory are its own.
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    # A zone this system lacks is left alone, with a word in the journal.
+    config.write_text('[server]\ntime_zone = "America/New_York"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "peercam", "firstboot", "--root", str(root.path), "--if-changed"],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert os.readlink(localtime) == "/usr/share/zoneinfo/Europe/Berlin"
+    assert "no /usr/share/zoneinfo/America/New_York on this system" in result.stderr

@@ -87,6 +87,11 @@ async def test_the_form_is_the_models_and_bad_values_change_nothing(
         "camera.fps": "Input should be less than or equal to 60",
         "camera.size": "expected WIDTHxHEIGHT such as 1280x720, got 'huge'",
     }
+    status, answer = await put(daemon.access, {"server.time_zone": "Mars/Olympus_Mons"})
+    assert status == 400 and answer["errors"] == {
+        "server.time_zone": "unknown time zone 'Mars/Olympus_Mons': an IANA name such as "
+        "Europe/Berlin"
+    }
     status, answer = await put(daemon.access, {"camera.colour": "red", "nonsense": 1})
     assert status == 400 and answer["errors"] == {
         "camera.colour": "unknown key", "nonsense": "unknown key",

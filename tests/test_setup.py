@@ -15,8 +15,10 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from peercam.auth.setup_code import ALPHABET, SetupCode
+from peercam.config import load_config
+from peercam.service.addresses import lan_address
 from tests.access import Access, basic
-from tests.browser import chromium
+from tests.browser import chromium, wait_for_stats, wait_js
 from tests.conftest import SMALL, StartDaemon
 from tests.daemon_process import DaemonProcess
 
@@ -189,8 +191,25 @@ def test_chromium_sets_up_a_fresh_camera(start_daemon: StartDaemon) -> None:
         owner.fill("#repeat", NEW_PASSWORD)
         with owner.expect_navigation():
             owner.click("#submit")
+        # Then the first run's page: name, network, picture, time zone, recording.
+        assert urlsplit(owner.url).path == "/welcome"
+        wait_js(owner, "document.body.dataset.loaded === 'yes'")
+        wait_js(owner, "document.getElementById('picture').naturalWidth > 0")
+        wait_js(owner, "document.getElementById('network').textContent.includes('/')")
+        address = lan_address()
+        assert address in (owner.text_content("#network") or ""), owner.text_content("#network")
+        owner.fill("#name", "Front door")
+        owner.select_option("#time-zone", "Europe/Berlin")
+        owner.check("#recording")
+        with owner.expect_navigation(timeout=30_000):
+            owner.click("#finish")
         assert urlsplit(owner.url).path == "/"
-        owner.wait_for_selector("video")
+        settings = load_config(daemon.config_path)
+        assert settings.onvif.name == "Front door" and settings.mqtt.name == "Front door"
+        assert settings.server.time_zone == "Europe/Berlin"
+        assert settings.recording.enabled and settings.motion.enabled
+        daemon.logged(r"time zone Europe/Berlin \(UTC\+0[12]00\)", timeout=20)
+        wait_for_stats(owner, lambda s: s["framesDecoded"] > 5, timeout=30)
         who = owner.evaluate("fetch('/api/session').then(r => r.json())")
         assert who["user"] == "admin" and who["role"] == "admin"
         # A second attempt, even with the right code, is refused; the setup page is

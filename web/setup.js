@@ -47,7 +47,7 @@ form.addEventListener('submit', async (event) => {
       body: JSON.stringify({ code, password }),
     });
     if (response.ok) {
-      location.assign('/');
+      location.assign('/welcome');
       return;
     }
     const text = await response.text();

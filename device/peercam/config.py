@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -51,6 +52,23 @@ class ServerConfig(_Section):
     # (the first, or the next on an idle keep-alive connection).
     tls_handshake_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     request_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # The camera's time zone, an IANA name such as Europe/Berlin: the times in its log
+    # and the local time it tells NVRs (ONVIF); first boot sets the system's too.
+    # None: the system's.
+    time_zone: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: an IANA name such as Europe/Berlin"
+            ) from None
+        return value
 
 
 class AuthConfig(_Section):

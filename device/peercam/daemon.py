@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -68,6 +70,8 @@ logger = logging.getLogger(__name__)
 # Seconds between a saved setting's answer and the restart it needs: the page gets
 # its answer (and says what happens) before the connection goes.
 RESTART_DELAY = 0.3
+# The environment's own TZ, back when the setting is cleared.
+_STARTED_WITH_TZ = os.environ.get("TZ")
 
 
 def build_talkback(config: Config, pipeline: MediaPipeline) -> Talkback:
@@ -346,6 +350,19 @@ class Daemon:
             self._parts = None
 
 
+def use_time_zone(zone: str | None) -> None:
+    """The process's local time (its log, what ONVIF tells NVRs) in `zone`; the
+    system's own is set by `peercam firstboot` at the next start."""
+    chosen = zone or _STARTED_WITH_TZ
+    if chosen is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = chosen
+    time.tzset()
+    if zone is not None:
+        logger.info("time zone %s (UTC%s)", zone, time.strftime("%z"))
+
+
 class _Restarts:
     """A restart in place asked for by a saved setting: the config to restart on."""
 
@@ -440,6 +457,7 @@ async def serve(config: Config, settings_file: ConfigFile | None = None) -> int:
     notifier = SystemdNotifier()
     working: Config | None = None  # the last settings the daemon started on
     while True:
+        use_time_zone(config.server.time_zone)
         daemon = Daemon(config, settings_file, restarts.request)
         started = await _start(daemon)
         if isinstance(started, tuple):

@@ -10,6 +10,7 @@ from peercam.auth.store import CredentialError
 from peercam.firstboot.first_boot import FirstBootPaths, hand_config_to_service, run_first_boot
 from peercam.firstboot.setup_code_file import boot_partition, publish_setup_code
 from peercam.firstboot.system_root import SystemRoot
+from peercam.firstboot.time_zone import apply_time_zone
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +45,7 @@ def run_command(args: argparse.Namespace) -> int:
         # and the daemon may save its settings.
         publish_setup_code(root, paths.state_dir, boot_partition(root, paths.boot_file))
         hand_config_to_service(root, paths.config_file)
+        apply_time_zone(root, paths.config_file)
     except (OSError, CredentialError) as error:
         # A read-only or full card: say so in the journal; the daemon still starts.
         print(f"peercam firstboot: {error}", file=sys.stderr)

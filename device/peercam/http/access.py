@@ -42,7 +42,7 @@ ADMIN_PREFIXES = frozenset({("DELETE", "/api/clips/")})
 # Every method: pairing offers, the paired devices and unpairing; the settings page,
 # its settings, users and tokens.
 ADMIN_ONLY_PREFIXES = (
-    "/api/remote/", "/settings", "/api/settings", "/api/users", "/api/tokens",
+    "/api/remote/", "/settings", "/welcome", "/api/settings", "/api/users", "/api/tokens",
 )  # fmt: skip
 SETUP_NEEDED = (
     "no admin password is set yet: open the camera's page and enter its setup code "

@@ -10,6 +10,7 @@ nothing. Every saved change is logged with who made it (secrets as "changed").""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +22,7 @@ from peercam.http.access import principal_of
 from peercam.http.forms import read_json_object
 from peercam.http.qr_code import qr_svg
 from peercam.service.addresses import url_for_phone
+from peercam.service.network_status import network_status
 from peercam.settings.config_file import ConfigFile, SettingsRefused
 from peercam.settings.form import SECRET_KEYS, UNCHANGED, redacted, restored, settings_form
 from peercam.settings.impact import SAYS, Impact, impact_of_all
@@ -64,7 +66,13 @@ class SettingsApi:
             web.get("/api/settings", self.read),
             web.put("/api/settings", self.change),
             web.get("/api/settings/phone", self.phone),
+            web.get("/api/settings/network", self.network),
         ]
+
+    async def network(self, request: web.Request) -> web.Response:
+        """How the camera is connected (read only: Wi-Fi is set on the SD card)."""
+        interfaces = await asyncio.to_thread(network_status)
+        return web.json_response([dataclasses.asdict(i) for i in interfaces])
 
     async def phone(self, request: web.Request) -> web.Response:
         """The camera's address as a QR code for a phone on the LAN, and the

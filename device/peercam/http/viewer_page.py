@@ -33,12 +33,17 @@ class ViewerPage:
         return [
             web.get("/", self.index),
             web.get("/settings", self.settings),
+            web.get("/welcome", self.welcome),
             web.get("/ui/{name}", self.asset),
         ]
 
     async def settings(self, request: web.Request) -> web.Response:
         """The settings page (admins only: http/access.py)."""
         return self.page("settings.html")
+
+    async def welcome(self, request: web.Request) -> web.Response:
+        """The first run's page after the password (admins only: http/access.py)."""
+        return self.page("welcome.html")
 
     def page(self, name: str) -> web.Response:
         return self._serve(name)
