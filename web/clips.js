@@ -3,6 +3,8 @@
 // push channel says a clip was saved. Away from home the list, the pictures and the
 // clips come over the session's data channel (`channel`, web/channel.js) instead.
 
+import { button } from './dom.js';
+
 const TRIGGERS = { ring: 'Doorbell', motion: 'Motion', manual: 'Recorded by hand' };
 // The camera sends at most 4 transfers at once per channel (MAX_TRANSFERS in
 // device/peercam/viewer_channel/server.py): pictures take 3, leaving one for a clip.
@@ -216,14 +218,6 @@ export class ClipList {
     const response = await fetch('/api/events', { method: 'POST' });
     return response.ok ? null : (await response.text()).trim();
   }
-}
-
-function button(label, onClick) {
-  const element = document.createElement('button');
-  element.type = 'button';
-  element.textContent = label;
-  element.addEventListener('click', onClick);
-  return element;
 }
 
 function describeStorage({ used, quota, free }) {

@@ -4,6 +4,8 @@
 // /api/settings and the daemon's own one-line errors show beside their fields.
 // Before saving, the page says what the change will interrupt and asks again.
 
+import { button } from './dom.js';
+
 const $ = (id) => document.getElementById(id);
 const status = $('settings-status');
 let current = null; // the last answer of GET /api/settings
@@ -428,14 +430,6 @@ function formError(form, message) {
   const box = form.querySelector('.field-error');
   box.textContent = message || '';
   box.hidden = !message;
-}
-
-function button(text, onClick) {
-  const element = document.createElement('button');
-  element.type = 'button';
-  element.textContent = text;
-  element.addEventListener('click', onClick);
-  return element;
 }
 
 async function showUsers() {

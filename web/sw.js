@@ -12,6 +12,7 @@ const SHELL = [
   '/ui/stats.js',
   '/ui/doorbell.js',
   '/ui/clips.js',
+  '/ui/dom.js',
   '/ui/notifications.js',
   '/ui/mqtt_ws.js',
   '/ui/devices.js',
