@@ -9,6 +9,9 @@ import { button } from './dom.js';
 const $ = (id) => document.getElementById(id);
 const status = $('settings-status');
 let current = null; // the last answer of GET /api/settings
+// What saving a field interrupts (settings/impact.py), least first.
+const IMPACTS = ['nothing', 'camera', 'restart'];
+const BADGES = { nothing: 'applies at once', camera: 'restarts the camera', restart: 'restarts the daemon' };
 
 function say(text) {
   status.textContent = text;
@@ -105,7 +108,10 @@ function readInput(input, kind, original) {
   if (kind.kind === 'boolean') return input.checked;
   const text = input.value.trim();
   if (isSecret(original) && text === '') return original;
-  if (text === '') return kind.nullable || kind.kind === 'string' ? null : undefined;
+  if (text === '') {
+    if (kind.kind === 'list') return [];
+    return kind.nullable || kind.kind === 'string' ? null : undefined;
+  }
   if (kind.kind === 'integer' || kind.kind === 'number') {
     const number = Number(text);
     if (!Number.isFinite(number)) throw new Error('a number');
@@ -276,7 +282,7 @@ function renderSection(name) {
     notes.textContent = parts.join(' ');
     const badge = document.createElement('span');
     badge.className = `impact impact-${impact[dotted]}`;
-    badge.textContent = impact[dotted] === 'nothing' ? 'applies at once' : 'restarts the camera';
+    badge.textContent = BADGES[impact[dotted]];
     const error = document.createElement('p');
     error.className = 'field-error';
     error.setAttribute('role', 'alert');
@@ -347,13 +353,14 @@ function askToSave(name, fields, confirmBox) {
     say('Nothing changed.');
     return;
   }
-  const restart = keys.some((k) => current.form.impact[k] !== 'nothing');
+  const worst = keys.map((k) => current.form.impact[k])
+    .reduce((a, b) => (IMPACTS.indexOf(b) > IMPACTS.indexOf(a) ? b : a), 'nothing');
   const text = document.createElement('p');
-  text.textContent = `Saving ${keys.join(', ')} ${current.form.says[restart ? 'restart' : 'nothing']}.`;
+  text.textContent = `Saving ${keys.join(', ')} ${current.form.says[worst]}.`;
   const go = document.createElement('button');
   go.type = 'button';
   go.className = 'confirm-save';
-  go.textContent = restart ? 'Save and restart' : 'Save';
+  go.textContent = worst === 'nothing' ? 'Save' : 'Save and restart';
   const cancel = document.createElement('button');
   cancel.type = 'button';
   cancel.textContent = 'Cancel';
@@ -389,26 +396,41 @@ async function save(fields, changes) {
     say(general.length ? `Not saved: ${general.join('; ')}` : (answer.error || 'Not saved: see the fields marked.'));
     return;
   }
+  let message;
   if (answer.impact === 'restart') {
-    say(`Saved ${answer.saved.join(', ')}. The camera is restarting…`);
-    await waitForRestart();
-    say(`Saved ${answer.saved.join(', ')}; the camera restarted.`);
+    say(`Saved ${answer.saved.join(', ')}. The daemon is restarting…`);
+    const after = await waitForRestart(current.run);
+    if (!after) {
+      say(`Saved ${answer.saved.join(', ')}, but the daemon did not come back yet: reload the page in a moment.`);
+      return;
+    }
+    message = after.rolled_back
+      ? `Not applied: ${after.rolled_back}.`
+      : `Saved ${answer.saved.join(', ')}; the daemon restarted.`;
+  } else if (answer.impact === 'camera') {
+    message = `Saved ${answer.saved.join(', ')}; the camera restarted with them.`;
   } else {
-    say(answer.saved.length ? `Saved ${answer.saved.join(', ')}; applied.` : 'Nothing changed.');
+    message = answer.saved.length ? `Saved ${answer.saved.join(', ')}; applied.` : 'Nothing changed.';
   }
+  // The form drawn again from what the daemon now runs, then the word that it is done.
   await load();
+  say(message);
 }
 
-async function waitForRestart() {
-  // The daemon answers, then restarts within a second: wait for it to go, then back.
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+// The daemon answers, then restarts: wait for another run of it to answer (the old
+// one keeps answering while it stops). Its answer, or null after half a minute.
+async function waitForRestart(before) {
   for (let attempt = 0; attempt < 60; attempt += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
     try {
       const response = await fetch('/api/settings', { cache: 'no-store' });
-      if (response.ok) return;
-    } catch { /* still restarting */ }
-    await new Promise((resolve) => setTimeout(resolve, 500));
+      if (response.ok) {
+        const answer = await response.json();
+        if (answer.run !== before) return answer;
+      }
+    } catch { /* restarting */ }
   }
+  return null;
 }
 
 // --- users and tokens -----------------------------------------------------------

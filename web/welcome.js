@@ -38,8 +38,8 @@ function showPicture() {
 function showTimeZones() {
   const zones = Intl.supportedValuesOf ? Intl.supportedValuesOf('timeZone') : ['UTC'];
   const chosen = running('server', 'time_zone') || Intl.DateTimeFormat().resolvedOptions().timeZone;
-  $('time-zone').replaceChildren(...zones.map((zone) => new Option(zone, zone)));
-  $('time-zone').value = zones.includes(chosen) ? chosen : 'UTC';
+  $('time-zone').replaceChildren(new Option("The system's", ''), ...zones.map((zone) => new Option(zone, zone)));
+  $('time-zone').value = zones.includes(chosen) ? chosen : '';
 }
 
 async function showNotifications() {
@@ -64,7 +64,7 @@ function changes() {
     'mqtt.name': $('name').value.trim() || null,
     'camera.rotation': $('upside-down').checked ? 180 : 0,
     'camera.hflip': $('mirror').checked,
-    'server.time_zone': $('time-zone').value,
+    'server.time_zone': $('time-zone').value || null,
     'recording.enabled': $('recording').checked,
     'motion.enabled': $('recording').checked || running('motion', 'enabled'),
   };
@@ -95,7 +95,7 @@ async function finish() {
       return;
     }
     if (answer.impact === 'restart') {
-      say('Saved. The camera restarts with its new settings…');
+      say('Saved. The daemon restarts with its new settings…');
       await new Promise((resolve) => setTimeout(resolve, 1500));
     }
   }

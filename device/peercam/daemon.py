@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import ssl
 import sys
@@ -47,13 +48,13 @@ from peercam.http.doorbell_api import DoorbellApi
 from peercam.http.protocol import quiet_handlers
 from peercam.http.push import PushChannel
 from peercam.http.redirect import build_redirect_app
-from peercam.http.settings_api import SettingsApi
+from peercam.http.settings_api import RunInfo, SettingsApi
 from peercam.ice.host_candidates import restrict_host_candidates, use_port_range
 from peercam.ice.servers import describe_choice
 from peercam.metrics import Metrics
 from peercam.outputs.catalog import build_outputs
 from peercam.outputs.output import LiveSettings, Output, OutputContext
-from peercam.pipeline import MediaPipeline, build_pipeline
+from peercam.pipeline import MediaPipeline, build_pipeline, build_video
 from peercam.recording.recorder import Recorder
 from peercam.rtc.registry import SessionRegistry
 from peercam.service import blocking_pool
@@ -131,10 +132,15 @@ class Daemon:
         config: Config,
         settings_file: ConfigFile | None = None,
         restart: Callable[[Config], None] | None = None,
+        rolled_back: str | None = None,
     ) -> None:
         """`settings_file`: where the settings page saves (none: no settings page);
-        `restart`: asks the caller to restart the daemon in place on a new config."""
+        `restart`: asks the caller to restart the daemon in place on a new config;
+        `rolled_back`: why the settings saved last are not the ones it runs on."""
         self.config = config
+        self.rolled_back = rolled_back
+        # Tells the settings page one run of the daemon from the next.
+        self.run_id = secrets.token_hex(8)
         self.settings_file = settings_file
         self._restart = restart
         self.state_dir = state_directory(config.server.state_dir)
@@ -190,8 +196,11 @@ class Daemon:
         tls = await asyncio.to_thread(self._tls_context)
         pipeline = build_pipeline(config, self.metrics)
         release.push_async_callback(pipeline.stop)
-        threaded = [s for s in pipeline.sources() if isinstance(s, DriverThread)]
-        stall_watch = StallWatch(threaded, config.camera.stall_timeout, self.metrics)
+        stall_watch = StallWatch(
+            lambda: [s for s in pipeline.sources() if isinstance(s, DriverThread)],
+            config.camera.stall_timeout,
+            self.metrics,
+        )
         stall_watch.start()
         release.push_async_callback(stall_watch.stop)
         events = EventBus()
@@ -269,13 +278,24 @@ class Daemon:
             SettingsApi(
                 self.settings_file, lambda: self.config, self._apply_settings,
                 lambda: self.certificate.fingerprint() if self.certificate else None,
+                RunInfo(self.run_id, self.rolled_back),
             )
         ]  # fmt: skip
 
     async def _apply_settings(self, config: Config, impact: Impact) -> None:
         """Settings saved from the page: taken live, or a restart in place, asked for
         once the page has its answer."""
-        if impact is Impact.NOTHING:
+        if impact is Impact.CAMERA:
+            try:
+                video = await asyncio.to_thread(build_video, config)
+                await self.parts.pipeline.replace_camera(
+                    video.camera, video.backends, video.extra_layers
+                )
+            except (ConfigError, ValueError) as error:
+                # The restart tries it whole, and goes back to the old file if it fails.
+                logger.warning("the camera's new settings: %s; restarting instead", error)
+                impact = Impact.RESTART
+        if impact is not Impact.RESTART:
             self.config = config
             for output in self.parts.outputs:
                 if isinstance(output, LiveSettings):
@@ -456,9 +476,11 @@ async def serve(config: Config, settings_file: ConfigFile | None = None) -> int:
     restarts = _Restarts()
     notifier = SystemdNotifier()
     working: Config | None = None  # the last settings the daemon started on
+    working_file: bytes | None = None  # and the file they came from
+    rolled_back: str | None = None
     while True:
         use_time_zone(config.server.time_zone)
-        daemon = Daemon(config, settings_file, restarts.request)
+        daemon = Daemon(config, settings_file, restarts.request, rolled_back)
         started = await _start(daemon)
         if isinstance(started, tuple):
             code, why = started
@@ -466,10 +488,13 @@ async def serve(config: Config, settings_file: ConfigFile | None = None) -> int:
                 print(f"peercam: {why}", file=sys.stderr)
                 return code
             logger.error("the new settings did not start (%s): back to the previous ones", why)
-            await asyncio.to_thread(settings_file.restore_backup)
+            await asyncio.to_thread(settings_file.put_back, working_file)
             config, working = working, None
+            rolled_back = f"the new settings did not start ({why}); the previous ones are back"
             continue
         working = config
+        if settings_file is not None:
+            working_file = await asyncio.to_thread(settings_file.snapshot)
         _announce(daemon, started)
         notifier.ready(f"serving on {started}")
         stop_wait = asyncio.ensure_future(stopping.wait())
@@ -486,7 +511,16 @@ async def serve(config: Config, settings_file: ConfigFile | None = None) -> int:
         await daemon.stop()
         # Both on the ports this one had: the new settings, and the old if they fail.
         working = _same_ports(config, daemon)
-        config = _same_ports(restarts.take(), daemon)
+        config = restarts.take()
+        rolled_back = None
+        if settings_file is not None:
+            # The file as it is now: a live change saved after the restart was asked
+            # for is in it too.
+            try:
+                config = await asyncio.to_thread(settings_file.load)
+            except ConfigError as error:
+                logger.error("cannot read the settings again (%s): using those saved", error)
+        config = _same_ports(config, daemon)
     logger.info("stopping")
     await notifier.stopping()
     await daemon.stop()

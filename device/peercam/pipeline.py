@@ -113,34 +113,80 @@ class MediaPipeline:
         self._idle: set[tuple[str, Layer]] = set()
         # Callers that want the camera's raw pictures themselves (motion detection).
         self._video_taps: list[_Tap] = []
+        self._keyframe_min_gap = keyframe_min_gap
         for codec, make_backend in backends.items():
-            spec = BY_NAME[codec]
-            source = sources.get(spec.kind)
-            if source is None:
-                continue
-            publish = self._publisher((codec, MAIN))
-            producer: Producer
-            if source.native_codec == codec:
-                producer = NativeStream(spec, source, publish, metrics, keyframe_min_gap)
-            else:
-                producer = SharedEncoder(spec, make_backend, publish, metrics, keyframe_min_gap)
-            self._add_route(codec, MAIN, producer, source)
+            source = sources.get(BY_NAME[codec].kind)
+            if source is not None:
+                self._add_route(codec, MAIN, self._main(codec, make_backend, source), source)
         for extra in extra_layers:
             source = sources.get("video")
-            if source is None or (extra.codec, MAIN) not in self._routes:
-                continue
-            name = route_name(extra.codec, extra.layer)
-            producer = SharedEncoder(
-                BY_NAME[extra.codec],
-                extra.make_backend,
-                self._publisher((extra.codec, extra.layer)),
-                metrics,
-                keyframe_min_gap,
-                name=name,
-                takes=Takes.PREVIEW if source.has_preview else Takes.RAW,
-                max_fps=extra.max_fps,
+            if source is not None and (extra.codec, MAIN) in self._routes:
+                self._add_route(extra.codec, extra.layer, self._extra(extra, source), source)
+
+    def _main(
+        self, codec: str, make_backend: Callable[[], EncoderBackend], source: Source[Any]
+    ) -> Producer:
+        """The producer of `codec`'s main layer: the source's own encoded stream
+        where it makes that codec, else a shared encoder."""
+        spec, publish = BY_NAME[codec], self._publisher((codec, MAIN))
+        if source.native_codec == codec:
+            return NativeStream(spec, source, publish, self.metrics, self._keyframe_min_gap)
+        return SharedEncoder(spec, make_backend, publish, self.metrics, self._keyframe_min_gap)
+
+    def _extra(self, extra: ExtraLayer, source: Source[Any]) -> Producer:
+        return SharedEncoder(
+            BY_NAME[extra.codec],
+            extra.make_backend,
+            self._publisher((extra.codec, extra.layer)),
+            self.metrics,
+            self._keyframe_min_gap,
+            name=route_name(extra.codec, extra.layer),
+            takes=Takes.PREVIEW if source.has_preview else Takes.RAW,
+            max_fps=extra.max_fps,
+        )
+
+    async def replace_camera(
+        self,
+        camera: Source[Any],
+        backends: dict[str, Callable[[], EncoderBackend]],
+        extra_layers: tuple[ExtraLayer, ...] = (),
+    ) -> None:
+        """Another camera (or the same with other settings) and its video encoders in
+        place of the old ones, the streams' hubs kept: viewers, RTSP clients and the
+        recorder stay subscribed and get the new pictures from a keyframe on, at the
+        new size. `backends`: the video codecs', the same as before (and the same
+        layers); anything else is a new pipeline (ValueError)."""
+        old = self._sources.get("video")
+        keys = {key for key, route in self._routes.items() if route.source is old}
+        wanted = {(codec, MAIN) for codec in backends} | {(e.codec, e.layer) for e in extra_layers}
+        if old is None or keys != wanted:
+            raise ValueError("other video codecs or layers: not the same pipeline")
+        running = {key for key in keys if self._routes[key].producer.running}
+        for key in keys:
+            await self._routes[key].producer.stop()
+        if old.running:
+            await old.stop()
+            logger.info("%s source stopped", old.name)
+        self._sources["video"] = camera
+        layers = {(e.codec, e.layer): e for e in extra_layers}
+        for key in keys:
+            codec, layer = key
+            route = self._routes[key]
+            route.producer = (
+                self._main(codec, backends[codec], camera)
+                if layer == MAIN
+                else self._extra(layers[key], camera)
             )
-            self._add_route(extra.codec, extra.layer, producer, source)
+            route.source = camera
+            route.hub.request_keyframe = route.producer.request_keyframe
+        takes = Takes.PREVIEW if camera.has_preview else Takes.RAW
+        self._video_taps = [_Tap(tap.tap, takes) for tap in self._video_taps]
+        for key in running:
+            self._routes[key].producer.start()
+        self._update_outputs(camera)
+        if running or self._video_taps:
+            camera.start(self._deliver(camera))
+            logger.info("%s source started", camera.name)
 
     def _add_route(self, codec: str, layer: Layer, producer: Producer, source: Source[Any]) -> None:
         key = (codec, layer)
@@ -345,30 +391,9 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
     """The configured camera and microphone with an encoder for each configured codec.
     Finding the camera probes the hardware: raises ConfigError when the settings do
     not fit the camera found."""
-    choice = choose_camera(config)
-    logger.info(
-        "camera: %s; %s at %d fps", choice.description, config.camera.size, config.camera.fps
-    )
-    camera = build_camera(config, choice)
-    width, height = config.camera.dimensions
-    sources: dict[Kind, Source[Any]] = {"video": camera}
-    settings = VideoSettings(
-        width,
-        height,
-        config.camera.fps,
-        config.video.bitrate_kbps * 1000,
-        config.video.keyframe_interval,
-    )
-    backends: dict[str, Callable[[], EncoderBackend]] = {}
-    for codec in config.video.codecs:
-        implementation = ""
-        if codec == H264.name and camera.native_codec != H264.name:
-            implementation, why = choose_h264_implementation(
-                config.video.h264_encoder, width, height
-            )
-            logger.info("software H.264: %s (%s)", implementation, why)
-        backends[codec] = functools.partial(PyAVVideoEncoder, codec, settings, implementation)
-    extra_layers = _sub_layer(config, camera)
+    video = build_video(config)
+    sources: dict[Kind, Source[Any]] = {"video": video.camera}
+    backends = dict(video.backends)
     microphone = choose_microphone(config.audio)
     if microphone is not None:
         sources["audio"] = microphone
@@ -389,8 +414,44 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
         keyframe_min_gap=config.video.keyframe_min_gap_ms / 1000,
         queue_frames=config.viewers.queue_frames,
         linger=config.camera.linger_seconds,
-        extra_layers=extra_layers,
+        extra_layers=video.extra_layers,
     )
+
+
+@dataclass(frozen=True)
+class VideoParts:
+    camera: Source[Any]
+    backends: dict[str, Callable[[], EncoderBackend]]  # per video codec
+    extra_layers: tuple[ExtraLayer, ...]
+
+
+def build_video(config: Config) -> VideoParts:
+    """The configured camera and its encoders' makers (nothing opened yet). Finding
+    the camera probes the hardware (blocking): raises ConfigError when the settings
+    do not fit the camera found."""
+    choice = choose_camera(config)
+    logger.info(
+        "camera: %s; %s at %d fps", choice.description, config.camera.size, config.camera.fps
+    )
+    camera = build_camera(config, choice)
+    width, height = config.camera.dimensions
+    settings = VideoSettings(
+        width,
+        height,
+        config.camera.fps,
+        config.video.bitrate_kbps * 1000,
+        config.video.keyframe_interval,
+    )
+    backends: dict[str, Callable[[], EncoderBackend]] = {}
+    for codec in config.video.codecs:
+        implementation = ""
+        if codec == H264.name and camera.native_codec != H264.name:
+            implementation, why = choose_h264_implementation(
+                config.video.h264_encoder, width, height
+            )
+            logger.info("software H.264: %s (%s)", implementation, why)
+        backends[codec] = functools.partial(PyAVVideoEncoder, codec, settings, implementation)
+    return VideoParts(camera, backends, _sub_layer(config, camera))
 
 
 def _sub_layer(config: Config, camera: Source[Any]) -> tuple[ExtraLayer, ...]:

@@ -142,11 +142,19 @@ class CredentialStore:
     # -- changing ------------------------------------------------------------------
 
     def set_password(self, name: str, password: str, role: str | None = None) -> User:
+        return self.put_user(self.new_user(name, password, role))
+
+    def new_user(self, name: str, password: str, role: str | None = None) -> User:
+        """`name` with this password (hashed: slow, so callable from another thread:
+        it changes nothing), keeping its role unless `role` says otherwise."""
         _check_name(name)
         current = self.users.get(name)
         chosen = _check_role(role or (current.role if current else "admin"))
-        user = User(name, chosen, hash_password(password), digest.ha1(name, password))
-        self.users[name] = user
+        return User(name, chosen, hash_password(password), digest.ha1(name, password))
+
+    def put_user(self, user: User) -> User:
+        """Add or replace `user`, and save."""
+        self.users[user.name] = user
         self._save()
         return user
 
@@ -184,6 +192,13 @@ class CredentialStore:
         )
         self._save()
         return presented
+
+    def revoke_token_id(self, token_id: str) -> Token:
+        token = self.tokens.pop(token_id, None)
+        if token is None:
+            raise CredentialError(f"no token {token_id!r}")
+        self._save()
+        return token
 
     def revoke_token(self, name_or_id: str) -> Token:
         for token in self.tokens.values():

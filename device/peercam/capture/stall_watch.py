@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from peercam.capture.driver_thread import DriverThread
 from peercam.metrics import Metrics
@@ -21,15 +21,20 @@ logger = logging.getLogger(__name__)
 
 class StallWatch:
     def __init__(
-        self, drivers: Iterable[DriverThread[object]], timeout: float, metrics: Metrics
+        self,
+        drivers: Callable[[], Iterable[DriverThread[object]]],
+        timeout: float,
+        metrics: Metrics,
     ) -> None:
-        self._drivers = list(drivers)
+        """`drivers`: asked each round (a camera changed from the settings page is a
+        new driver)."""
+        self._drivers = drivers
         self._timeout = timeout
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None and self._drivers:
+        if self._task is None:
             self._task = asyncio.create_task(self._watch(), name="stall-watch")
 
     async def stop(self) -> None:
@@ -42,7 +47,7 @@ class StallWatch:
         while True:
             await asyncio.sleep(min(0.5, self._timeout / 4))
             now = time.monotonic()
-            for driver in self._drivers:
+            for driver in self._drivers():
                 silent = driver.stalled_for(now)
                 if driver.running and silent > self._timeout:
                     logger.warning(

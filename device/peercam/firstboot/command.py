@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from peercam.auth.store import CredentialError
-from peercam.firstboot.first_boot import FirstBootPaths, hand_config_to_service, run_first_boot
+from peercam.firstboot.first_boot import (
+    FirstBootPaths,
+    FirstBootResult,
+    hand_config_to_service,
+    run_first_boot,
+)
 from peercam.firstboot.setup_code_file import boot_partition, publish_setup_code
 from peercam.firstboot.system_root import SystemRoot
 from peercam.firstboot.time_zone import apply_time_zone
@@ -39,17 +45,29 @@ def run_command(args: argparse.Namespace) -> int:
         args.state_dir or found.state_dir,
         args.config_file or found.config_file,
     )
-    try:
-        result = run_first_boot(root, paths, only_if_changed=args.if_changed)
-        # Every start: a camera still without an admin shows its setup code on the card,
-        # and the daemon may save its settings.
-        publish_setup_code(root, paths.state_dir, boot_partition(root, paths.boot_file))
-        hand_config_to_service(root, paths.config_file)
-        apply_time_zone(root, paths.config_file)
-    except (OSError, CredentialError) as error:
-        # A read-only or full card: say so in the journal; the daemon still starts.
-        print(f"peercam firstboot: {error}", file=sys.stderr)
-        return 1
-    if result.applied:
+    failed = False
+    result = None
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("peercam.txt", lambda: run_first_boot(root, paths, only_if_changed=args.if_changed)),
+        # Every start: a camera still without an admin shows its setup code on the
+        # card, the daemon may save its settings, and the system keeps their time zone.
+        ("setup code", lambda: publish_setup_code(
+            root, paths.state_dir, boot_partition(root, paths.boot_file)
+        )),
+        ("settings file", lambda: hand_config_to_service(root, paths.config_file)),
+        ("time zone", lambda: apply_time_zone(root, paths.config_file)),
+    ]  # fmt: skip
+    for name, step in steps:
+        try:
+            done = step()
+        except (OSError, CredentialError) as error:
+            # A read-only or full card: said in the journal; each step still runs, and
+            # the daemon still starts.
+            print(f"peercam firstboot: {name}: {error}", file=sys.stderr)
+            failed = True
+            continue
+        if isinstance(done, FirstBootResult):
+            result = done
+    if result is not None and result.applied:
         print(f"peercam firstboot: applied {paths.boot_file} ({len(result.problems)} problems)")
-    return 0
+    return 1 if failed else 0

@@ -139,11 +139,10 @@ def hand_config_to_service(root: SystemRoot, config_file: Path) -> None:
     """The settings page saves peercam.toml in place (a new file, renamed over the
     old): the daemon's user owns the file and its directory. The file may hold the
     TURN secret: nobody else reads it."""
-    if not config_file.exists():
+    if not config_file.parent.is_dir():
         return
-    root.give_to(SERVICE_USER, config_file.parent, config_file)
-    config_file.chmod(0o600)
-    config_file.parent.chmod(0o700)
+    root.give_to(SERVICE_USER, config_file.parent, mode=0o700)
+    root.give_to(SERVICE_USER, config_file, mode=0o600)
 
 
 def _finish(

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +83,34 @@ class SystemRoot:
                 return int(fields[2]), int(fields[3])
         return None
 
-    def give_to(self, user: str, *paths: Path, group_only: bool = False) -> None:
-        """Chown `paths` to `user` (or to root and `user`'s group), when run as root."""
-        owner = self.owner_of(user)
-        if owner is None or os.geteuid() != 0:
+    def give_to(
+        self, user: str, *paths: Path, group_only: bool = False, mode: int | None = None
+    ) -> None:
+        """Chown `paths` to `user` (or to root and `user`'s group), when run as root
+        and the user exists, and set their `mode`. Root does this in directories the service user owns, so
+        each path is opened without following a symlink and changed through that
+        descriptor: a link or a FIFO the daemon left there (pointing at /etc/shadow)
+        is passed over, never followed."""
+        owner = self.owner_of(user) if os.geteuid() == 0 else None
+        if owner is None and mode is None:
             return
-        uid, gid = owner
         for path in paths:
-            if path.exists():
-                os.chown(path, 0 if group_only else uid, gid)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            except OSError as error:  # ELOOP: a symlink
+                logger.warning("%s left as it is: %s", path, error.strerror or error)
+                continue
+            try:
+                kind = os.fstat(fd).st_mode
+                if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):
+                    logger.warning("%s left as it is: not a file or directory", path)
+                    continue
+                if owner is not None:
+                    uid, gid = owner
+                    os.fchown(fd, 0 if group_only else uid, gid)
+                if mode is not None:
+                    os.fchmod(fd, mode)
+            finally:
+                os.close(fd)

@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from pathlib import Path
 
+from peercam.config import ConfigError
 from peercam.firstboot.system_root import SystemRoot
+from peercam.settings.config_file import ConfigFile
 
 logger = logging.getLogger(__name__)
 
 
 def configured_zone(config_file: Path) -> str | None:
     try:
-        data = tomllib.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = ConfigFile(config_file).read().unwrap()
+    except ConfigError:
         return None  # the daemon says what is wrong with the file
-    zone = data.get("server", {}).get("time_zone") if isinstance(data.get("server"), dict) else None
+    server = data.get("server")
+    zone = server.get("time_zone") if isinstance(server, dict) else None
     return zone if isinstance(zone, str) else None
 
 

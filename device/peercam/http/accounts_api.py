@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -20,12 +22,24 @@ from peercam.http.access import principal_of
 from peercam.http.forms import read_json_object
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MAX_BODY = 4096
 
 
 def _refuse(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response({"error": message, "field": field}, status=status)
+
+
+def _written(change: Callable[..., T], *args: Any) -> T:
+    """`change` (which saves the store), a full or read-only card said plainly."""
+    try:
+        return change(*args)
+    except OSError as error:
+        logger.error("cannot save the credentials: %s", error)
+        raise web.HTTPInternalServerError(
+            text=f"cannot save the credentials: {error.strerror or error}"
+        ) from None
 
 
 class AccountsApi:
@@ -85,11 +99,12 @@ class AccountsApi:
         except WeakPassword as error:
             return _refuse(400, str(error), "password")
         try:
-            # Argon2: off the event loop.
-            await asyncio.to_thread(self._store.set_password, name, password, role)
+            # Argon2: off the event loop; the store itself changes on it.
+            user = await asyncio.to_thread(self._store.new_user, name, password, role)
         except CredentialError as error:
             field = "role" if "role" in str(error) else "name"
             return _refuse(400, str(error), field)
+        _written(self._store.put_user, user)
         self._auth.refresh()
         return None
 
@@ -101,11 +116,16 @@ class AccountsApi:
         if body is None or not ({"role", "password"} & body.keys()):
             return _refuse(400, "send a JSON object with role, password or both")
         role = body.get("role")
+        if "password" in body:
+            try:  # before anything changes: a refusal changes nothing
+                check_strength(str(body["password"]))
+            except WeakPassword as error:
+                return _refuse(400, str(error), "password")
         if role is not None:
             if role != "admin" and self._admins() == [name]:
                 return _refuse(409, "the last admin stays an admin", "role")
             try:
-                self._store.set_role(name, str(role))
+                _written(self._store.set_role, name, str(role))
             except CredentialError as error:
                 return _refuse(400, str(error), "role")
             logger.warning("user %s made %s by %s", name, role, self._who(request))
@@ -124,7 +144,7 @@ class AccountsApi:
             return _refuse(404, f"no user {name!r}")
         if self._admins() == [name]:
             return _refuse(409, "the last admin cannot be removed")
-        self._store.remove_user(name)
+        _written(self._store.remove_user, name)
         self._auth.refresh()  # their logins end (Authenticator tells its listeners)
         logger.warning("user %s removed by %s", name, self._who(request))
         return web.Response(status=204)
@@ -152,7 +172,9 @@ class AccountsApi:
         ):
             return _refuse(400, "lifetime_days: a number of days above 0, or none", "lifetime_days")
         try:
-            secret = self._store.create_token(name, role, None if days is None else float(days))
+            secret = _written(
+                self._store.create_token, name, role, None if days is None else float(days)
+            )
         except CredentialError as error:
             field = "role" if "role" in str(error) else "name"
             return _refuse(409 if "exists" in str(error) else 400, str(error), field)
@@ -167,7 +189,7 @@ class AccountsApi:
         token_id = request.match_info["id"]
         if token_id not in self._store.tokens:
             return _refuse(404, f"no token {token_id!r}")
-        token = self._store.revoke_token(token_id)
+        token = _written(self._store.revoke_token_id, token_id)
         self._auth.refresh()
         logger.warning("token %s revoked by %s", token.name, self._who(request))
         return web.Response(status=204)

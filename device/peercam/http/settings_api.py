@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +25,14 @@ from peercam.http.qr_code import qr_svg
 from peercam.service.addresses import url_for_phone
 from peercam.service.network_status import network_status
 from peercam.settings.config_file import ConfigFile, SettingsRefused
-from peercam.settings.form import SECRET_KEYS, UNCHANGED, redacted, restored, settings_form
+from peercam.settings.form import (
+    ENDPOINT_KEYS,
+    SECRET_KEYS,
+    UNCHANGED,
+    redacted,
+    restored,
+    settings_form,
+)
 from peercam.settings.impact import SAYS, Impact, impact_of_all
 
 logger = logging.getLogger(__name__)
@@ -46,6 +54,32 @@ def _shown(dotted: str, value: Any) -> str:
     return repr(value)
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """Which run of the daemon answers (a restart makes a new one), and whether it
+    had to go back to the settings before the last saved ones."""
+
+    run_id: str
+    rolled_back: str | None = None
+
+
+def _secrets_left_behind(changes: dict[str, Any], written: dict[str, Any]) -> dict[str, str]:
+    """A section's server changed while its saved secret stays: refused, so that a
+    page cannot send a secret it was never shown to a server of its choosing."""
+    errors: dict[str, str] = {}
+    for dotted in changes:
+        section, _, key = dotted.partition(".")
+        table = written.get(section)
+        if key not in ENDPOINT_KEYS or not isinstance(table, dict):
+            continue
+        if changes[dotted] == table.get(key):
+            continue
+        for secret in SECRET_KEYS & table.keys():
+            if changes.get(f"{section}.{secret}", UNCHANGED) == UNCHANGED:
+                errors[dotted] = f"give {section}.{secret} again with it: the saved one stays"
+    return errors
+
+
 class SettingsApi:
     def __init__(
         self,
@@ -53,8 +87,10 @@ class SettingsApi:
         current: Callable[[], Config],
         apply: Apply,
         fingerprint: Callable[[], str | None] = lambda: None,
+        run: RunInfo = RunInfo(""),
     ) -> None:
         """`fingerprint`: the HTTPS certificate's SHA-256, for a phone to compare."""
+        self._run = run
         self._file = file
         self._current = current
         self._apply = apply
@@ -105,6 +141,8 @@ class SettingsApi:
                 "written": redacted(document.unwrap()),
                 "running": redacted(running),
                 "overridden": redacted(overridden),
+                "run": self._run.run_id,
+                "rolled_back": self._run.rolled_back,
             }
         )
 
@@ -120,7 +158,7 @@ class SettingsApi:
                 written = (await asyncio.to_thread(self._file.read)).unwrap()
             except ConfigError as error:
                 return web.json_response({"error": str(error)}, status=500)
-            errors: dict[str, str] = {}
+            errors = _secrets_left_behind(changes, written)
             for dotted, value in list(changes.items()):
                 try:
                     changes[dotted] = restored(
@@ -140,7 +178,14 @@ class SettingsApi:
             changed = [d for d in changes if _at(after, d) != _at(written, d)]
             if not changed:
                 return web.json_response({"saved": [], "impact": Impact.NOTHING.value})
-            await asyncio.to_thread(self._file.save, document)
+            try:
+                await asyncio.to_thread(self._file.save, document)
+            except OSError as error:  # a full or read-only card
+                logger.error("cannot save the settings: %s", error)
+                return web.json_response(
+                    {"error": f"cannot write {self._file.path}: {error.strerror or error}"},
+                    status=500,
+                )
         principal = principal_of(request)
         who = f"{principal.name if principal else '?'} from {request.remote or '?'}"
         for dotted in changed:

@@ -95,8 +95,14 @@ class SetupHandlers:
         async with self._setting:
             if not self._auth.setup_needed():  # someone else was quicker
                 return refuse(409, "this camera already has an admin: log in instead")
-            # Argon2 hashing, and the file's fsync: off the event loop.
-            await asyncio.to_thread(self._auth.store.set_password, ADMIN, password, ADMIN)
+            # Argon2 hashing off the event loop; the store changes on it.
+            store = self._auth.store
+            user = await asyncio.to_thread(store.new_user, ADMIN, password, ADMIN)
+            try:
+                store.put_user(user)
+            except OSError as error:
+                logger.error("cannot save the admin password: %s", error)
+                return refuse(500, f"cannot save the password: {error.strerror or error}")
             self._code.consume()
             self._auth.refresh()
         logger.warning("admin password set in the browser from %s with the setup code", client)

@@ -100,6 +100,11 @@ class OnvifServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
 
+    def apply_settings(self, config: Config) -> None:
+        """A new camera size or rate: the profiles say so from the next request."""
+        self._config = config
+        self._media = MediaService(config, self._rtsp.offers_backchannel)
+
     @property
     def name(self) -> str:
         return f"ONVIF on port {self.settings.port}"

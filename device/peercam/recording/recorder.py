@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peercam.config import ConfigError, RecordingConfig
+from peercam.config import CameraConfig, Config, ConfigError, RecordingConfig, VideoConfig
 from peercam.encode.codecs import H264, OPUS
 from peercam.events import (
     ClipSaved,
@@ -70,7 +70,9 @@ class Recorder:
         store: ClipStore,
         fps: int,
         switched_off_file: Path | None = None,
+        pictures: tuple[CameraConfig, VideoConfig] | None = None,
     ) -> None:
+        """`pictures`: the camera and video settings its clips are made from."""
         self.config = config
         # Its presence keeps the switch off across restarts: an owner who turned
         # recording off in Home Assistant does not expect a reboot to turn it on.
@@ -79,6 +81,7 @@ class Recorder:
         self.events = events
         self.store = store
         self.fps = fps
+        self._pictures = pictures
         self.preroll = Preroll(config.preroll_seconds)
         self.active: ActiveClip | None = None
         # Home Assistant's switch: off, triggers make no clip (the pre-roll still runs,
@@ -115,6 +118,16 @@ class Recorder:
             ", ".join(self.config.triggers), self.config.preroll_seconds,
             self.config.post_seconds,
         )  # fmt: skip
+
+    def apply_settings(self, config: Config) -> None:
+        """A new camera or size: the clip being recorded ends with the old pictures,
+        and the pre-roll starts again, so that no clip mixes two sizes."""
+        if (config.camera, config.video) == self._pictures:
+            return
+        self._pictures = (config.camera, config.video)
+        self.fps = config.camera.fps
+        self._finish()
+        self.preroll = Preroll(self.config.preroll_seconds)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
@@ -290,6 +303,12 @@ def build(context: OutputContext) -> list[Output]:
     switched_off = directory.parent / "recording-switched-off"
     return [
         Recorder(
-            recording, context.pipeline, context.events, store, config.camera.fps, switched_off
+            recording,
+            context.pipeline,
+            context.events,
+            store,
+            config.camera.fps,
+            switched_off,
+            (config.camera, config.video),
         )
     ]

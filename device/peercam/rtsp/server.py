@@ -106,6 +106,12 @@ class RtspServer:
         )
         self.port = 0
 
+    def apply_settings(self, config: Config) -> None:
+        """A new camera or size (settings/impact.py): the parameter sets DESCRIBE
+        answers with are read afresh; sessions in progress keep their stream, whose
+        next keyframe carries the new ones in band."""
+        self._fmtp.clear()
+
     @property
     def name(self) -> str:
         return f"RTSP server on port {self.settings.port}"

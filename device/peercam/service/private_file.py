@@ -11,7 +11,10 @@ def write_private(path: Path, content: bytes) -> None:
     """Replace `path` atomically with a file only its owner can read."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A new file, never one already there: root writes into directories the service
+    # user owns, where a link left at this name must not lead the write elsewhere.
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(content)
         file.flush()

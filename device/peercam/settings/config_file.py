@@ -46,6 +46,25 @@ def _known(section: str, key: str) -> bool:
     return isinstance(model, type) and key in getattr(model, "model_fields", {})
 
 
+def _without_none(value: Any) -> Any:
+    """TOML has no null: a None in a table is a key left out (its default)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def _read_regular(path: Path) -> str:
+    """A regular file's text. Root reads this file at boot in a directory the
+    service user owns: a FIFO left in its place must not hang the boot."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return file.read().decode("utf-8")
+
+
 class ConfigFile:
     def __init__(self, path: Path, overrides: dict[str, dict[str, Any]] | None = None) -> None:
         """`overrides`: what the command line set over the file (it wins)."""
@@ -56,10 +75,24 @@ class ConfigFile:
     def backup(self) -> Path:
         return self.path.with_name(self.path.name + ".bak")
 
+    def snapshot(self) -> bytes | None:
+        """The file's bytes as they are (None: no file), to put back with `put_back`."""
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put_back(self, content: bytes | None) -> None:
+        """The file as `snapshot` found it: new settings the daemon could not start on."""
+        if content is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            write_private(self.path, content)
+
     def read(self) -> TOMLDocument:
         """The file as written (empty when there is none). Raises ConfigError."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = _read_regular(self.path)
         except FileNotFoundError:
             return tomlkit.document()
         except (OSError, UnicodeDecodeError) as error:
@@ -68,6 +101,11 @@ class ConfigFile:
             return tomlkit.parse(text)
         except tomlkit.exceptions.ParseError as error:
             raise ConfigError(f"{self.path} is not valid TOML: {error}") from None
+
+    def load(self) -> Config:
+        """What the daemon runs on: the file under the command line's overrides.
+        Raises ConfigError."""
+        return build_config(with_overrides(self.read().unwrap(), self.overrides))
 
     def plan(
         self, changes: Changes, base: TOMLDocument | None = None
@@ -95,15 +133,20 @@ class ConfigFile:
             raise SettingsRefused(errors)
         try:
             config = build_config(with_overrides(document.unwrap(), self.overrides))
+            # Written as the model read them ("12" as 12, a size as WIDTHxHEIGHT), and
+            # as the file says them, not as the command line overrides them.
+            dumped = build_config(document.unwrap()).model_dump(mode="json")
         except ConfigError as error:
             raise SettingsRefused(self._attributed(error, changes)) from None
-        # Written as the model read them ("12" as 12, a size as WIDTHxHEIGHT): what
-        # the file says is what the daemon runs.
-        dumped = config.model_dump(mode="json")
         for dotted, value in changes.items():
             section, _, key = dotted.partition(".")
-            if value is not None and dumped[section][key] is not None:
-                document[section][key] = dumped[section][key]
+            written = _without_none(dumped[section][key])
+            if value is None or written is None:
+                continue
+            try:
+                document[section][key] = written
+            except tomlkit.exceptions.ConvertError as error:
+                raise SettingsRefused({dotted: f"cannot be written as TOML: {error}"}) from None
         return document, config
 
     @staticmethod
@@ -118,10 +161,6 @@ class ConfigFile:
             detail = location[len(owner) + 1 :]
             found.setdefault(owner, f"{detail}: {why}" if detail else why)
         return found
-
-    def restore_backup(self) -> None:
-        """Put the previous file back (new settings the daemon could not start on)."""
-        write_private(self.path, self.backup.read_bytes())
 
     def save(self, document: TOMLDocument) -> None:
         """Replace the file with `document`, keeping the previous one as the backup;

@@ -26,6 +26,9 @@ ORDER = (
     "frame_counter", "remote", "auth", "server",
 )  # fmt: skip
 SECRET_KEYS = frozenset({"password", "credential", "secret", "token", "page_password"})
+# Where a secret is sent: a secret kept as UNCHANGED may not go to a new one (the page
+# would be a way to send it to a server of its choosing).
+ENDPOINT_KEYS = frozenset({"url", "urls", "host", "port", "broker", "phone_broker"})
 UNCHANGED = "(unchanged)"
 
 _FIELD = re.compile(r"^\s+([a-z_][a-z0-9_]*)\s*:")
@@ -90,15 +93,17 @@ def redacted(value: Any, key: str = "") -> Any:
 
 
 def restored(new: Any, old: Any, key: str = "") -> Any:
-    """`new` with each UNCHANGED put back to what `old` holds at the same place.
-    Raises KeyError where `old` has nothing there."""
+    """`new` with each UNCHANGED put back to what `old` holds at the same place: the
+    same key, in a table (or a list's item at the same position) that still names the
+    same server. Raises KeyError where that is not so."""
     if new == UNCHANGED and key in SECRET_KEYS:
         if old is None:
             raise KeyError(key)
         return old
     if isinstance(new, dict):
         previous = old if isinstance(old, dict) else {}
-        return {k: restored(v, previous.get(k), k) for k, v in new.items()}
+        moved = any(new.get(k) != previous.get(k) for k in ENDPOINT_KEYS & new.keys())
+        return {k: restored(v, None if moved else previous.get(k), k) for k, v in new.items()}
     if isinstance(new, list):
         previous_items = old if isinstance(old, list) else []
         return [
