@@ -475,3 +475,36 @@ async def test_a_camera_whose_stop_hangs_does_not_hang_the_daemons_shutdown(
     assert "stop hangs" in log.read_text()
     assert "picamera2 camera 0 did not stop within 10 s; its thread is left behind" in daemon.log()
     assert "stopped cleanly" in daemon.log()
+
+
+async def test_a_new_size_from_the_settings_page_reopens_the_pi_camera_after_closing_it(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """Issue 23: the settings page changes the Pi camera's size while a viewer
+    watches. Only the camera and its encoder restart: the viewer stays and gets the
+    new size from the hardware encoder, and picamera2's camera is opened again only
+    after the old one closed (two opens of one camera fail on a Pi)."""
+    log = tmp_path / "p.log"
+    daemon = start_daemon(config(), env=standin_env(log))
+    async with WhepViewer(daemon.access) as viewer:
+        (frame,) = await viewer.video_frames(1, within=10)
+        assert (frame.width, frame.height) == (640, 480)
+        async with (
+            daemon.access.session() as http,
+            http.put(
+                daemon.access.base + "/api/settings", json={"changes": {"camera.size": "1280x720"}}
+            ) as response,
+        ):
+            answer = await response.json()
+            assert response.status == 200 and answer["impact"] == "camera", answer
+        deadline = time.monotonic() + 20
+        while (frame.width, frame.height) != (1280, 720):
+            assert time.monotonic() < deadline, (frame.width, frame.height)
+            (frame,) = await viewer.video_frames(1, within=10)
+    lines = log.read_text().splitlines()
+    opens = [n for n, line in enumerate(lines) if line == "open camera 0"]
+    closes = [n for n, line in enumerate(lines) if line == "close"]
+    assert len(opens) == 2 and closes and closes[0] < opens[1], lines
+    log_text = daemon.log()
+    assert "Traceback" not in log_text and "restarting in place" not in log_text
+    assert "hardware H.264" in log_text.split("setting camera.size changed")[-1]

@@ -20,6 +20,7 @@ import pytest
 from peercam.config import load_config
 from peercam.http.access import ADMIN_ONLY_PREFIXES
 from peercam.service.addresses import lan_address
+from peercam.service.network_status import network_status, wireless_signals
 from peercam.settings.config_file import ConfigFile
 from peercam.tls.certificate import CertificateFiles
 from tests.access import TEST_PASSWORD, Access, basic, bearer
@@ -445,3 +446,16 @@ def test_chromium_changes_the_frame_size_draws_a_zone_and_manages_a_token(
         with pytest.raises(urllib.error.HTTPError) as refused:
             nvr.urlopen("/api/session")
         assert refused.value.code == 401
+
+
+def test_wifi_signal_is_read_from_the_kernels_table() -> None:
+    """/proc/net/wireless as a Pi's brcmfmac writes it (this machine has no Wi-Fi)."""
+    table = (
+        "Inter-| sta-|   Quality        |   Discarded packets               | Missed | WE\n"
+        " face | tus | link level noise |  nwid  crypt   frag  retry   misc | beacon | 22\n"
+        " wlan0: 0000   57.  -53.  -256        0      0      0      0     47        0\n"
+    )
+    assert wireless_signals(table) == {"wlan0": -53.0}
+    interfaces = network_status()
+    assert all(i.wireless is None for i in interfaces)  # none here
+    assert any(i.addresses for i in interfaces)

@@ -87,10 +87,10 @@ class SystemRoot:
         self, user: str, *paths: Path, group_only: bool = False, mode: int | None = None
     ) -> None:
         """Chown `paths` to `user` (or to root and `user`'s group), when run as root
-        and the user exists, and set their `mode`. Root does this in directories the service user owns, so
-        each path is opened without following a symlink and changed through that
-        descriptor: a link or a FIFO the daemon left there (pointing at /etc/shadow)
-        is passed over, never followed."""
+        and the user exists, and set their `mode`. Root does this in directories the
+        service user owns, so each path is opened without following a symlink and
+        changed through that descriptor: a link or a FIFO the daemon left there
+        (pointing at /etc/shadow) is passed over, never followed."""
         owner = self.owner_of(user) if os.geteuid() == 0 else None
         if owner is None and mode is None:
             return

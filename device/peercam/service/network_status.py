@@ -31,7 +31,7 @@ class Interface:
     wireless: Wireless | None
 
 
-def _signals(text: str) -> dict[str, float | None]:
+def wireless_signals(text: str) -> dict[str, float | None]:
     """Interface → signal level (dBm) from /proc/net/wireless's table."""
     found: dict[str, float | None] = {}
     for line in text.splitlines()[2:]:  # two header lines
@@ -68,7 +68,7 @@ def network_status() -> list[Interface]:
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return []
     try:
-        signals = _signals(WIRELESS.read_text())
+        signals = wireless_signals(WIRELESS.read_text())
     except OSError:
         signals = {}
     found = []
