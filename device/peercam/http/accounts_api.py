@@ -19,16 +19,13 @@ from peercam.auth.authenticator import Authenticator
 from peercam.auth.passwords import WeakPassword, check_strength
 from peercam.auth.store import CredentialError, CredentialStore
 from peercam.http.access import principal_of
+from peercam.http.errors import refuse_field
 from peercam.http.forms import read_json_object
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MAX_BODY = 4096
-
-
-def _refuse(status: int, message: str, field: str | None = None) -> web.Response:
-    return web.json_response({"error": message, "field": field}, status=status)
 
 
 def _written(change: Callable[..., T], *args: Any) -> T:
@@ -81,10 +78,10 @@ class AccountsApi:
     async def add_user(self, request: web.Request) -> web.Response:
         body = await read_json_object(request, _MAX_BODY)
         if body is None:
-            return _refuse(400, "send a JSON object: name, role, password")
+            return refuse_field(400, "send a JSON object: name, role, password")
         name, role, password = (str(body.get(k, "")) for k in ("name", "role", "password"))
         if name in self._store.users:
-            return _refuse(409, f"a user named {name!r} exists", "name")
+            return refuse_field(409, f"a user named {name!r} exists", "name")
         problem = await self._set_password(name, password, role or "viewer")
         if problem is not None:
             return problem
@@ -97,13 +94,13 @@ class AccountsApi:
         try:
             check_strength(password)
         except WeakPassword as error:
-            return _refuse(400, str(error), "password")
+            return refuse_field(400, str(error), "password")
         try:
             # Argon2: off the event loop; the store itself changes on it.
             user = await asyncio.to_thread(self._store.new_user, name, password, role)
         except CredentialError as error:
             field = "role" if "role" in str(error) else "name"
-            return _refuse(400, str(error), field)
+            return refuse_field(400, str(error), field)
         _written(self._store.put_user, user)
         self._auth.refresh()
         return None
@@ -111,23 +108,23 @@ class AccountsApi:
     async def change_user(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in self._store.users:
-            return _refuse(404, f"no user {name!r}")
+            return refuse_field(404, f"no user {name!r}")
         body = await read_json_object(request, _MAX_BODY)
         if body is None or not ({"role", "password"} & body.keys()):
-            return _refuse(400, "send a JSON object with role, password or both")
+            return refuse_field(400, "send a JSON object with role, password or both")
         role = body.get("role")
         if "password" in body:
             try:  # before anything changes: a refusal changes nothing
                 check_strength(str(body["password"]))
             except WeakPassword as error:
-                return _refuse(400, str(error), "password")
+                return refuse_field(400, str(error), "password")
         if role is not None:
             if role != "admin" and self._admins() == [name]:
-                return _refuse(409, "the last admin stays an admin", "role")
+                return refuse_field(409, "the last admin stays an admin", "role")
             try:
                 _written(self._store.set_role, name, str(role))
             except CredentialError as error:
-                return _refuse(400, str(error), "role")
+                return refuse_field(400, str(error), "role")
             logger.warning("user %s made %s by %s", name, role, self._who(request))
         if "password" in body:
             problem = await self._set_password(name, str(body["password"]), None)
@@ -141,9 +138,9 @@ class AccountsApi:
     async def remove_user(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in self._store.users:
-            return _refuse(404, f"no user {name!r}")
+            return refuse_field(404, f"no user {name!r}")
         if self._admins() == [name]:
-            return _refuse(409, "the last admin cannot be removed")
+            return refuse_field(409, "the last admin cannot be removed")
         _written(self._store.remove_user, name)
         self._auth.refresh()  # their logins end (Authenticator tells its listeners)
         logger.warning("user %s removed by %s", name, self._who(request))
@@ -164,20 +161,22 @@ class AccountsApi:
     async def create_token(self, request: web.Request) -> web.Response:
         body = await read_json_object(request, _MAX_BODY)
         if body is None:
-            return _refuse(400, "send a JSON object: name, role, lifetime_days")
+            return refuse_field(400, "send a JSON object: name, role, lifetime_days")
         name, role = str(body.get("name", "")), str(body.get("role") or "viewer")
         days = body.get("lifetime_days")
         if days is not None and (
             isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 36500
         ):
-            return _refuse(400, "lifetime_days: a number of days above 0, or none", "lifetime_days")
+            return refuse_field(
+                400, "lifetime_days: a number of days above 0, or none", "lifetime_days"
+            )
         try:
             secret = _written(
                 self._store.create_token, name, role, None if days is None else float(days)
             )
         except CredentialError as error:
             field = "role" if "role" in str(error) else "name"
-            return _refuse(409 if "exists" in str(error) else 400, str(error), field)
+            return refuse_field(409 if "exists" in str(error) else 400, str(error), field)
         self._auth.refresh()
         token = next(t for t in self._store.tokens.values() if t.name == name)
         logger.warning("token %s (%s) created by %s", name, role, self._who(request))
@@ -188,7 +187,7 @@ class AccountsApi:
     async def revoke_token(self, request: web.Request) -> web.Response:
         token_id = request.match_info["id"]
         if token_id not in self._store.tokens:
-            return _refuse(404, f"no token {token_id!r}")
+            return refuse_field(404, f"no token {token_id!r}")
         token = _written(self._store.revoke_token_id, token_id)
         self._auth.refresh()
         logger.warning("token %s revoked by %s", token.name, self._who(request))

@@ -14,6 +14,12 @@ def refuse(status: int, reason: str, **headers: str) -> web.Response:
     return web.Response(status=status, text=reason + "\n", headers=headers)
 
 
+def refuse_field(status: int, reason: str, field: str | None = None) -> web.Response:
+    """A refusal a page shows beside its form's `field` (none: above the form), as
+    JSON: {"error": reason, "field": field}."""
+    return web.json_response({"error": reason, "field": field}, status=status)
+
+
 @web.middleware
 async def plain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from peercam.config import Config, ConfigError
 from peercam.http.access import principal_of
+from peercam.http.errors import refuse_field
 from peercam.http.forms import read_json_object
 from peercam.http.qr_code import qr_svg
 from peercam.service.addresses import url_for_phone
@@ -127,7 +128,7 @@ class SettingsApi:
         try:
             document = await asyncio.to_thread(self._file.read)
         except ConfigError as error:
-            return web.json_response({"error": str(error)}, status=500)
+            return refuse_field(500, str(error))
         running = self._current().model_dump(mode="json")
         overridden = {
             f"{section}.{key}": value
@@ -157,7 +158,7 @@ class SettingsApi:
             try:
                 written = (await asyncio.to_thread(self._file.read)).unwrap()
             except ConfigError as error:
-                return web.json_response({"error": str(error)}, status=500)
+                return refuse_field(500, str(error))
             errors = _secrets_left_behind(changes, written)
             for dotted, value in list(changes.items()):
                 try:
@@ -173,7 +174,7 @@ class SettingsApi:
             except SettingsRefused as refused:
                 return web.json_response({"errors": refused.errors}, status=400)
             except ConfigError as error:
-                return web.json_response({"error": str(error)}, status=500)
+                return refuse_field(500, str(error))
             after = document.unwrap()
             changed = [d for d in changes if _at(after, d) != _at(written, d)]
             if not changed:
@@ -182,9 +183,8 @@ class SettingsApi:
                 await asyncio.to_thread(self._file.save, document)
             except OSError as error:  # a full or read-only card
                 logger.error("cannot save the settings: %s", error)
-                return web.json_response(
-                    {"error": f"cannot write {self._file.path}: {error.strerror or error}"},
-                    status=500,
+                return refuse_field(
+                    500, f"cannot write {self._file.path}: {error.strerror or error}"
                 )
         principal = principal_of(request)
         who = f"{principal.name if principal else '?'} from {request.remote or '?'}"

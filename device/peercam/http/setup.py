@@ -17,7 +17,7 @@ from peercam.auth.authenticator import Authenticator, LoginThrottled
 from peercam.auth.passwords import WeakPassword, check_strength
 from peercam.auth.setup_code import SetupCode, shown
 from peercam.http.access import cross_origin
-from peercam.http.errors import refuse
+from peercam.http.errors import refuse, refuse_field
 from peercam.http.forms import Form, read_form
 from peercam.http.login import set_login_cookie
 from peercam.http.viewer_page import ViewerPage
@@ -31,7 +31,7 @@ def _answer(form: Form, status: int, message: str, field: str | None = None) -> 
     """A refusal the page shows beside `field`; a form posted without script comes
     back to the setup page with the message."""
     if form.json_wanted:
-        return web.json_response({"error": message, "field": field}, status=status)
+        return refuse_field(status, message, field)
     raise web.HTTPSeeOther(f"/setup?error={status}")
 
 
