@@ -11,17 +11,21 @@
 #   --from SOURCE   what pip installs (default: this checkout)
 #   --wheels DIR    install offline from DIR's wheels (pip runs from its own wheel there)
 #   --no-start      enable the units but start nothing (a root being built, not booted)
+#   --update-key F  trust update bundles signed with this Ed25519 public key (PEM;
+#                   scripts/make-update-bundle.py keygen makes one)
 set -eu
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 SOURCE=$HERE
 WHEELS=""
 START=yes
+UPDATE_KEY=""
 while [ $# -gt 0 ]; do
     case $1 in
         --from) SOURCE=$2; shift 2 ;;
         --wheels) WHEELS=$2; shift 2 ;;
         --no-start) START=no; shift ;;
-        *) echo "usage: $0 [--from SOURCE] [--wheels DIR] [--no-start]" >&2; exit 2 ;;
+        --update-key) UPDATE_KEY=$2; shift 2 ;;
+        *) echo "usage: $0 [--from SOURCE] [--wheels DIR] [--no-start] [--update-key FILE]" >&2; exit 2 ;;
     esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "install.sh: run it with sudo" >&2; exit 1; }
@@ -57,17 +61,27 @@ else
     [ -x /opt/peercam/bin/pip ] || python3 -m venv --system-site-packages /opt/peercam
     /opt/peercam/bin/pip install -q --upgrade "$SOURCE"
 fi
-ln -sf /opt/peercam/bin/peercam /usr/bin/peercam
+# Signed updates (peercam update) install beside /opt/peercam and switch `current`;
+# this install is the running release from now on.
+mkdir -p /var/lib/peercam-releases
+ln -sfn /opt/peercam /var/lib/peercam-releases/current
+rm -f /var/lib/peercam-releases/previous
+ln -sf /var/lib/peercam-releases/current/bin/peercam /usr/bin/peercam
+if [ -n "$UPDATE_KEY" ]; then
+    install -D -m 644 "$UPDATE_KEY" /usr/share/peercam/update-keys/peercam-update.pem
+fi
 
 install -m 644 "$HERE/systemd/peercam.service" "$HERE/systemd/peercam-firstboot.service" \
-    /etc/systemd/system/
+    "$HERE/systemd/peercam-update.path" "$HERE/systemd/peercam-update.service" \
+    "$HERE/systemd/peercam-update-recover.service" /etc/systemd/system/
 mkdir -p /etc/peercam
 if [ ! -e /etc/peercam/peercam.toml ]; then
     printf '%s\n' "# peercam settings (see the README). peercam.txt on the boot partition" \
         "# may set them too: \`section.key = value\` lines, applied at the next start." \
         > /etc/peercam/peercam.toml
 fi
-systemctl enable -q peercam.service peercam-firstboot.service
+systemctl enable -q peercam.service peercam-firstboot.service peercam-update.path \
+    peercam-update-recover.service
 [ $START = yes ] || exit 0
 
 systemctl daemon-reload

@@ -574,9 +574,10 @@ async function load() {
   current = await response.json();
   $('settings-file').textContent = `Saved in ${current.file}`;
   const sections = current.form.sections.map(renderSection);
-  $('settings-sections').replaceChildren($('phone'), ...sections, $('accounts'));
-  const extra = { phone: 'Open on a phone', accounts: 'Users and tokens' };
-  $('settings-nav').replaceChildren(...['phone', ...current.form.sections, 'accounts'].map((name) => {
+  $('settings-sections').replaceChildren($('phone'), ...sections, $('accounts'), $('software-update'));
+  const extra = { phone: 'Open on a phone', accounts: 'Users and tokens', 'software-update': 'Software update' };
+  const names = ['phone', ...current.form.sections, 'accounts', 'software-update'];
+  $('settings-nav').replaceChildren(...names.map((name) => {
     const link = document.createElement('a');
     link.href = name in extra ? `#${name}` : `#section-${name}`;
     link.textContent = extra[name] || sectionTitle(name);

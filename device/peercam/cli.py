@@ -21,6 +21,8 @@ from peercam.firstboot.command import add_command as add_firstboot_command
 from peercam.service.log_rate import limit_repeats
 from peercam.service.state_dir import state_directory
 from peercam.settings.config_file import ConfigFile
+from peercam.update.command import SYSTEM_CONFIG
+from peercam.update.command import add_command as add_update_command
 
 
 def _size(text: str) -> str:
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_commands(commands)
     add_firstboot_command(commands)
+    add_update_command(commands)
     check = commands.add_parser("check", help="report the board's cameras, encoders, audio, GPIO")
     check.add_argument("--config", type=Path, help="TOML config file")
     check.add_argument("--json", action="store_true", help="machine-readable output")
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(args)
     overrides = _overrides(args)
     config_path = Path(args.config) if args.config else None
+    if args.command == "update" and config_path is None and SYSTEM_CONFIG.is_file():
+        config_path = SYSTEM_CONFIG  # where the service's daemon reads: its port, its state
     settings_file: ConfigFile | None = None
     if args.command == "run":
         # The settings page saves where the daemon reads: the --config file, else one
@@ -141,11 +146,19 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(config_path, overrides)
     except ConfigError as error:
         print(f"peercam: config error: {error}", file=sys.stderr)
-        return 2
+        if args.command != "update":
+            return 2
+        # An update (or the boot's recovery from one) may be what fixes the daemon;
+        # it needs of the file only the daemon's port.
+        config = Config()
     if args.command == "ring":
         return ring_doorbell(args.url, args.token or os.environ.get("PEERCAM_TOKEN"), config)
     if args.command in ("passwd", "token"):
         return _manage_credentials(config, args)
+    if args.command == "update":
+        from peercam.update.command import run_command as run_update
+
+        return run_update(config, args)
     if args.command == "check":
         from peercam.check import run_check
 

@@ -508,6 +508,16 @@ class OnvifConfig(_Section):
         return value
 
 
+class UpdateConfig(_Section):
+    """Signed updates (update/): `peercam update FILE`, or a bundle uploaded on the
+    settings page. A bundle is installed beside the running release and kept only if
+    the new daemon starts and answers a viewer; otherwise the old one comes back."""
+
+    # Where keys and releases are is not a setting (update/paths.py says why).
+    # How long a new release has to report ready and answer the self-check.
+    ready_deadline: Annotated[float, Field(ge=10, le=1800)] = 180.0
+
+
 class RemoteConfig(_Section):
     """Remote access (remote/): the camera keeps an outbound link to a rendezvous (an
     MQTT broker) through which paired phones signal, sealed end to end; media then
@@ -579,6 +589,7 @@ class Config(_Section):
     remote: RemoteConfig = RemoteConfig()
     rtsp: RtspConfig = RtspConfig()
     onvif: OnvifConfig = OnvifConfig()
+    update: UpdateConfig = UpdateConfig()
 
     @property
     def small_stream(self) -> SmallStream | None:

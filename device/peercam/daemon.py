@@ -22,6 +22,7 @@ from peercam.audio.alsa_speaker import AlsaSpeaker
 from peercam.audio.talkback import Talkback
 from peercam.auth.authenticator import Authenticator
 from peercam.auth.environment import apply_password_from_environment
+from peercam.auth.local_check import LocalCheckKey
 from peercam.auth.passwords import WeakPassword
 from peercam.auth.setup_code import SetupCode, shown
 from peercam.auth.store import CredentialError, CredentialStore, open_store
@@ -49,6 +50,7 @@ from peercam.http.protocol import quiet_handlers
 from peercam.http.push import PushChannel
 from peercam.http.redirect import build_redirect_app
 from peercam.http.settings_api import RunInfo, SettingsApi
+from peercam.http.update_api import UpdateApi
 from peercam.ice.host_candidates import restrict_host_candidates, use_port_range
 from peercam.ice.servers import describe_choice
 from peercam.metrics import Metrics
@@ -183,11 +185,15 @@ class Daemon:
         # Registered first so it runs last: open pages and peers close before the
         # server under them does.
         release.push_async_callback(self._stop_listening)
+        # Before READY=1: the updater's self-check reads it once systemd says ready.
+        local_check = LocalCheckKey(self.state_dir)
+        await asyncio.to_thread(local_check.renew)
         authenticator = Authenticator(
             await asyncio.to_thread(open_credentials, config),
             config.auth.session_lifetime,
             config.auth.login_failures_per_minute,
             config.auth.login_failures_per_minute_total,
+            local_check,
         )
         setup_code = SetupCode(self.state_dir)
         if authenticator.setup_needed():
@@ -250,6 +256,7 @@ class Daemon:
             DoorbellApi(doorbell),
             ClipsApi(pipeline, recorder, config.motion.enabled),
             AccountsApi(authenticator),
+            UpdateApi(config),
             *self._settings_api(),
             *(output for output in outputs if isinstance(output, RouteGroup)),
             setup_code=setup_code,

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from peercam.auth.local_check import PRINCIPAL as LOCAL_CHECK
+from peercam.auth.local_check import LocalCheckKey
 from peercam.auth.login_sessions import LoginSessions, session_key
 from peercam.auth.passwords import hash_password, verify_password
 from peercam.auth.principal import Principal, Proof, Role
@@ -55,8 +57,10 @@ class Authenticator:
         session_lifetime: float,
         failures_per_minute: int,
         failures_per_minute_total: int = 30,
+        local_check: LocalCheckKey | None = None,
     ) -> None:
         self.store = store
+        self._local_check = local_check
         self.sessions = LoginSessions(store, session_lifetime)
         self._failures = RateWindow(60.0)
         self._failures_per_minute = failures_per_minute
@@ -120,6 +124,8 @@ class Authenticator:
         """The role `name` (a user, or "token:<name>" as principals name tokens) has
         now; None when the account is gone (or every token of that name expired)."""
         self.refresh()
+        if name == LOCAL_CHECK:
+            return "viewer" if self._local_check is not None else None
         if name.startswith(TOKEN_PREFIX):
             wanted, now = name[len(TOKEN_PREFIX) :], time.time()
             roles = {t.role for t in self.store.tokens.values()
@@ -198,6 +204,8 @@ class Authenticator:
 
     def _bearer(self, presented: str, client: str) -> Principal | None:
         self._raise_if_throttled(client)
+        if self._local_check is not None and self._local_check.matches(presented, client):
+            return Principal(LOCAL_CHECK, "viewer", "bearer")
         token = self.store.token_for(presented)
         if token is None:
             self._failed(client, "a bad or expired token")

@@ -40,9 +40,10 @@ ADMIN_ROUTES = frozenset(
 # Deleting a clip is for admins; watching one is for every viewer.
 ADMIN_PREFIXES = frozenset({("DELETE", "/api/clips/")})
 # Every method: pairing offers, the paired devices and unpairing; the settings page,
-# its settings, users and tokens.
+# its settings, users, tokens and updates.
 ADMIN_ONLY_PREFIXES = (
     "/api/remote/", "/settings", "/welcome", "/api/settings", "/api/users", "/api/tokens",
+    "/api/update",
 )  # fmt: skip
 SETUP_NEEDED = (
     "no admin password is set yet: open the camera's page and enter its setup code "

@@ -1,0 +1,581 @@
+"""Signed updates (device/peercam/update/): bundles refused with their reason, and real
+releases built from this checkout installed beside the running one, switched to, and
+kept or rolled back by what the real daemon does under a stand-in for systemd
+(tests/systemd_standin.py; the real systemd runs in `make image-test`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from peercam.auth.local_check import LocalCheckKey, read_local_check_key
+from peercam.config import load_config
+from peercam.update.bundle import (
+    MANIFEST,
+    SIGNATURE,
+    BundleRefused,
+    load_signing_key,
+    load_trusted_keys,
+    make_bundle,
+    new_signing_key,
+    this_board,
+    verify_bundle,
+)
+from peercam.update.paths import KEYS_VARIABLE, RELEASES_VARIABLE
+from peercam.update.releases import Release, ReleaseStore
+from peercam.update.self_check import check_daemon, self_check_target
+from peercam.update.service_manager import ServiceState
+from peercam.update.status import UpdateStatus, read_status, write_status
+from peercam.update.updater import Updater
+from tests.access import TEST_PASSWORD, basic, bearer
+from tests.conftest import CAMERA_320, StartDaemon
+from tests.systemd_standin import NotifyService
+
+ROOT = Path(__file__).resolve().parent.parent
+BOARD = this_board()
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(private key file, directory of trusted public keys)."""
+    directory = tmp_path_factory.mktemp("keys")
+    private, public = new_signing_key()
+    (directory / "signing.pem").write_bytes(private)
+    (directory / "trusted").mkdir()
+    (directory / "trusted" / "release.pem").write_bytes(public)
+    return directory / "signing.pem", directory / "trusted"
+
+
+def _fake_wheels(directory: Path) -> list[Path]:
+    directory.mkdir(exist_ok=True)
+    wheels = []
+    for name in ("peercam-9.0.0-py3-none-any.whl", "pip-26.0-py3-none-any.whl",
+                 "numpy-2.0.0-cp311-cp311-manylinux_2_17_x86_64.whl"):  # fmt: skip
+        path = directory / name
+        path.write_bytes(os.urandom(4096))
+        wheels.append(path)
+    return wheels
+
+
+def _rewrite(bundle: Path, target: Path, change: dict[str, bytes | None]) -> None:
+    """A copy of `bundle` with entries replaced (None: left out) or added."""
+    with zipfile.ZipFile(bundle) as source, zipfile.ZipFile(target, "w") as out:
+        for name in source.namelist():
+            if name in change:
+                replacement = change[name]
+                if replacement is not None:
+                    out.writestr(name, replacement)
+            else:
+                out.writestr(name, source.read(name))
+        for name, content in change.items():
+            if name not in source.namelist() and content is not None:
+                out.writestr(name, content)
+
+
+def test_a_bundle_is_refused_with_its_reason_unless_whole_signed_and_for_this_board(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    private, trusted_dir = keys
+    trusted = load_trusted_keys(trusted_dir)
+    key = load_signing_key(private.read_bytes())
+    good = tmp_path / "good.bundle"
+    manifest = make_bundle(_fake_wheels(tmp_path / "w"), key, good, machine=BOARD[0],
+                           python=BOARD[1])  # fmt: skip
+    assert manifest.version == "9.0.0"
+    verified = verify_bundle(good, trusted)
+    assert verified.manifest == manifest
+    extracted = verified.extract_wheels(tmp_path / "out")
+    assert sorted(p.name for p in extracted) == sorted(manifest.wheels)
+
+    with zipfile.ZipFile(good) as archive:
+        raw = archive.read(MANIFEST)
+        wheel = "wheels/numpy-2.0.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+        content = archive.read(wheel)
+    other_key = load_signing_key(new_signing_key()[0])
+    body = json.loads(raw)
+    body["version"] = "9.9.9"
+    forged = json.dumps(body).encode()
+    cases: dict[str, tuple[dict[str, bytes | None], str]] = {
+        "a wheel changed": ({wheel: content[:-1] + bytes([content[-1] ^ 1])},
+                            "differs from the signed manifest"),
+        "the manifest changed": ({MANIFEST: forged}, "signature does not match"),
+        "another key": ({SIGNATURE: other_key.sign(raw)}, "signature does not match"),
+        "another key, manifest changed": ({MANIFEST: forged, SIGNATURE: other_key.sign(forged)},
+                                          "signature does not match"),
+        "unsigned": ({SIGNATURE: None}, "not signed"),
+        "no manifest": ({MANIFEST: None}, "has no manifest"),
+        "a file added": ({"wheels/evil-1.0-py3-none-any.whl": b"x"},
+                         "not listed: wheels/evil-1.0-py3-none-any.whl"),
+        "a wheel left out": ({wheel: None}, f"missing: {wheel}"),
+    }  # fmt: skip
+    for name, (change, reason) in cases.items():
+        bad = tmp_path / f"{name}.bundle"
+        _rewrite(good, bad, change)
+        with pytest.raises(BundleRefused, match=reason):
+            verify_bundle(bad, trusted)
+
+    (tmp_path / "text.bundle").write_text("hello")
+    with pytest.raises(BundleRefused, match="not a peercam update bundle"):
+        verify_bundle(tmp_path / "text.bundle", trusted)
+    (tmp_path / "cut.bundle").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(BundleRefused, match=r"not a peercam update bundle|damaged"):
+        verify_bundle(tmp_path / "cut.bundle", trusted)
+    with pytest.raises(BundleRefused, match="no update key"):
+        verify_bundle(good, [])
+    with pytest.raises(BundleRefused, match=f"for {BOARD[0]} boards; this one is sparc64"):
+        verify_bundle(good, trusted, board=("sparc64", BOARD[1]))
+    with pytest.raises(BundleRefused, match=f"for Python {BOARD[1]}; this camera has 3.13"):
+        verify_bundle(good, trusted, board=(BOARD[0], "3.13"))
+    # Never a path from the archive: a manifest naming ../ is refused (signed or not).
+    evil = Path(tmp_path / "e")
+    evil.mkdir()
+    (evil / "peercam-1.0-py3-none-any.whl").write_bytes(b"p")
+    (evil / "pip-1.0-py3-none-any.whl").write_bytes(b"p")
+    traversal = tmp_path / "traversal.bundle"
+    make_bundle(list(evil.iterdir()), key, traversal, machine=BOARD[0], python=BOARD[1])
+    body = json.loads(zipfile.ZipFile(traversal).read(MANIFEST))
+    body["wheels"]["../../x.whl"] = "0" * 64
+    sneaky = json.dumps(body).encode()
+    _rewrite(traversal, tmp_path / "t2.bundle", {MANIFEST: sneaky, SIGNATURE: key.sign(sneaky)})
+    with pytest.raises(BundleRefused, match="not a file name"):
+        verify_bundle(tmp_path / "t2.bundle", trusted)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _build_peercam_wheel(out: Path, work: Path, version: str, exits_at_start: bool) -> Path:
+    """peercam's wheel from this checkout, as `version`; `exits_at_start`: a release
+    whose daemon exits with status 3 before it serves (a broken release)."""
+    source = work / f"source-{version}"
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "device", source / "device", ignore=ignore)
+    shutil.copytree(ROOT / "web", source / "web", ignore=ignore)
+    init = source / "device" / "peercam" / "__init__.py"
+    text = init.read_text()
+    assert '__version__ = "' in text
+    init.write_text(text.replace(text.split('__version__ = "')[1].split('"')[0], version, 1))
+    if exits_at_start:
+        cli = source / "device" / "peercam" / "cli.py"
+        text = cli.read_text()
+        marker = "    limit_arenas()\n"
+        assert marker in text
+        cli.write_text(text.replace(marker, marker + "    return 3\n", 1))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return next(out.glob(f"peercam-{version}-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def dependency_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every wheel a release needs but peercam's own, for this machine, and pip's."""
+    directory = tmp_path_factory.mktemp("dependency-wheels")
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run(
+        [*pip, "wheel", "-q", "--no-build-isolation", "-w", str(directory), str(ROOT)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    subprocess.run(
+        [*pip, "download", "-q", "--no-deps", "-d", str(directory), "pip"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    for wheel in directory.glob("peercam-*.whl"):
+        wheel.unlink()
+    return directory
+
+
+class Camera:
+    """A camera as the image sets it up: releases under `root`, the running one
+    through root/current (as /usr/bin/peercam leads), under a systemd stand-in."""
+
+    def __init__(self, workdir: Path, trusted: Path) -> None:
+        self.workdir = workdir
+        self.store = ReleaseStore(workdir / "releases", factory=Path(sys.prefix))
+        self.store.switch_to(Release(self.store.factory))
+        self.port = _free_port()
+        self.config_path = workdir / "peercam.toml"
+        self.config_path.write_text(
+            CAMERA_320
+            + f"""
+[audio]
+enabled = false
+[server]
+host = "127.0.0.1"
+port = {self.port}
+redirect_http = false
+state_dir = "{workdir / "state"}"
+[rtsp]
+enabled = false
+[onvif]
+enabled = false
+"""
+        )
+        self.config = load_config(self.config_path)
+        self.trusted = trusted
+        self.log = (workdir / "daemon.log").open("w")
+        command = self.store.root / "current" / "bin" / "peercam"
+        env = {"PEERCAM_PASSWORD": TEST_PASSWORD, KEYS_VARIABLE: str(trusted),
+               RELEASES_VARIABLE: str(self.store.root)}  # fmt: skip
+        self.service = NotifyService(
+            lambda: [str(command), "run", "--config", str(self.config_path)], self.log, env
+        )
+
+    def updater(self) -> Updater:
+        return Updater(
+            self.store,
+            load_trusted_keys(self.trusted),
+            self.service,
+            self.self_check,
+            deadline=120.0,
+            board=BOARD,
+        )
+
+    async def self_check(self, within: float) -> str:
+        return await check_daemon(self_check_target(self.config, self.workdir / "state"), within)
+
+    def api(self, path: str) -> dict[str, object]:
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.workdir / "state" / "tls-cert.pem"))
+        request = urllib.request.Request(
+            f"https://127.0.0.1:{self.port}{path}", headers=basic("admin", TEST_PASSWORD)
+        )
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            body: dict[str, object] = json.loads(response.read())
+            return body
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self.service.state().ready:
+            assert time.monotonic() < deadline, self.log_text()
+            time.sleep(0.1)
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return (self.workdir / "daemon.log").read_text()[-3000:]
+
+    def close(self) -> None:
+        self.service.close()
+        self.log.close()
+
+
+@pytest.fixture
+def camera(tmp_path: Path, keys: tuple[Path, Path]) -> Iterator[Camera]:
+    found = Camera(tmp_path, keys[1])
+    yield found
+    found.close()
+
+
+def _sign(wheel: Path, dependencies: Path, key_file: Path, target: Path) -> Path:
+    wheels = [wheel, *dependencies.glob("*.whl")]
+    make_bundle(wheels, load_signing_key(key_file.read_bytes()), target,
+                machine=BOARD[0], python=BOARD[1])  # fmt: skip
+    return target
+
+
+def test_a_good_update_is_kept_and_one_whose_daemon_exits_at_start_is_rolled_back(
+    tmp_path: Path, keys: tuple[Path, Path], dependency_wheels: Path, camera: Camera
+) -> None:
+    camera.service.restart()
+    camera.wait_ready()
+    assert camera.api("/api/update")["release"] == "factory"
+    factory_pid = camera.service.main_pid()
+    wheels = tmp_path / "built"
+    good = _sign(
+        _build_peercam_wheel(wheels, tmp_path, "0.9.1", exits_at_start=False),
+        dependency_wheels, keys[0], tmp_path / "good.bundle",
+    )  # fmt: skip
+    broken = _sign(
+        _build_peercam_wheel(wheels, tmp_path, "0.9.2", exits_at_start=True),
+        dependency_wheels, keys[0], tmp_path / "broken.bundle",
+    )  # fmt: skip
+    updater = camera.updater()
+
+    kept = asyncio.run(updater.apply(good))
+    assert kept.state == "kept", (kept, camera.log_text())
+    release = camera.store.current()
+    assert release.path.parent == camera.store.releases and release.name.startswith("0.9.1-")
+    assert camera.store.previous() == Release(Path(sys.prefix))
+    assert camera.service.main_pid() != factory_pid
+    state = camera.api("/api/update")
+    assert state["running"] == "0.9.1" and state["release"] == release.name
+    assert isinstance(state["last"], dict) and state["last"]["state"] == "kept"
+    assert kept.install_seconds is not None and kept.switch_seconds is not None
+    # The new daemon runs from the release's own environment, not the test's.
+    exe = os.readlink(f"/proc/{camera.service.main_pid()}/exe")
+    assert Path(exe).resolve() == (release.path / "bin" / "python3").resolve()
+    assert (release.path / "pyvenv.cfg").read_text().count(".partial") == 0
+    command = (release.path / "bin" / "peercam").read_text().splitlines()[0]
+    assert command == f"#!{release.path}/bin/python3"
+
+    good_pid = camera.service.main_pid()
+    rolled = asyncio.run(updater.apply(broken))
+    assert rolled.state == "rolled_back", (rolled, camera.log_text())
+    assert "exited at start (status 3)" in rolled.reason
+    assert camera.store.current() == release
+    assert not any(p.name.startswith("0.9.2-") for p in camera.store.releases.iterdir())
+    assert camera.service.main_pid() not in (0, good_pid)
+    state = camera.api("/api/update")
+    assert state["running"] == "0.9.1"
+    assert isinstance(state["last"], dict) and state["last"]["state"] == "rolled_back"
+    assert "exited at start" in str(state["last"]["reason"])
+    # The same good bundle again: nothing to do, nothing restarted.
+    pid = camera.service.main_pid()
+    again = asyncio.run(updater.apply(good))
+    assert again.state == "kept" and "already running" in again.reason
+    assert camera.service.main_pid() == pid
+
+
+def _fake_release(store: ReleaseStore, name: str) -> Release:
+    path = store.releases / name
+    (path / "bin").mkdir(parents=True)
+    (path / "bin" / "peercam").write_text("#!/bin/sh\n")
+    return Release(path)
+
+
+def test_after_a_power_cut_an_unconfirmed_release_is_switched_away_from(tmp_path: Path) -> None:
+    store = ReleaseStore(tmp_path / "releases", factory=tmp_path / "factory")
+    (tmp_path / "factory" / "bin").mkdir(parents=True)
+    (tmp_path / "factory" / "bin" / "peercam").write_text("#!/bin/sh\n")
+    old = _fake_release(store, "1.0-aaa")
+    new = _fake_release(store, "1.1-bbb")
+    store.switch_to(old)
+    updater = Updater(store, [], _NoService(), _no_check)
+    # Cut after the switch, before the new daemon was confirmed.
+    write_status(store.root, UpdateStatus("switched", "1.1", str(old.path), str(new.path)))
+    store.switch_to(new)
+    recovered = updater.recover()
+    assert recovered is not None and recovered.state == "rolled_back"
+    assert "power went off before the new release was confirmed" in recovered.reason
+    assert store.current() == old and not new.path.exists()
+    assert updater.recover() is None  # done once
+    # Cut while installing: the half-made release is removed, the running one stays.
+    (store.releases / "1.2-ccc.partial" / "bin").mkdir(parents=True)
+    write_status(store.root, UpdateStatus("installing", "1.2", str(old.path)))
+    recovered = updater.recover()
+    assert recovered is not None and recovered.state == "failed"
+    assert store.current() == old and not (store.releases / "1.2-ccc.partial").exists()
+    status = read_status(store.root)
+    assert status is not None and status.state == "failed"
+    # While an update runs (it holds the lock), the boot-time recovery keeps out.
+    write_status(store.root, UpdateStatus("switched", "1.3", str(old.path), str(new.path)))
+    import fcntl
+
+    fd = os.open(store.root / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert updater.recover() is None
+        status = read_status(store.root)
+        assert status is not None and status.state == "switched"
+    finally:
+        os.close(fd)
+
+
+class _NoService:
+    def restart(self) -> None:
+        raise AssertionError("recovery runs before the daemon: it restarts nothing")
+
+    def state(self) -> ServiceState:
+        raise AssertionError("not asked")
+
+
+async def _no_check(within: float) -> str:
+    raise AssertionError("not asked")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="`peercam update` installs as root")
+def test_the_command_refuses_a_tampered_bundle_and_says_why(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    key = load_signing_key(keys[0].read_bytes())
+    good = tmp_path / "good.bundle"
+    make_bundle(_fake_wheels(tmp_path / "w"), key, good, machine=BOARD[0], python=BOARD[1])
+    tampered = tmp_path / "tampered.bundle"
+    with zipfile.ZipFile(good) as archive:
+        raw = archive.read(MANIFEST).replace(b"9.0.0", b"9.0.1")
+    _rewrite(good, tampered, {MANIFEST: raw})
+    config = tmp_path / "peercam.toml"
+    releases = tmp_path / "releases"
+    config.write_text("")
+    env = {**os.environ, KEYS_VARIABLE: str(keys[1]), RELEASES_VARIABLE: str(releases)}
+    done = subprocess.run(
+        [sys.executable, "-m", "peercam", "update", "--config", str(config), str(tampered)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "refused: the signature does not match" in done.stderr
+    assert "Traceback" not in done.stderr
+    status = read_status(releases)
+    assert status is not None and status.state == "refused"
+    assert not (releases / "releases").exists()
+    shown = subprocess.run(
+        [sys.executable, "-m", "peercam", "update", "--config", str(config), "--status"],
+        capture_output=True, text=True, timeout=60, check=True, env=env,
+    )  # fmt: skip
+    assert json.loads(shown.stdout)["state"] == "refused"
+
+
+def test_the_page_takes_a_signed_upload_for_the_updater_and_refuses_others(
+    tmp_path: Path, keys: tuple[Path, Path], start_daemon: StartDaemon
+) -> None:
+    releases = tmp_path / "releases"
+    daemon = start_daemon(
+        CAMERA_320, env={KEYS_VARIABLE: str(keys[1]), RELEASES_VARIABLE: str(releases)}
+    )
+    key = load_signing_key(keys[0].read_bytes())
+    good = tmp_path / "good.bundle"
+    make_bundle(_fake_wheels(tmp_path / "w"), key, good, machine=BOARD[0], python=BOARD[1])
+    tampered = tmp_path / "tampered.bundle"
+    _rewrite(good, tampered, {SIGNATURE: None})
+
+    def post(body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+        request = urllib.request.Request(
+            daemon.base + "/api/update", data=body, method="POST",
+            headers={**(basic("admin", TEST_PASSWORD) if headers is None else headers),
+                     "Content-Type": "application/octet-stream"},
+        )  # fmt: skip
+        try:
+            context = daemon.access.ssl_context()
+            with urllib.request.urlopen(request, context=context, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            text = error.read()
+            json_body = error.headers.get_content_type() == "application/json"
+            return error.code, json.loads(text) if json_body else {"text": text.decode()}
+
+    incoming = daemon.state_dir / "update" / "incoming.bundle"
+    status, body = post(tampered.read_bytes())
+    assert status == 422 and body["error"] == "the bundle is not signed"
+    status, body = post(b"")
+    assert status == 400
+    status, body = post(b"PK\x03\x04 not really")
+    assert status == 422 and "not a peercam update bundle" in str(body["error"])
+    assert not incoming.exists()
+    status, body = post(good.read_bytes(), {})
+    assert status == 401
+    assert not incoming.exists()
+
+    status, body = post(good.read_bytes())
+    assert status == 202 and body == {"version": "9.0.0", "state": "waiting"}
+    assert incoming.read_bytes() == good.read_bytes()
+    status, body = post(good.read_bytes())
+    assert status == 409
+    state = json.loads(daemon.get("/api/update"))
+    assert state["waiting"] is True and state["release"] == "factory"
+    assert not list((daemon.state_dir / "update").glob(".upload*"))
+
+    # The updater's self-check key: a viewer's rights, from loopback only.
+    checker_key = read_local_check_key(daemon.state_dir)
+    as_checker = daemon.access.with_headers(bearer(checker_key))
+    assert b"<html" in as_checker.urlopen("/").lower()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        as_checker.urlopen("/api/update")
+    assert refused.value.code == 403
+    checker = LocalCheckKey(tmp_path / "elsewhere")
+    checker.renew()
+    fresh = read_local_check_key(tmp_path / "elsewhere")
+    assert checker.matches(fresh, "127.0.0.1") and checker.matches(fresh, "::1")
+    assert not checker.matches(fresh, "192.168.1.20")
+    assert not checker.matches(checker_key, "127.0.0.1")  # another daemon's
+
+
+def test_chromium_uploads_from_the_settings_page_and_follows_the_outcome(
+    tmp_path: Path, keys: tuple[Path, Path], start_daemon: StartDaemon
+) -> None:
+    """As an admin does it: a wrong file is refused beside the form; a good one is
+    taken, and the page follows the updater (here the test writes its verdict, as
+    the root updater does across the daemon's restart) to what it did."""
+    from tests.browser import chromium, open_page, wait_js
+
+    releases = tmp_path / "releases"
+    daemon = start_daemon(
+        CAMERA_320, env={KEYS_VARIABLE: str(keys[1]), RELEASES_VARIABLE: str(releases)}
+    )
+    key = load_signing_key(keys[0].read_bytes())
+    good = tmp_path / "good.peercam-update"
+    make_bundle(_fake_wheels(tmp_path / "w"), key, good, machine=BOARD[0], python=BOARD[1])
+    tampered = tmp_path / "tampered.peercam-update"
+    _rewrite(good, tampered, {"wheels/pip-26.0-py3-none-any.whl": b"changed"})
+    with chromium() as browser:
+        page = browser.new_page()
+        open_page(page, daemon.base, "/settings")
+        wait_js(page, "document.body.dataset.loaded !== undefined")
+        wait_js(page, "document.getElementById('update-running').textContent.includes('peercam')")
+        assert "(as installed)" in (page.text_content("#update-running") or "")
+        assert page.text_content("#update-last") == "No update yet."
+
+        page.set_input_files("#update-file", str(tampered))
+        page.click("#update-form button[type=submit]")
+        page.locator("#update-error").wait_for(state="visible")
+        assert "pip-26.0-py3-none-any.whl differs from the signed manifest" in (
+            page.text_content("#update-error") or ""
+        )
+        page.set_input_files("#update-file", str(good))
+        page.click("#update-form button[type=submit]")
+        wait_js(page, "document.getElementById('update-last').textContent"
+                ".includes('Checked: peercam 9.0.0')")  # fmt: skip
+        assert (daemon.state_dir / "update" / "incoming.bundle").exists()
+        write_status(releases, UpdateStatus("switched", "9.0.0").ended(
+            "rolled_back", reason="the new daemon exited at start (status 3)"))  # fmt: skip
+        wait_js(page, "document.getElementById('update-last').dataset.state === 'rolled_back'")
+        assert "rolled back: the new daemon exited at start (status 3)" in (
+            page.text_content("#update-last") or ""
+        )
+
+
+def test_the_signing_script_makes_a_key_pair_and_a_bundle_the_camera_accepts(
+    tmp_path: Path,
+) -> None:
+    script = [sys.executable, str(ROOT / "scripts" / "make-update-bundle.py")]
+    subprocess.run([*script, "keygen", str(tmp_path / "keys")], check=True,
+                   capture_output=True, timeout=60)  # fmt: skip
+    signing = tmp_path / "keys" / "peercam-update-signing.pem"
+    assert signing.stat().st_mode & 0o777 == 0o600
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    (tmp_path / "keys" / "peercam-update-public.pem").rename(trusted / "release.pem")
+    wheels = tmp_path / "w"
+    _fake_wheels(wheels)
+    out = tmp_path / "release.peercam-update"
+    done = subprocess.run(
+        [*script, "pack", "--key", str(signing), "--machine", "aarch64", "--python", "3.11",
+         str(wheels), str(out)],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "peercam 9.0.0 for aarch64, Python 3.11, 3 wheels" in done.stdout
+    verified = verify_bundle(out, load_trusted_keys(trusted), board=("aarch64", "3.11"))
+    assert verified.manifest.version == "9.0.0"
+    # A second keygen never overwrites a signing key.
+    again = subprocess.run([*script, "keygen", str(tmp_path / "keys")], capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    assert again.returncode == 1 and "is never overwritten" in again.stderr
+    assert "Traceback" not in again.stderr
+    (wheels / "pyalsaaudio-0.11.0.tar.gz").write_bytes(b"source")
+    refused = subprocess.run(
+        [*script, "pack", "--key", str(signing), "--machine", "aarch64", "--python", "3.11",
+         str(wheels), str(tmp_path / "x")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "not wheels" in refused.stderr
