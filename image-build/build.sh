@@ -84,6 +84,19 @@ trap cleanup EXIT
 ROOT=$WORK/root
 mkdir -p "$OUT" "$CACHE/wheels"
 
+# The key update bundles must be signed with: UPDATE_KEY (a public key, PEM), else
+# one this build makes once and keeps in image-build/keys/ (git ignores it): sign
+# bundles for these cards with its private half (scripts/make-update-bundle.py).
+KEYS=$HERE/keys
+if [ -z "${UPDATE_KEY:-}" ]; then
+    UPDATE_KEY=$KEYS/peercam-update-public.pem
+    if [ ! -e "$UPDATE_KEY" ]; then
+        say "update key: making a signing key pair in $KEYS"
+        "$PYTHON" "$REPO/scripts/make-update-bundle.py" keygen "$KEYS" >&2
+    fi
+fi
+[ -r "$UPDATE_KEY" ] || { echo "build.sh: cannot read the update key $UPDATE_KEY" >&2; exit 1; }
+
 say "wheels: peercam and its dependencies for aarch64 (PyPI), sdists where none"
 "$PYTHON" "$HERE/fetch_wheels.py" --repo "$REPO" --cache "$CACHE/wheels" --out "$WORK/wheels"
 VERSION=$(ls "$WORK/wheels" | sed -n 's/^peercam-\([^-]*\)-.*/\1/p' | head -1)
@@ -109,6 +122,7 @@ mmdebstrap --mode=root --architectures=arm64 --variant=apt --format=directory \
     --essential-hook="$HERE/initramfs-once.sh defer \"\$1\"" \
     --customize-hook="cp -a $HERE/rootfs/. \"\$1/\"" \
     --customize-hook="mkdir -p \"\$1/tmp/peercam\" && cp -a $WORK/wheels $REPO/scripts $REPO/systemd $HERE/customize.sh \$1/tmp/peercam/" \
+    --customize-hook="cp $UPDATE_KEY \"\$1/tmp/peercam/update-key.pem\"" \
     --customize-hook="mv \"\$1/etc/resolv.conf\" \"\$1/etc/resolv.conf.image\" && cp -L /etc/resolv.conf \"\$1/etc/resolv.conf\"" \
     --customize-hook="chroot \"\$1\" env DISK_ID=$DISK_ID BASE=$BASE sh /tmp/peercam/customize.sh" \
     --customize-hook="mv \"\$1/etc/resolv.conf.image\" \"\$1/etc/resolv.conf\"" \
@@ -134,24 +148,51 @@ rm -f "$WORK/boot.img"
 mkfs.vfat -C -F 32 -n PEERCAMBOOT -i "$DISK_ID" "$WORK/boot.img" $((BOOT_MB * 1024)) >/dev/null
 mcopy -s -p -i "$WORK/boot.img" "$ROOT"/boot/firmware/* ::/
 find "$ROOT/boot/firmware" -mindepth 1 -delete  # the mount point stays, empty
-root_mb=$(( $(du -sm "$ROOT" | cut -f1) * 115 / 100 + 256 ))
+say "data partition: everything that changes, moved off the read-only root"
+# Each directory the camera writes is a mount point on the root (left empty) and a
+# directory of the data partition bound onto it (customize.sh's fstab); ownership
+# and modes go with it (mkfs.ext4 -d keeps them).
+DATA=$WORK/data
+mkdir -p "$DATA"
+peercam_ids=$(awk -F: '$1 == "peercam" { print $3 ":" $4 }' "$ROOT/etc/passwd")
+journal_gid=$(awk -F: '$1 == "systemd-journal" { print $3 }' "$ROOT/etc/group")
+mkdir -p "$ROOT/var/lib/peercam" && chown "$peercam_ids" "$ROOT/var/lib/peercam" && chmod 700 "$ROOT/var/lib/peercam"
+chmod 700 "$ROOT/var/lib/ssh-host-keys"
+chown "0:$journal_gid" "$ROOT/var/log/journal" && chmod 2755 "$ROOT/var/log/journal"
+for pair in var/lib/peercam:peercam etc/peercam:etc-peercam var/lib/peercam-releases:releases \
+        var/lib/systemd:systemd var/lib/ssh-host-keys:ssh-host-keys var/log/journal:journal; do
+    from=$ROOT/${pair%%:*} to=$DATA/${pair##*:}
+    mkdir -p "$to"
+    cp -a "$from/." "$to/"
+    chown --reference="$from" "$to" && chmod --reference="$from" "$to"
+    find "$from" -mindepth 1 -delete
+done
+# Room for the root's own growth (updates of Debian's packages) but no more: it
+# stays this size; the data partition takes the rest of the card at first boot.
+root_mb=$(( $(du -sm "$ROOT" | cut -f1) * 125 / 100 + 256 ))
 mkfs.ext4 -q -L peercam-root -d "$ROOT" "$WORK/root.img" "${root_mb}M"
+DATA_MB=256
+mkfs.ext4 -q -L peercam-data -d "$DATA" "$WORK/data.img" "${DATA_MB}M"
 
-say "image: MBR with both partitions (root grows to the card's size at first boot)"
+say "image: MBR with three partitions (data grows to the card's size at first boot)"
 IMAGE=$OUT/peercam-$VERSION-$BASE-arm64.img
 boot_start=8192  # 4 MiB: erase-block aligned
 root_start=$(( boot_start + BOOT_MB * 2048 ))
 root_sectors=$(( root_mb * 2048 ))
+data_start=$(( root_start + root_sectors ))
+data_sectors=$(( DATA_MB * 2048 ))
 rm -f "$IMAGE" "$IMAGE.xz"
-truncate -s $(( (root_start + root_sectors) * 512 )) "$IMAGE"
+truncate -s $(( (data_start + data_sectors) * 512 )) "$IMAGE"
 sfdisk -q "$IMAGE" <<TABLE
 label: dos
 label-id: 0x$DISK_ID
 start=$boot_start, size=$(( BOOT_MB * 2048 )), type=c, bootable
 start=$root_start, size=$root_sectors, type=83
+start=$data_start, size=$data_sectors, type=83
 TABLE
 dd if="$WORK/boot.img" of="$IMAGE" bs=1M seek=$(( boot_start / 2048 )) conv=notrunc,sparse status=none
 dd if="$WORK/root.img" of="$IMAGE" bs=1M seek=$(( root_start / 2048 )) conv=notrunc,sparse status=none
+dd if="$WORK/data.img" of="$IMAGE" bs=1M seek=$(( data_start / 2048 )) conv=notrunc,sparse status=none
 echo "$DISK_ID" > "$IMAGE.disk-id"
 
 if [ $COMPRESS = yes ]; then

@@ -7,10 +7,23 @@ export DEBIAN_FRONTEND=noninteractive
 
 echo peercam > /etc/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tpeercam\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
+# Storage (image-build/README.md, "Storage"): the root is read-only; what changes
+# lives on the data partition, bound into place; what need not survive is in RAM.
 cat > /etc/fstab <<FSTAB
-PARTUUID=$DISK_ID-02  /              ext4  defaults,noatime,x-systemd.growfs  0  1
-PARTUUID=$DISK_ID-01  /boot/firmware vfat  defaults,umask=0077                0  2
+PARTUUID=$DISK_ID-02  /              ext4   ro,noatime                             0  1
+PARTUUID=$DISK_ID-01  /boot/firmware vfat   defaults,umask=0077                    0  2
+PARTUUID=$DISK_ID-03  /data          ext4   noatime,x-systemd.growfs               0  2
+/data/peercam         /var/lib/peercam          none  bind  0  0
+/data/etc-peercam     /etc/peercam              none  bind  0  0
+/data/releases        /var/lib/peercam-releases none  bind  0  0
+/data/systemd         /var/lib/systemd          none  bind  0  0
+/data/ssh-host-keys   /var/lib/ssh-host-keys    none  bind  0  0
+tmpfs                 /tmp           tmpfs  nosuid,nodev,size=64M,mode=1777        0  0
+tmpfs                 /var/tmp       tmpfs  nosuid,nodev,size=16M,mode=1777        0  0
+tmpfs                 /var/log       tmpfs  nosuid,nodev,noexec,size=16M,mode=0755 0  0
+/data/journal         /var/log/journal          none  bind  0  0
 FSTAB
+mkdir -p /data /var/lib/peercam /var/lib/peercam-releases /var/lib/ssh-host-keys /var/log/journal
 
 # Wheels with no aarch64 build on PyPI (pyalsaaudio) are built here, once, with the
 # target's own compiler; build.sh keeps them in its cache for the next build.
@@ -28,16 +41,34 @@ if ls $W/wheels/*.tar.gz >/dev/null 2>&1; then
     cp $W/built/*.whl $W/wheels/
 fi
 
-# The same installer a Raspberry Pi OS user runs, offline from the wheels.
-sh $W/scripts/install.sh --wheels $W/wheels --no-start
+# The same installer a Raspberry Pi OS user runs, offline from the wheels, trusting
+# updates signed with the build's key.
+sh $W/scripts/install.sh --wheels $W/wheels --no-start --update-key $W/update-key.pem
 
 # Enabled: the daemon, first boot, growing the root, the network. SSH stays off
 # unless peercam.txt asks for it (first boot enables it then).
-systemctl enable peercam-growroot.service systemd-networkd.service systemd-resolved.service systemd-timesyncd.service avahi-daemon.service
+systemctl enable peercam-growdata.service systemd-networkd.service systemd-resolved.service systemd-timesyncd.service avahi-daemon.service
 systemctl disable ssh.service
-# Host keys made here would be the same on every camera flashed from this image.
+# Host keys made here would be the same on every camera flashed from this image: each
+# camera makes its own, on the data partition (the root is read-only).
 rm -f /etc/ssh/ssh_host_*
+printf '%s\n' "# peercam: host keys on the data partition (the root is read-only)." \
+    "HostKey /var/lib/ssh-host-keys/ssh_host_ed25519_key" \
+    "HostKey /var/lib/ssh-host-keys/ssh_host_ecdsa_key" \
+    "HostKey /var/lib/ssh-host-keys/ssh_host_rsa_key" > /etc/ssh/sshd_config.d/peercam-host-keys.conf
+# Security updates, daily (apt-daily*.timer): the read-only root is made writable
+# only while apt runs (peercam-root-rw), and read-only again after it.
+apt-get install -y -q --no-install-recommends unattended-upgrades >/dev/null
+printf '%s\n' 'APT::Periodic::Update-Package-Lists "1";' 'APT::Periodic::Unattended-Upgrade "1";' \
+    'Unattended-Upgrade::Automatic-Reboot "true";' 'Unattended-Upgrade::Automatic-Reboot-Time "04:00";' \
+    > /etc/apt/apt.conf.d/20peercam-auto-upgrades
+# Empty: each camera's systemd makes its own id at its first boot (in memory, the root
+# being read-only), and `peercam firstboot` writes it to the card then.
+: > /etc/machine-id
 # No password login on the console either: the camera is used from the browser.
 passwd -l root >/dev/null
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/*.log
+# /var/log is RAM from now on (its journal/ a bind of the data partition's).
+find /var/log -mindepth 1 -delete
+mkdir -p /var/log/journal

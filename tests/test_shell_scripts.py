@@ -17,7 +17,8 @@ SCRIPTS = [
     "image-build/build.sh",
     "image-build/customize.sh",
     "image-build/initramfs-once.sh",
-    "image-build/rootfs/usr/local/sbin/peercam-growroot",
+    "image-build/rootfs/usr/local/sbin/peercam-growdata",
+    "image-build/rootfs/usr/local/sbin/peercam-root",
 ]
 
 

@@ -17,6 +17,7 @@ from peercam.firstboot.first_boot import (
 from peercam.firstboot.setup_code_file import boot_partition, publish_setup_code
 from peercam.firstboot.system_root import SystemRoot
 from peercam.firstboot.time_zone import apply_time_zone
+from peercam.firstboot.writable_root import commit_machine_id, on_read_only_root
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,14 +49,19 @@ def run_command(args: argparse.Namespace) -> int:
     failed = False
     result = None
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("peercam.txt", lambda: run_first_boot(root, paths, only_if_changed=args.if_changed)),
+        ("machine id", lambda: commit_machine_id(root)),
+        ("peercam.txt", lambda: on_read_only_root(
+            root, lambda: run_first_boot(root, paths, only_if_changed=args.if_changed)
+        )),
         # Every start: a camera still without an admin shows its setup code on the
         # card, the daemon may save its settings, and the system keeps their time zone.
         ("setup code", lambda: publish_setup_code(
             root, paths.state_dir, boot_partition(root, paths.boot_file)
         )),
         ("settings file", lambda: hand_config_to_service(root, paths.config_file)),
-        ("time zone", lambda: apply_time_zone(root, paths.config_file)),
+        ("time zone", lambda: on_read_only_root(
+            root, lambda: apply_time_zone(root, paths.config_file)
+        )),
     ]  # fmt: skip
     for name, step in steps:
         try:
