@@ -83,13 +83,21 @@ image: install-test
 	@scripts/ensure-debian-packages.sh $(IMAGE_DEBS)
 	PYTHON=$(abspath $(BIN)/python) image-build/build.sh $(ARGS)
 
-# Boots it twice, each on a fresh card: qemu's generic virt machine, then its
-# Raspberry Pi 3 (raspi3b: the Pi's device tree, SD host and USB); console logs are
+# Boots it on fresh cards: qemu's generic virt machine, then its Raspberry Pi 3
+# (raspi3b: the Pi's device tree, SD host and USB). On virt also updates (a tampered
+# bundle, a good one, one whose daemon exits at start, power cuts while installing and
+# switching) and PLUG_PULLS power cuts while it records and saves. Console logs are
 # kept in image-build/out/console/.
+PLUG_PULLS ?= 20
+SIGNING_KEY ?= image-build/keys/peercam-update-signing.pem
 image-test: install-test
 	@scripts/ensure-debian-packages.sh $(IMAGE_DEBS)
 	PYTHON=$(abspath $(BIN)/python) image-build/build.sh $(ARGS)
+	mkdir -p image-build/out/bundles
+	$(BIN)/python image-build/test_bundles.py --board aarch64 --key $(SIGNING_KEY) \
+		--out image-build/out/bundles > image-build/out/bundles/versions.json
 	$(BIN)/python image-build/boot_test.py --keep image-build/out/console \
+		--bundles image-build/out/bundles --plug-pulls $(PLUG_PULLS) \
 		image-build/out/peercam-*-debian-arm64.img.xz
 
 clean:

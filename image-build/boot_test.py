@@ -27,6 +27,7 @@ import asyncio
 import base64
 import json
 import lzma
+import random
 import re
 import shutil
 import socket
@@ -34,6 +35,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -123,17 +125,27 @@ async def whep_offer(url: str, headers: dict[str, str]) -> tuple[int, str]:
 
 
 # What systemd says about the units, asked over SSH (which the card turned on).
-INSIDE = """
+INSIDE = r"""
 systemctl show peercam.service -p Type -p ActiveState -p SubState -p NRestarts
 echo firstboot=$(systemctl is-enabled peercam-firstboot.service)
 echo ssh=$(systemctl is-enabled ssh.service)
 echo hostname=$(hostname)
 echo owner=$(stat -c %U /var/lib/peercam/credentials.json)
 echo failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | paste -sd,)
+echo root=$(findmnt -no OPTIONS / | cut -d, -f1)
+echo data=$(findmnt -no FSTYPE /data)
+echo state=$(findmnt -no SOURCE /var/lib/peercam | sed 's/.*\[//; s/\]//')
+echo settings=$(findmnt -no SOURCE /etc/peercam | sed 's/.*\[//; s/\]//')
+echo machineid=$(mountpoint -q /etc/machine-id && echo transient || echo kept)
+echo journal=$(ls /var/log/journal/*/system.journal >/dev/null 2>&1 && echo persistent || echo none)
+echo recover=$(systemctl show -p Result --value peercam-update-recover.service)
+echo updates=$(systemctl is-active peercam-update.path)
 """
 EXPECTED = [
     "Type=notify", "ActiveState=active", "SubState=running", "NRestarts=0",
     "firstboot=disabled", "ssh=enabled", "hostname=qemucam", "owner=peercam", "failed=",
+    "root=ro", "data=ext4", "state=/peercam", "settings=/etc-peercam", "machineid=kept",
+    "journal=persistent", "recover=success", "updates=active",
 ]  # fmt: skip
 
 
@@ -177,12 +189,14 @@ class UsbNetworkPlug:
             log(f"USB network adapter plugged in ({USB_NET['mac']})")
 
 
-def ssh(key: Path, port: int, command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def ssh(
+    key: Path, port: int, command: str, stdin: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no",
          "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "BatchMode=yes",
          "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
-        input=stdin, capture_output=True, text=True, timeout=300,
+        input=stdin, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 
@@ -295,6 +309,15 @@ def main() -> int:
                         help="boot only this machine (repeatable; default: all)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for boot")
     parser.add_argument("--keep", type=Path, help="keep the console logs in this directory")
+    parser.add_argument(
+        "--bundles", type=Path, help="test_bundles.py's output for aarch64: updates tested on virt"
+    )
+    parser.add_argument(
+        "--plug-pulls",
+        type=int,
+        default=0,
+        help="this many power cuts on virt while it records and saves",
+    )
     args = parser.parse_args()
     disk_id = Path(str(args.image).removesuffix(".xz") + ".disk-id").read_text().strip()
     results = []
@@ -447,12 +470,281 @@ def boot_and_check(
         failures.append(f"the card's password line was not replaced:\n{card}")
     table = subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, text=True)
     partitions = json.loads(table.stdout)["partitiontable"]["partitions"]
-    end = (partitions[1]["start"] + partitions[1]["size"]) * 512
+    end = (partitions[2]["start"] + partitions[2]["size"]) * 512
     size = disk.stat().st_size
-    log(f"root partition ends at {end / 2**20:.0f} MiB of a {size / 2**20:.0f} MiB disk")
+    log(f"data partition ends at {end / 2**20:.0f} MiB of a {size / 2**20:.0f} MiB disk")
     if end <= built_size:
-        failures.append("the root partition was not grown")
+        failures.append("the data partition was not grown")
+    if machine == "virt" and args.bundles and not failures:
+        updates = UpdateRun(work, disk, boot, args)
+        failures += updates.run()
+        result.figures["updates"] = updates.figures
+    if machine == "virt" and args.plug_pulls and not failures:
+        pulls = PlugPulls(work, disk, boot, args)
+        failures += pulls.run(args.plug_pulls)
+        result.figures["plug_pulls"] = pulls.figures
     return result
+
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()}
+STATUS_FILE = "/var/lib/peercam-releases/status.json"
+
+
+class Vm:
+    """One more boot of a card that has booted before, on virt; `pull_plug` ends it
+    as a power cut does (qemu killed: nothing is flushed, the guest is not told)."""
+
+    def __init__(self, work: Path, disk: Path, boot: Boot, name: str) -> None:
+        self.port, self.ssh_port = free_port(), free_port()
+        self.key = work / "key"
+        self.console = work / f"console-{name}.log"
+        command = qemu_command("virt", boot, disk, self.console, work / f"qmp-{name}.sock",
+                               self.port, self.ssh_port)  # fmt: skip
+        self.base = f"https://127.0.0.1:{self.port}"
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+    def wait(self, timeout: float) -> str:
+        return wait_for_health(self.process, self.base, self.console, self.started, timeout,
+                               lambda: None)  # fmt: skip
+
+    def ssh(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return ssh(self.key, self.ssh_port, command, timeout=timeout)
+
+    def put(self, local: Path, remote: str) -> None:
+        with local.open("rb") as source:
+            subprocess.run(
+                ["ssh", "-i", str(self.key), "-p", str(self.ssh_port),
+                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                 "-o", "LogLevel=ERROR", "root@127.0.0.1", f"cat > {remote}"],
+                stdin=source, check=True, capture_output=True, timeout=900,
+            )  # fmt: skip
+
+    def api(self, path: str, data: bytes | None = None, method: str | None = None
+            ) -> tuple[int, object]:  # fmt: skip
+        headers = {**AUTH, **({"Content-Type": "application/json"} if data else {})}
+        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            with urllib.request.urlopen(req, timeout=60, context=context) as response:
+                body = response.read()
+                status = response.status
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(errors="replace")
+        kind = response.headers.get_content_type()
+        return status, json.loads(body) if kind == "application/json" else body
+
+    def status(self) -> dict[str, object]:
+        shown = self.ssh(f"cat {STATUS_FILE} 2>/dev/null || echo null", timeout=60)
+        found = json.loads(shown.stdout or "null") if shown.returncode == 0 else None
+        return found if isinstance(found, dict) else {}
+
+    def pull_plug(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=60)
+
+
+class UpdateRun:
+    """Updates on the booted card: a tampered bundle refused, a good one kept, one
+    whose daemon exits at start rolled back, and power cut while an update installs
+    and while it is switched to: each time the camera comes back on the good release."""
+
+    def __init__(self, work: Path, disk: Path, boot: Boot, args: argparse.Namespace) -> None:
+        self.work, self.disk, self.boot, self.args = work, disk, boot, args
+        self.versions = json.loads((args.bundles / "versions.json").read_text())
+        self.figures: dict[str, object] = {}
+        self.failures: list[str] = []
+
+    def expect(self, condition: bool, what: str) -> bool:
+        if not condition:
+            self.failures.append(what)
+        return condition
+
+    def running(self, vm: Vm) -> str:
+        status, body = vm.api("/api/update")
+        return str(body.get("running")) if status == 200 and isinstance(body, dict) else "?"
+
+    def run(self) -> list[str]:
+        vm = Vm(self.work, self.disk, self.boot, "updates")
+        try:
+            problem = vm.wait(self.args.timeout)
+            if problem:
+                return [f"updates: {problem}"]
+            for kind in ("good", "broken", "tampered"):
+                vm.put(self.args.bundles / f"{kind}.peercam-update", f"/data/{kind}.bundle")
+            refused = vm.ssh("peercam update /data/tampered.bundle", timeout=600)
+            log(f"tampered: {refused.returncode} {refused.stderr.strip()}")
+            self.expect(refused.returncode == 1 and "refused: " in refused.stderr,
+                        f"a tampered bundle was not refused: {refused.stderr}")  # fmt: skip
+            began = time.monotonic()
+            good = vm.ssh("peercam update /data/good.bundle", timeout=3600)
+            self.figures["good_update_s"] = round(time.monotonic() - began)
+            took = self.figures["good_update_s"]
+            log(f"good: {good.returncode} {good.stderr.strip()} in {took} s")
+            kept = vm.status()
+            self.figures["good_install_s"] = kept.get("install_seconds")
+            self.figures["good_switch_s"] = kept.get("switch_seconds")
+            self.expect(good.returncode == 0 and kept.get("state") == "kept",
+                        f"the good update was not kept: {good.stderr} {kept}")  # fmt: skip
+            self.expect(self.running(vm) == self.versions["good"],
+                        f"after the good update the daemon runs {self.running(vm)}")  # fmt: skip
+            began = time.monotonic()
+            broken = vm.ssh("peercam update /data/broken.bundle", timeout=3600)
+            self.figures["broken_update_s"] = round(time.monotonic() - began)
+            log(f"broken: {broken.returncode} {broken.stderr.strip()}")
+            back = vm.status()
+            self.figures["rollback_switch_s"] = back.get("switch_seconds")
+            rolled = broken.returncode == 1 and "exited at start" in str(back.get("reason"))
+            self.expect(rolled, f"the broken update was not rolled back: {broken.stderr} {back}")
+            self.expect(self.running(vm) == self.versions["good"],
+                        f"after the rollback the daemon runs {self.running(vm)}")  # fmt: skip
+            failed = vm.ssh("systemctl list-units --failed --plain --no-legend", timeout=60)
+            self.expect(failed.stdout.strip() == "", f"failed units: {failed.stdout}")
+        finally:
+            vm.pull_plug()
+        for phase in ("installing", "switched"):
+            self.cut_during(phase)
+        return self.failures
+
+    def cut_during(self, phase: str) -> None:
+        vm = Vm(self.work, self.disk, self.boot, f"cut-{phase}")
+        try:
+            problem = vm.wait(self.args.timeout)
+            if problem:
+                self.failures.append(f"before the cut while {phase}: {problem}")
+                return
+            started = vm.ssh("systemd-run --unit=test-update --collect peercam update "
+                             "/data/broken.bundle", timeout=60)  # fmt: skip
+            self.expect(started.returncode == 0, f"systemd-run: {started.stderr}")
+            deadline = time.monotonic() + 3600
+            while vm.status().get("state") != phase:
+                if time.monotonic() > deadline:
+                    self.failures.append(f"the update never reached {phase}: {vm.status()}")
+                    return
+                time.sleep(1)
+            if phase == "installing":
+                time.sleep(20)  # well into pip's work
+            log(f"pulling the plug while the update is {phase}")
+        finally:
+            vm.pull_plug()
+        after = Vm(self.work, self.disk, self.boot, f"after-{phase}")
+        try:
+            problem = after.wait(self.args.timeout)
+            if problem:
+                self.failures.append(f"after a cut while {phase}: {problem}")
+                return
+            status = after.status()
+            log(f"after a cut while {phase}: {status.get('state')}: {status.get('reason')}")
+            self.figures[f"cut_while_{phase}"] = status.get("reason")
+            self.expect("power went off" in str(status.get("reason")),
+                        f"after a cut while {phase} the status says {status}")  # fmt: skip
+            runs = self.running(after)
+            self.expect(runs == self.versions["good"], f"after a cut while {phase}: runs {runs}")
+            left = after.ssh("ls /var/lib/peercam-releases/releases", timeout=60).stdout.split()
+            self.expect(not any(name.endswith(".partial") or
+                                name.startswith(self.versions["broken"] + "-") for name in left),
+                        f"after a cut while {phase} releases left: {left}")  # fmt: skip
+            failed = after.ssh("systemctl list-units --failed --plain --no-legend", timeout=60)
+            self.expect(failed.stdout.strip() == "", f"failed units: {failed.stdout}")
+        finally:
+            after.pull_plug()
+
+
+class PlugPulls:
+    """The plug pulled at random moments while a clip records and a setting is saved;
+    each boot after must serve, its clips all play, and the setting be the old value or
+    the new one, never anything else."""
+
+    SETTING = ("motion", "cooldown_seconds")
+    VALUES = (30.0, 45.0)
+
+    def __init__(self, work: Path, disk: Path, boot: Boot, args: argparse.Namespace) -> None:
+        self.work, self.disk, self.boot, self.args = work, disk, boot, args
+        self.figures: dict[str, object] = {"boots": [], "fsck": [], "clips_checked": 0}
+        self.failures: list[str] = []
+
+    def setting(self, vm: Vm) -> tuple[object, object]:
+        status, body = vm.api("/api/settings")
+        if status != 200 or not isinstance(body, dict):
+            return None, None
+        section, key = self.SETTING
+        written = body["written"].get(section, {}).get(key, self.VALUES[0])
+        return written, body["running"][section][key]
+
+    def clips_play(self, vm: Vm) -> int:
+        import av  # the host's PyAV: a player that knows nothing of how clips are written
+
+        status, listing = vm.api("/api/events")
+        if status != 200 or not isinstance(listing, dict):
+            self.failures.append(f"/api/events answered {status}")
+            return 0
+        for clip in listing["clips"]:
+            status, body = vm.api(f"/api/clips/{clip['id']}")
+            if status != 200 or not isinstance(body, bytes):
+                self.failures.append(f"clip {clip['id']} listed but not served ({status})")
+                continue
+            path = self.work / "clip.mp4"
+            path.write_bytes(body)
+            try:
+                with av.open(str(path)) as container:
+                    frames = sum(1 for _ in container.decode(video=0))
+            except av.error.FFmpegError as error:
+                frames = 0
+                self.failures.append(f"clip {clip['id']} does not play: {error}")
+            if frames == 0:
+                self.failures.append(f"clip {clip['id']} has no picture")
+        return len(listing["clips"])
+
+    def run(self, pulls: int) -> list[str]:
+        rng = random.Random(24)
+        allowed: set[object] = {self.VALUES[0]}
+        for n in range(pulls + 1):
+            vm = Vm(self.work, self.disk, self.boot, f"pull-{n}")
+            try:
+                problem = vm.wait(self.args.timeout)
+                if problem:
+                    self.failures.append(f"boot {n} after {n} plug pulls: {problem}")
+                    return self.failures
+                boots = self.figures["boots"]
+                assert isinstance(boots, list)
+                boots.append(round(time.monotonic() - vm.started))
+                written, running = self.setting(vm)
+                if written not in allowed or running != written:
+                    either = " or ".join(sorted(map(str, allowed)))
+                    self.failures.append(
+                        f"boot {n}: the setting is {written!r} (running {running!r}), not {either}"
+                    )
+                checked = self.clips_play(vm)
+                self.figures["clips_checked"] = int(str(self.figures["clips_checked"])) + checked
+                fsck = vm.ssh("journalctl -b -o cat -u 'systemd-fsck*' | grep -v '^$' | tail -5",
+                              timeout=60).stdout.strip()  # fmt: skip
+                fscks = self.figures["fsck"]
+                assert isinstance(fscks, list)
+                fscks.append(fsck)
+                failed = vm.ssh("systemctl list-units --failed --plain --no-legend", timeout=60)
+                if failed.stdout.strip():
+                    self.failures.append(f"boot {n}: failed units {failed.stdout.strip()}")
+                log(f"boot {n}: {boots[-1]} s, setting {written}, {checked} clips play, "
+                    f"fsck: {fsck!r}")  # fmt: skip
+                if n == pulls:
+                    break
+                new = self.VALUES[1] if written == self.VALUES[0] else self.VALUES[0]
+                allowed = {written, new}
+                vm.api("/api/events", data=b"", method="POST")  # a clip starts recording
+                time.sleep(rng.uniform(0, 3))
+                section, key = self.SETTING
+                body = json.dumps({"changes": {f"{section}.{key}": new}}).encode()
+                saving = threading.Thread(
+                    target=vm.api, args=("/api/settings", body, "PUT"), daemon=True
+                )
+                saving.start()
+                time.sleep(rng.uniform(0, 6))
+                log(f"pulling the plug ({n + 1} of {pulls})")
+            finally:
+                vm.pull_plug()
+        return self.failures
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ async def churn(daemon: DaemonProcess, cycles: int) -> dict[str, float]:
 @pytest.mark.parametrize(
     "cycles",
     [
-        pytest.param(40, marks=pytest.mark.timeout(240)),
+        pytest.param(20, marks=pytest.mark.timeout(240)),
         pytest.param(500, marks=[pytest.mark.slow, pytest.mark.timeout(1200)]),
     ],
 )

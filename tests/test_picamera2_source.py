@@ -250,19 +250,23 @@ def test_the_small_rtsp_stream_is_the_pi_cameras_low_resolution_stream_encoded_o
 # below fails on the code before the fix: the stand-in now behaves as picamera2 does.
 
 
-def test_a_hundred_page_refreshes_each_get_video_from_a_camera_opened_once(
-    start_daemon: StartDaemon, tmp_path: Path
+@pytest.mark.parametrize(
+    "refreshes",
+    [25, pytest.param(100, marks=[pytest.mark.slow, pytest.mark.timeout(600)])],
+)
+def test_page_refreshes_each_get_video_from_a_camera_opened_once(
+    start_daemon: StartDaemon, tmp_path: Path, refreshes: int
 ) -> None:
     # The camera lingers after the last viewer leaves: a refresh never reopens it.
     log = tmp_path / "p.log"
-    # A hundred sessions from one browser inside a minute exceed the per-client rate
+    # Dozens of sessions from one browser inside a minute exceed the per-client rate
     # limit that is there for exactly that; lifted here.
     limits = "[viewers]\nsessions_per_minute_per_client = 1000\n"
     daemon = start_daemon(config() + limits, env=standin_env(log))
     with chromium() as browser:
         page = browser.new_page()
         open_page(page, daemon.base, "/?codec=H264")
-        for _ in range(100):
+        for _ in range(refreshes):
             wait_for_stats(page, lambda s: s["framesDecoded"] > 0, timeout=10)
             page.reload()
         wait_for_stats(page, lambda s: s["framesDecoded"] > 0, timeout=10)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -160,49 +159,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _build_peercam_wheel(out: Path, work: Path, version: str, exits_at_start: bool) -> Path:
-    """peercam's wheel from this checkout, as `version`; `exits_at_start`: a release
-    whose daemon exits with status 3 before it serves (a broken release)."""
-    source = work / f"source-{version}"
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / name, source / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "device", source / "device", ignore=ignore)
-    shutil.copytree(ROOT / "web", source / "web", ignore=ignore)
-    init = source / "device" / "peercam" / "__init__.py"
-    text = init.read_text()
-    assert '__version__ = "' in text
-    init.write_text(text.replace(text.split('__version__ = "')[1].split('"')[0], version, 1))
-    if exits_at_start:
-        cli = source / "device" / "peercam" / "cli.py"
-        text = cli.read_text()
-        marker = "    limit_arenas()\n"
-        assert marker in text
-        cli.write_text(text.replace(marker, marker + "    return 3\n", 1))
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(source)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    return next(out.glob(f"peercam-{version}-*.whl"))
-
-
 @pytest.fixture(scope="module")
-def dependency_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every wheel a release needs but peercam's own, for this machine, and pip's."""
-    directory = tmp_path_factory.mktemp("dependency-wheels")
-    pip = [sys.executable, "-m", "pip"]
-    subprocess.run(
-        [*pip, "wheel", "-q", "--no-build-isolation", "-w", str(directory), str(ROOT)],
-        check=True, capture_output=True, timeout=600,
+def bundles(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -> Path:
+    """good (0.9.1), broken (0.9.1.1: its daemon exits at start) and tampered bundles
+    of real releases built from this checkout for this machine, as `make image-test`
+    makes them for the card (image-build/test_bundles.py)."""
+    directory = tmp_path_factory.mktemp("bundles")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "image-build" / "test_bundles.py"), "--board", "native",
+         "--key", str(keys[0]), "--out", str(directory), "--version", "0.9.1"],
+        capture_output=True, text=True, timeout=900,
     )  # fmt: skip
-    subprocess.run(
-        [*pip, "download", "-q", "--no-deps", "-d", str(directory), "pip"],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    for wheel in directory.glob("peercam-*.whl"):
-        wheel.unlink()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["broken"] == "0.9.1.1"
     return directory
 
 
@@ -288,30 +257,18 @@ def camera(tmp_path: Path, keys: tuple[Path, Path]) -> Iterator[Camera]:
     found.close()
 
 
-def _sign(wheel: Path, dependencies: Path, key_file: Path, target: Path) -> Path:
-    wheels = [wheel, *dependencies.glob("*.whl")]
-    make_bundle(wheels, load_signing_key(key_file.read_bytes()), target,
-                machine=BOARD[0], python=BOARD[1])  # fmt: skip
-    return target
-
-
 def test_a_good_update_is_kept_and_one_whose_daemon_exits_at_start_is_rolled_back(
-    tmp_path: Path, keys: tuple[Path, Path], dependency_wheels: Path, camera: Camera
+    bundles: Path, camera: Camera
 ) -> None:
     camera.service.restart()
     camera.wait_ready()
     assert camera.api("/api/update")["release"] == "factory"
     factory_pid = camera.service.main_pid()
-    wheels = tmp_path / "built"
-    good = _sign(
-        _build_peercam_wheel(wheels, tmp_path, "0.9.1", exits_at_start=False),
-        dependency_wheels, keys[0], tmp_path / "good.bundle",
-    )  # fmt: skip
-    broken = _sign(
-        _build_peercam_wheel(wheels, tmp_path, "0.9.2", exits_at_start=True),
-        dependency_wheels, keys[0], tmp_path / "broken.bundle",
-    )  # fmt: skip
+    good, broken = bundles / "good.peercam-update", bundles / "broken.peercam-update"
     updater = camera.updater()
+    refused = asyncio.run(updater.apply(bundles / "tampered.peercam-update"))
+    assert refused.state == "refused" and "differs from the signed manifest" in refused.reason
+    assert camera.service.main_pid() == factory_pid  # nothing restarted
 
     kept = asyncio.run(updater.apply(good))
     assert kept.state == "kept", (kept, camera.log_text())
@@ -335,7 +292,7 @@ def test_a_good_update_is_kept_and_one_whose_daemon_exits_at_start_is_rolled_bac
     assert rolled.state == "rolled_back", (rolled, camera.log_text())
     assert "exited at start (status 3)" in rolled.reason
     assert camera.store.current() == release
-    assert not any(p.name.startswith("0.9.2-") for p in camera.store.releases.iterdir())
+    assert not any(p.name.startswith("0.9.1.1-") for p in camera.store.releases.iterdir())
     assert camera.service.main_pid() not in (0, good_pid)
     state = camera.api("/api/update")
     assert state["running"] == "0.9.1"
@@ -435,6 +392,24 @@ def test_the_command_refuses_a_tampered_bundle_and_says_why(
         capture_output=True, text=True, timeout=60, check=True, env=env,
     )  # fmt: skip
     assert json.loads(shown.stdout)["state"] == "refused"
+
+    # What the page left for root (peercam-update.service): copied out of the daemon's
+    # directory, checked, and gone from both places whatever the outcome; a link left
+    # there instead of a file is not followed.
+    state = tmp_path / "state"
+    (state / "update").mkdir(parents=True)
+    (state / "update" / "incoming.bundle").write_bytes(tampered.read_bytes())
+    uploaded = [sys.executable, "-m", "peercam", "update", "--config", str(config),
+                "--uploaded", "--state-dir", str(state)]  # fmt: skip
+    done = subprocess.run(uploaded, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1 and "refused: the signature does not match" in done.stderr
+    assert not (state / "update" / "incoming.bundle").exists()
+    assert not (releases / "uploaded.bundle").exists()
+    (state / "update" / "incoming.bundle").symlink_to(good)
+    done = subprocess.run(uploaded, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1 and "no uploaded bundle" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (state / "update" / "incoming.bundle").is_symlink() and good.is_file()
 
 
 def test_the_page_takes_a_signed_upload_for_the_updater_and_refuses_others(

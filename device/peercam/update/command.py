@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -99,6 +100,10 @@ def run_command(config: Config, args: argparse.Namespace) -> int:
             _copy_without_links(source, bundle)
         except OSError as error:
             print(f"peercam update: no uploaded bundle: {error}", file=sys.stderr)
+            # Whatever is there goes (a link itself, not what it names): left, it would
+            # start this service again and again.
+            with contextlib.suppress(OSError):
+                source.unlink()
             return 1
         source.unlink(missing_ok=True)
     elif args.bundle is None:
