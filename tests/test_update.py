@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from peercam.update.bundle import (
     MANIFEST,
     SIGNATURE,
     BundleRefused,
+    VerifiedBundle,
     load_signing_key,
     load_trusted_keys,
     make_bundle,
@@ -35,7 +36,13 @@ from peercam.update.bundle import (
 )
 from peercam.update.paths import KEYS_VARIABLE, RELEASES_VARIABLE
 from peercam.update.releases import Release, ReleaseStore
-from peercam.update.self_check import check_daemon, self_check_target
+from peercam.update.self_check import (
+    SelfCheckFailed,
+    SelfCheckTarget,
+    check_daemon,
+    check_unprivileged,
+    self_check_target,
+)
 from peercam.update.service_manager import ServiceState
 from peercam.update.status import UpdateStatus, read_status, write_status
 from peercam.update.updater import Updater
@@ -554,3 +561,149 @@ def test_the_signing_script_makes_a_key_pair_and_a_bundle_the_camera_accepts(
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 1 and "not wheels" in refused.stderr
+
+
+def test_hostile_archives_and_older_releases_are_refused_not_crashed_on(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    private, trusted_dir = keys
+    trusted = load_trusted_keys(trusted_dir)
+    key = load_signing_key(private.read_bytes())
+    good = tmp_path / "good.bundle"
+    make_bundle(_fake_wheels(tmp_path / "w"), key, good, machine=BOARD[0], python=BOARD[1])
+    with zipfile.ZipFile(good) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+
+    def written(name: str, change: Callable[[str, bytes], tuple[bytes, int]]) -> Path:
+        """The bundle's entries rewritten: each (content, compression) by `change`."""
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as out:
+            for entry, content in entries.items():
+                data, compression = change(entry, content)
+                out.writestr(entry, data, compress_type=compression)
+        return path
+
+    # Deflated (a bomb would be): refused before anything is inflated.
+    deflated = written("deflated.bundle", lambda n, c: (c, zipfile.ZIP_DEFLATED))
+    with pytest.raises(BundleRefused, match="compressed or encrypted"):
+        verify_bundle(deflated, trusted)
+    padded = b" " * 70_000
+    big = written("big.bundle", lambda n, c: (c + padded if n == MANIFEST else c, 0))
+    with pytest.raises(BundleRefused, match="manifest is too big"):
+        verify_bundle(big, trusted)
+    short = written("short.bundle", lambda n, c: (c[:10] if n == SIGNATURE else c, 0))
+    with pytest.raises(BundleRefused, match="not an Ed25519 signature"):
+        verify_bundle(short, trusted)
+    # An entry whose stored bytes end early: the reader's own error, said as damage.
+    raw = bytearray(good.read_bytes())
+    at = raw.find(b"PK\x03\x04", raw.find(b"wheels/"))  # a later wheel's header
+    raw[at - 100 : at] = b"\0" * 100
+    (tmp_path / "torn.bundle").write_bytes(bytes(raw))
+    with pytest.raises(BundleRefused):
+        verify_bundle(tmp_path / "torn.bundle", trusted)
+    # Older than what runs: refused unless root asks for it on the camera.
+    with pytest.raises(BundleRefused, match=r"older than 10\.0 which runs"):
+        verify_bundle(good, trusted, not_older_than="10.0")
+    assert verify_bundle(good, trusted, not_older_than="9.0.0").manifest.version == "9.0.0"
+    body = json.loads(entries[MANIFEST])
+    body["version"] = "not a version"
+    odd = json.dumps(body).encode()
+    _rewrite(good, tmp_path / "odd.bundle", {MANIFEST: odd, SIGNATURE: key.sign(odd)})
+    with pytest.raises(BundleRefused, match="is not one"):
+        verify_bundle(tmp_path / "odd.bundle", trusted)
+
+
+class _StoreWithoutPip(ReleaseStore):
+    """Releases made instantly (a directory with bin/peercam), for the updater's own
+    logic; real installs are test_a_good_update_is_kept..."""
+
+    def install(self, bundle: VerifiedBundle) -> Release:
+        return _fake_release(self, f"{bundle.manifest.version}-{bundle.manifest.digest[:12]}")
+
+
+class _NeverReady:
+    """A service that is restarted and then never reports ready."""
+
+    def __init__(self) -> None:
+        self.restarts = 0
+
+    def restart(self) -> None:
+        self.restarts += 1
+
+    def state(self) -> ServiceState:
+        return ServiceState("activating", "start", 0, f"run-{self.restarts}", None)
+
+
+def test_an_update_stopped_half_way_switches_back_before_it_ends(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    store = _StoreWithoutPip(tmp_path / "releases", factory=tmp_path / "factory")
+    (tmp_path / "factory" / "bin").mkdir(parents=True)
+    (tmp_path / "factory" / "bin" / "peercam").write_text("#!/bin/sh\n")
+    old = _fake_release(store, "1.0-aaa")
+    store.switch_to(old)
+    bundle = tmp_path / "new.bundle"
+    make_bundle(_fake_wheels(tmp_path / "w"), load_signing_key(keys[0].read_bytes()), bundle,
+                machine=BOARD[0], python=BOARD[1])  # fmt: skip
+    service = _NeverReady()
+    updater = Updater(store, load_trusted_keys(keys[1]), service, _no_check, board=BOARD,
+                      poll_interval=0.05)  # fmt: skip
+
+    async def stop_half_way() -> None:
+        task = asyncio.create_task(updater.apply(bundle))
+        for _ in range(500):
+            found = read_status(store.root)
+            if found is not None and found.state == "switched":
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # waiting for the never-ready daemon
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_half_way())
+    status = read_status(store.root)
+    assert status is not None and status.state == "rolled_back"
+    assert "interrupted (CancelledError" in status.reason
+    assert store.current() == old
+    assert [p.name for p in store.releases.iterdir()] == ["1.0-aaa"]
+    assert service.restarts == 2  # into the new release, and back
+
+
+def test_the_self_check_key_works_on_loopback_however_the_daemon_listens(tmp_path: Path) -> None:
+    anywhere = LocalCheckKey(tmp_path / "a")
+    anywhere.renew()
+    key = read_local_check_key(tmp_path / "a")
+    assert anywhere.matches(key, "::ffff:127.0.0.1")  # a dual-stack socket's view
+    assert not anywhere.matches(key, "::ffff:192.168.1.2")
+    one_address = LocalCheckKey(tmp_path / "b", "192.168.1.2")
+    one_address.renew()
+    key = read_local_check_key(tmp_path / "b")
+    assert one_address.matches(key, "192.168.1.2") and not one_address.matches(key, "192.168.1.3")
+    config = load_config(None, {"server": {"host": "192.168.1.2", "port": 8443}})
+    assert SelfCheckTarget.of(config, "k").url == "https://192.168.1.2:8443/"
+    config = load_config(None, {"server": {"host": "::", "port": 9}})
+    assert SelfCheckTarget.of(config, "k").url == "https://[::1]:9/"
+    assert SelfCheckTarget.of(load_config(None), "k").url == "https://127.0.0.1:8443/"
+
+
+def _nobody_can_run_python() -> bool:
+    if os.geteuid() != 0:
+        return False
+    command = ["runuser", "-u", "nobody", "--", sys.executable, "-c", "import peercam"]
+    tried = subprocess.run(command, capture_output=True, timeout=60)
+    return tried.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _nobody_can_run_python(),
+    reason="needs root, and this environment's Python readable by `nobody` "
+    "(the card's /usr/bin/python3 is; make image-test runs it there)",
+)
+def test_root_runs_the_self_check_as_nobody(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(CAMERA_320)
+    key = read_local_check_key(daemon.state_dir)
+    target = SelfCheckTarget(daemon.base + "/", key, tls=True)
+    assert asyncio.run(check_unprivileged(target, 30)) == "320x240"
+    with pytest.raises(SelfCheckFailed, match="refused"):
+        asyncio.run(check_unprivileged(SelfCheckTarget(daemon.base + "/", "wrong", True), 30))

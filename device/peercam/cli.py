@@ -21,7 +21,6 @@ from peercam.firstboot.command import add_command as add_firstboot_command
 from peercam.service.log_rate import limit_repeats
 from peercam.service.state_dir import state_directory
 from peercam.settings.config_file import ConfigFile
-from peercam.update.command import SYSTEM_CONFIG
 from peercam.update.command import add_command as add_update_command
 
 
@@ -129,10 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         from peercam.firstboot.command import run_command
 
         return run_command(args)
+    if args.command == "update":
+        # Root, reading a file the daemon may write: update/command.py reads it itself.
+        from peercam.update.command import run_command as run_update
+
+        return run_update(args)
     overrides = _overrides(args)
     config_path = Path(args.config) if args.config else None
-    if args.command == "update" and config_path is None and SYSTEM_CONFIG.is_file():
-        config_path = SYSTEM_CONFIG  # where the service's daemon reads: its port, its state
     settings_file: ConfigFile | None = None
     if args.command == "run":
         # The settings page saves where the daemon reads: the --config file, else one
@@ -146,19 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(config_path, overrides)
     except ConfigError as error:
         print(f"peercam: config error: {error}", file=sys.stderr)
-        if args.command != "update":
-            return 2
-        # An update (or the boot's recovery from one) may be what fixes the daemon;
-        # it needs of the file only the daemon's port.
-        config = Config()
+        return 2
     if args.command == "ring":
         return ring_doorbell(args.url, args.token or os.environ.get("PEERCAM_TOKEN"), config)
     if args.command in ("passwd", "token"):
         return _manage_credentials(config, args)
-    if args.command == "update":
-        from peercam.update.command import run_command as run_update
-
-        return run_update(config, args)
     if args.command == "check":
         from peercam.check import run_check
 

@@ -515,7 +515,7 @@ class UpdateConfig(_Section):
 
     # Where keys and releases are is not a setting (update/paths.py says why).
     # How long a new release has to report ready and answer the self-check.
-    ready_deadline: Annotated[float, Field(ge=10, le=1800)] = 180.0
+    ready_deadline: Annotated[float, Field(ge=10, le=600)] = 180.0
 
 
 class RemoteConfig(_Section):

@@ -186,7 +186,7 @@ class Daemon:
         # server under them does.
         release.push_async_callback(self._stop_listening)
         # Before READY=1: the updater's self-check reads it once systemd says ready.
-        local_check = LocalCheckKey(self.state_dir)
+        local_check = LocalCheckKey(self.state_dir, config.server.host)
         await asyncio.to_thread(local_check.renew)
         authenticator = Authenticator(
             await asyncio.to_thread(open_credentials, config),

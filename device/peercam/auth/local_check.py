@@ -22,9 +22,11 @@ PRINCIPAL = "local:self-check"
 
 
 class LocalCheckKey:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, own_address: str = "") -> None:
         self._path = state_dir / KEY_FILE
         self._key: str | None = None
+        # A daemon told to listen on one address only is checked on that address.
+        self._own = "" if own_address in ("", "0.0.0.0", "::") else own_address
 
     def renew(self) -> None:
         """A fresh key (blocking: call from a thread)."""
@@ -33,7 +35,7 @@ class LocalCheckKey:
         self._key = key
 
     def matches(self, presented: str, client: str) -> bool:
-        if self._key is None or not _is_loopback(client):
+        if self._key is None or not (_is_loopback(client) or (self._own and client == self._own)):
             return False
         return hmac.compare_digest(presented.encode(), self._key.encode())
 
@@ -50,6 +52,10 @@ def read_local_check_key(state_dir: Path) -> str:
 
 def _is_loopback(client: str) -> bool:
     try:
-        return ipaddress.ip_address(client.split("%")[0]).is_loopback
+        address = ipaddress.ip_address(client.split("%")[0])
     except ValueError:
         return False
+    # A dual-stack socket ("::") sees 127.0.0.1 as ::ffff:127.0.0.1.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback

@@ -23,6 +23,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from packaging.version import InvalidVersion, Version
 
 MANIFEST = "peercam-update.json"
 SIGNATURE = "peercam-update.sig"
@@ -30,7 +31,11 @@ WHEELS = "wheels/"
 FORMAT = 1
 # A release with every dependency is ~60 MiB for aarch64; four times that is not one.
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
-_WHEEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+\.whl$")
+# Read before the signature is checked: small and bounded, whatever the archive says.
+MAX_MANIFEST_BYTES = 64 * 1024
+SIGNATURE_BYTES = 64  # Ed25519
+_WHEEL_NAME = re.compile(r"[A-Za-z0-9_.+-]+\.whl")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class BundleRefused(Exception):
@@ -44,6 +49,11 @@ class Manifest:
     machine: str  # platform.machine() of the boards it is for: aarch64, x86_64
     python: str  # major.minor the wheels were chosen for: "3.11"
     wheels: dict[str, str]  # file name -> SHA-256 (hex)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the manifest, and so of the whole release: names it on disk."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     def to_bytes(self) -> bytes:
         body = {
@@ -74,9 +84,15 @@ class Manifest:
             manifest = cls(str(body["version"]), str(body["machine"]), str(body["python"]), wheels)
         except (ValueError, KeyError, TypeError) as error:
             raise BundleRefused(f"the bundle's manifest is unreadable: {error}") from None
-        for name in manifest.wheels:
-            if not _WHEEL_NAME.match(name):
+        try:
+            Version(manifest.version)
+        except InvalidVersion:
+            raise BundleRefused(f"the bundle's version {manifest.version!r} is not one") from None
+        for name, digest in manifest.wheels.items():
+            if not _WHEEL_NAME.fullmatch(name):
                 raise BundleRefused(f"the bundle names a wheel {name!r} that is not a file name")
+            if not _DIGEST.fullmatch(digest):
+                raise BundleRefused(f"the bundle's digest for {name} is not a SHA-256")
         if not any(name.startswith("peercam-") for name in manifest.wheels):
             raise BundleRefused("the bundle holds no peercam wheel")
         return manifest
@@ -206,9 +222,11 @@ def verify_bundle(
     trusted: list[Ed25519PublicKey],
     *,
     board: tuple[str, str] | None = None,
+    not_older_than: str | None = None,
 ) -> VerifiedBundle:
-    """The bundle at `path`, once it is proven whole, signed by a trusted key and made
-    for this board; BundleRefused says what is wrong otherwise."""
+    """The bundle at `path`, once it is proven whole, signed by a trusted key, made
+    for this board and (given `not_older_than`) no older than that version;
+    BundleRefused says what is wrong otherwise."""
     try:
         size = path.stat().st_size
     except OSError as error:
@@ -216,57 +234,71 @@ def verify_bundle(
     if size > MAX_BUNDLE_BYTES:
         raise BundleRefused(f"the file is {size >> 20} MiB, more than any update")
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
+        with zipfile.ZipFile(path) as archive:
+            manifest = _check_archive(archive, trusted)
+    except BundleRefused:
+        raise
+    except zipfile.BadZipFile:
         raise BundleRefused("this is not a peercam update bundle (not a zip archive)") from None
-    with archive:
-        listed = archive.namelist()
-        names = set(listed)
-        if len(names) != len(listed):
-            raise BundleRefused("the bundle holds one name twice")
-        if MANIFEST not in names:
-            raise BundleRefused("this is not a peercam update bundle (it has no manifest)")
-        if SIGNATURE not in names:
-            raise BundleRefused("the bundle is not signed")
-        try:
-            raw = archive.read(MANIFEST)
-            signature = archive.read(SIGNATURE)
-        except (zipfile.BadZipFile, OSError, ValueError) as error:
-            raise BundleRefused(f"the bundle is damaged: {error}") from None
-        if not trusted:
-            raise BundleRefused("this camera has no update key to check bundles with")
-        if not any(_signed_by(key, signature, raw) for key in trusted):
-            raise BundleRefused(
-                "the signature does not match: the bundle was changed after it was "
-                "signed, or signed with a key this camera does not trust"
-            )
-        manifest = Manifest.from_bytes(raw)
-        machine, python = board or this_board()
-        if manifest.machine != machine:
-            raise BundleRefused(
-                f"the bundle is for {manifest.machine} boards; this one is {machine}"
-            )
-        if manifest.python != python:
-            raise BundleRefused(
-                f"the bundle is for Python {manifest.python}; this camera has {python}"
-            )
-        expected = {MANIFEST, SIGNATURE} | {WHEELS + name for name in manifest.wheels}
-        if names != expected:
-            extra = sorted(names - expected)
-            missing = sorted(expected - names)
-            raise BundleRefused(
-                "the bundle's files differ from its manifest"
-                + (f"; not listed: {', '.join(extra)}" if extra else "")
-                + (f"; missing: {', '.join(missing)}" if missing else "")
-            )
-        for name, digest in manifest.wheels.items():
-            try:
-                found = _sha256(_chunks(archive, WHEELS + name))
-            except (zipfile.BadZipFile, OSError) as error:
-                raise BundleRefused(f"the bundle is damaged at {name}: {error}") from None
-            if found != digest:
-                raise BundleRefused(f"{name} differs from the signed manifest")
+    except Exception as error:
+        # Whatever else the zip reader raises on a damaged or hostile archive (OSError,
+        # EOFError, RuntimeError for encryption, NotImplementedError, zlib.error).
+        raise BundleRefused(f"the bundle is damaged: {error}") from None
+    machine, python = board or this_board()
+    if manifest.machine != machine:
+        raise BundleRefused(f"the bundle is for {manifest.machine} boards; this one is {machine}")
+    if manifest.python != python:
+        raise BundleRefused(f"the bundle is for Python {manifest.python}; this camera has {python}")
+    if not_older_than is not None and Version(manifest.version) < Version(not_older_than):
+        raise BundleRefused(
+            f"the bundle holds peercam {manifest.version}, older than {not_older_than} "
+            "which runs: going back is for `peercam update --allow-older` on the camera"
+        )
     return VerifiedBundle(path, manifest)
+
+
+def _check_archive(archive: zipfile.ZipFile, trusted: list[Ed25519PublicKey]) -> Manifest:
+    listed = archive.infolist()
+    names = {entry.filename for entry in listed}
+    if len(names) != len(listed):
+        raise BundleRefused("the bundle holds one name twice")
+    if MANIFEST not in names:
+        raise BundleRefused("this is not a peercam update bundle (it has no manifest)")
+    if SIGNATURE not in names:
+        raise BundleRefused("the bundle is not signed")
+    for entry in listed:
+        # Stored, as make_bundle writes them: nothing to inflate (no bombs), nothing
+        # encrypted, and sizes that are the bytes read.
+        if entry.compress_type != zipfile.ZIP_STORED or entry.flag_bits & 0x1:
+            raise BundleRefused(f"{entry.filename} is compressed or encrypted in the bundle")
+    manifest_entry, signature_entry = archive.getinfo(MANIFEST), archive.getinfo(SIGNATURE)
+    if manifest_entry.file_size > MAX_MANIFEST_BYTES:
+        raise BundleRefused("the bundle's manifest is too big to be one")
+    if signature_entry.file_size != SIGNATURE_BYTES:
+        raise BundleRefused("the bundle's signature is not an Ed25519 signature")
+    raw = archive.read(MANIFEST)
+    signature = archive.read(SIGNATURE)
+    if not trusted:
+        raise BundleRefused("this camera has no update key to check bundles with")
+    if not any(_signed_by(key, signature, raw) for key in trusted):
+        raise BundleRefused(
+            "the signature does not match: the bundle was changed after it was "
+            "signed, or signed with a key this camera does not trust"
+        )
+    manifest = Manifest.from_bytes(raw)
+    expected = {MANIFEST, SIGNATURE} | {WHEELS + name for name in manifest.wheels}
+    if names != expected:
+        extra = sorted(names - expected)
+        missing = sorted(expected - names)
+        raise BundleRefused(
+            "the bundle's files differ from its manifest"
+            + (f"; not listed: {', '.join(extra)}" if extra else "")
+            + (f"; missing: {', '.join(missing)}" if missing else "")
+        )
+    for name, digest in manifest.wheels.items():
+        if _sha256(_chunks(archive, WHEELS + name)) != digest:
+            raise BundleRefused(f"{name} differs from the signed manifest")
+    return manifest
 
 
 def _signed_by(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:

@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
+import signal
 import stat
 import sys
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 # The daemon's settings when run by systemd (systemd/peercam.service).
 SYSTEM_CONFIG = Path("/etc/peercam/peercam.toml")
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +45,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     what.add_argument("--status", action="store_true", help="what the last update did")
     update.add_argument("--unit", default="peercam.service", help="the daemon's systemd unit")
+    update.add_argument(
+        "--allow-older", action="store_true", help="install a release older than the running one"
+    )
     update.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
 
 
@@ -51,12 +56,12 @@ def make_updater(config: Config, unit: str, state_dir: Path) -> Updater:
     from peercam.update.bundle import load_trusted_keys
     from peercam.update.paths import releases_dir, trusted_keys_dir
     from peercam.update.releases import ReleaseStore
-    from peercam.update.self_check import check_daemon, self_check_target
+    from peercam.update.self_check import check_unprivileged, self_check_target
     from peercam.update.service_manager import SystemdService
     from peercam.update.updater import Updater
 
     async def self_check(within: float) -> str:
-        return await check_daemon(self_check_target(config, state_dir), within)
+        return await check_unprivileged(self_check_target(config, state_dir), within)
 
     return Updater(
         ReleaseStore(releases_dir()),
@@ -71,15 +76,53 @@ def _print(status: UpdateStatus | None) -> None:
     print(json.dumps(None if status is None else status.to_json(), indent=1))
 
 
-def run_command(config: Config, args: argparse.Namespace) -> int:
+def read_config(path: Path | None) -> Config:
+    """The daemon's settings as root reads them: never through a link, never much,
+    and defaults when the file is bad (an update may be what fixes the daemon; of the
+    file it needs only the port and the deadline)."""
+    from peercam.config import ConfigError, build_config
+
+    if path is None:
+        return Config()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise OSError(f"{path} is not a regular file")
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise OSError(f"{path} is over {MAX_CONFIG_BYTES} bytes")
+        return build_config(tomllib.loads(raw.decode()))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError) as error:
+        print(f"peercam update: {error}; using the defaults", file=sys.stderr)
+        return Config()
+
+
+async def _until_stopped(updater: Updater, bundle: Path) -> UpdateStatus:
+    """systemd stops a unit with SIGTERM: the update is cancelled, and an unproven
+    release switched back from, rather than the process simply ending."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await updater.apply(bundle)
+
+
+def run_command(args: argparse.Namespace) -> int:
     from peercam.service.state_dir import state_directory
     from peercam.update.incoming import INCOMING_NAME, incoming_directory
+    from peercam.update.releases import UPLOADED
     from peercam.update.updater import UpdateBusy
 
+    if args.status or args.recover:
+        config = Config()  # neither reads the daemon's settings
+    else:
+        given = Path(args.config) if args.config else None
+        config = read_config(given or (SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None))
     # The daemon's state directory from the command line or systemd's default, never
     # from peercam.toml: root reads in it, and the daemon may write that file.
     state_dir = Path(args.state_dir) if args.state_dir else state_directory(None)
     updater = make_updater(config, args.unit, state_dir)
+    updater.allow_older = args.allow_older
     if args.status:
         _print(updater.last_status())
         return 0
@@ -92,29 +135,26 @@ def run_command(config: Config, args: argparse.Namespace) -> int:
             print(f"peercam update: {recovered.reason}", file=sys.stderr)
         return 0
     if args.uploaded:
-        source = incoming_directory(state_dir) / INCOMING_NAME
         # Out of the service user's directory first: what root checks and installs is
         # a copy the daemon can no longer change.
-        bundle = updater.store.root / "uploaded.bundle"
+        bundle = updater.store.root / UPLOADED
         try:
-            _copy_without_links(source, bundle)
+            take_upload(incoming_directory(state_dir), INCOMING_NAME, bundle)
         except OSError as error:
             print(f"peercam update: no uploaded bundle: {error}", file=sys.stderr)
-            # Whatever is there goes (a link itself, not what it names): left, it would
-            # start this service again and again.
-            with contextlib.suppress(OSError):
-                source.unlink()
             return 1
-        source.unlink(missing_ok=True)
     elif args.bundle is None:
         print("peercam update: give the bundle's file", file=sys.stderr)
         return 2
     else:
         bundle = args.bundle
     try:
-        status = asyncio.run(updater.apply(bundle))
+        status = asyncio.run(_until_stopped(updater, bundle))
     except UpdateBusy as error:
         print(f"peercam update: {error}", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        print("peercam update: stopped; the release before runs", file=sys.stderr)
         return 1
     finally:
         if args.uploaded:
@@ -129,13 +169,38 @@ def run_command(config: Config, args: argparse.Namespace) -> int:
     return 0 if status.state == "kept" else 1
 
 
-def _copy_without_links(source: Path, target: Path) -> None:
+def take_upload(directory: Path, name: str, target: Path) -> None:
+    """Move the daemon's upload (`directory`/`name`) to root's `target`: opened
+    beneath a directory opened without following links, a regular file of at most a
+    bundle's size, read without blocking on a FIFO; the upload is gone afterwards
+    whatever happened (left, it would start peercam-update.service again and again)."""
+    from peercam.update.bundle import MAX_BUNDLE_BYTES
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as reading:
-        if not stat.S_ISREG(os.fstat(reading.fileno()).st_mode):
-            raise OSError("not a regular file")
-        target.unlink(missing_ok=True)
-        out_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(out_fd, "wb") as writing:
-            shutil.copyfileobj(reading, writing, 1 << 20)
+    target.unlink(missing_ok=True)
+    folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+            with os.fdopen(fd, "rb") as reading:
+                found = os.fstat(reading.fileno())
+                if not stat.S_ISREG(found.st_mode):
+                    raise OSError("not a regular file")
+                if found.st_size > MAX_BUNDLE_BYTES:
+                    raise OSError(f"{found.st_size >> 20} MiB, more than any update")
+                out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(out, "wb") as writing:
+                    copied = 0
+                    while chunk := reading.read(1 << 20):
+                        copied += len(chunk)
+                        if copied > MAX_BUNDLE_BYTES:
+                            raise OSError("it grew while it was copied")
+                        writing.write(chunk)
+        except OSError:
+            target.unlink(missing_ok=True)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=folder)
+    finally:
+        os.close(folder)

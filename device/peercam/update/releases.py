@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 FACTORY = Path("/opt/peercam")
 _PARTIAL = ".partial"
+UPLOADED = "uploaded.bundle"  # root's copy of a bundle uploaded on the page
 
 
 class InstallFailed(Exception):
@@ -68,6 +69,11 @@ class Release:
     @property
     def command(self) -> Path:
         return self.path / "bin" / "peercam"
+
+    def version(self) -> str | None:
+        """The peercam version installed in this release's environment."""
+        found = sorted(self.path.glob("lib/python3*/site-packages/peercam-*.dist-info"))
+        return found[0].name[len("peercam-") : -len(".dist-info")] if found else None
 
 
 class ReleaseStore:
@@ -120,10 +126,9 @@ class ReleaseStore:
     def install(self, bundle: VerifiedBundle) -> Release:
         """A new environment holding the bundle's release (or the one already made
         from the same bundle), complete and on disk before this returns."""
-        digest = bundle.manifest.wheels[
-            next(n for n in bundle.manifest.wheels if n.startswith("peercam-"))
-        ][:12]
-        target = self.releases / f"{bundle.manifest.version}-{digest}"
+        # Named by the whole manifest: a bundle that changes only a dependency is a
+        # release of its own.
+        target = self.releases / f"{bundle.manifest.version}-{bundle.manifest.digest[:12]}"
         if (target / "bin" / "peercam").exists():
             return Release(target)
         self.releases.mkdir(parents=True, exist_ok=True)
@@ -181,12 +186,16 @@ class ReleaseStore:
         """Remove releases neither current nor previous (and half-made ones)."""
         keep = {r.path for r in (self.current(), self.previous()) if r is not None}
         removed: list[Path] = []
-        if not self.releases.is_dir():
-            return removed
-        for entry in self.releases.iterdir():
+        for entry in self.releases.iterdir() if self.releases.is_dir() else []:
             if entry not in keep:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed.append(entry)
+        # What a power cut left beside them: wheels being extracted, an upload's copy.
+        for entry in [*self.root.glob(".wheels-*"), self.root / UPLOADED]:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
         return removed
 
 

@@ -1,12 +1,20 @@
 """Is the daemon that just started a working camera? A WHEP offer, as a viewer makes
 it, must be answered and the picture must arrive: a release that starts and reports
-ready but cannot negotiate or encode is rolled back all the same."""
+ready but cannot negotiate or encode is rolled back all the same.
+
+The updater runs as root, and what the daemon sends (its camera may be a file the
+daemon chose) is decoded here: so root runs the check in a child process as
+`nobody` (`check_unprivileged`), handing it the key on its standard input."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import logging
+import os
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -32,7 +40,15 @@ class SelfCheckTarget:
     @classmethod
     def of(cls, config: Config, key: str) -> SelfCheckTarget:
         scheme = "https" if config.server.tls else "http"
-        return cls(f"{scheme}://127.0.0.1:{config.server.port}/", key, config.server.tls)
+        host = config.server.host
+        # Where the daemon listens: loopback when it listens everywhere; the address
+        # it was given otherwise (auth/local_check.py honours the key there too).
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        shown = f"[{host}]" if ":" in host else host
+        return cls(f"{scheme}://{shown}:{config.server.port}/", key, config.server.tls)
 
 
 def _loopback_tls() -> ssl.SSLContext:
@@ -107,6 +123,69 @@ async def _first_frame(arrived: asyncio.Queue[object]) -> str:
                 return f"{frame.width}x{frame.height}"
 
 
+UNPRIVILEGED_USER = "nobody"
+
+
+async def check_unprivileged(target: SelfCheckTarget, within: float) -> str:
+    """check_daemon in a child process as `nobody` when run as root (else here)."""
+    if os.geteuid() != 0:
+        return await check_daemon(target, within)
+    command = [sys.executable, "-m", "peercam.update.self_check", target.url,
+               "--tls" if target.tls else "--no-tls", "--within", str(within)]  # fmt: skip
+    child = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        user=UNPRIVILEGED_USER,
+        group=_group_of(UNPRIVILEGED_USER),
+        extra_groups=[],
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    try:
+        async with asyncio.timeout(within + 15):
+            out, err = await child.communicate(target.key.encode())
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        raise SelfCheckFailed(f"the self-check did not finish within {within:.0f} s") from None
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise SelfCheckFailed(f"the self-check broke: {tail[0]}") from None
+    if not answer.get("ok"):
+        raise SelfCheckFailed(str(answer.get("error")))
+    return str(answer.get("seen"))
+
+
+def _group_of(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
+
+
+def main() -> None:
+    """The child's side: the key on standard input, the outcome as JSON."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--within", type=float, default=30.0)
+    args = parser.parse_args()
+    key = sys.stdin.read().strip()
+    target = SelfCheckTarget(args.url, key, args.tls)
+    try:
+        seen = asyncio.run(check_daemon(target, args.within))
+    except SelfCheckFailed as error:
+        print(json.dumps({"ok": False, "error": str(error)}))
+        sys.exit(1)
+    except Exception as error:
+        print(json.dumps({"ok": False, "error": f"{type(error).__name__}: {error}"}))
+        sys.exit(1)
+    print(json.dumps({"ok": True, "seen": seen}))
+
+
 def self_check_target(config: Config, state_dir: Path) -> SelfCheckTarget:
     """Where the configured daemon listens, with the key it made at its start in
     `state_dir`."""
@@ -117,3 +196,7 @@ def self_check_target(config: Config, state_dir: Path) -> SelfCheckTarget:
     except OSError as error:
         raise SelfCheckFailed(f"the daemon left no self-check key: {error}") from None
     return SelfCheckTarget.of(config, key)
+
+
+if __name__ == "__main__":
+    main()

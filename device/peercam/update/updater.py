@@ -6,6 +6,7 @@ restarts the daemon), one at a time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -55,6 +56,9 @@ class Updater:
     deadline: float = 180.0
     board: tuple[str, str] | None = None
     poll_interval: float = 0.5
+    # Going back to an older release only when root asks on the camera: a bundle ever
+    # signed would otherwise bring back whatever bug a newer release fixed.
+    allow_older: bool = False
 
     @property
     def status_dir(self) -> Path:
@@ -71,9 +75,10 @@ class Updater:
 
     async def _apply(self, bundle_path: Path) -> UpdateStatus:
         running = self.store.current()
+        floor = None if self.allow_older else running.version()
         try:
             bundle = await asyncio.to_thread(
-                verify_bundle, bundle_path, self.trusted, board=self.board
+                verify_bundle, bundle_path, self.trusted, board=self.board, not_older_than=floor
             )
         except BundleRefused as error:
             status = UpdateStatus("refused", "", previous=str(running.path), reason=str(error))
@@ -106,7 +111,19 @@ class Updater:
         switched = time.monotonic()
         self.store.switch_to(release)
         logger.info("switched to %s; waiting for it to come up", release.name)
-        problem = await self._comes_up()
+        try:
+            problem = await self._comes_up()
+        except BaseException as error:
+            # Anything else (the updater stopped, systemctl hung, the self-check broke
+            # in a way of its own): the release is not proven, so it does not stay.
+            self.store.switch_to(running)
+            self.store.discard(release)
+            reason = f"the update was interrupted ({type(error).__name__}: {error})"
+            status = status.ended("rolled_back", reason=reason)
+            write_status(self.status_dir, status)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.service.restart)
+            raise
         if problem is None:
             status = status.ended("kept", switch_seconds=round(time.monotonic() - switched, 1))
             await asyncio.to_thread(write_status, self.status_dir, status)
@@ -150,6 +167,8 @@ class Updater:
             seen = await self.self_check(max(5.0, give_up - time.monotonic()))
         except SelfCheckFailed as error:
             return f"the self-check failed: {error}"
+        except Exception as error:
+            return f"the self-check failed: {type(error).__name__}: {error}"
         after = await asyncio.to_thread(self.service.state)
         if not after.ready or after.invocation != started.invocation:
             return "the new daemon stopped during the self-check"
