@@ -48,6 +48,7 @@ from peercam.update.status import UpdateStatus, read_status, write_status
 from peercam.update.updater import Updater
 from tests.access import TEST_PASSWORD, basic, bearer
 from tests.conftest import CAMERA_320, StartDaemon
+from tests.daemon_process import DaemonProcess
 from tests.systemd_standin import NotifyService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -373,9 +374,7 @@ async def _no_check(within: float) -> str:
 def test_the_command_refuses_a_tampered_bundle_and_says_why(
     tmp_path: Path, keys: tuple[Path, Path]
 ) -> None:
-    key = load_signing_key(keys[0].read_bytes())
-    good = tmp_path / "good.bundle"
-    make_bundle(_fake_wheels(tmp_path / "w"), key, good, machine=BOARD[0], python=BOARD[1])
+    good = _fake_bundle(tmp_path, keys, "good.bundle")
     tampered = tmp_path / "tampered.bundle"
     with zipfile.ZipFile(good) as archive:
         raw = archive.read(MANIFEST).replace(b"9.0.0", b"9.0.1")
@@ -419,16 +418,30 @@ def test_the_command_refuses_a_tampered_bundle_and_says_why(
     assert not (state / "update" / "incoming.bundle").is_symlink() and good.is_file()
 
 
-def test_the_page_takes_a_signed_upload_for_the_updater_and_refuses_others(
+def _daemon_taking_updates(
     tmp_path: Path, keys: tuple[Path, Path], start_daemon: StartDaemon
-) -> None:
+) -> tuple[DaemonProcess, Path]:
+    """A daemon trusting the test key, and where its updates' status is written."""
     releases = tmp_path / "releases"
     daemon = start_daemon(
         CAMERA_320, env={KEYS_VARIABLE: str(keys[1]), RELEASES_VARIABLE: str(releases)}
     )
-    key = load_signing_key(keys[0].read_bytes())
-    good = tmp_path / "good.bundle"
-    make_bundle(_fake_wheels(tmp_path / "w"), key, good, machine=BOARD[0], python=BOARD[1])
+    return daemon, releases
+
+
+def _fake_bundle(tmp_path: Path, keys: tuple[Path, Path], name: str) -> Path:
+    """A signed bundle of random bytes named as wheels: whole, never installable."""
+    bundle = tmp_path / name
+    make_bundle(_fake_wheels(tmp_path / f"{name}-wheels"), load_signing_key(keys[0].read_bytes()),
+                bundle, machine=BOARD[0], python=BOARD[1])  # fmt: skip
+    return bundle
+
+
+def test_the_page_takes_a_signed_upload_for_the_updater_and_refuses_others(
+    tmp_path: Path, keys: tuple[Path, Path], start_daemon: StartDaemon
+) -> None:
+    daemon, _ = _daemon_taking_updates(tmp_path, keys, start_daemon)
+    good = _fake_bundle(tmp_path, keys, "good.bundle")
     tampered = tmp_path / "tampered.bundle"
     _rewrite(good, tampered, {SIGNATURE: None})
 
@@ -491,13 +504,8 @@ def test_chromium_uploads_from_the_settings_page_and_follows_the_outcome(
     the root updater does across the daemon's restart) to what it did."""
     from tests.browser import chromium, open_page, wait_js
 
-    releases = tmp_path / "releases"
-    daemon = start_daemon(
-        CAMERA_320, env={KEYS_VARIABLE: str(keys[1]), RELEASES_VARIABLE: str(releases)}
-    )
-    key = load_signing_key(keys[0].read_bytes())
-    good = tmp_path / "good.peercam-update"
-    make_bundle(_fake_wheels(tmp_path / "w"), key, good, machine=BOARD[0], python=BOARD[1])
+    daemon, releases = _daemon_taking_updates(tmp_path, keys, start_daemon)
+    good = _fake_bundle(tmp_path, keys, "good.peercam-update")
     tampered = tmp_path / "tampered.peercam-update"
     _rewrite(good, tampered, {"wheels/pip-26.0-py3-none-any.whl": b"changed"})
     with chromium() as browser:
@@ -569,8 +577,7 @@ def test_hostile_archives_and_older_releases_are_refused_not_crashed_on(
     private, trusted_dir = keys
     trusted = load_trusted_keys(trusted_dir)
     key = load_signing_key(private.read_bytes())
-    good = tmp_path / "good.bundle"
-    make_bundle(_fake_wheels(tmp_path / "w"), key, good, machine=BOARD[0], python=BOARD[1])
+    good = _fake_bundle(tmp_path, keys, "good.bundle")
     with zipfile.ZipFile(good) as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
 
@@ -642,9 +649,7 @@ def test_an_update_stopped_half_way_switches_back_before_it_ends(
     (tmp_path / "factory" / "bin" / "peercam").write_text("#!/bin/sh\n")
     old = _fake_release(store, "1.0-aaa")
     store.switch_to(old)
-    bundle = tmp_path / "new.bundle"
-    make_bundle(_fake_wheels(tmp_path / "w"), load_signing_key(keys[0].read_bytes()), bundle,
-                machine=BOARD[0], python=BOARD[1])  # fmt: skip
+    bundle = _fake_bundle(tmp_path, keys, "new.bundle")
     service = _NeverReady()
     updater = Updater(store, load_trusted_keys(keys[1]), service, _no_check, board=BOARD,
                       poll_interval=0.05)  # fmt: skip
