@@ -73,7 +73,8 @@ fi
 
 install -m 644 "$HERE/systemd/peercam.service" "$HERE/systemd/peercam-firstboot.service" \
     "$HERE/systemd/peercam-update.path" "$HERE/systemd/peercam-update.service" \
-    "$HERE/systemd/peercam-update-recover.service" /etc/systemd/system/
+    "$HERE/systemd/peercam-update-recover.service" "$HERE/systemd/peercam-update-trial.service" \
+    /etc/systemd/system/
 mkdir -p /etc/peercam
 if [ ! -e /etc/peercam/peercam.toml ]; then
     printf '%s\n' "# peercam settings (see the README). peercam.txt on the boot partition" \

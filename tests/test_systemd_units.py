@@ -19,15 +19,25 @@ pytestmark = pytest.mark.skipif(
 
 
 def installed_copy(tmp_path: Path, name: str) -> Path:
-    """The unit as installed, but naming this checkout's peercam (verify checks that
-    ExecStart= exists)."""
-    peercam = Path(sys.executable).parent / "peercam"
-    unit = tmp_path / name
-    unit.write_text((UNITS / name).read_text().replace("/usr/bin/peercam", str(peercam)))
-    return unit
+    """The units as installed side by side (OnFailure= names another), but naming this
+    checkout's peercam (verify checks that ExecStart= exists)."""
+    peercam = str(Path(sys.executable).parent / "peercam")
+    for source in UNITS.iterdir():
+        text = source.read_text().replace("/usr/bin/peercam", peercam)
+        (tmp_path / source.name).write_text(text.replace("/opt/peercam/bin/peercam", peercam))
+    return tmp_path / name
 
 
-@pytest.mark.parametrize("name", ["peercam.service", "peercam-firstboot.service"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "peercam.service",
+        "peercam-firstboot.service",
+        "peercam-update.service",
+        "peercam-update-recover.service",
+        "peercam-update-trial.service",
+    ],
+)
 def test_the_units_verify(tmp_path: Path, name: str) -> None:
     unit = installed_copy(tmp_path, name)
     result = subprocess.run(
@@ -67,3 +77,15 @@ def test_the_service_is_hardened(tmp_path: Path) -> None:
                     "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                     "RestrictAddressFamilies=", "DevicePolicy=closed"):  # fmt: skip
         assert setting in text, setting
+
+
+def test_a_daemon_systemd_gives_up_on_undoes_a_recent_update() -> None:
+    service = (UNITS / "peercam.service").read_text()
+    trial = re.search(r"^OnFailure=(\S+)$", service, re.M)
+    assert trial is not None and (UNITS / trial[1]).exists()
+    assert (
+        "ExecStart=/opt/peercam/bin/peercam update --after-failure"
+        in (UNITS / trial[1]).read_text()
+    )
+    installer = (UNITS.parent / "scripts" / "install.sh").read_text()
+    assert f'"$HERE/systemd/{trial[1]}"' in installer

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -356,6 +357,61 @@ def test_after_a_power_cut_an_unconfirmed_release_is_switched_away_from(tmp_path
         assert status is not None and status.state == "switched"
     finally:
         os.close(fd)
+
+
+class _CountedRestarts:
+    def __init__(self) -> None:
+        self.restarts = 0
+
+    def restart(self) -> None:
+        self.restarts += 1
+
+    def state(self) -> ServiceState:
+        raise AssertionError("not asked")
+
+
+def test_a_daemon_that_fails_for_good_soon_after_an_update_gets_the_release_before(
+    tmp_path: Path,
+) -> None:
+    store = ReleaseStore(tmp_path / "releases", factory=tmp_path / "factory")
+    old = _fake_release(store, "1.0-aaa")
+    new = _fake_release(store, "1.1-bbb")
+    store.switch_to(old)
+    store.switch_to(new)
+    service = _CountedRestarts()
+    updater = Updater(store, [], service, _no_check)
+    kept_at = 1_000_000.0
+    kept = UpdateStatus("kept", "1.1", str(old.path), str(new.path), finished=kept_at)
+    # Not on trial any more (three days on), or the clock before it: not the update's fault.
+    for now in (kept_at + 3 * 86400, kept_at - 60):
+        write_status(store.root, kept)
+        assert updater.after_failure(now) is None
+        assert store.current() == new and service.restarts == 0
+    # An update that did not end kept, or one already undone by hand: nothing to do.
+    write_status(store.root, replace(kept, state="rolled_back"))
+    assert updater.after_failure(kept_at + 60) is None
+    write_status(store.root, kept)
+    store.switch_to(old)
+    assert updater.after_failure(kept_at + 60) is None
+    store.switch_to(new)
+    # While an update runs it judges the daemon itself.
+    import fcntl
+
+    fd = os.open(store.root / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert updater.after_failure(kept_at + 60) is None
+    finally:
+        os.close(fd)
+    # Five hours after it was kept systemd gave up: the release before comes back.
+    undone = updater.after_failure(kept_at + 5 * 3600)
+    assert undone is not None and undone.state == "rolled_back"
+    assert "kept failing 5.0 h after the update was kept" in undone.reason
+    assert store.current() == old and not new.path.exists()
+    assert service.restarts == 1
+    status = read_status(store.root)
+    assert status is not None and status.state == "rolled_back"
+    assert updater.after_failure(kept_at + 5 * 3600) is None  # once
 
 
 class _NoService:

@@ -44,6 +44,11 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--recover", action="store_true", help="at boot: finish an update a power cut stopped"
     )
     what.add_argument("--status", action="store_true", help="what the last update did")
+    what.add_argument(
+        "--after-failure",
+        action="store_true",
+        help="systemd gave up on the daemon: undo an update kept in the last 48 h",
+    )
     update.add_argument("--unit", default="peercam.service", help="the daemon's systemd unit")
     update.add_argument(
         "--allow-older", action="store_true", help="install a release older than the running one"
@@ -113,7 +118,7 @@ def run_command(args: argparse.Namespace) -> int:
     from peercam.update.releases import UPLOADED
     from peercam.update.updater import UpdateBusy
 
-    if args.status or args.recover:
+    if args.status or args.recover or args.after_failure:
         config = Config()  # neither reads the daemon's settings
     else:
         given = Path(args.config) if args.config else None
@@ -129,10 +134,10 @@ def run_command(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("peercam update: run it as root (sudo)", file=sys.stderr)
         return 2
-    if args.recover:
-        recovered = updater.recover()
-        if recovered is not None:
-            print(f"peercam update: {recovered.reason}", file=sys.stderr)
+    if args.recover or args.after_failure:
+        undone = updater.recover() if args.recover else updater.after_failure()
+        if undone is not None:
+            print(f"peercam update: {undone.reason}", file=sys.stderr)
         return 0
     if args.uploaded:
         # Out of the service user's directory first: what root checks and installs is

@@ -27,6 +27,10 @@ from peercam.update.status import UpdateStatus, read_status, write_status
 logger = logging.getLogger(__name__)
 
 SelfCheck = Callable[[float], Awaitable[str]]  # timeout -> what it saw
+# A kept release on trial: a daemon that systemd gives up on within this long after
+# an update is taken for the update's fault (a camera runs for days between changes;
+# a failure a week later is more likely the settings', the card's or the camera's).
+TRIAL_SECONDS = 48 * 3600
 
 
 class UpdateBusy(Exception):
@@ -174,6 +178,42 @@ class Updater:
             return "the new daemon stopped during the self-check"
         logger.info("self-check passed: a viewer got %s", seen)
         return None
+
+    def after_failure(self, now: float | None = None) -> UpdateStatus | None:
+        """systemd gave up on the daemon (peercam.service's OnFailure=). A release an
+        update kept less than TRIAL_SECONDS ago passed its self-check but has not
+        been proven for long: the one before it comes back and the daemon is started
+        on it. None when that is not the case (the failure is then the daemon's or
+        its settings', and another release would not help)."""
+        try:
+            with _exclusive(self.store.root, wait=False):
+                return self._after_failure(time.time() if now is None else now)
+        except UpdateBusy:
+            return None  # an update is judging the daemon itself
+
+    def _after_failure(self, now: float) -> UpdateStatus | None:
+        status = read_status(self.status_dir)
+        if status is None or status.state != "kept" or not status.release:
+            return None
+        kept_for = now - (status.finished or 0.0)
+        if not 0 <= kept_for <= TRIAL_SECONDS:
+            return None
+        current, previous = self.store.current(), self.store.previous()
+        if current.path != Path(status.release) or previous is None:
+            return None
+        if previous.path != Path(status.previous):
+            return None
+        self.store.switch_to(previous)
+        self.store.discard(current)
+        reason = (
+            f"the daemon kept failing {kept_for / 3600:.1f} h after the update was kept;"
+            " the release before it is back"
+        )
+        status = status.ended("rolled_back", reason=reason)
+        write_status(self.status_dir, status)
+        logger.error("update to %s: %s", status.version, reason)
+        self.service.restart()
+        return status
 
     def recover(self) -> UpdateStatus | None:
         """At boot, before the daemon: finish an update a power cut interrupted. A
