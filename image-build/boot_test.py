@@ -548,8 +548,9 @@ class Vm:
 
 class UpdateRun:
     """Updates on the booted card: a tampered bundle refused, a good one kept, one
-    whose daemon exits at start rolled back, and power cut while an update installs
-    and while it is switched to: each time the camera comes back on the good release."""
+    whose daemon exits at start rolled back, one whose daemon fails only after it was
+    kept rolled back by the trial, and power cut while an update installs and while it
+    is switched to: each time the camera comes back on the good release."""
 
     def __init__(self, work: Path, disk: Path, boot: Boot, args: argparse.Namespace) -> None:
         self.work, self.disk, self.boot, self.args = work, disk, boot, args
@@ -572,7 +573,7 @@ class UpdateRun:
             problem = vm.wait(self.args.timeout)
             if problem:
                 return [f"updates: {problem}"]
-            for kind in ("good", "broken", "tampered"):
+            for kind in ("good", "broken", "later", "tampered"):
                 vm.put(self.args.bundles / f"{kind}.peercam-update", f"/data/{kind}.bundle")
             refused = vm.ssh("peercam update /data/tampered.bundle", timeout=600)
             log(f"tampered: {refused.returncode} {refused.stderr.strip()}")
@@ -602,11 +603,44 @@ class UpdateRun:
                         f"after the rollback the daemon runs {self.running(vm)}")  # fmt: skip
             failed = vm.ssh("systemctl list-units --failed --plain --no-legend", timeout=60)
             self.expect(failed.stdout.strip() == "", f"failed units: {failed.stdout}")
+            self.on_trial(vm)
         finally:
             vm.pull_plug()
         for phase in ("installing", "switched"):
             self.cut_during(phase)
         return self.failures
+
+    def on_trial(self, vm: Vm) -> None:
+        """A release that passes its self-check, then fails at every start after it:
+        once systemd gives up on the daemon, the release before it comes back."""
+        later = vm.ssh("peercam update /data/later.bundle", timeout=3600)
+        kept = vm.status()
+        log(f"later: {later.returncode} {later.stderr.strip()}")
+        if not self.expect(
+            later.returncode == 0 and kept.get("state") == "kept",
+            f"the later-failing update was not kept: {later.stderr} {kept}",
+        ):
+            return
+        began = time.monotonic()
+        vm.ssh("systemctl restart --no-block peercam.service", timeout=60)
+        deadline = began + 900
+        while (status := vm.status()).get("state") == "kept":
+            if time.monotonic() > deadline:
+                self.failures.append(f"a daemon failing after its update was kept: {status}")
+                return
+            time.sleep(5)
+        log(f"on trial: {status.get('state')}: {status.get('reason')}")
+        self.expect(status.get("state") == "rolled_back" and
+                    "kept failing" in str(status.get("reason")),
+                    f"a daemon failing after its update was kept: {status}")  # fmt: skip
+        while self.running(vm) != self.versions["good"] and time.monotonic() < deadline:
+            time.sleep(5)
+        self.figures["trial_rollback_s"] = round(time.monotonic() - began)
+        self.expect(self.running(vm) == self.versions["good"],
+                    f"after the trial's rollback the daemon runs {self.running(vm)}")  # fmt: skip
+        vm.ssh("rm -f /var/lib/peercam/test-bundle-started", timeout=60)
+        failed = vm.ssh("systemctl list-units --failed --plain --no-legend", timeout=60)
+        self.expect("peercam" not in failed.stdout, f"failed units: {failed.stdout}")
 
     def cut_during(self, phase: str) -> None:
         vm = Vm(self.work, self.disk, self.boot, f"cut-{phase}")

@@ -1,12 +1,14 @@
 """Update bundles for testing updates, made from this checkout: a good release, a
-broken one (its daemon exits with status 3 before it serves), and the good one with
-one byte of a wheel changed after signing. Used by tests/test_update.py (this
+broken one (its daemon exits with status 3 before it serves), one that fails later
+(its daemon serves once, then exits with status 3 at every start after: the update's
+self-check passes, systemd gives up on it afterwards), and the good one with one byte
+of a wheel changed after signing. Used by tests/test_update.py (this
 machine's wheels) and by `make image-test` (the card's: aarch64, Python 3.11).
 
     test_bundles.py --board native|aarch64 --key SIGNING.pem --out DIR [--version V]
 
-Writes DIR/good.peercam-update (version V), DIR/broken.peercam-update (V with a
-second post-release number) and DIR/tampered.peercam-update; prints their versions
+Writes DIR/good.peercam-update (version V), DIR/broken.peercam-update (V.1),
+DIR/later.peercam-update (V.2) and DIR/tampered.peercam-update; prints their versions
 as JSON."""
 
 from __future__ import annotations
@@ -32,9 +34,22 @@ def pip(*arguments: str) -> None:
                    check=True, capture_output=True, timeout=900)  # fmt: skip
 
 
-def peercam_wheel(out: Path, work: Path, version: str, exits_at_start: bool) -> Path:
-    """peercam's wheel from this checkout as `version`; `exits_at_start`: its `peercam
-    run` returns 3 at once, as a release broken in a way no test caught would."""
+BREAKS = {
+    # A release broken in a way no test caught: `peercam run` returns 3 at once.
+    "broken": "    return 3\n",
+    # One that breaks only from its second start on (a migration gone wrong, say).
+    "later": (
+        "    started = Path(os.environ.get('STATE_DIRECTORY', '/var/lib/peercam'))"
+        " / 'test-bundle-started'\n"
+        "    if started.exists():\n"
+        "        return 3\n"
+        "    started.touch()\n"
+    ),
+}
+
+
+def peercam_wheel(out: Path, work: Path, version: str, kind: str) -> Path:
+    """peercam's wheel from this checkout as `version`, broken as BREAKS[kind] says."""
     source = work / f"source-{version}"
     source.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md", "LICENSE"):
@@ -46,13 +61,17 @@ def peercam_wheel(out: Path, work: Path, version: str, exits_at_start: bool) -> 
     text = init.read_text()
     current = text.split('__version__ = "')[1].split('"')[0]
     init.write_text(text.replace(f'__version__ = "{current}"', f'__version__ = "{version}"'))
-    if exits_at_start:
+    if kind in BREAKS:
         cli = source / "device" / "peercam" / "cli.py"
         text = cli.read_text()
         marker = "    limit_arenas()\n"
-        if marker not in text:
-            sys.exit("test_bundles: cli.py changed; cannot make the broken release")
-        cli.write_text(text.replace(marker, marker + "    return 3\n", 1))
+        if (
+            marker not in text
+            or "\nimport os\n" not in text
+            or "from pathlib import Path\n" not in text
+        ):
+            sys.exit("test_bundles: cli.py changed; cannot make the broken releases")
+        cli.write_text(text.replace(marker, marker + BREAKS[kind], 1))
     pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source))
     return next(out.glob(f"peercam-{version}-*.whl"))
 
@@ -103,8 +122,9 @@ def main() -> None:
         deps = work / "deps"
         machine, python = dependency_wheels(args.board, deps)
         versions = {"good": args.version, "broken": args.version + ".1"}
+        versions["later"] = args.version + ".2"
         for kind, version in versions.items():
-            wheel = peercam_wheel(work / "built", work, version, exits_at_start=kind == "broken")
+            wheel = peercam_wheel(work / "built", work, version, kind)
             make_bundle([wheel, *deps.glob("*.whl")], key, args.out / f"{kind}.peercam-update",
                         machine=machine, python=python)  # fmt: skip
     tamper(args.out / "good.peercam-update", args.out / "tampered.peercam-update")
