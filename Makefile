@@ -12,10 +12,11 @@ RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
 # webrtcbin: a WHEP client that is neither libwebrtc nor aiortc (and a bench peer);
 # zbar-tools: reads the pairing QR code off the admin's page, as a phone would;
 # curl: the remote-access test's requests inside a namespace; ffmpeg: an RTSP client.
+# fdisk, e2fsprogs, dosfstools, mtools: taking a Raspberry Pi OS image apart.
 GST_DEBS  := gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base \
 	gstreamer1.0-nice gstreamer1.0-libav python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 python3-gi
 TEST_DEBS := chromium coturn iptables iproute2 janus systemd shellcheck mosquitto zbar-tools \
-	curl ffmpeg espeak-ng $(GST_DEBS)
+	curl ffmpeg espeak-ng fdisk e2fsprogs dosfstools mtools $(GST_DEBS)
 
 .PHONY: run test test-all lint typecheck bench clean install-run install-test image image-test
 
@@ -79,26 +80,35 @@ bench: install-test
 IMAGE_DEBS := mmdebstrap qemu-user-static binfmt-support qemu-system-arm mtools dosfstools \
 	fdisk e2fsprogs xz-utils curl arch-test
 
+# BASE_IMAGE=raspios-lite.img.xz: start from the Raspberry Pi OS Lite image a user
+# downloaded instead of building Debian's root.
+BASE_IMAGE ?=
 image: install-test
 	@scripts/ensure-debian-packages.sh $(IMAGE_DEBS)
-	PYTHON=$(abspath $(BIN)/python) image-build/build.sh $(ARGS)
+	PYTHON=$(abspath $(BIN)/python) image-build/build.sh \
+		$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(ARGS)
 
 # Boots it on fresh cards: qemu's generic virt machine, then its Raspberry Pi 3
 # (raspi3b: the Pi's device tree, SD host and USB). On virt also updates (a tampered
 # bundle, a good one, one whose daemon exits at start, power cuts while installing and
 # switching) and PLUG_PULLS power cuts while it records and saves. Console logs are
-# kept in image-build/out/console/.
+# kept in image-build/out/console/. Then the BASE_IMAGE path, from a plain Debian
+# image the build also writes (standing in for Raspberry Pi OS Lite), booted on virt.
 PLUG_PULLS ?= 20
 SIGNING_KEY ?= image-build/keys/peercam-update-signing.pem
+STAND_IN := image-build/out/stand-in-debian-arm64-lite.img
 image-test: install-test
 	@scripts/ensure-debian-packages.sh $(IMAGE_DEBS)
-	PYTHON=$(abspath $(BIN)/python) image-build/build.sh $(ARGS)
+	PYTHON=$(abspath $(BIN)/python) image-build/build.sh --plain-out $(STAND_IN) $(ARGS)
 	mkdir -p image-build/out/bundles
 	$(BIN)/python image-build/test_bundles.py --board aarch64 --key $(SIGNING_KEY) \
 		--out image-build/out/bundles > image-build/out/bundles/versions.json
 	$(BIN)/python image-build/boot_test.py --keep image-build/out/console \
 		--bundles image-build/out/bundles --plug-pulls $(PLUG_PULLS) \
 		image-build/out/peercam-*-debian-arm64.img.xz
+	PYTHON=$(abspath $(BIN)/python) image-build/build.sh --base-image $(STAND_IN) --no-xz
+	$(BIN)/python image-build/boot_test.py --machine virt --keep image-build/out/console-from-image \
+		image-build/out/peercam-*-from-stand-in-debian-arm64-lite.img
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info device/*.egg-info

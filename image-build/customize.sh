@@ -1,9 +1,17 @@
 #!/bin/sh
-# Runs inside the new arm64 root (under qemu-user) at the end of mmdebstrap: the
-# service user, peercam's Python environment, units, fstab, and the first-boot state.
+# Runs inside the arm64 root (chroot, under qemu-user) that mmdebstrap made or that
+# came out of a Raspberry Pi OS Lite image (BASE=image): the service user, peercam's
+# Python environment, units, fstab, and the first-boot state.
 set -eu
 W=/tmp/peercam
 export DEBIAN_FRONTEND=noninteractive
+# mmdebstrap leaves no package lists behind, nor does a downloaded image.
+apt_ready=no
+apt_install() {
+    [ $apt_ready = yes ] || { apt-get update -q >/dev/null; apt_ready=yes; }
+    apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+has_unit() { [ -e "/lib/systemd/system/$1" ] || [ -e "/etc/systemd/system/$1" ]; }
 
 echo peercam > /etc/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tpeercam\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
@@ -23,6 +31,10 @@ tmpfs                 /var/tmp       tmpfs  nosuid,nodev,size=16M,mode=1777     
 tmpfs                 /var/log       tmpfs  nosuid,nodev,noexec,size=16M,mode=0755 0  0
 /data/journal         /var/log/journal          none  bind  0  0
 FSTAB
+# Raspberry Pi OS runs NetworkManager, which keeps its leases and state there.
+if has_unit NetworkManager.service; then
+    echo "/data/NetworkManager  /var/lib/NetworkManager   none  bind  0  0" >> /etc/fstab
+fi
 mkdir -p /data /var/lib/peercam /var/lib/peercam-releases /var/lib/ssh-host-keys /var/log/journal
 
 # Wheels with no aarch64 build on PyPI (pyalsaaudio) are built here, once, with the
@@ -30,7 +42,7 @@ mkdir -p /data /var/lib/peercam /var/lib/peercam-releases /var/lib/ssh-host-keys
 mkdir -p $W/built
 if ls $W/wheels/*.tar.gz >/dev/null 2>&1; then
     build_debs="gcc libc6-dev python3-dev libasound2-dev python3-setuptools python3-wheel"
-    apt-get install -y -q --no-install-recommends $build_debs >/dev/null
+    apt_install $build_debs
     for sdist in $W/wheels/*.tar.gz; do
         # pip runs from its wheel (a zip Python can execute); the shell cannot glob inside it.
         python3 "$(ls $W/wheels/pip-*.whl | head -1)/pip" wheel -q --no-deps --no-build-isolation --no-index \
@@ -45,9 +57,30 @@ fi
 # updates signed with the build's key.
 sh $W/scripts/install.sh --wheels $W/wheels --no-start --update-key $W/update-key.pem
 
-# Enabled: the daemon, first boot, growing the root, the network. SSH stays off
-# unless peercam.txt asks for it (first boot enables it then).
-systemctl enable peercam-growdata.service systemd-networkd.service systemd-resolved.service systemd-timesyncd.service avahi-daemon.service
+if [ "$BASE" = image ]; then
+    # Raspberry Pi OS's own first boot grows the root over the whole card (our data
+    # partition follows it), asks on the console for a user, makes a swap file and
+    # SSH host keys on the root: peercam's first boot does what is needed of that,
+    # on the data partition. Each is left out only where the image has it.
+    sed -i -e 's# init=/usr/lib/raspberrypi-sys-mods/firstboot##' \
+        -e 's# systemd.run=[^ ]*##g' /boot/firmware/cmdline.txt
+    for unit in userconfig.service dphys-swapfile.service regenerate_ssh_host_keys.service \
+            sshswitch.service rpi-resize.service rpi-resize-swap-file.service; do
+        if has_unit $unit; then systemctl mask $unit; echo "customize: masked $unit"; fi
+    done
+    command -v growpart >/dev/null || apt_install cloud-guest-utils
+fi
+# Enabled: the daemon, first boot, growing the data partition, the network (systemd's,
+# unless NetworkManager is there: Raspberry Pi OS). SSH stays off unless peercam.txt
+# asks for it (first boot enables it then).
+if has_unit NetworkManager.service; then
+    systemctl enable peercam-growdata.service NetworkManager.service
+else
+    systemctl enable peercam-growdata.service systemd-networkd.service systemd-resolved.service
+fi
+for unit in systemd-timesyncd.service avahi-daemon.service; do
+    if has_unit $unit; then systemctl enable $unit; fi
+done
 systemctl disable ssh.service
 # Host keys made here would be the same on every camera flashed from this image: each
 # camera makes its own, on the data partition (the root is read-only).
@@ -58,7 +91,7 @@ printf '%s\n' "# peercam: host keys on the data partition (the root is read-only
     "HostKey /var/lib/ssh-host-keys/ssh_host_rsa_key" > /etc/ssh/sshd_config.d/peercam-host-keys.conf
 # Security updates, daily (apt-daily*.timer): the read-only root is made writable
 # only while apt runs (peercam-root-rw), and read-only again after it.
-apt-get install -y -q --no-install-recommends unattended-upgrades >/dev/null
+apt_install unattended-upgrades
 printf '%s\n' 'APT::Periodic::Update-Package-Lists "1";' 'APT::Periodic::Unattended-Upgrade "1";' \
     'Unattended-Upgrade::Automatic-Reboot "true";' 'Unattended-Upgrade::Automatic-Reboot-Time "04:00";' \
     > /etc/apt/apt.conf.d/20peercam-auto-upgrades

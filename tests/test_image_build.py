@@ -19,7 +19,7 @@ import pytest
 
 IMAGE_BUILD = Path(__file__).resolve().parent.parent / "image-build"
 BUILD = IMAGE_BUILD / "build.sh"
-MODULES_LIST = IMAGE_BUILD / "rootfs/usr/share/initramfs-tools/modules.d/peercam"
+MODULES_LIST = IMAGE_BUILD / "initramfs-modules"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="build.sh runs as root (it checks that first)")
