@@ -16,7 +16,6 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,6 +45,7 @@ from peercam.update.self_check import (
 )
 from peercam.update.service_manager import ServiceState
 from peercam.update.status import UpdateStatus, read_status, write_status
+from peercam.update.trial import Trial, start_trial
 from peercam.update.updater import Updater
 from tests.access import TEST_PASSWORD, basic, bearer
 from tests.conftest import CAMERA_320, StartDaemon
@@ -359,15 +359,19 @@ def test_after_a_power_cut_an_unconfirmed_release_is_switched_away_from(tmp_path
         os.close(fd)
 
 
-class _CountedRestarts:
+class _GivenUp:
+    """A service systemd stopped restarting (or, with result="exit-code", one it is
+    about to restart: systemd 254 and later run OnFailure= then too)."""
+
     def __init__(self) -> None:
         self.restarts = 0
+        self.result = "start-limit-hit"
 
     def restart(self) -> None:
         self.restarts += 1
 
     def state(self) -> ServiceState:
-        raise AssertionError("not asked")
+        return ServiceState("failed", "failed", 4, "run-4", 3, self.result)
 
 
 def test_a_daemon_that_fails_for_good_soon_after_an_update_gets_the_release_before(
@@ -378,40 +382,67 @@ def test_a_daemon_that_fails_for_good_soon_after_an_update_gets_the_release_befo
     new = _fake_release(store, "1.1-bbb")
     store.switch_to(old)
     store.switch_to(new)
-    service = _CountedRestarts()
+    service = _GivenUp()
     updater = Updater(store, [], service, _no_check)
     kept_at = 1_000_000.0
-    kept = UpdateStatus("kept", "1.1", str(old.path), str(new.path), finished=kept_at)
-    # Not on trial any more (three days on), or the clock before it: not the update's fault.
-    for now in (kept_at + 3 * 86400, kept_at - 60):
-        write_status(store.root, kept)
-        assert updater.after_failure(now) is None
-        assert store.current() == new and service.restarts == 0
-    # An update that did not end kept, or one already undone by hand: nothing to do.
-    write_status(store.root, replace(kept, state="rolled_back"))
+    # No update kept: a failing daemon is its settings' or the camera's business.
+    assert updater.after_failure(kept_at) is None
+    start_trial(store.root, Trial("1.1", str(new.path), str(old.path), kept_at))
+    # Three days on the trial is over.
+    assert updater.after_failure(kept_at + 3 * 86400) is None
+    assert store.current() == new and service.restarts == 0
+    # systemd about to restart it by itself: not given up on yet.
+    service.result = "exit-code"
     assert updater.after_failure(kept_at + 60) is None
-    write_status(store.root, kept)
+    service.result = "start-limit-hit"
+    # Someone went back by hand: nothing to do.
     store.switch_to(old)
     assert updater.after_failure(kept_at + 60) is None
     store.switch_to(new)
-    # While an update runs it judges the daemon itself.
-    import fcntl
-
-    fd = os.open(store.root / ".lock", os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        assert updater.after_failure(kept_at + 60) is None
-    finally:
-        os.close(fd)
+    # An upload refused since does not end the trial of the release still running.
+    write_status(store.root, UpdateStatus("refused", "", str(new.path), reason="unsigned"))
     # Five hours after it was kept systemd gave up: the release before comes back.
     undone = updater.after_failure(kept_at + 5 * 3600)
-    assert undone is not None and undone.state == "rolled_back"
+    assert undone is not None and undone.state == "rolled_back" and undone.version == "1.1"
     assert "kept failing 5.0 h after the update was kept" in undone.reason
     assert store.current() == old and not new.path.exists()
     assert service.restarts == 1
     status = read_status(store.root)
     assert status is not None and status.state == "rolled_back"
     assert updater.after_failure(kept_at + 5 * 3600) is None  # once
+    # A clock set back since the update (no clock of its own before the network's)
+    # keeps the trial on.
+    newer = _fake_release(store, "1.2-ccc")
+    store.switch_to(newer)
+    start_trial(store.root, Trial("1.2", str(newer.path), str(old.path), kept_at))
+    undone = updater.after_failure(kept_at - 3600)
+    assert undone is not None and store.current() == old
+
+
+def test_the_trial_waits_for_an_update_under_way(tmp_path: Path) -> None:
+    store = ReleaseStore(tmp_path / "releases", factory=tmp_path / "factory")
+    old = _fake_release(store, "1.0-aaa")
+    new = _fake_release(store, "1.1-bbb")
+    store.switch_to(old)
+    store.switch_to(new)
+    start_trial(store.root, Trial("1.1", str(new.path), str(old.path), time.time()))
+    service = _GivenUp()
+    updater = Updater(store, [], service, _no_check)
+    import fcntl
+    import threading
+
+    fd = os.open(store.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    outcome: list[UpdateStatus | None] = []
+    waiting = threading.Thread(target=lambda: outcome.append(updater.after_failure()))
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive() and store.current() == new  # held off by the update
+    # The update ended by restarting the daemon, which now runs.
+    service.result = "success"
+    os.close(fd)
+    waiting.join(10)
+    assert outcome == [None] and store.current() == new and service.restarts == 0
 
 
 class _NoService:

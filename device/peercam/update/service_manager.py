@@ -15,6 +15,8 @@ class ServiceState:
     restarts: int  # NRestarts: starts systemd made by itself after a failure
     invocation: str  # InvocationID: new at every start
     exit_status: int | None  # the main process's last exit status, if it exited
+    # Result: why it last stopped; "start-limit-hit" once systemd stopped restarting it.
+    result: str = ""
 
     @property
     def ready(self) -> bool:
@@ -46,7 +48,7 @@ class SystemdService:
         shown = self._systemctl(
             "show", self.unit,
             "--property=ActiveState,SubState,NRestarts,InvocationID,MainPID,ExecMainCode,"
-            "ExecMainStatus",
+            "ExecMainStatus,Result",
         )  # fmt: skip
         values = dict(line.partition("=")[::2] for line in shown.splitlines())
         status = values.get("ExecMainStatus", "")
@@ -59,6 +61,7 @@ class SystemdService:
             int(values.get("NRestarts", "0") or 0),
             values.get("InvocationID", ""),
             int(status) if exited else None,
+            values.get("Result", ""),
         )
 
     @staticmethod

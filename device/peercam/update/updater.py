@@ -23,6 +23,7 @@ from peercam.update.releases import InstallFailed, Release, ReleaseStore
 from peercam.update.self_check import SelfCheckFailed
 from peercam.update.service_manager import ServiceManager, ServiceState
 from peercam.update.status import UpdateStatus, read_status, write_status
+from peercam.update.trial import Trial, end_trial, read_trial, start_trial
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ class Updater:
         if problem is None:
             status = status.ended("kept", switch_seconds=round(time.monotonic() - switched, 1))
             await asyncio.to_thread(write_status, self.status_dir, status)
+            trial = Trial(version, str(release.path), str(running.path), time.time())
+            await asyncio.to_thread(start_trial, self.status_dir, trial)
             await asyncio.to_thread(self.store.prune)
             logger.info("update to %s kept", version)
             return status
@@ -184,34 +187,41 @@ class Updater:
         update kept less than TRIAL_SECONDS ago passed its self-check but has not
         been proven for long: the one before it comes back and the daemon is started
         on it. None when that is not the case (the failure is then the daemon's or
-        its settings', and another release would not help)."""
-        try:
-            with _exclusive(self.store.root, wait=False):
-                return self._after_failure(time.time() if now is None else now)
-        except UpdateBusy:
-            return None  # an update is judging the daemon itself
+        its settings', and another release would not help). Waits for an update
+        under way: it may end without restarting the daemon."""
+        with _exclusive(self.store.root, wait=True):
+            return self._after_failure(time.time() if now is None else now)
 
     def _after_failure(self, now: float) -> UpdateStatus | None:
-        status = read_status(self.status_dir)
-        if status is None or status.state != "kept" or not status.release:
+        trial = read_trial(self.status_dir)
+        if trial is None:
             return None
-        kept_for = now - (status.finished or 0.0)
-        if not 0 <= kept_for <= TRIAL_SECONDS:
+        # A clock set back (a Pi has no clock of its own before the network's) keeps
+        # the trial on; only time really past the trial ends it.
+        kept_for = now - trial.kept_at
+        if kept_for > TRIAL_SECONDS:
+            return None
+        # systemd 254 and later call OnFailure= before every automatic restart too:
+        # only a daemon systemd stopped restarting counts.
+        if self.service.state().result != "start-limit-hit":
             return None
         current, previous = self.store.current(), self.store.previous()
-        if current.path != Path(status.release) or previous is None:
+        if current.path != Path(trial.release) or previous is None:
             return None
-        if previous.path != Path(status.previous):
+        if previous.path != Path(trial.previous):
             return None
         self.store.switch_to(previous)
         self.store.discard(current)
+        end_trial(self.status_dir)
         reason = (
-            f"the daemon kept failing {kept_for / 3600:.1f} h after the update was kept;"
-            " the release before it is back"
+            f"the daemon kept failing {max(kept_for, 0) / 3600:.1f} h after the update was"
+            " kept; the release before it is back"
         )
-        status = status.ended("rolled_back", reason=reason)
+        status = UpdateStatus(
+            "rolled_back", trial.version, trial.previous, trial.release, reason, started=now
+        ).ended("rolled_back")
         write_status(self.status_dir, status)
-        logger.error("update to %s: %s", status.version, reason)
+        logger.error("update to %s: %s", trial.version, reason)
         self.service.restart()
         return status
 
