@@ -214,7 +214,11 @@ cp -a "$WORK/wheels" "$REPO/scripts" "$REPO/systemd" "$HERE/customize.sh" "$ROOT
 cp "$UPDATE_KEY" "$ROOT/tmp/peercam/update-key.pem"
 # The chroot gets the kernel's file systems and the host's resolver (apt may fetch
 # security updates and unattended-upgrades); the root's own resolv.conf goes back.
-for fs in dev dev/pts proc sys; do mkdir -p "$ROOT/$fs"; mount --bind "/$fs" "$ROOT/$fs"; done
+for fs in dev dev/pts proc sys; do
+    mkdir -p "$ROOT/$fs"
+    mount --bind "/$fs" "$ROOT/$fs"
+    mount --make-rslave "$ROOT/$fs"  # nothing mounted inside shows on the host
+done
 resolv_kept=no
 if [ -e "$ROOT/etc/resolv.conf" ] || [ -L "$ROOT/etc/resolv.conf" ]; then
     mv "$ROOT/etc/resolv.conf" "$ROOT/etc/resolv.conf.image"; resolv_kept=yes
@@ -223,6 +227,11 @@ cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
 chroot "$ROOT" env DISK_ID="$DISK_ID" BASE="$BASE" sh /tmp/peercam/customize.sh
 rm "$ROOT/etc/resolv.conf"
 [ $resolv_kept = no ] || mv "$ROOT/etc/resolv.conf.image" "$ROOT/etc/resolv.conf"
+if [ -e "$ROOT/lib/systemd/system/NetworkManager.service" ]; then
+    # Raspberry Pi OS ships a plain file (nameserver 8.8.8.8); NetworkManager cannot
+    # rewrite it on a read-only root, but keeps its own in /run.
+    ln -sfn /run/NetworkManager/resolv.conf "$ROOT/etc/resolv.conf"
+fi
 for fs in sys proc dev/pts dev; do umount "$ROOT/$fs"; done
 cp -n "$ROOT"/tmp/peercam/built/*.whl "$CACHE/wheels/" 2>/dev/null || true
 rm -rf "$ROOT/tmp/peercam"

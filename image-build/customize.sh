@@ -42,6 +42,10 @@ mkdir -p /data /var/lib/peercam /var/lib/peercam-releases /var/lib/ssh-host-keys
 mkdir -p $W/built
 if ls $W/wheels/*.tar.gz >/dev/null 2>&1; then
     build_debs="gcc libc6-dev python3-dev libasound2-dev python3-setuptools python3-wheel"
+    # Only what was added goes again (Raspberry Pi OS Lite ships gcc already).
+    added=$(for deb in $build_debs; do
+        dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "ok installed" || echo "$deb"
+    done)
     apt_install $build_debs
     for sdist in $W/wheels/*.tar.gz; do
         # pip runs from its wheel (a zip Python can execute); the shell cannot glob inside it.
@@ -49,7 +53,7 @@ if ls $W/wheels/*.tar.gz >/dev/null 2>&1; then
             -w $W/built "$sdist"
         rm "$sdist"
     done
-    apt-get purge -y -q --autoremove $build_debs >/dev/null
+    if [ -n "$added" ]; then apt-get purge -y -q --autoremove $added >/dev/null; fi
     cp $W/built/*.whl $W/wheels/
 fi
 
@@ -62,11 +66,32 @@ if [ "$BASE" = image ]; then
     # partition follows it), asks on the console for a user, makes a swap file and
     # SSH host keys on the root: peercam's first boot does what is needed of that,
     # on the data partition. Each is left out only where the image has it.
+    # Imager's first-run hooks (systemd.run*, systemd.unit=kernel-command-line.target)
+    # go too: left half, the card would never reach multi-user.
     sed -i -e 's# init=/usr/lib/raspberrypi-sys-mods/firstboot##' \
-        -e 's# systemd.run=[^ ]*##g' /boot/firmware/cmdline.txt
+        -e 's# systemd\.\(run\|run_success_action\|run_failure_action\|unit\)=[^ ]*##g' \
+        /boot/firmware/cmdline.txt
+    if grep -Eq 'firstboot|(^| )resize( |$)' /boot/firmware/cmdline.txt; then
+        echo "customize: cmdline.txt still asks for Raspberry Pi OS's first boot:" \
+            "$(cat /boot/firmware/cmdline.txt)" >&2
+        exit 1
+    fi
+    # fake-hwclock would save the time on the read-only root (timesyncd keeps it on
+    # /data); resize2fs_once is an init script, not a unit file.
     for unit in userconfig.service dphys-swapfile.service regenerate_ssh_host_keys.service \
-            sshswitch.service rpi-resize.service rpi-resize-swap-file.service; do
-        if has_unit $unit; then systemctl mask $unit; echo "customize: masked $unit"; fi
+            sshswitch.service rpi-resize.service rpi-resize-swap-file.service \
+            fake-hwclock.service resize2fs_once.service; do
+        if has_unit $unit || [ -e "/etc/init.d/${unit%.service}" ]; then
+            systemctl mask $unit; echo "customize: masked $unit"
+        fi
+    done
+    # pi-gen leaves Wi-Fi off (NetworkManager's WirelessEnabled=false, the radio
+    # rfkill-blocked) until a country is set; peercam.txt's wifi_country is that, and
+    # first boot writes the connection only when Wi-Fi is asked for.
+    state=/var/lib/NetworkManager/NetworkManager.state
+    if [ -e $state ]; then sed -i 's/^WirelessEnabled=false/WirelessEnabled=true/' $state; fi
+    for blocked in /var/lib/systemd/rfkill/*:wlan; do
+        if [ -e "$blocked" ]; then echo 0 > "$blocked"; fi
     done
     command -v growpart >/dev/null || apt_install cloud-guest-utils
 fi

@@ -32,6 +32,8 @@ from pathlib import Path
 
 FAT_TYPES = {"b", "c", "e", "6"}
 LINUX_TYPE = "83"
+# What fetch_wheels.py builds for (cp311) and the image recipe knows.
+SUPPORTED_RELEASE = "bookworm"
 COPY_CHUNK = 1 << 20
 
 
@@ -46,6 +48,7 @@ class Entry:
     path: str
     inode: int
     mode: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -93,13 +96,19 @@ def copy_range(source: Path, start: int, size: int, target: Path) -> None:
             left -= len(chunk)
 
 
+def complaints(stderr: str) -> list[str]:
+    """debugfs exits 0 whatever a command met; what went wrong is only on stderr,
+    after its version banner."""
+    return [line for line in stderr.splitlines() if line and not line.startswith("debugfs ")]
+
+
 def debugfs(fs: Path, commands: list[str], work: Path) -> str:
     script = work / "debugfs.commands"
     script.write_text("".join(f"{command}\n" for command in commands))
     done = subprocess.run(
         ["debugfs", "-f", str(script), str(fs)], capture_output=True, text=True, check=False
     )
-    if done.returncode != 0:
+    if done.returncode != 0 or complaints(done.stderr):
         raise UnpackError(f"debugfs failed: {done.stderr.strip()}")
     return done.stdout
 
@@ -138,7 +147,8 @@ def entries(fs: Path, work: Path) -> list[Entry]:
                 if len(fields) < 7 or fields[5] in ("", ".", "..") or fields[1] == "0":
                     continue
                 path = directory.rstrip("/") + "/" + fields[5]
-                entry = Entry(path, int(fields[1]), int(fields[2], 8))
+                size = int(fields[6]) if fields[6] else 0
+                entry = Entry(path, int(fields[1]), int(fields[2], 8), size)
                 found.append(entry)
                 if stat.S_ISDIR(entry.mode):
                     below.append(path)
@@ -157,6 +167,10 @@ def restore_modes_and_links(root: Path, found: list[Entry]) -> list[str]:
             skipped.append(entry.path)
             continue
         if stat.S_ISREG(entry.mode):
+            if target.lstat().st_size != entry.size:
+                # rdump wrote less than the image holds (the disk filled up, say).
+                raise UnpackError(f"{entry.path} came out {target.lstat().st_size} bytes"
+                                  f" long, not {entry.size}")  # fmt: skip
             linked = first_path.setdefault(entry.inode, entry.path)
             if linked != entry.path:
                 target.unlink()
@@ -186,9 +200,25 @@ def restore_xattrs(fs: Path, root: Path, found: list[Entry], work: Path) -> int:
     if commands:
         debugfs(fs, commands, work)
     for n, (path, name) in enumerate(wanted):
+        if not (value_dir / str(n)).exists():
+            raise UnpackError(f"debugfs gave no value for {name} of {path}")
         value = (value_dir / str(n)).read_bytes()
         os.setxattr(root / path.lstrip("/"), name, value, follow_symlinks=False)
     return len(wanted)
+
+
+def os_release(root: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in ("etc/os-release", "usr/lib/os-release"):
+        path = root / name
+        if path.is_symlink():
+            path = root / "usr/lib/os-release"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                key, _, value = line.partition("=")
+                found[key] = value.strip().strip('"')
+            break
+    return found
 
 
 def boot_mount_point(root: Path) -> str:
@@ -222,8 +252,14 @@ def unpack(image: Path, root: Path, work: Path) -> dict[str, str]:
     dumped = subprocess.run(
         ["debugfs", "-R", f"rdump / {root}", str(root_file)], capture_output=True, text=True
     )
-    if dumped.returncode != 0:
+    if dumped.returncode != 0 or complaints(dumped.stderr):
         raise UnpackError(f"debugfs rdump failed: {dumped.stderr.strip()}")
+    release = os_release(root)
+    if release.get("VERSION_CODENAME") != SUPPORTED_RELEASE:
+        raise UnpackError(
+            f"it is {release.get('PRETTY_NAME', 'an unknown system')}: the wheels are built"
+            f" for Python 3.11 and the image's layout, i.e. {SUPPORTED_RELEASE} only"
+        )
     shutil.rmtree(root / "lost+found", ignore_errors=True)  # mkfs makes its own
     found = entries(root_file, work)
     skipped = restore_modes_and_links(root, [e for e in found if e.path != "/lost+found"])

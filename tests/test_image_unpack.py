@@ -32,9 +32,15 @@ CAPABILITY = bytes.fromhex("0100000200200000000000000000000000000000")  # cap_ne
 DISK_ID = "5e3da3da"
 
 
-def make_root(root: Path, boot_at: str = "/boot/firmware") -> None:
+def make_root(root: Path, boot_at: str = "/boot/firmware", release: str = "bookworm") -> None:
     (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/lib").mkdir()
     (root / "etc").mkdir()
+    # As in Debian: a relative link into /usr (resolved inside the image, not the host).
+    (root / "usr/lib/os-release").write_text(
+        f'PRETTY_NAME="Debian GNU/Linux ({release})"\nVERSION_CODENAME={release}\n'
+    )
+    (root / "etc/os-release").symlink_to("../usr/lib/os-release")
     (root / "boot/firmware").mkdir(parents=True)
     (root / "var/local").mkdir(parents=True)
     (root / "etc/fstab").write_text(
@@ -184,6 +190,14 @@ def test_a_release_older_than_bookworm_is_refused(tmp_path: Path) -> None:
     result = unpack(make_image(tmp_path, source), tmp_path / "out", tmp_path / "work")
     assert result.returncode == 1
     assert "mounted at /boot: only Raspberry Pi OS bookworm" in result.stderr
+
+
+def test_a_release_other_than_bookworm_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    make_root(source, release="trixie")
+    result = unpack(make_image(tmp_path, source), tmp_path / "out", tmp_path / "work")
+    assert result.returncode == 1
+    assert "it is Debian GNU/Linux (trixie): the wheels are built for Python 3.11" in result.stderr
 
 
 def test_something_that_is_not_an_image_is_refused(tmp_path: Path) -> None:
