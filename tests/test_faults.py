@@ -214,3 +214,23 @@ def test_loss_and_an_outage_heal_without_a_reload(network: None, tmp_path: Path)
             assert page.evaluate("window.peercam.connects") == 1
     finally:
         daemon.terminate()
+
+
+def test_finding_the_camera_at_start_is_kept_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probing a camera blocks (libcamera, V4L2 ioctls, an encoder's trial open): the
+    event loop, which already answers /healthz, must not wait on it."""
+    import peercam.daemon
+    from peercam.pipeline import build_pipeline as real
+
+    built_on: list[str] = []
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        built_on.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(peercam.daemon, "build_pipeline", watched)
+    with camera_daemon(tmp_path) as daemon:
+        assert daemon.daemon is not None
+    assert len(built_on) == 1 and built_on[0] != "daemon"  # the loop's thread is "daemon"

@@ -200,7 +200,9 @@ class Daemon:
             # Before serving: the setup page asks for it from the first request on.
             await asyncio.to_thread(setup_code.ensure)
         tls = await asyncio.to_thread(self._tls_context)
-        pipeline = build_pipeline(config, self.metrics)
+        # Finding the camera probes the hardware (libcamera, V4L2 devices, encoders):
+        # blocking calls, kept off the loop.
+        pipeline = await asyncio.to_thread(build_pipeline, config, self.metrics)
         release.push_async_callback(pipeline.stop)
         stall_watch = StallWatch(
             lambda: [s for s in pipeline.sources() if isinstance(s, DriverThread)],
