@@ -1,3 +1,3 @@
-from peercam.cli import main
+from peercam.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -12,7 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from peercam import __version__
 from peercam.account_commands import add_commands
@@ -111,6 +111,14 @@ def ring_doorbell(url: str, token: str | None, config: Config) -> int:
         return 1
     print(f"peercam: rang; the doorbell is {state.get('call', '?')}")
     return 0
+
+
+def entry() -> NoReturn:
+    """The `peercam` command: main(), then the process ends as a native runtime
+    loaded by it needs (service/process_exit.py)."""
+    from peercam.service.process_exit import end_process
+
+    end_process(main())
 
 
 def main(argv: list[str] | None = None) -> int:
