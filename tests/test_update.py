@@ -360,18 +360,25 @@ def test_after_a_power_cut_an_unconfirmed_release_is_switched_away_from(tmp_path
 
 
 class _GivenUp:
-    """A service systemd stopped restarting (or, with result="exit-code", one it is
-    about to restart: systemd 254 and later run OnFailure= then too)."""
+    """A service systemd stopped restarting, or (restarting=True) one it is about to
+    restart: systemd 254 and later run OnFailure= then too."""
 
     def __init__(self) -> None:
         self.restarts = 0
-        self.result = "start-limit-hit"
+        self.restarting = False
+        self.running = False
+        self.asked = 0
 
     def restart(self) -> None:
         self.restarts += 1
 
     def state(self) -> ServiceState:
-        return ServiceState("failed", "failed", 4, "run-4", 3, self.result)
+        self.asked += 1
+        if self.running:
+            return ServiceState("active", "running", 0, "run-6", None, "success")
+        if self.restarting and self.asked % 2 == 0:
+            return ServiceState("activating", "auto-restart", 5, "run-5", 3, "exit-code")
+        return ServiceState("failed", "failed", 4, "run-4", 3, "exit-code")
 
 
 def test_a_daemon_that_fails_for_good_soon_after_an_update_gets_the_release_before(
@@ -386,36 +393,36 @@ def test_a_daemon_that_fails_for_good_soon_after_an_update_gets_the_release_befo
     updater = Updater(store, [], service, _no_check)
     kept_at = 1_000_000.0
     # No update kept: a failing daemon is its settings' or the camera's business.
-    assert updater.after_failure(kept_at) is None
+    assert updater.after_failure(kept_at, settle=0) is None
     start_trial(store.root, Trial("1.1", str(new.path), str(old.path), kept_at))
     # Three days on the trial is over.
-    assert updater.after_failure(kept_at + 3 * 86400) is None
+    assert updater.after_failure(kept_at + 3 * 86400, settle=0) is None
     assert store.current() == new and service.restarts == 0
     # systemd about to restart it by itself: not given up on yet.
-    service.result = "exit-code"
-    assert updater.after_failure(kept_at + 60) is None
-    service.result = "start-limit-hit"
+    service.restarting = True
+    assert updater.after_failure(kept_at + 60, settle=0) is None
+    service.restarting = False
     # Someone went back by hand: nothing to do.
     store.switch_to(old)
-    assert updater.after_failure(kept_at + 60) is None
+    assert updater.after_failure(kept_at + 60, settle=0) is None
     store.switch_to(new)
     # An upload refused since does not end the trial of the release still running.
     write_status(store.root, UpdateStatus("refused", "", str(new.path), reason="unsigned"))
     # Five hours after it was kept systemd gave up: the release before comes back.
-    undone = updater.after_failure(kept_at + 5 * 3600)
+    undone = updater.after_failure(kept_at + 5 * 3600, settle=0)
     assert undone is not None and undone.state == "rolled_back" and undone.version == "1.1"
     assert "kept failing 5.0 h after the update was kept" in undone.reason
     assert store.current() == old and not new.path.exists()
     assert service.restarts == 1
     status = read_status(store.root)
     assert status is not None and status.state == "rolled_back"
-    assert updater.after_failure(kept_at + 5 * 3600) is None  # once
+    assert updater.after_failure(kept_at + 5 * 3600, settle=0) is None  # once
     # A clock set back since the update (no clock of its own before the network's)
     # keeps the trial on.
     newer = _fake_release(store, "1.2-ccc")
     store.switch_to(newer)
     start_trial(store.root, Trial("1.2", str(newer.path), str(old.path), kept_at))
-    undone = updater.after_failure(kept_at - 3600)
+    undone = updater.after_failure(kept_at - 3600, settle=0)
     assert undone is not None and store.current() == old
 
 
@@ -439,7 +446,7 @@ def test_the_trial_waits_for_an_update_under_way(tmp_path: Path) -> None:
     waiting.join(0.5)
     assert waiting.is_alive() and store.current() == new  # held off by the update
     # The update ended by restarting the daemon, which now runs.
-    service.result = "success"
+    service.running = True
     os.close(fd)
     waiting.join(10)
     assert outcome == [None] and store.current() == new and service.restarts == 0

@@ -15,8 +15,7 @@ class ServiceState:
     restarts: int  # NRestarts: starts systemd made by itself after a failure
     invocation: str  # InvocationID: new at every start
     exit_status: int | None  # the main process's last exit status, if it exited
-    # Result: why it last stopped; "start-limit-hit" once systemd stopped restarting it.
-    result: str = ""
+    result: str = ""  # Result: why it last stopped (exit-code, signal, watchdog...)
 
     @property
     def ready(self) -> bool:

@@ -32,6 +32,9 @@ SelfCheck = Callable[[float], Awaitable[str]]  # timeout -> what it saw
 # an update is taken for the update's fault (a camera runs for days between changes;
 # a failure a week later is more likely the settings', the card's or the camera's).
 TRIAL_SECONDS = 48 * 3600
+# Longer than peercam.service's RestartSec=: a daemon systemd will restart has begun
+# restarting by then.
+RESTART_SETTLE = 6.0
 
 
 class UpdateBusy(Exception):
@@ -182,7 +185,9 @@ class Updater:
         logger.info("self-check passed: a viewer got %s", seen)
         return None
 
-    def after_failure(self, now: float | None = None) -> UpdateStatus | None:
+    def after_failure(
+        self, now: float | None = None, settle: float = RESTART_SETTLE
+    ) -> UpdateStatus | None:
         """systemd gave up on the daemon (peercam.service's OnFailure=). A release an
         update kept less than TRIAL_SECONDS ago passed its self-check but has not
         been proven for long: the one before it comes back and the daemon is started
@@ -190,9 +195,9 @@ class Updater:
         its settings', and another release would not help). Waits for an update
         under way: it may end without restarting the daemon."""
         with _exclusive(self.store.root, wait=True):
-            return self._after_failure(time.time() if now is None else now)
+            return self._after_failure(time.time() if now is None else now, settle)
 
-    def _after_failure(self, now: float) -> UpdateStatus | None:
+    def _after_failure(self, now: float, settle: float) -> UpdateStatus | None:
         trial = read_trial(self.status_dir)
         if trial is None:
             return None
@@ -202,8 +207,15 @@ class Updater:
         if kept_for > TRIAL_SECONDS:
             return None
         # systemd 254 and later call OnFailure= before every automatic restart too:
-        # only a daemon systemd stopped restarting counts.
-        if self.service.state().result != "start-limit-hit":
+        # only a daemon systemd stopped restarting counts, i.e. still failed once a
+        # restart would have begun. (Result= cannot tell: systemd 252 leaves it at
+        # exit-code when the start limit stops the restarts, as seen under qemu.)
+        failed = self.service.state()
+        if failed.active != "failed":
+            return None
+        time.sleep(settle)
+        still = self.service.state()
+        if still.active != "failed" or still.invocation != failed.invocation:
             return None
         current, previous = self.store.current(), self.store.previous()
         if current.path != Path(trial.release) or previous is None:
