@@ -533,6 +533,9 @@ class Vm:
                 status = response.status
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode(errors="replace")
+        except OSError as error:
+            # Refused, reset, timed out: a daemon (re)starting. Status 0 says so.
+            return 0, str(error)
         kind = response.headers.get_content_type()
         return status, json.loads(body) if kind == "application/json" else body
 
