@@ -73,6 +73,7 @@ resolution = 320x240
 fps = 10
 video.codecs = h264
 audio.enabled = false
+recording.post_seconds = 4
 colour = blue
 """
 
@@ -734,6 +735,25 @@ class PlugPulls:
                 self.failures.append(f"clip {clip['id']} has no picture")
         return len(listing["clips"])
 
+    def record(self, vm: Vm) -> str | None:
+        """Record now; the clip's id once the daemon has a picture to record."""
+        for _ in range(30):
+            status, body = vm.api("/api/events", data=b"", method="POST")
+            if status == 202 and isinstance(body, dict):
+                return str(body["id"])
+            time.sleep(1)
+        return None
+
+    def finished(self, vm: Vm, clip_id: str, within: float = 90) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            status, listing = vm.api("/api/events")
+            if status == 200 and isinstance(listing, dict):
+                if any(clip["id"] == clip_id for clip in listing["clips"]):
+                    return True
+            time.sleep(2)
+        return False
+
     def run(self, pulls: int) -> list[str]:
         rng = random.Random(24)
         allowed: set[object] = {self.VALUES[0]}
@@ -754,6 +774,8 @@ class PlugPulls:
                         f"boot {n}: the setting is {written!r} (running {running!r}), not {either}"
                     )
                 checked = self.clips_play(vm)
+                if checked < n:  # each boot before recorded one clip whole
+                    self.failures.append(f"boot {n}: {checked} clips listed, {n} recorded whole")
                 self.figures["clips_checked"] = int(str(self.figures["clips_checked"])) + checked
                 fsck = vm.ssh("journalctl -b -o cat -u 'systemd-fsck*' | grep -v '^$' | tail -5",
                               timeout=60).stdout.strip()  # fmt: skip
@@ -769,7 +791,12 @@ class PlugPulls:
                     break
                 new = self.VALUES[1] if written == self.VALUES[0] else self.VALUES[0]
                 allowed = {written, new}
-                vm.api("/api/events", data=b"", method="POST")  # a clip starts recording
+                # One clip recorded whole (checked at every boot after), then one cut.
+                whole = self.record(vm)
+                if whole is None or not self.finished(vm, whole):
+                    self.failures.append(f"boot {n}: a clip did not finish recording")
+                if self.record(vm) is None:
+                    self.failures.append(f"boot {n}: the clip to cut did not start")
                 time.sleep(rng.uniform(0, 3))
                 section, key = self.SETTING
                 body = json.dumps({"changes": {f"{section}.{key}": new}}).encode()
@@ -777,7 +804,7 @@ class PlugPulls:
                     target=vm.api, args=("/api/settings", body, "PUT"), daemon=True
                 )
                 saving.start()
-                time.sleep(rng.uniform(0, 6))
+                time.sleep(rng.uniform(0, 4))  # the clip records for 5 s + 4 s
                 log(f"pulling the plug ({n + 1} of {pulls})")
             finally:
                 vm.pull_plug()
