@@ -375,10 +375,10 @@ class _GivenUp:
     def state(self) -> ServiceState:
         self.asked += 1
         if self.running:
-            return ServiceState("active", "running", 0, "run-6", None, "success")
+            return ServiceState("active", "running", 0, "run-6", None)
         if self.restarting and self.asked % 2 == 0:
-            return ServiceState("activating", "auto-restart", 5, "run-5", 3, "exit-code")
-        return ServiceState("failed", "failed", 4, "run-4", 3, "exit-code")
+            return ServiceState("activating", "auto-restart", 5, "run-5", 3)
+        return ServiceState("failed", "failed", 4, "run-4", 3)
 
 
 def test_a_daemon_that_fails_for_good_soon_after_an_update_gets_the_release_before(

@@ -119,7 +119,7 @@ def run_command(args: argparse.Namespace) -> int:
     from peercam.update.updater import UpdateBusy
 
     if args.status or args.recover or args.after_failure:
-        config = Config()  # neither reads the daemon's settings
+        config = Config()  # none of these reads the daemon's settings
     else:
         given = Path(args.config) if args.config else None
         config = read_config(given or (SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None))

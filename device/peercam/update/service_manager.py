@@ -15,7 +15,6 @@ class ServiceState:
     restarts: int  # NRestarts: starts systemd made by itself after a failure
     invocation: str  # InvocationID: new at every start
     exit_status: int | None  # the main process's last exit status, if it exited
-    result: str = ""  # Result: why it last stopped (exit-code, signal, watchdog...)
 
     @property
     def ready(self) -> bool:
@@ -47,7 +46,7 @@ class SystemdService:
         shown = self._systemctl(
             "show", self.unit,
             "--property=ActiveState,SubState,NRestarts,InvocationID,MainPID,ExecMainCode,"
-            "ExecMainStatus,Result",
+            "ExecMainStatus",
         )  # fmt: skip
         values = dict(line.partition("=")[::2] for line in shown.splitlines())
         status = values.get("ExecMainStatus", "")
@@ -60,7 +59,6 @@ class SystemdService:
             int(values.get("NRestarts", "0") or 0),
             values.get("InvocationID", ""),
             int(status) if exited else None,
-            values.get("Result", ""),
         )
 
     @staticmethod
