@@ -146,6 +146,12 @@ assemble() {  # IMAGE DISK_ID BOOT_IMG ROOT_IMG [DATA_IMG]
     echo "$id" > "$image.disk-id"
 }
 
+# ext4 root partition file from a directory, sized for the root's own growth
+# (updates of its packages) but no more: on the card it stays this size.
+root_partition() {  # FILE LABEL DIR
+    mkfs.ext4 -q -L "$2" -d "$3" "$1" "$(( $(du -sm "$3" | cut -f1) * 125 / 100 + 256 ))M"
+}
+
 # FAT boot partition file of $2 MiB from a directory.
 fat_partition() {  # FILE MB DIR LABEL ID
     rm -f "$1"
@@ -200,7 +206,7 @@ else
         echo debian > "$ROOT/etc/hostname"
         mv "$ROOT/boot/firmware" "$WORK/firmware" && mkdir "$ROOT/boot/firmware"
         fat_partition "$WORK/plain-boot.img" 512 "$WORK/firmware" bootfs "$DISK_ID"
-        mkfs.ext4 -q -L rootfs -d "$ROOT" "$WORK/plain-root.img" "$(( $(du -sm "$ROOT" | cut -f1) * 125 / 100 + 256 ))M"
+        root_partition "$WORK/plain-root.img" rootfs "$ROOT"
         rmdir "$ROOT/boot/firmware" && mv "$WORK/firmware" "$ROOT/boot/firmware"
         assemble "$PLAIN_OUT" "$DISK_ID" "$WORK/plain-boot.img" "$WORK/plain-root.img"
         rm "$WORK/plain-boot.img" "$WORK/plain-root.img"
@@ -261,10 +267,8 @@ while read -r source target; do
     chown --reference="$from" "$to" && chmod --reference="$from" "$to"
     find "$from" -mindepth 1 -delete
 done
-# Room for the root's own growth (updates of Debian's packages) but no more: it
-# stays this size; the data partition takes the rest of the card at first boot.
-root_mb=$(( $(du -sm "$ROOT" | cut -f1) * 125 / 100 + 256 ))
-mkfs.ext4 -q -L peercam-root -d "$ROOT" "$WORK/root.img" "${root_mb}M"
+# The data partition takes the rest of the card at first boot.
+root_partition "$WORK/root.img" peercam-root "$ROOT"
 mkfs.ext4 -q -L peercam-data -d "$DATA" "$WORK/data.img" 256M
 
 say "image: MBR with three partitions (data grows to the card's size at first boot)"
