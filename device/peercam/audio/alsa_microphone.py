@@ -2,9 +2,10 @@
 
 Reads block in a thread of its own, one period at a time, and each period goes to the
 event loop, where the shared audio encoders take it from their bounded queues. A
-device that blocks paces itself; one that does not (alsa-lib's file plugin, some
-virtual devices) is paced here against the clock. A missing or failing device is
-logged and retried with backoff; video is untouched meanwhile.
+device that makes a read wait paces itself (ReadPacer); one that never does (alsa-lib's
+file plugin on a file, some virtual devices) is paced here against the clock. A
+missing or failing device is logged and retried with backoff; video is untouched
+meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +25,42 @@ from peercam.capture.source import ThreadedSource
 from peercam.media import CapturedAudio
 
 logger = logging.getLogger(__name__)
+
+
+# A read that waited this share of a period was held by the device until its samples
+# came: the device is the clock, and what it returned is fresh.
+DEVICE_WAIT = 0.25
+# How far reads that never wait may run ahead of the clock, and fall behind it before
+# the rest is let go, in periods.
+MAX_AHEAD = 5
+MAX_BEHIND = 10
+
+
+class ReadPacer:
+    """When to read next. Reads of a device that never waits (a file) are spread at
+    the device's rate, up to MAX_AHEAD periods ahead of the clock. Reads of one that
+    waits are never held back: a capture left waiting in the device is old when read,
+    and the echo canceller times the speaker's reference by when a capture is read, so
+    a reader kept to a schedule of its own behind a standing backlog (a card whose
+    clock runs a little fast, a FIFO fed in bursts) would pair each capture with
+    sound the speaker played later, which the canceller cannot cancel."""
+
+    def __init__(self, period: float, now: float) -> None:
+        self.period = period
+        self._deadline = now  # when the samples read so far end, by the clock
+
+    def wait_after(self, started: float, returned: float, seconds: float, now: float) -> float:
+        """Seconds to wait before the next read, after one begun at `started` that
+        returned `seconds` of samples at `returned` (time.monotonic(), as is `now`)."""
+        if returned - started >= DEVICE_WAIT * self.period:
+            self._deadline = returned
+        else:
+            self._deadline += seconds
+        ahead = self._deadline - now
+        if ahead < -MAX_BEHIND * self.period:
+            self._deadline = now  # long stalled: what was missed is gone, not replayed
+            return 0.0
+        return max(0.0, ahead - MAX_AHEAD * self.period)
 
 
 @dataclass(frozen=True)
@@ -87,9 +124,9 @@ class AlsaMicrophone(ThreadedSource[Any, CapturedAudio]):
 
     def _capture(self, pcm: Any) -> None:
         s = self.settings
-        period = s.period_ms / 1000
-        deadline = time.monotonic()
+        pacer = ReadPacer(s.period_ms / 1000, time.monotonic())
         while not self._stopping.is_set():
+            started = time.monotonic()
             length, data = pcm.read()
             captured_at = time.monotonic()
             if length < 0:  # an overrun: ALSA reports it and carries on
@@ -97,22 +134,19 @@ class AlsaMicrophone(ThreadedSource[Any, CapturedAudio]):
                 continue
             if length == 0:
                 continue
-            samples = np.frombuffer(data, dtype="<i2")[: length * s.channels]
-            processor = self.processor
-            if processor is not None:
-                samples = processor(samples, captured_at)
-                if not len(samples):
-                    continue
-            if self.muted:
-                samples = np.zeros_like(samples)
-            frame = av.AudioFrame.from_ndarray(
-                samples.reshape(1, -1), format="s16", layout=self.layout
-            )
-            frame.sample_rate = s.rate
-            self._hand_over(CapturedAudio(frame, captured_at))
-            deadline += length / s.rate
-            ahead = deadline - time.monotonic()
-            if ahead > 0:
-                self._stopping.wait(ahead)  # a device that did not block for us
-            elif ahead < -10 * period:
-                deadline = time.monotonic()
+            self._deliver(np.frombuffer(data, dtype="<i2")[: length * s.channels], captured_at)
+            wait = pacer.wait_after(started, captured_at, length / s.rate, time.monotonic())
+            if wait > 0:
+                self._stopping.wait(wait)
+
+    def _deliver(self, samples: npt.NDArray[np.int16], captured_at: float) -> None:
+        processor = self.processor
+        if processor is not None:
+            samples = processor(samples, captured_at)
+            if not len(samples):
+                return
+        if self.muted:
+            samples = np.zeros_like(samples)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout=self.layout)
+        frame.sample_rate = self.settings.rate
+        self._hand_over(CapturedAudio(frame, captured_at))
