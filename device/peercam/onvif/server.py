@@ -1,6 +1,6 @@
 """ONVIF on its own plain-HTTP port (NVRs and Home Assistant do not trust the page's
 self-signed certificate): SOAP at /onvif/device_service, /onvif/media_service,
-/onvif/events_service and /onvif/subscription/<id>, and the snapshot at
+/onvif/media2_service, /onvif/events_service and /onvif/subscription/<id>, and the snapshot at
 /onvif/snapshot.jpg behind Digest or Basic (aiohttp's DigestAuthMiddleware, which
 onvif-zeep-async fetches it with, answers Digest). Built with the RTSP server, whose
 stream it hands out; and WS-Discovery beside it, so clients find the camera.
@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from peercam.auth.authenticator import Authenticator, LoginThrottled
 from peercam.auth.challenge import ChallengeLogin, StaleNonce
 from peercam.config import Config, OnvifConfig
+from peercam.encode.codecs import H264
 from peercam.events import Event, EventBus
 from peercam.http.connection_guard import ConnectionLimits, GuardedListener
 from peercam.http.protocol import quiet_handlers
@@ -29,13 +30,16 @@ from peercam.onvif.device_service import WITHOUT_LOGIN, DeviceService
 from peercam.onvif.discovery import WsDiscoveryResponder
 from peercam.onvif.discovery_messages import DiscoveryIdentity, onvif_scopes
 from peercam.onvif.events_service import EventsService
-from peercam.onvif.media_service import MediaService, MediaUrls
+from peercam.onvif.media2_service import Media2Service
+from peercam.onvif.media_profiles import MediaStream, MediaUrls
+from peercam.onvif.media_service import MediaService
 from peercam.onvif.notifications import DoorbellProperties
 from peercam.onvif.pull_points import PullPoints
 from peercam.onvif.soap import (
     MAX_REQUEST,
     TDS,
     TEV,
+    TR2,
     TRT,
     WSNT,
     SoapFault,
@@ -65,6 +69,7 @@ REAP_EVERY = 30.0  # seconds between sweeps of expired subscriptions
 SERVICES = {
     TDS: "device_service",
     TRT: "media_service",
+    TR2: "media2_service",
     TEV: "events_service",
     WSNT: "events_service",
 }
@@ -89,7 +94,9 @@ class OnvifServer:
         self._pull_points = PullPoints()
         self._snapshots = SharedSnapshot(pipeline)
         self._properties = DoorbellProperties(self._pull_points.publish)
+        self._pipeline = pipeline
         self._media = MediaService(config, rtsp.offers_backchannel)
+        self._media2 = Media2Service(config, rtsp.offers_backchannel, self._synchronize)
         self._events_service = EventsService(self._pull_points, self._properties.current)
         self._device: DeviceService | None = None
         self._identity: DeviceIdentity | None = None
@@ -104,6 +111,15 @@ class OnvifServer:
         """A new camera size or rate: the profiles say so from the next request."""
         self._config = config
         self._media = MediaService(config, self._rtsp.offers_backchannel)
+        self._media2 = Media2Service(config, self._rtsp.offers_backchannel, self._synchronize)
+
+    def _synchronize(self, stream: MediaStream) -> None:
+        """Media2's SetSynchronizationPoint: the stream's next frame a keyframe, if it
+        is being encoded (the encoder limits how often it obliges)."""
+        if self._pipeline.has_layer(H264.name, stream.layer):
+            producer = self._pipeline.producer(H264.name, stream.layer)
+            if producer.running:
+                producer.request_keyframe("onvif-sync")
 
     @property
     def name(self) -> str:
@@ -113,7 +129,8 @@ class OnvifServer:
         state_dir = state_directory(self._config.server.state_dir)
         self._identity = await asyncio.to_thread(read_identity, state_dir, self.settings.name)
         interfaces = await asyncio.to_thread(network_interfaces)
-        # Profile S only: Profile T would also need Media2 (see issue 21's note).
+        # Profile S's scope only: Media2 is served, but Profile T asks more (imaging,
+        # HTTPS, more events) than this camera claims.
         scopes = onvif_scopes(
             self.settings.name,
             self._identity.model,
@@ -227,7 +244,7 @@ class OnvifServer:
             base = self._base_url(request)
             if service == "device_service":
                 body = await self._device.answer(soap, base)
-            elif service == "media_service":
+            elif service in ("media_service", "media2_service"):
                 if not self._rtsp.port:
                     raise SoapFault(503, "Receiver", "ter:Action", "RTSP is not listening yet")
                 host = _local_address(request)
@@ -235,7 +252,8 @@ class OnvifServer:
                     f"rtsp://{host}:{self._rtsp.port}/live",
                     f"http://{host}:{self.port}/onvif/snapshot.jpg",
                 )
-                body = await self._media.answer(soap, urls)
+                media = self._media if service == "media_service" else self._media2
+                body = await media.answer(soap, urls)
             elif service == "events_service":
                 body = await self._events_service.answer(soap, base)
             else:

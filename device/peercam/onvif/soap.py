@@ -24,6 +24,7 @@ WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utilit
 TT = "http://www.onvif.org/ver10/schema"
 TDS = "http://www.onvif.org/ver10/device/wsdl"
 TRT = "http://www.onvif.org/ver10/media/wsdl"
+TR2 = "http://www.onvif.org/ver20/media/wsdl"
 TEV = "http://www.onvif.org/ver10/events/wsdl"
 WSNT = "http://docs.oasis-open.org/wsn/b-2"
 
@@ -32,6 +33,7 @@ PREFIXES = {
     "tt": TT,
     "tds": TDS,
     "trt": TRT,
+    "tr2": TR2,
     "tev": TEV,
     "wsnt": WSNT,
     "wsa": "http://www.w3.org/2005/08/addressing",
@@ -83,6 +85,15 @@ class SoapRequest:
         for name in path:
             node = _child(node, name) if node is not None else None
         return node.text.strip() if node is not None and node.text else None
+
+    def find_all_text(self, name: str) -> list[str]:
+        """The texts of the operation's children of this local name (a list argument:
+        Media2's GetProfiles takes Type once per kind of configuration)."""
+        return [
+            child.text.strip()
+            for child in self.body
+            if (child.tag == name or child.tag.endswith("}" + name)) and child.text
+        ]
 
 
 def parse_request(data: bytes) -> SoapRequest:
