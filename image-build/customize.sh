@@ -15,11 +15,12 @@ has_unit() { [ -e "/lib/systemd/system/$1" ] || [ -e "/etc/systemd/system/$1" ];
 
 echo peercam > /etc/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tpeercam\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
-# Storage (image-build/README.md, "Storage"): the root is read-only; what changes
+# Storage (image-build/README.md, "Storage"): the root and the boot partition are
+# read-only (a FAT written when the plug is pulled is left dirty, or worse); what changes
 # lives on the data partition, bound into place; what need not survive is in RAM.
 cat > /etc/fstab <<FSTAB
 PARTUUID=$DISK_ID-02  /              ext4   ro,noatime                             0  1
-PARTUUID=$DISK_ID-01  /boot/firmware vfat   defaults,umask=0077                    0  2
+PARTUUID=$DISK_ID-01  /boot/firmware vfat   ro,umask=0077                          0  2
 PARTUUID=$DISK_ID-03  /data          ext4   noatime,x-systemd.growfs               0  2
 /data/peercam         /var/lib/peercam          none  bind  0  0
 /data/etc-peercam     /etc/peercam              none  bind  0  0
@@ -114,9 +115,16 @@ printf '%s\n' "# peercam: host keys on the data partition (the root is read-only
     "HostKey /var/lib/ssh-host-keys/ssh_host_ed25519_key" \
     "HostKey /var/lib/ssh-host-keys/ssh_host_ecdsa_key" \
     "HostKey /var/lib/ssh-host-keys/ssh_host_rsa_key" > /etc/ssh/sshd_config.d/peercam-host-keys.conf
-# Security updates, daily (apt-daily*.timer): the read-only root is made writable
-# only while apt runs (peercam-root-rw), and read-only again after it.
+# Security updates, daily (apt-daily*.timer): the read-only root and boot partition
+# (kernel and firmware packages write there) are made writable only while apt runs
+# (peercam-root rw), and read-only again after it. Raspberry Pi OS's bootloader
+# updater stages its update on the boot partition at start: the same for it.
 apt_install unattended-upgrades
+if has_unit rpi-eeprom-update.service; then
+    mkdir -p /etc/systemd/system/rpi-eeprom-update.service.d
+    cp /etc/systemd/system/apt-daily.service.d/peercam-root.conf \
+        /etc/systemd/system/rpi-eeprom-update.service.d/peercam-root.conf
+fi
 printf '%s\n' 'APT::Periodic::Update-Package-Lists "1";' 'APT::Periodic::Unattended-Upgrade "1";' \
     'Unattended-Upgrade::Automatic-Reboot "true";' 'Unattended-Upgrade::Automatic-Reboot-Time "04:00";' \
     > /etc/apt/apt.conf.d/20peercam-auto-upgrades

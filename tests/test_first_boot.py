@@ -25,6 +25,7 @@ from peercam.firstboot.first_boot import (
     run_first_boot,
 )
 from peercam.firstboot.system_root import SystemRoot
+from peercam.firstboot.writable_root import on_read_only
 from tests.access import Access, basic
 from tests.conftest import StartDaemon
 
@@ -300,8 +301,9 @@ def test_a_card_without_a_password_shows_the_setup_code_until_an_admin_exists(
     assert code is not None
     assert f"peercam setup code: {code[:5]}-{code[5:]}" in card.read_text()
     assert "https://peercam.local:8443/" in card.read_text()
-    firstboot()  # the next start: the same code
-    assert SetupCode(state).current() == code and card.exists()
+    written = card.stat().st_ino
+    firstboot()  # the next start: the same code, the card's file left as it was
+    assert SetupCode(state).current() == code and card.stat().st_ino == written
     subprocess.run(
         [sys.executable, "-m", "peercam", "passwd", "--state-dir", str(state), "--stdin"],
         input="long enough password\n", check=True, timeout=60, text=True,
@@ -336,3 +338,29 @@ def test_the_time_zone_the_page_set_becomes_the_systems_at_the_next_start(
     )  # fmt: skip
     assert os.readlink(localtime) == "/usr/share/zoneinfo/Europe/Berlin"
     assert "no /usr/share/zoneinfo/America/New_York on this system" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a file system needs root")
+def test_a_read_only_card_is_writable_for_the_step_that_writes_it_only(tmp_path: Path) -> None:
+    """The image mounts its boot partition read-only: a step that must write there
+    (a secret taken off peercam.txt, the setup code) gets it writable for that step
+    alone, and finds it read-only again after."""
+    card = tmp_path / "card"
+    card.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "peercam-test", str(card)],
+                   check=True)  # fmt: skip
+    try:
+        live = SystemRoot(Path("/"), live=True)
+        target = card / "peercam-setup.txt"
+        with pytest.raises(OSError):
+            target.write_text("code")
+        on_read_only(live, lambda: target.write_text("code"), target)
+        assert target.read_text() == "code"
+        assert os.statvfs(card).f_flag & os.ST_RDONLY
+        # One that writes nothing there leaves it read-only throughout.
+        assert on_read_only(live, target.read_text, target) == "code"
+        # Not the live system (an image being prepared): never remounted.
+        with pytest.raises(OSError):
+            on_read_only(SystemRoot(tmp_path, live=False), lambda: target.write_text("x"), target)
+    finally:
+        subprocess.run(["umount", str(card)], check=True)

@@ -17,7 +17,7 @@ from peercam.firstboot.first_boot import (
 from peercam.firstboot.setup_code_file import boot_partition, publish_setup_code
 from peercam.firstboot.system_root import SystemRoot
 from peercam.firstboot.time_zone import apply_time_zone
-from peercam.firstboot.writable_root import commit_machine_id, on_read_only_root
+from peercam.firstboot.writable_root import commit_machine_id, on_read_only
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,18 +48,22 @@ def run_command(args: argparse.Namespace) -> int:
     )
     failed = False
     result = None
+    card = boot_partition(root, paths.boot_file)
     steps: list[tuple[str, Callable[[], object]]] = [
         ("machine id", lambda: commit_machine_id(root)),
-        ("peercam.txt", lambda: on_read_only_root(
-            root, lambda: run_first_boot(root, paths, only_if_changed=args.if_changed)
+        # The system's files on the root, and the secrets taken off the card.
+        ("peercam.txt", lambda: on_read_only(
+            root, lambda: run_first_boot(root, paths, only_if_changed=args.if_changed),
+            Path("/"), *([card] if card is not None else []),
         )),
         # Every start: a camera still without an admin shows its setup code on the
         # card, the daemon may save its settings, and the system keeps their time zone.
-        ("setup code", lambda: publish_setup_code(
-            root, paths.state_dir, boot_partition(root, paths.boot_file)
+        ("setup code", lambda: on_read_only(
+            root, lambda: publish_setup_code(root, paths.state_dir, card),
+            *([card] if card is not None else []),
         )),
         ("settings file", lambda: hand_config_to_service(root, paths.config_file)),
-        ("time zone", lambda: on_read_only_root(
+        ("time zone", lambda: on_read_only(
             root, lambda: apply_time_zone(root, paths.config_file)
         )),
     ]  # fmt: skip

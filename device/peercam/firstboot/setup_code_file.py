@@ -65,6 +65,9 @@ def publish_setup_code(root: SystemRoot, state_dir: Path, boot_dir: Path | None)
             hostname = root.at("/etc/hostname").read_text().strip() or "peercam"
         except OSError:
             hostname = "peercam"
-        write_private(card_file, _text(code, hostname).encode())
-        logger.info("no admin yet: the setup code is in %s", card_file)
+        text = _text(code, hostname)
+        # Unchanged at most starts: the card's read-only partition is left alone then.
+        if not card_file.is_file() or card_file.read_text(errors="replace") != text:
+            write_private(card_file, text.encode())
+            logger.info("no admin yet: the setup code is in %s", card_file)
     return code

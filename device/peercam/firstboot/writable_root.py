@@ -1,7 +1,9 @@
-"""The card's root file system is mounted read-only (image-build/README.md, "Storage");
-first boot, and a changed peercam.txt or time zone later, are the rare moments that
-change it. Root is remounted writable for the step that needs it and read-only again
-straight after, so a plug pulled at any other time finds nothing half-written there."""
+"""The card's root file system and its boot partition are mounted read-only
+(image-build/README.md, "Storage"); first boot, a changed peercam.txt or time zone
+later, and the setup code shown on the card are the rare moments that change them.
+A file system is remounted writable for the step that needs it and read-only again
+straight after, so a plug pulled at any other time finds nothing half-written there
+(and the boot partition's FAT not even marked dirty)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import logging
 import os
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from peercam.firstboot.system_root import SystemRoot
@@ -23,42 +26,65 @@ def _read_only(path: str) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
-def _remount(mode: str) -> bool:
+def _mount_point(path: Path) -> str:
+    """Where the file system holding `path` (or its nearest existing parent) is mounted."""
+    point = os.path.realpath(path)
+    while not os.path.exists(point):
+        point = os.path.dirname(point)
+    while not os.path.ismount(point):
+        point = os.path.dirname(point)
+    return point
+
+
+def _remount(mode: str, point: str) -> bool:
     done = subprocess.run(
-        ["mount", "-o", f"remount,{mode}", "/"], capture_output=True, text=True, timeout=60
+        ["mount", "-o", f"remount,{mode}", point], capture_output=True, text=True, timeout=60
     )
     if done.returncode != 0:
-        logger.warning("remounting / %s: %s", mode, done.stderr.strip())
+        logger.warning("remounting %s %s: %s", point, mode, done.stderr.strip())
     return done.returncode == 0
 
 
 @contextmanager
-def writable_root(root: SystemRoot) -> Iterator[None]:
-    """`/` writable inside, as it was after (a live root only)."""
-    if not root.live or not _read_only("/"):
+def writable(root: SystemRoot, *paths: Path) -> Iterator[None]:
+    """The file systems holding `paths` writable inside, read-only again after if they
+    were (a live root only)."""
+    if not root.live:
         yield
         return
-    if not _remount("rw"):
-        raise OSError(errno.EROFS, "the root file system stays read-only")
+    made: list[str] = []
     try:
+        for point in sorted({_mount_point(path) for path in paths}):
+            if _read_only(point):
+                if not _remount("rw", point):
+                    raise OSError(errno.EROFS, f"{point} stays read-only")
+                made.append(point)
         yield
     finally:
-        os.sync()
-        if not _remount("ro"):
-            # A file still open for writing: the next boot mounts it read-only again.
-            logger.warning("/ stays writable until the next boot")
+        if made:
+            os.sync()
+        for point in reversed(made):
+            if not _remount("ro", point):
+                # A file still open for writing: the next boot mounts it read-only again.
+                logger.warning("%s stays writable until the next boot", point)
 
 
-def on_read_only_root(root: SystemRoot, step: Callable[[], T]) -> T:
-    """Run `step`; if it meets the read-only root, again with the root writable. The
-    steps given are idempotent: each writes whole files, renamed into place."""
+def writable_root(root: SystemRoot) -> AbstractContextManager[None]:
+    """`/` writable inside, as it was after."""
+    return writable(root, Path("/"))
+
+
+def on_read_only(root: SystemRoot, step: Callable[[], T], *paths: Path) -> T:
+    """Run `step`; if it meets a read-only file system, again with those holding
+    `paths` writable (`/` if none named). The steps given are idempotent: each writes
+    whole files, renamed into place."""
     try:
         return step()
     except OSError as error:
         if error.errno != errno.EROFS or not root.live:
             raise
-    logger.info("the root file system is read-only: made writable for this step")
-    with writable_root(root):
+    logger.info("a read-only file system: made writable for this step")
+    with writable(root, *(paths or (Path("/"),))):
         return step()
 
 
