@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.free_ports import unused_tcp_port
+
 USER, PASSWORD = "peercam", "broker-secret"
 # mosquitto's line for each message a client publishes (log_type all).
 _RECEIVED = re.compile(
@@ -80,13 +82,6 @@ def _write_tls(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Pa
     return ca_path, cert_path, key_path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class Broker:
     def __init__(
         self,
@@ -113,10 +108,10 @@ class Broker:
             check=True, capture_output=True,
         )  # fmt: skip
         passwords.chmod(0o600)
-        self.port = _free_port()
+        self.port = unused_tcp_port()
         self.ws_port: int | None = None
         while websockets and self.ws_port in (None, self.port):
-            self.ws_port = _free_port()
+            self.ws_port = unused_tcp_port()
         self.config = directory / "mosquitto.conf"
         tls = f"cafile {self.ca}\ncertfile {cert}\nkeyfile {key}\n"
         self.config.write_text(

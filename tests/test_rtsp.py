@@ -20,6 +20,7 @@ import pytest
 from tests.access import TEST_PASSWORD
 from tests.conftest import CAMERA_320, StartDaemon
 from tests.daemon_process import DaemonProcess
+from tests.free_ports import unused_tcp_port
 from tests.rtsp_client import RtspClient
 from tests.test_churn import settled_footprint, wait_for_footprint
 from tests.whep_viewer import WhepViewer
@@ -112,13 +113,6 @@ def test_opus_aac_and_no_audio_streams_and_a_wrong_password(start_daemon: StartD
     assert "refused Digest for 'admin'" in daemon.log()
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_a_busy_rtsp_port_does_not_keep_the_camera_down_and_off_means_closed(
     start_daemon: StartDaemon,
 ) -> None:
@@ -136,7 +130,7 @@ def test_a_busy_rtsp_port_does_not_keep_the_camera_down_and_off_means_closed(
     assert rtsp_port(daemon) == port
     frames = probe_frames(url(daemon, "/live/noaudio"), "tcp", seconds=1)
     assert frames["frames"], "no frames once RTSP took the freed port"
-    off_port = free_tcp_port()
+    off_port = unused_tcp_port()
     off = start_daemon(CONFIG + "[rtsp]\nenabled = false\n", "--rtsp-port", str(off_port))
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", off_port), timeout=5).close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ from peercam.update.updater import Updater
 from tests.access import TEST_PASSWORD, basic, bearer
 from tests.conftest import CAMERA_320, StartDaemon
 from tests.daemon_process import DaemonProcess
+from tests.free_ports import unused_tcp_port
 from tests.systemd_standin import NotifyService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,12 +162,6 @@ def test_a_bundle_is_refused_with_its_reason_unless_whole_signed_and_for_this_bo
         verify_bundle(tmp_path / "t2.bundle", trusted)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -> Path:
     """good (0.9.1), broken (0.9.1.1: its daemon exits at start) and tampered bundles
@@ -192,7 +186,7 @@ class Camera:
         self.workdir = workdir
         self.store = ReleaseStore(workdir / "releases", factory=Path(sys.prefix))
         self.store.switch_to(Release(self.store.factory))
-        self.port = _free_port()
+        self.port = unused_tcp_port()
         self.config_path = workdir / "peercam.toml"
         self.config_path.write_text(
             CAMERA_320

@@ -151,6 +151,9 @@ class AlsaSpeaker(DriverThread[Any]):
         if closing is not None and not closing.done():
             closing.add_done_callback(lambda _: self._start_if_needed())
             return
+        # Counted afresh from now, not once the thread has opened the device: someone
+        # who sees `running` must not read the last opening's count.
+        self.frames_written = 0
         self._start_thread()
 
     def _start_if_needed(self) -> None:
