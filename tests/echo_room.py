@@ -5,9 +5,17 @@ microphone is the same plugin reading another (the PCMs of tests/alsa_fixture.py
 A thread here plays the room: every 20 ms it takes what the speaker wrote, passes
 it through an impulse response (tests/room.py) with a clock drift, scales it, adds
 the visitor's voice and a little noise, and writes that to the microphone's FIFO.
-It keeps the microphone's FIFO nearly empty (a block is dropped rather than
-queued), so the room adds no delay the daemon would not see in a real one. It
-records what it wrote, with the time, for the measurements."""
+The microphone's FIFO holds what a card's capture buffer would (200 ms, for a
+reader that is late); the daemon reads it as soon as it is written. It records what
+it wrote, with the time, for the measurements.
+
+The speaker side plays as a card does: from a buffer that starts once it holds a
+period more than it plays (ALSA's start threshold), one period per tick, and starts
+afresh the same way after running dry. Without that lead, each tick played whatever
+the speaker had written since the last one, so a write landing a millisecond after a
+tick instead of before it (thread jitter, nothing a card would notice) moved all that
+followed by a whole period — the echo's delay flipping between two values, which the
+canceller must find again each time (the ERLE dips of clean-clone runs under load)."""
 
 from __future__ import annotations
 
@@ -26,6 +34,12 @@ from tests.room import Signal
 
 RATE = 48_000
 BLOCK = RATE // 50  # 20 ms
+START_AT = 2 * BLOCK  # what the speaker's buffer holds before it plays
+# What the microphone's card buffers for a reader that is late; the room's own thread
+# running late (the test process is busy) writes what it owes at once, as a card's
+# clock never stops: dropping it instead made the captured sound skip, which no card
+# does, and moved the echo's delay by what was skipped.
+MIC_BUFFER = 10 * BLOCK
 
 
 @dataclass
@@ -46,6 +60,7 @@ class EchoRoom:
     written: list[Written] = field(default_factory=list)
     trimmed: int = 0  # speaker samples the room dropped, arriving faster than played
     reads: list[int] = field(default_factory=list)  # samples per read of the speaker
+    underruns: int = 0  # times the speaker's buffer ran dry while it played
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -93,6 +108,7 @@ class EchoRoom:
         produced = 0
         visitor_at = int(self.visitor_from * RATE)
         noise = np.random.default_rng(5)
+        playing = False
         while not self._stop.is_set():
             try:
                 data = os.read(self._speaker, 1 << 16)
@@ -108,7 +124,15 @@ class EchoRoom:
                 far = far[-10 * BLOCK :]
             if data:
                 self.reads.append(len(data) // 2)
-            block, far = far[:BLOCK], far[BLOCK:]
+            if not playing and len(far) >= START_AT:
+                playing = True
+            if playing:
+                block, far = far[:BLOCK], far[BLOCK:]
+                if len(block) < BLOCK:  # ran dry: silence, then a fresh start
+                    playing = False
+                    self.underruns += 1
+            else:
+                block = np.zeros(0)
             block = np.concatenate((block, np.zeros(BLOCK - len(block))))
             heard = np.fft.irfft(np.fft.rfft(block, fft_size) * response, fft_size)
             heard = heard[: BLOCK + len(tail)]
@@ -128,7 +152,7 @@ class EchoRoom:
                 visitor[offset : offset + len(part)] = part[: len(echo) - offset]
             mic = echo + visitor + 3e-4 * noise.standard_normal(len(echo))
             pcm = np.clip(np.round(mic * 32767), -32768, 32767).astype("<i2").tobytes()
-            if self._queued() < 2 * BLOCK * 2:
+            if self._queued() < MIC_BUFFER * 2:  # bytes
                 try:
                     os.write(self._mic, pcm)
                     self.written.append(Written(time.monotonic(), echo, visitor))

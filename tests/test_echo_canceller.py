@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from peercam.echo.canceller import probe
-from peercam.echo.reference import SpeakerReference
+from peercam.echo.canceller import MAX_READ_DELAY, EchoCanceller, probe
+from peercam.echo.reference import Samples, SpeakerReference
 from tests.room import VIEWER_TEXT, cancel, echo_of, impulse_response, level_db, speech
 
 RATE = 48_000
@@ -87,6 +87,50 @@ def test_the_reference_is_the_sound_of_the_frame_asked_for(speed: float) -> None
     if speed > 1:  # followed in steps, not left to fall behind
         assert 5 <= reference.retimed <= 25 and reference.resynced == 0, reference.retimed
     assert not np.any(reference.take(PERIOD, 11.0))  # nothing written since: silence
+
+
+def test_a_card_filling_its_buffer_at_the_start_is_not_taken_for_a_fast_one() -> None:
+    """A card takes its first periods at once (its buffer fills), then one a period:
+    the lead of the writes grows by whole periods in a moment, as no card's clock
+    runs. Nothing is retimed, and each frame's reference stays the sound playing then
+    (taken for a fast clock, the reference jumped 20 ms ahead of the echo)."""
+    reference = SpeakerReference(RATE)
+    for index in range(150):  # 3 s
+        written_at = 0.0 if index < 3 else (index - 2) * 0.02
+        ramp = np.arange(index * PERIOD, (index + 1) * PERIOD) % 30_000
+        reference.played(ramp.astype(np.int16).tobytes(), RATE, 1, written_at)
+        for half in range(2):
+            began = (index - 2) * 0.02 + half * 0.01
+            if began < 0:
+                continue
+            taken = reference.take(PERIOD // 2, began)
+            # The card started playing at 0: sample n plays at n / RATE.
+            assert int(taken[0]) == round(began * RATE) % 30_000, (index, half, int(taken[0]))
+    assert reference.retimed == 0 and reference.resynced == 0
+
+
+class _TakesRecorded(SpeakerReference):
+    def __init__(self, rate: int) -> None:
+        super().__init__(rate)
+        self.starts: list[float] = []
+
+    def take(self, count: int, start: float) -> Samples:
+        self.starts.append(round(start, 6))
+        return super().take(count, start)
+
+
+def test_a_capture_read_late_keeps_its_time_and_one_after_lost_samples_does_not() -> None:
+    """The microphone's thread late by 80 ms (its samples waited in the card's buffer):
+    the capture is still timed where it follows the one before. After an overrun
+    (samples lost) or a read later than any buffer holds, it is timed by the read."""
+    reference = _TakesRecorded(RATE)
+    canceller = EchoCanceller(reference, channels=1)
+    period = np.zeros(PERIOD, np.int16)
+    canceller.process(period, 0.02, True)  # the first capture: [0, 20 ms)
+    canceller.process(period, 0.04 + 0.08, False)  # read 80 ms late
+    canceller.process(period, 0.5, True)  # after an overrun
+    canceller.process(period, 0.5 + 0.02 + MAX_READ_DELAY + 0.1, False)  # samples lost
+    assert reference.starts == [0.0, 0.01, 0.02, 0.03, 0.48, 0.49, 1.1, 1.11]
 
 
 def test_a_speaker_at_another_rate_and_in_stereo_is_converted() -> None:

@@ -99,6 +99,7 @@ async def test_the_speakers_echo_is_cancelled_in_what_viewers_hear(
     quiet = received_level(frames, rang - 1.5, rang)  # the room before the ring
     print(f"echo at the microphone {echo:.1f} dBFS, viewer heard {heard:.1f} dBFS, "
           f"before the ring {quiet:.1f} dBFS; room dropped {room.trimmed} speaker samples, "
+          f"ran dry {room.underruns} times, "
           f"reads {sorted(set(room.reads))[:10]}")  # fmt: skip
     per_second = [
         round(echo_level(room, t, t + 1) - received_level(frames, t + 0.2, t + 1.2), 1)

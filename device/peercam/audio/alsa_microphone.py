@@ -106,10 +106,12 @@ class AlsaMicrophone(ThreadedSource[Any, CapturedAudio]):
         self.muted = False
         # Applied to every capture in this thread before anyone gets it (the echo
         # canceller); it may hold back part of a capture for the next one.
-        # It is told when the capture's last sample came in (time.monotonic()).
-        self.processor: Callable[[npt.NDArray[np.int16], float], npt.NDArray[np.int16]] | None = (
-            None
-        )
+        # It is told when the capture's last sample came in (time.monotonic()), and
+        # whether samples were lost before it (the first capture, or an overrun):
+        # otherwise each capture's samples follow the last one's.
+        self.processor: (
+            Callable[[npt.NDArray[np.int16], float, bool], npt.NDArray[np.int16]] | None
+        ) = None
         self.layout = "mono" if settings.channels == 1 else "stereo"
 
     def _open(self) -> Any:
@@ -125,24 +127,28 @@ class AlsaMicrophone(ThreadedSource[Any, CapturedAudio]):
     def _capture(self, pcm: Any) -> None:
         s = self.settings
         pacer = ReadPacer(s.period_ms / 1000, time.monotonic())
+        after_gap = True
         while not self._stopping.is_set():
             started = time.monotonic()
             length, data = pcm.read()
             captured_at = time.monotonic()
             if length < 0:  # an overrun: ALSA reports it and carries on
                 logger.debug("microphone overrun")
+                after_gap = True
                 continue
             if length == 0:
                 continue
-            self._deliver(np.frombuffer(data, dtype="<i2")[: length * s.channels], captured_at)
+            samples = np.frombuffer(data, dtype="<i2")[: length * s.channels]
+            self._deliver(samples, captured_at, after_gap)
+            after_gap = False
             wait = pacer.wait_after(started, captured_at, length / s.rate, time.monotonic())
             if wait > 0:
                 self._stopping.wait(wait)
 
-    def _deliver(self, samples: npt.NDArray[np.int16], captured_at: float) -> None:
+    def _deliver(self, samples: npt.NDArray[np.int16], captured_at: float, after_gap: bool) -> None:
         processor = self.processor
         if processor is not None:
-            samples = processor(samples, captured_at)
+            samples = processor(samples, captured_at, after_gap)
             if not len(samples):
                 return
         if self.muted:

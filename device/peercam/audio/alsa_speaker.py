@@ -31,6 +31,10 @@ from peercam.capture.driver_thread import DriverThread
 
 logger = logging.getLogger(__name__)
 
+# The periods a device that never blocks is written ahead of its clock (a small
+# card's buffer).
+BUFFER_PERIODS = 2
+
 
 @dataclass
 class _Cue:
@@ -212,12 +216,17 @@ class AlsaSpeaker(DriverThread[Any]):
             if self._on_played is not None:
                 # Stamped once written: a card plays it no sooner.
                 self._on_played(chunk, s.rate, s.channels, time.monotonic())
-            # A real device blocks in write(); one that does not (alsa-lib's file
-            # plugin) is paced here so that the buffer drains at the device's rate.
+            # A real device blocks in write() once its buffer is full; one that does
+            # not (alsa-lib's file plugin) is paced here as if it had a buffer of
+            # BUFFER_PERIODS: written that far ahead of its clock, so that the thread
+            # waking a little late never leaves it without sound, as it would not a
+            # card (the echo canceller's reference takes a late write with nothing
+            # left to play for the card running dry).
             deadline += s.period_ms / 1000
             ahead = deadline - time.monotonic()
-            if ahead > 0:
-                self._stopping.wait(ahead)
+            lead = BUFFER_PERIODS * s.period_ms / 1000
+            if ahead > lead:
+                self._stopping.wait(ahead - lead)
             elif ahead < -0.5:
                 deadline = time.monotonic()
 

@@ -23,6 +23,9 @@ from peercam.echo.reference import Samples, SpeakerReference
 
 logger = logging.getLogger(__name__)
 
+# Longer than any card buffers captured sound for a late reader: a capture read
+# later than this after the one before lost samples, even if no overrun was reported.
+MAX_READ_DELAY = 0.5
 # The rates WebRTC's module takes whole 10 ms frames of.
 FRAME_RATES = (8000, 16000, 32000, 44100, 48000)
 
@@ -69,23 +72,26 @@ class EchoCanceller:
         # Captured samples short of a whole frame, processed with the next capture.
         self._carry: Samples = np.zeros(0, dtype=np.int16)
 
-    def _capture_clock(self, captured_at: float, count: int) -> float:
+    def _capture_clock(self, captured_at: float, count: int, after_gap: bool) -> float:
         """When the capture's last sample really came in. A read returns when the
-        card has the samples or later (the thread was busy), never sooner; the
-        samples themselves come at the card's steady rate. So the capture follows
-        the one before, unless it returns sooner than that (the clock was late) or
-        much later (the card overran, or this is the first)."""
+        card has the samples or later (the thread was busy, and they waited in the
+        card's buffer), never sooner; the samples themselves come at the card's
+        steady rate. So the capture follows the one before — however late it was
+        read — unless samples were lost in between (the first capture, an overrun),
+        or it returns sooner than that (the clock was late), or so much later that
+        no card could have kept it (samples lost unreported)."""
         follows = self._last_end + count / self.rate
-        if captured_at < follows or captured_at > follows + 0.05:
+        if after_gap or captured_at < follows or captured_at > follows + MAX_READ_DELAY:
             follows = captured_at
         self._last_end = follows
         return follows
 
-    def process(self, samples: Samples, captured_at: float) -> Samples:
+    def process(self, samples: Samples, captured_at: float, after_gap: bool = False) -> Samples:
         """Interleaved S16 as captured, its last sample at `captured_at`
-        (time.monotonic()); returns as many whole 10 ms frames as the capture and the
-        carried remainder make (with the microphone's 20 ms periods, all of it: no
-        latency is added). Called from the microphone's thread only."""
+        (time.monotonic()), `after_gap` if samples were lost before it; returns as
+        many whole 10 ms frames as the capture and the carried remainder make (with
+        the microphone's 20 ms periods, all of it: no latency is added). Called from
+        the microphone's thread only."""
         if self._module is None:
             self._module = self._rtc.AudioProcessingModule(**self._options)
         data = np.concatenate((self._carry, samples)) if len(self._carry) else samples
@@ -93,7 +99,7 @@ class EchoCanceller:
         whole = len(data) // step * step
         self._carry = data[whole:].copy()
         first_at = (
-            self._capture_clock(captured_at, len(samples) // self.channels)
+            self._capture_clock(captured_at, len(samples) // self.channels, after_gap)
             - len(data) // self.channels / self.rate
         )
         out = np.empty(whole, dtype=np.int16)

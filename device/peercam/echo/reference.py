@@ -42,6 +42,9 @@ LEAD_MS = 5
 KEPT_MS = 500
 # How often the lead of the writes is checked, and by how much it may grow first.
 LEAD_WINDOW_S = 0.5
+# The fastest a card's clock is taken to run against the system's (2 %; real ones
+# are within 0.01 %).
+MAX_DRIFT = 0.02
 LEAD_GROWTH_MS = 2
 
 
@@ -76,7 +79,7 @@ class SpeakerReference:
             elif gap > TOLERANCE_MS / 1000:  # the card ran dry: it played silence
                 pending = np.concatenate((pending, np.zeros(round(gap * self.rate), np.int16)))
                 self.resynced += 1
-                self._steady_lead = None
+                self._restart_lead()
             else:
                 self._follow_lead(-gap, written_at)
             pending = np.concatenate((pending, samples))
@@ -87,15 +90,25 @@ class SpeakerReference:
                 self.dropped += excess
             self._pending = pending
 
+    def _restart_lead(self) -> None:
+        """The card starts afresh: its steady lead is measured again."""
+        self._steady_lead = None
+        self._lead_peak = -1.0
+        self._window_ends = 0.0
+
     def _follow_lead(self, lead: float, written_at: float) -> None:
         """`lead`: how far the period just written is counted to play after its
         write. Called with the lock held."""
         self._lead_peak = max(self._lead_peak, lead)
         if written_at < self._window_ends:
             return
-        if self._steady_lead is None:
+        growth = self._lead_peak - (self._steady_lead or 0.0)
+        if self._steady_lead is None or growth > MAX_DRIFT * LEAD_WINDOW_S:
+            # The first window, or a lead grown faster than any card's clock runs:
+            # the writer filled the card's buffer further (a card takes its first
+            # periods at once), which moves no sound.
             self._steady_lead = self._lead_peak
-        elif self._lead_peak > self._steady_lead + LEAD_GROWTH_MS / 1000:
+        elif growth > LEAD_GROWTH_MS / 1000:
             # A card running fast: its samples played sooner than counted. Taking
             # them as older lets take() skip what the microphone is already past.
             self._head_at -= self._lead_peak - self._steady_lead
