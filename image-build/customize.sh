@@ -121,9 +121,13 @@ printf '%s\n' "# peercam: host keys on the data partition (the root is read-only
 # updater stages its update on the boot partition at start: the same for it.
 apt_install unattended-upgrades
 if has_unit rpi-eeprom-update.service; then
+    # Its unit is a oneshot that remains active after it ran: read-only again right
+    # after it (ExecStartPost), not at shutdown; ExecStopPost for when it fails.
     mkdir -p /etc/systemd/system/rpi-eeprom-update.service.d
-    cp /etc/systemd/system/apt-daily.service.d/peercam-root.conf \
-        /etc/systemd/system/rpi-eeprom-update.service.d/peercam-root.conf
+    printf '%s\n' "[Service]" "ExecStartPre=+/usr/local/sbin/peercam-root rw" \
+        "ExecStartPost=+/usr/local/sbin/peercam-root ro" \
+        "ExecStopPost=+/usr/local/sbin/peercam-root ro" \
+        > /etc/systemd/system/rpi-eeprom-update.service.d/peercam-root.conf
 fi
 printf '%s\n' 'APT::Periodic::Update-Package-Lists "1";' 'APT::Periodic::Unattended-Upgrade "1";' \
     'Unattended-Upgrade::Automatic-Reboot "true";' 'Unattended-Upgrade::Automatic-Reboot-Time "04:00";' \

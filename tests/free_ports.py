@@ -26,7 +26,11 @@ def _ephemeral_start() -> int:
 
 def _free(port: int) -> bool:
     for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # no IPv6 on this host: nothing can hold the port there
+            continue
+        with probe:
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
@@ -38,9 +42,13 @@ def _free(port: int) -> bool:
 
 def unused_tcp_port() -> int:
     ceiling = _ephemeral_start()
+    if ceiling <= LOWEST + 1000:  # a range that starts low: the ports above it
+        low, ceiling = 61_000, 65_536
+    else:
+        low = LOWEST
     chooser = random.SystemRandom()
     for _ in range(200):
-        port = chooser.randrange(LOWEST, ceiling)
+        port = chooser.randrange(low, ceiling)
         if _free(port):
             return port
     raise RuntimeError(f"no free TCP port in {LOWEST}-{ceiling - 1}")

@@ -31,8 +31,7 @@ from peercam.capture.driver_thread import DriverThread
 
 logger = logging.getLogger(__name__)
 
-# The periods a device that never blocks is written ahead of its clock (a small
-# card's buffer).
+# How many periods the speaker is written ahead of the clock (a small card's buffer).
 BUFFER_PERIODS = 2
 
 
@@ -216,12 +215,13 @@ class AlsaSpeaker(DriverThread[Any]):
             if self._on_played is not None:
                 # Stamped once written: a card plays it no sooner.
                 self._on_played(chunk, s.rate, s.channels, time.monotonic())
-            # A real device blocks in write() once its buffer is full; one that does
-            # not (alsa-lib's file plugin) is paced here as if it had a buffer of
-            # BUFFER_PERIODS: written that far ahead of its clock, so that the thread
-            # waking a little late never leaves it without sound, as it would not a
-            # card (the echo canceller's reference takes a late write with nothing
-            # left to play for the card running dry).
+            # Every device is written up to BUFFER_PERIODS ahead of this clock and no
+            # further: a card whose buffer holds more is never filled, so its write()
+            # does not block either (a card whose clock runs fast drains that cushion
+            # and underruns now and then: not yet handled). A device that never blocks
+            # (alsa-lib's file plugin) is paced by it, and the cushion means a thread
+            # waking a little late never leaves it without sound (which the echo
+            # canceller's reference takes for the card running dry).
             deadline += s.period_ms / 1000
             ahead = deadline - time.monotonic()
             lead = BUFFER_PERIODS * s.period_ms / 1000

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 # Longer than any card buffers captured sound for a late reader: a capture read
 # later than this after the one before lost samples, even if no overrun was reported.
 MAX_READ_DELAY = 0.5
+# How often the capture clock looks for a card running slow, and the drift it takes up.
+DRIFT_WINDOW_S = 1.0
+DRIFT_STEP_S = 0.002
 # The rates WebRTC's module takes whole 10 ms frames of.
 FRAME_RATES = (8000, 16000, 32000, 44100, 48000)
 
@@ -69,6 +73,8 @@ class EchoCanceller:
         }
         self._module: Any = None
         self._last_end = 0.0  # the capture clock: when the last sample came in
+        self._least_late = math.inf  # the least a read was late in this window
+        self._window_ends = 0.0
         # Captured samples short of a whole frame, processed with the next capture.
         self._carry: Samples = np.zeros(0, dtype=np.int16)
 
@@ -81,8 +87,20 @@ class EchoCanceller:
         or it returns sooner than that (the clock was late), or so much later that
         no card could have kept it (samples lost unreported)."""
         follows = self._last_end + count / self.rate
-        if after_gap or captured_at < follows or captured_at > follows + MAX_READ_DELAY:
+        late = captured_at - follows
+        if after_gap or late < 0 or late > MAX_READ_DELAY:
             follows = captured_at
+            self._least_late, self._window_ends = math.inf, captured_at + DRIFT_WINDOW_S
+        else:
+            # A card whose clock runs slow delivers later than its samples count:
+            # every read is then late by at least that much, however prompt the
+            # thread. The least lateness over a window is that drift (a busy
+            # thread's lateness comes and goes); past DRIFT_STEP_S it is taken up.
+            self._least_late = min(self._least_late, late)
+            if captured_at >= self._window_ends:
+                if self._least_late > DRIFT_STEP_S:
+                    follows += self._least_late
+                self._least_late, self._window_ends = math.inf, captured_at + DRIFT_WINDOW_S
         self._last_end = follows
         return follows
 

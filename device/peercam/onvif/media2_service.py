@@ -31,8 +31,6 @@ from peercam.onvif.soap import SoapFault, SoapRequest, action_not_supported, ele
 # order of tr2:ConfigurationSet.
 KINDS = ("VideoSource", "AudioSource", "VideoEncoder", "AudioEncoder", "AudioOutput",
          "AudioDecoder")  # fmt: skip
-# tr2:ConfigurationEnumeration: what a client may ask for, carried here or not.
-ENUMERATED = ("All", *KINDS, "Metadata", "Analytics", "PTZ", "Receiver")
 # GetStreamUri's Protocol: RTP over UDP set up by RTSP, and RTP interleaved in RTSP's TCP
 # connection. Multicast, RTSPS and RTSP over HTTP are not served.
 PROTOCOLS = ("RtspUnicast", "RTSP")
@@ -133,12 +131,9 @@ class Media2Service:
             streams = tuple(s for s in streams if s.profile == token)
             if not streams:
                 raise SoapFault(400, "Sender", "ter:NoProfile", f"no profile {token[:40]!r}")
+        # Kinds a profile here does not carry (a vendor's, Metadata, PTZ...) are simply
+        # not in it: "if a profile doesn't contain a type no error shall be provided".
         asked = request.find_all_text("Type")
-        unknown = [kind for kind in asked if kind not in ENUMERATED]
-        if unknown:
-            raise SoapFault(
-                400, "Sender", "ter:InvalidArgVal", f"no kind of configuration {unknown[0][:40]!r}"
-            )
         # No Type: the profiles alone; "All": everything they carry (Media2 §5.2.2).
         kinds = self._kinds() if "All" in asked else tuple(k for k in self._kinds() if k in asked)
         return element("tr2:GetProfilesResponse", *(self._profile(s, kinds) for s in streams))
