@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+from typing import Any
 
 import av
 import numpy as np
@@ -80,18 +81,79 @@ def to_pcm(signal: Signal) -> npt.NDArray[np.int16]:
 
 
 def cancel(
-    played: Signal, mic: Signal, rate: int = 48_000, noise_suppression: bool = True
+    played: Signal,
+    mic: Signal,
+    rate: int = 48_000,
+    noise_suppression: bool = True,
+    drift: float = 0.0,
+    late_ms: float = 0.0,
+    seed: int = 0,
+    reference_type: type[SpeakerReference] = SpeakerReference,
 ) -> Signal:
     """The canceller's output for `mic`, `played` being what the speaker played: each
     20 ms period handed to the reference as the speaker's thread does when it writes
     it, then the microphone's period through the canceller as its thread does when
-    its last sample is in, on a clock of their own."""
+    its last sample is in, on a clock of their own: `drift` slower than the
+    speaker's (as `echo_of` has it). Either thread is late by up to `late_ms` now and
+    then (exponentially distributed, mean a tenth of it), as a busy board's are."""
     period = rate // 50
-    reference = SpeakerReference(rate)
+    reference = reference_type(rate)
     canceller = EchoCanceller(reference, channels=1, noise_suppression=noise_suppression)
     speaker, captured = to_pcm(played), to_pcm(mic)
+    late = np.minimum(
+        np.random.default_rng(seed).exponential(late_ms / 10_000, (len(captured) // period, 2)),
+        late_ms / 1000,
+    )
     out = []
-    for start in range(0, len(captured) - period + 1, period):
-        reference.played(speaker[start : start + period].tobytes(), rate, 1, start / rate)
-        out.append(canceller.process(captured[start : start + period], (start + period) / rate))
+    written = 0  # the speaker's periods handed over so far
+    for index, start in enumerate(range(0, len(captured) - period + 1, period)):
+        complete = (start + period) * (1 + drift) / rate
+        # Everything the speaker played up to this capture's end, as it was written.
+        while written * period < len(speaker) and written * period / rate <= complete:
+            at = written * period
+            written_at = at / rate + late[min(written, len(late) - 1), 0]
+            reference.played(speaker[at : at + period].tobytes(), rate, 1, written_at)
+            written += 1
+        out.append(canceller.process(captured[start : start + period], complete + late[index, 1]))
     return np.concatenate(out).astype(np.float64) / 32768
+
+
+# The double-talk split: the speaker's sound on one comb of narrow bands, the
+# visitor's on the comb between (ITU-T P.502's idea), so whatever of the output lies
+# on the speaker's comb is echo left in and the rest is the visitor.
+COMB_SPACING_HZ = 50.0
+COMB_HALF_WIDTH_HZ = 6.0
+
+
+def _comb_mask(frequencies: npt.NDArray[np.floating[Any]], offset: float) -> npt.NDArray[np.bool_]:
+    half = COMB_SPACING_HZ / 2
+    distance = np.abs((frequencies - offset + half) % COMB_SPACING_HZ - half)
+    in_band = (frequencies > 100) & (frequencies < 7_800)
+    mask: npt.NDArray[np.bool_] = (distance < COMB_HALF_WIDTH_HZ) & in_band
+    return mask
+
+
+def on_comb(signal: Signal, speaker: bool, rate: int = 48_000) -> Signal:
+    """`signal` kept on the speaker's comb (or the visitor's), its level unchanged."""
+    spectrum = np.fft.rfft(signal)
+    offset = 0.0 if speaker else COMB_SPACING_HZ / 2
+    keep = _comb_mask(np.fft.rfftfreq(len(signal), 1 / rate), offset)
+    spectrum[~keep] = 0
+    combed: Signal = np.fft.irfft(spectrum, len(signal))
+    scaled: Signal = combed * np.sqrt(np.mean(signal**2) / (np.mean(combed**2) + 1e-30))
+    return scaled
+
+
+def comb_levels(signal: Signal, rate: int = 48_000) -> tuple[float, float]:
+    """The level (dB) of `signal` on the speaker's comb and on the visitor's, from
+    long Hann-windowed spectra (3 Hz bins) so that neither leaks into the other."""
+    size = 16_384
+    window = np.hanning(size)
+    power = np.zeros(size // 2 + 1)
+    for start in range(0, len(signal) - size + 1, size // 2):
+        power += np.abs(np.fft.rfft(signal[start : start + size] * window)) ** 2
+    frequencies = np.fft.rfftfreq(size, 1 / rate)
+    return (
+        float(10 * np.log10(power[_comb_mask(frequencies, 0.0)].sum() + 1e-30)),
+        float(10 * np.log10(power[_comb_mask(frequencies, COMB_SPACING_HZ / 2)].sum() + 1e-30)),
+    )

@@ -20,6 +20,7 @@ import numpy as np
 
 from peercam.audio.alsa_microphone import AlsaMicrophone
 from peercam.config import TalkbackConfig
+from peercam.echo.clock_rate import ClockRate
 from peercam.echo.reference import Samples, SpeakerReference
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class EchoCanceller:
         }
         self._module: Any = None
         self._last_end = 0.0  # the capture clock: when the last sample came in
+        self._clock_rate = ClockRate(rate)
         self._least_late = math.inf  # the least a read was late in this window
         self._window_ends = 0.0
         # Captured samples short of a whole frame, processed with the next capture.
@@ -86,7 +88,11 @@ class EchoCanceller:
         read — unless samples were lost in between (the first capture, an overrun),
         or it returns sooner than that (the clock was late), or so much later that
         no card could have kept it (samples lost unreported)."""
-        follows = self._last_end + count / self.rate
+        if after_gap:
+            self._clock_rate.restart()
+        self._clock_rate.add(count, captured_at)
+        self.reference.capture_error = self._clock_rate.error
+        follows = self._last_end + count / (self.rate * (1 + self._clock_rate.error))
         late = captured_at - follows
         if after_gap or late < 0 or late > MAX_READ_DELAY:
             follows = captured_at

@@ -20,6 +20,12 @@ What shows it is how far the newest sample's time runs ahead of its write: with 
 card writing steadily that lead is constant, and a late thread only shortens it, so
 its largest value over half a second is the card's; when that grows, the samples
 played sooner by as much.
+
+Those jumps keep the reference from lagging; they do not keep the echo's path still
+between them, and a canceller's filter cannot follow a path that slides while the
+visitor talks. So once both cards' clocks are measured (clock_rate.py) the reference
+is converted at their true ratio, and its samples are timed at the microphone's true
+rate: the reference then stays where the echo is with no jump at all.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import av
 import numpy as np
 import numpy.typing as npt
+import samplerate
+
+from peercam.echo.clock_rate import ClockRate
 
 Samples = npt.NDArray[np.int16]
 
@@ -56,7 +64,12 @@ class SpeakerReference:
         self._pending: Samples = np.zeros(0, dtype=np.int16)
         self._head_at = 0.0  # when the first pending sample plays
         self._resampler: Any = None
-        self._resampling: tuple[int, int] = (0, 0)
+        self._speaker_rate = 0
+        self._speaker_clock: ClockRate | None = None
+        # The microphone's measured clock error (its thread sets it; a float, replaced
+        # whole), and the real length of one of its samples.
+        self.capture_error = 0.0
+        self._sample_s = 1 / rate
         self.dropped = 0  # samples skipped to keep up, for the tests
         self.resynced = 0  # pauses in the speaker's writes, played as silence
         self.retimed = 0  # times the card was found to play sooner than counted
@@ -69,26 +82,36 @@ class SpeakerReference:
         samples = np.frombuffer(pcm, dtype="<i2")
         if channels > 1:
             samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
-        if rate != self.rate:
-            samples = self._resample(samples, rate)
+        if rate != self._speaker_rate or self._speaker_clock is None:
+            self._speaker_rate, self._speaker_clock = rate, ClockRate(rate)
+            self._resampler = None
+        clock = self._speaker_clock
+        count = len(samples)
+        samples = self._convert(samples, rate, clock.error)
         with self._lock:
             pending = self._pending
-            gap = written_at - (self._head_at + len(pending) / self.rate)
+            sample_s = self._sample_s
+            gap = written_at - (self._head_at + len(pending) * sample_s)
             if not len(pending):
+                if gap > TOLERANCE_MS / 1000:  # a pause: the card starts afresh
+                    clock.restart()
                 self._head_at = max(written_at, self._head_at)
             elif gap > TOLERANCE_MS / 1000:  # the card ran dry: it played silence
-                pending = np.concatenate((pending, np.zeros(round(gap * self.rate), np.int16)))
+                silence = np.zeros(round(gap / sample_s), np.int16)
+                pending = np.concatenate((pending, silence))
                 self.resynced += 1
                 self._restart_lead()
+                clock.restart()
             else:
                 self._follow_lead(-gap, written_at)
             pending = np.concatenate((pending, samples))
             excess = len(pending) - self.rate * KEPT_MS // 1000
             if excess > 0:
                 pending = pending[excess:]
-                self._head_at += excess / self.rate
+                self._head_at += excess * sample_s
                 self.dropped += excess
             self._pending = pending
+        clock.add(count, written_at)
 
     def _restart_lead(self) -> None:
         """The card starts afresh: its steady lead is measured again."""
@@ -120,26 +143,31 @@ class SpeakerReference:
         """The `count` samples of the reference for the microphone's frame that began
         at `start` (time.monotonic()); called from the microphone's thread."""
         with self._lock:
+            self._sample_s = 1 / (self.rate * (1 + self.capture_error))
             pending = self._pending
-            behind = (start - self._head_at) * self.rate
+            behind = (start - self._head_at) / self._sample_s
             if len(pending) and behind > self.rate * TOLERANCE_MS / 1000:
                 # Older than this frame by more than the noise: skip ahead of it.
                 skip = min(len(pending), round(behind) + self.rate * LEAD_MS // 1000)
                 pending = pending[skip:]
-                self._head_at += skip / self.rate
+                self._head_at += skip * self._sample_s
                 self.dropped += skip
             taken, self._pending = pending[:count], pending[count:]
-            self._head_at += len(taken) / self.rate
+            self._head_at += len(taken) * self._sample_s
         if len(taken) < count:
             taken = np.concatenate((taken, np.zeros(count - len(taken), dtype=np.int16)))
         return taken
 
-    def _resample(self, samples: Samples, rate: int) -> Samples:
-        # Only the speaker's thread resamples; a new rate (a new device) starts afresh.
-        if self._resampling != (rate, self.rate) or self._resampler is None:
-            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
-            self._resampling = (rate, self.rate)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = rate
-        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
-        return np.concatenate(out).astype(np.int16) if out else np.zeros(0, dtype=np.int16)
+    def _convert(self, samples: Samples, rate: int, speaker_error: float) -> Samples:
+        """The speaker's samples as the microphone takes them: at its rate and, once
+        the two clocks are measured, at their true ratio. libsamplerate's ratio may
+        change from one call to the next (it glides across the call), so an estimate
+        that improves moves nothing audibly. Only the speaker's thread calls it."""
+        ratio = self.rate * (1 + self.capture_error) / (rate * (1 + speaker_error))
+        if ratio == 1.0 and self._resampler is None:
+            return samples  # nothing measured yet, same rates: no filter's delay either
+        if self._resampler is None:
+            self._resampler = samplerate.Resampler("sinc_fastest", channels=1)
+        out = self._resampler.process(samples.astype(np.float32) / 32768, ratio, False)
+        converted: Samples = np.clip(np.round(out * 32768), -32768, 32767).astype(np.int16)
+        return converted
