@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import samplerate
 
 from peercam.echo.clock_rate import ClockRate
 
@@ -167,6 +166,8 @@ class SpeakerReference:
         if ratio == 1.0 and self._resampler is None:
             return samples  # nothing measured yet, same rates: no filter's delay either
         if self._resampler is None:
+            import samplerate  # only once there is something to convert
+
             self._resampler = samplerate.Resampler("sinc_fastest", channels=1)
         out = self._resampler.process(samples.astype(np.float32) / 32768, ratio, False)
         converted: Samples = np.clip(np.round(out * 32768), -32768, 32767).astype(np.int16)
