@@ -106,7 +106,7 @@ def test_the_reference_keeps_to_the_echo_sample_for_sample_when_the_cards_drift(
     reference = np.concatenate(taken).astype(np.float64)
 
     def lag_at(second: int) -> int:
-        at, span, most = second * RATE, RATE // 10, 100
+        at, span, most = second * RATE, RATE // 10, 400
         seen = reference[at : at + span]
         heard = echo[at - most : at + span + most] * 32768
         return int(np.argmax([np.dot(seen, heard[k : k + span]) for k in range(2 * most)])) - most

@@ -29,9 +29,14 @@ WINDOW_S = 180.0
 # A card starts by taking (or holding) a burst: the start of a stretch says nothing
 # about its clock.
 SETTLE_S = 2.0
-# The fit is used once its slope is known this well, with at least MIN_POINTS.
+# The fit is used once its slope is known this well, over at least MIN_SPAN_S.
 MAX_UNCERTAINTY = 2e-6
-MIN_POINTS = 10
+MIN_SPAN_S = 20.0
+# A thread's lateness is not only noise: on a board whose load changes, its least
+# lateness moves too, by up to half a millisecond here, which over a minute reads as
+# a few ppm (the test room, both cards on the system's clock, measured -5.8 ppm with
+# two busy loops beside it). Below this the clock is taken as the system's.
+DEAD_BAND = 10e-6
 # No card's crystal is this far off; a slope beyond it is a thread starved of CPU.
 MAX_ERROR = 1e-3
 
@@ -103,11 +108,12 @@ class ClockRate:
             sxx += dt * dt
             sxy += dt * do
         freedom = len(fitted) - len(stretches) - 1
-        if len(fitted) < MIN_POINTS or freedom < 1 or sxx <= 0:
+        span = sum(points[-1].at - points[0].at for points in stretches.values())
+        if span < MIN_SPAN_S or freedom < 1 or sxx <= 0:
             return
         slope = sxy / sxx
         residual = sum((do - slope * dt) ** 2 for dt, do in fitted) / freedom
         if math.sqrt(residual / sxx) > MAX_UNCERTAINTY or abs(slope) > MAX_ERROR:
             return
         # offset = at - n / rate falls by `error` seconds per second on a fast card.
-        self.error = -slope
+        self.error = -slope if abs(slope) >= DEAD_BAND else 0.0

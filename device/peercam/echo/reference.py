@@ -157,6 +157,12 @@ class SpeakerReference:
             taken = np.concatenate((taken, np.zeros(count - len(taken), dtype=np.int16)))
         return taken
 
+    @property
+    def speaker_error(self) -> float:
+        """The speaker card's measured clock error (0 until known)."""
+        clock = self._speaker_clock
+        return clock.error if clock is not None else 0.0
+
     def _convert(self, samples: Samples, rate: int, speaker_error: float) -> Samples:
         """The speaker's samples as the microphone takes them: at its rate and, once
         the two clocks are measured, at their true ratio. libsamplerate's ratio may
@@ -164,7 +170,10 @@ class SpeakerReference:
         that improves moves nothing audibly. Only the speaker's thread calls it."""
         ratio = self.rate * (1 + self.capture_error) / (rate * (1 + speaker_error))
         if ratio == 1.0 and self._resampler is None:
-            return samples  # nothing measured yet, same rates: no filter's delay either
+            # Nothing measured yet, same rates: passed through exactly. Starting to
+            # convert later holds back the converter's look-ahead (20 samples) for one
+            # period, which the reference's lead (a period or more) absorbs.
+            return samples
         if self._resampler is None:
             import samplerate  # only once there is something to convert
 
