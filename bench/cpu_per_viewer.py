@@ -31,6 +31,8 @@ class Sample:
     receivers_cpu_percent: float
     slowest_viewer_kbps: float
     slowest_viewer_fps: float
+    # peercam only (its /metrics): RTP packets sent per viewer per second.
+    packets_per_viewer_s: float | None = None
 
 
 @dataclass
@@ -50,6 +52,15 @@ class SystemRun:
         xs = [s.viewers for s in full]
         ys = [s.cpu_percent for s in full]
         return float(statistics.linear_regression(xs, ys).slope)
+
+    def us_per_packet(self) -> float | None:
+        """The extra viewer's CPU per packet it is sent (peercam only): the slope over
+        the packets each viewer gets per second, in microseconds."""
+        rates = [s.packets_per_viewer_s for s in self.samples if s.packets_per_viewer_s]
+        slope = self.per_extra_viewer()
+        if not rates or math.isnan(slope):
+            return None
+        return slope / 100 * 1e6 / statistics.fmean(rates)
 
     def at(self, viewers: int) -> Sample | None:
         return next((s for s in self.samples if s.viewers == viewers), None)
@@ -108,14 +119,27 @@ class Receivers:
                 self.process.wait(10)
 
 
+def _packets_sent(running: Running) -> float | None:
+    """Every viewer's RTP packets so far, from peercam's /metrics."""
+    if running.daemon_metrics is None:
+        return None
+    total = 0.0
+    for line in running.daemon_metrics().splitlines():
+        if line.startswith("peercam_viewer_sent_packets{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def sample(running: Running, receivers: Receivers, window: float) -> Sample:
     time.sleep(3)  # keyframes and connection set-up settle
     bytes_before, frames_before = receivers.bytes(), receivers.frames()
+    packets_before = _packets_sent(running)
     cpu_before, receivers_before = running.cpu_seconds(), receivers.cpu_seconds()
     started = time.monotonic()
     time.sleep(window)
     elapsed = time.monotonic() - started
     cpu_after, receivers_after = running.cpu_seconds(), receivers.cpu_seconds()
+    packets_after = _packets_sent(running)
     bytes_after, frames_after = receivers.bytes(), receivers.frames()
     slowest_bytes = min(b - a for a, b in zip(bytes_before, bytes_after, strict=True))
     slowest_frames = min(b - a for a, b in zip(frames_before, frames_after, strict=True))
@@ -126,6 +150,11 @@ def sample(running: Running, receivers: Receivers, window: float) -> Sample:
         receivers_cpu_percent=100 * (receivers_after - receivers_before) / elapsed,
         slowest_viewer_kbps=slowest_bytes * 8 / elapsed / 1000,
         slowest_viewer_fps=slowest_frames / elapsed,
+        packets_per_viewer_s=(
+            (packets_after - packets_before) / elapsed / receivers.count
+            if packets_before is not None and packets_after is not None
+            else None
+        ),
     )
 
 

@@ -31,7 +31,14 @@ from bench.cpu_per_viewer import FULL_RATE_FPS, SystemRun
 from bench.cpu_per_viewer import measure as measure_cpu
 from bench.glass_to_glass import BROWSER_FLAGS, Latency, alternating, first_frames, trials
 from bench.report import RESULTS, percentile
-from bench.systems import SYSTEMS, Running, gst_rtsp, gst_rtsp_available, why_unavailable
+from bench.systems import (
+    CPU_ONLY,
+    SYSTEMS,
+    Running,
+    gst_rtsp,
+    gst_rtsp_available,
+    why_unavailable,
+)
 
 # peercam's targets on this machine (issue 8).
 TARGET_P50_MS, TARGET_P95_MS = 35.0, 50.0
@@ -88,6 +95,7 @@ class SystemResults:
     echo: echo_cancellation.EchoFigures | None = None
     # peercam only: the same measurement with RTSP clients (an NVR each) as receivers.
     rtsp_cpu: SystemRun | None = None
+    cpu_720p: SystemRun | None = None  # peercam (both senders) and Janus only
     rtsp_peer_cpu: SystemRun | None = None  # gst-rtsp-server, fed by the daemon
 
 
@@ -107,6 +115,13 @@ def run_system(system: str, plan: Plan) -> SystemResults:
     if reason:
         results.skipped = reason
         print(f"{system}: skipped, {reason}", flush=True)
+        return results
+    if system in CPU_ONLY:
+        size, codec = LATENCY_MATRIX[0]
+        with started(system, size, codec) as running:
+            results.name = running.name
+            results.cpu = measure_cpu(running, plan.counts, plan.window, plan.beyond)
+        _measure_cpu_at_720p(system, results, plan)
         return results
     for size, codec in LATENCY_MATRIX:
         if system in RELAYS and codec != "H264":
@@ -151,6 +166,7 @@ def run_system(system: str, plan: Plan) -> SystemResults:
         print(*(f"  {line}" for line in echo_cancellation.summary(results.echo)), sep="\n")
     with started(system, size, codec) as running:
         results.cpu = measure_cpu(running, plan.counts, plan.window, plan.beyond)
+    _measure_cpu_at_720p(system, results, plan)
     if system == "peercam":
         if gst_rtsp_available() is None:
             with tempfile.TemporaryDirectory(prefix="peercam-bench-rtsp-") as tmp:
@@ -164,6 +180,16 @@ def run_system(system: str, plan: Plan) -> SystemResults:
             )
             results.rtsp_cpu = measure_cpu(as_rtsp, plan.counts, plan.window)
     return results
+
+
+# Issue 25 compares peercam's cost per viewer with Janus's at 720p too.
+CPU_720P = {"peercam", "peercam-aiortc-sender", "janus"}
+
+
+def _measure_cpu_at_720p(system: str, results: SystemResults, plan: Plan) -> None:
+    if system in CPU_720P:
+        with started(system, "1280x720", "H264") as running:
+            results.cpu_720p = measure_cpu(running, plan.counts, plan.window, plan.beyond)
 
 
 def _print_latency(name: str, latency: Latency) -> None:
@@ -330,7 +356,7 @@ def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[st
         "|---|---|---|---|---|",
     ]
     for result in all_results:
-        if result.skipped:
+        if result.skipped or not result.first_frame_ms:
             continue
         values = result.first_frame_ms
         p50, p95 = percentile(values, 50), percentile(values, 95)
@@ -493,6 +519,38 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
             f"| {result.name} | {_fmt(run.per_extra_viewer(), 2)} |"
             f" {_fmt(at_10.rss_mb if at_10 else None, 0)} | {limit} | {ratio_cpu} | {ratio_rss} |"
         )
+    at_720p = [r for r in measured if r.cpu_720p is not None]
+    if at_720p:
+        lines += [
+            "",
+            "At 1280x720@30 H.264, the same receivers (% of a core per extra viewer; where"
+            " the slowest viewer fell below 29 fps):",
+            "",
+            "| system | CPU per extra viewer | full-rate viewers | peercam/system |",
+            "|---|---|---|---|",
+        ]
+        ours_720p = ours.cpu_720p.per_extra_viewer() if ours.cpu_720p else None
+        for result in at_720p:
+            run = result.cpu_720p
+            assert run is not None
+            limit = f"< 29 fps at {run.falls_below_at}" if run.falls_below_at else "never below"
+            ratio = NA if result is ours else _ratio(ours_720p, run.per_extra_viewer())
+            lines.append(
+                f"| {result.name} | {_fmt(run.per_extra_viewer(), 2)} | {limit} | {ratio} |"
+            )
+    per_packet = [
+        f"{result.name} {_fmt(run.us_per_packet(), 1)} µs"
+        for result in measured
+        if (run := result.cpu) is not None and run.us_per_packet() is not None
+    ]
+    if per_packet:
+        lines += [
+            "",
+            "Daemon CPU per RTP packet per extra viewer (the slope above over the packets a"
+            " viewer is sent per second, from the daemon's /metrics): "
+            + "; ".join(per_packet)
+            + ".",
+        ]
     return [*lines, "", "![CPU vs viewers](cpu_vs_viewers.png)", ""]
 
 
@@ -590,7 +648,7 @@ def targets(ours: SystemResults) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--systems", default="peercam,aiortc,janus,gstreamer")
+    parser.add_argument("--systems", default="peercam,peercam-aiortc-sender,aiortc,janus,gstreamer")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL

@@ -114,11 +114,18 @@ def serve_bench_page(page: object, origin: str) -> None:
 
 
 def config_file(
-    directory: Path, size: str, codec: str, forward_port: int | None, audio: bool = True
+    directory: Path,
+    size: str,
+    codec: str,
+    forward_port: int | None,
+    audio: bool = True,
+    frame_sender: bool = True,
 ) -> Path:
     text = PEERCAM_CONFIG.format(
         size=size, codec=codec.lower(), kbps=bitrate_kbps(size), audio=str(audio).lower()
     )
+    if not frame_sender:
+        text += "[webrtc]\nframe_sender = false\n"
     if forward_port is not None:
         text += FORWARD.format(port=forward_port, audio_port=forward_port + 2)
     directory.mkdir(parents=True, exist_ok=True)
@@ -135,9 +142,11 @@ def _peercam_daemon(
     forward_port: int | None = None,
     audio: bool = True,
     rtsp_port: int = 0,
+    frame_sender: bool = True,
 ) -> Iterator[tuple[subprocess.Popen[str], Access]]:
     server, access = start_peercam(
-        config_file(directory, size, codec, forward_port, audio), rtsp_port=rtsp_port
+        config_file(directory, size, codec, forward_port, audio, frame_sender),
+        rtsp_port=rtsp_port,
     )
     try:
         yield server, access
@@ -222,6 +231,19 @@ def peercam(directory: Path, size: str, codec: str, audio: bool = True) -> Itera
             "--authorization", access.headers["Authorization"],
         ]  # fmt: skip
         yield running
+
+
+@contextmanager
+def peercam_aiortc_sender(
+    directory: Path, size: str, codec: str, audio: bool = True
+) -> Iterator[Running]:
+    """peercam with `webrtc.frame_sender = false`: each viewer's packets through
+    aiortc's own sender, one by one, as before issue 25 (the same run's baseline)."""
+    with _peercam_daemon(directory, size, codec, audio=audio, frame_sender=False) as (
+        server,
+        access,
+    ):
+        yield running_peercam(server, access, codec, "peercam, aiortc's sender", audio)
 
 
 @contextmanager
@@ -400,7 +422,15 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
             time.sleep(0.3)
 
 
-SYSTEMS = {"peercam": peercam, "aiortc": aiortc, "janus": janus, "gstreamer": gstreamer}
+SYSTEMS = {
+    "peercam": peercam,
+    "peercam-aiortc-sender": peercam_aiortc_sender,
+    "aiortc": aiortc,
+    "janus": janus,
+    "gstreamer": gstreamer,
+}
+# Measured for CPU per viewer only: a variant of a system already measured in full.
+CPU_ONLY = {"peercam-aiortc-sender"}
 
 
 def why_unavailable(name: str) -> str | None:

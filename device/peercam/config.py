@@ -278,6 +278,9 @@ class WebRtcConfig(_Section):
     # extension, minimum 0; rtc/playout_delay.py has the measurements behind 100).
     # "browser": do not send it, and let the browser choose.
     playout_delay_ms: Annotated[int, Field(ge=0, le=40_950)] | Literal["browser"] = 100
+    # Viewers' RTP sent a frame at a time straight onto the socket (rtc/frame_sender.py);
+    # false: aiortc's own sender, packet by packet.
+    frame_sender: bool = True
 
     @field_validator("udp_ports")
     @classmethod

@@ -27,6 +27,7 @@ from peercam.ice.servers import session_ice
 from peercam.media import Kind
 from peercam.pipeline import MediaPipeline
 from peercam.rtc import dtls, playout_delay, sync_groups
+from peercam.rtc.frame_sender import FrameSender
 from peercam.rtc.negotiation import OfferPlan, codec_preferences
 from peercam.rtc.shared_track import (
     SharedFrameTrack,
@@ -85,6 +86,7 @@ class ViewerSession:
         self.ice = session_ice(webrtc, self.id)
         self._public_ip = webrtc.public_ip
         self._playout_delay_ms = webrtc.playout_delay_ms
+        self._frame_sender = webrtc.frame_sender
         relay_only = webrtc.ice_transport_policy == "relay"
         self.pc = dtls.peer_connection(rtc_configuration(self.ice.for_daemon, relay_only))
         self._pipeline = pipeline
@@ -131,6 +133,8 @@ class ViewerSession:
         if kind == "video" and delay != "browser":
             playout_delay.offer_in_answers()
             playout_delay.ask_for_playout_delay(transceiver.sender, 0, delay)
+        if self._frame_sender:
+            FrameSender(transceiver.sender)
         if two_way:
             release_audio_promptly(transceiver.receiver)
 

@@ -1,0 +1,225 @@
+"""Viewers' RTP sent a frame at a time (rtc/frame_sender.py, rtp_header.py,
+pair_socket.py): headers byte for byte as aiortc writes them, frames cut into
+segmented sends the kernel splits right, a real loss repaired by RTX through it, and
+the aiortc internals it takes over still where it expects them."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, rtp
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from hypothesis import given
+from hypothesis import strategies as st
+
+from peercam.config import build_config
+from peercam.rtc import playout_delay
+from peercam.rtc.frame_sender import DTLS_ATTRIBUTES, SENDER_ATTRIBUTES, FrameSender
+from peercam.rtc.pair_socket import MAX_GSO_BYTES, MAX_SEGMENTS, PairSocket, equal_runs
+from peercam.rtc.rtp_header import HeaderTemplate, abs_send_time
+from tests.inprocess_daemon import InProcessDaemon
+from tests.whep_viewer import WhepViewer
+
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+def _map(extensions: list[tuple[int, str]], playout: bool = False) -> rtp.HeaderExtensionsMap:
+    headers = playout_delay.PlayoutDelayHeaders(0, 100) if playout else rtp.HeaderExtensionsMap()
+    headers.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for i, u in extensions]
+        )
+    )
+    return headers
+
+
+@pytest.mark.parametrize(
+    "extensions, playout",
+    [
+        ([(1, MID), (3, ABS)], False),  # what aiortc negotiates for video
+        ([(4, MID), (2, ABS), (12, playout_delay.URI)], True),  # Chromium's ids, with the delay
+        ([(1, MID)], False),  # no abs-send-time
+        ([(15, MID), (16, ABS)], False),  # ids beyond 14: the two-byte form
+        ([], False),  # no extensions at all
+    ],
+)
+def test_a_filled_header_is_what_aiortc_serializes(
+    extensions: list[tuple[int, str]], playout: bool
+) -> None:
+    headers = _map(extensions, playout)
+    template = HeaderTemplate.build(headers, 102, 0x12345678, "1")
+    for sequence, timestamp, marker, ntp in [
+        (0, 0, False, 0),
+        (65535, 0xFFFFFFFF, True, 0xFFFFFFFFFFFFFFFF),
+        (12345, 987654321, False, 0x1234_5678_9ABC_DEF0),
+        (1, 90_000, True, 0x0000_0001_8000_0000),
+    ]:
+        packet = rtp.RtpPacket(
+            payload_type=102, marker=int(marker), sequence_number=sequence, timestamp=timestamp,
+            ssrc=0x12345678, payload=b"payload",
+        )  # fmt: skip
+        packet.extensions.mid = "1"
+        packet.extensions.abs_send_time = abs_send_time(ntp)
+        filled = template.fill(sequence, timestamp, marker, abs_send_time(ntp))
+        assert bytes(filled) + b"payload" == packet.serialize(headers)
+
+
+@given(st.lists(st.sampled_from([1200, 1199, 1100, 700, 64, 9000]), max_size=200))
+def test_runs_are_equal_sizes_with_only_the_last_shorter(sizes: list[int]) -> None:
+    runs = equal_runs(sizes)
+    assert [i for run in runs for i in run] == list(range(len(sizes)))
+    for run in runs:
+        first, *rest = (sizes[i] for i in run)
+        assert all(size == first for size in rest[:-1])
+        assert not rest or rest[-1] <= first
+        assert len(run) <= MAX_SEGMENTS and (len(run) == 1 or first * len(run) <= MAX_GSO_BYTES)
+
+
+class _Pair:
+    """What PairSocket reads of aioice's CandidatePair: its protocol's transport and
+    the remote address."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, remote: tuple[str, int]) -> None:
+        self.protocol = type("Protocol", (), {"transport": transport})()
+        self.remote_addr = remote
+
+
+async def _received(receiver: socket.socket, count: int) -> list[bytes]:
+    datagrams: list[bytes] = []
+    async with asyncio.timeout(5):
+        while len(datagrams) < count:
+            try:
+                datagrams.append(receiver.recv(65536))
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+    return datagrams
+
+
+async def test_a_frame_arrives_as_the_same_datagrams_in_order() -> None:
+    """Real sockets on loopback: sizes as an H.264 frame's packets come (equal
+    fragments, one shorter, a different run), each datagram distinct."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setblocking(False)
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        sizes = [1200] * 5 + [700] + [1100] * 3 + [40] + [1200] * 70
+        frame = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+        sender = PairSocket(_Pair(transport, receiver.getsockname()))
+        try:
+            assert sender.direct and sender.segmenting
+            sender.send(frame)
+            assert await _received(receiver, len(frame)) == frame
+            assert sender.segmenting and sender.queued == 0
+        finally:
+            sender.close()
+            transport.close()
+
+
+class _RefusingSegments:
+    """A kernel or route without UDP segmentation offload: sendmsg with UDP_SEGMENT
+    fails as Linux fails it there (EIO from a device that cannot checksum it)."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+
+    def sendmsg(self, *args: Any) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> int:
+        return self.real.sendto(data, address)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+async def test_a_refused_segmented_send_falls_back_to_one_by_one() -> None:
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setblocking(False)
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        sender = PairSocket(_Pair(transport, receiver.getsockname()))
+        sender._socket = _RefusingSegments(sender._socket)  # type: ignore[arg-type, assignment]
+        frame = [b"a" * 1000, b"b" * 1000, b"c" * 500, b"d" * 1000]
+        try:
+            sender.send(frame)
+            sender.send(frame)
+            assert not sender.segmenting
+            assert await _received(receiver, 8) == frame + frame
+        finally:
+            sender.close()
+            transport.close()
+
+
+async def test_the_aiortc_internals_it_takes_over_are_there() -> None:
+    """Fails on an aiortc upgrade that renames or moves any of them."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    for name in SENDER_ATTRIBUTES:
+        assert hasattr(sender, name), name
+    for name in DTLS_ATTRIBUTES:
+        assert hasattr(sender.transport, name), name
+    connection = sender.transport.transport._connection
+    assert isinstance(connection._nominated, dict)
+    installed = FrameSender(sender)
+    assert sender._run_rtp == installed.run and sender._retransmit == installed.retransmit
+    await pc.close()
+
+
+def test_a_lost_packet_is_sent_again_as_rtx_and_the_viewer_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One datagram of the daemon's video dropped before it reaches the socket: the
+    viewer (aiortc, which negotiates RTX and sends NACKs) asks for it, the frame sender
+    sends it again as RTX from its history, and the viewer counts no packet lost."""
+    dropped: list[int] = []
+    retransmitted: list[int] = []
+    send = PairSocket.send
+    retransmit = FrameSender.retransmit
+
+    frames = [0]
+
+    def dropping_one(self: PairSocket, datagrams: list[bytes]) -> None:
+        frames[0] += 1
+        if not dropped and len(datagrams) >= 3 and frames[0] >= 40:
+            dropped.append(len(datagrams[1]))
+            datagrams = [datagrams[0], *datagrams[2:]]
+        send(self, datagrams)
+
+    async def counting(self: FrameSender, sequence_number: int) -> None:
+        retransmitted.append(sequence_number)
+        await retransmit(self, sequence_number)
+
+    monkeypatch.setattr(PairSocket, "send", dropping_one)
+    monkeypatch.setattr(FrameSender, "retransmit", counting)
+    config = build_config(
+        {
+            "server": {"host": "127.0.0.1", "port": 0, "redirect_http": False,
+                       "state_dir": str(tmp_path)},
+            "camera": {"source": "test", "size": "640x480", "fps": 15},
+            "audio": {"enabled": False},
+        }
+    )  # fmt: skip
+
+    async def watch(daemon: InProcessDaemon) -> dict[str, Any]:
+        async with WhepViewer(daemon.access, video_codec="video/H264") as viewer:
+            await viewer.video_frames(70, within=30)
+            stats = await viewer.pc.getStats()
+            return next(s.__dict__ for s in stats.values() if s.type == "inbound-rtp")
+
+    with InProcessDaemon(config) as daemon:
+        inbound = asyncio.run(watch(daemon))
+    assert dropped, "no frame of 3 or more packets to drop one from"
+    assert retransmitted, "the viewer's NACK was not answered"
+    assert inbound["packetsLost"] == 0, inbound
