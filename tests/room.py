@@ -112,7 +112,8 @@ def cancel(
         while written * period < len(speaker) and written * period / rate <= complete:
             at = written * period
             written_at = at / rate + late[min(written, len(late) - 1), 0]
-            reference.played(speaker[at : at + period].tobytes(), rate, 1, written_at)
+            # The speaker plays what it is given when it is given it: nothing held.
+            reference.played(speaker[at : at + period].tobytes(), rate, 1, written_at, 0)
             written += 1
         out.append(canceller.process(captured[start : start + period], complete + late[index, 1]))
     return np.concatenate(out).astype(np.float64) / 32768

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from peercam.echo.canceller import MAX_READ_DELAY, EchoCanceller, probe
-from peercam.echo.reference import Samples, SpeakerReference
+from peercam.echo.clock_rate import ClockRate
+from peercam.echo.reference import DRIFT_DEAD_BAND, Samples, SpeakerReference
 from tests.room import (
     VIEWER_TEXT,
     VISITOR_TEXT,
@@ -113,6 +114,37 @@ def test_the_reference_keeps_to_the_echo_sample_for_sample_when_the_cards_drift(
 
     lags = [lag_at(second) for second in range(30, 60, 5)]
     assert max(lags) - min(lags) <= 1, lags
+
+
+@pytest.mark.parametrize(
+    ("microphone", "speaker", "follows"),
+    [(-1e-4, 0.0, True), (5e-6, 0.0, False), (8e-6, -8e-6, True), (3e-5, 3e-5, False)],
+    ids=["100 ppm apart", "5 ppm: load, not a crystal", "16 ppm apart", "one card for both"],
+)
+def test_the_clocks_ratio_is_followed_only_when_the_cards_are_apart(
+    microphone: float, speaker: float, follows: bool
+) -> None:
+    """Two clocks measured and at least DRIFT_DEAD_BAND apart: converted at their
+    ratio from then on. Closer (or one card for both, however far off the system's
+    clock), nothing changes. A speaker that cannot say what it holds is not measured,
+    so nothing is converted on half the picture."""
+    reference = SpeakerReference(RATE)
+    mic = ClockRate(RATE)
+    mic.known, mic.error = True, microphone
+    reference.capture_clock = mic
+    reference.played(np.zeros(PERIOD, np.int16).tobytes(), RATE, 1, 0.0, 0)
+    assert reference._speaker_clock is not None
+    reference._speaker_clock.known, reference._speaker_clock.error = True, speaker
+    for index in range(1, 5):
+        reference.played(np.zeros(PERIOD, np.int16).tobytes(), RATE, 1, index * 0.02, 0)
+    assert reference.following_clocks == follows
+    assert abs(DRIFT_DEAD_BAND - 10e-6) < 1e-12
+    unmeasured = SpeakerReference(RATE)
+    unmeasured.capture_clock = mic
+    for index in range(3000):  # a minute of a card that cannot say what it holds
+        unmeasured.played(np.zeros(PERIOD, np.int16).tobytes(), RATE, 1, index * 0.02)
+    assert unmeasured._speaker_clock is not None and not unmeasured._speaker_clock.known
+    assert not unmeasured.following_clocks
 
 
 @pytest.mark.parametrize("speed", [0.99, 1.01], ids=["slow card", "fast card"])

@@ -6,8 +6,10 @@ the aiortc internals it takes over still where it expects them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +103,10 @@ async def _received(receiver: socket.socket, count: int) -> list[bytes]:
     return datagrams
 
 
-async def test_a_frame_arrives_as_the_same_datagrams_in_order() -> None:
-    """Real sockets on loopback: sizes as an H.264 frame's packets come (equal
-    fragments, one shorter, a different run), each datagram distinct."""
+@contextlib.asynccontextmanager
+async def _loopback_pair() -> AsyncIterator[tuple[PairSocket, socket.socket]]:
+    """A PairSocket on a real asyncio datagram transport, sending to a socket of the
+    test's own on loopback."""
     loop = asyncio.get_running_loop()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
         receiver.bind(("127.0.0.1", 0))
@@ -111,17 +114,24 @@ async def test_a_frame_arrives_as_the_same_datagrams_in_order() -> None:
         transport, _ = await loop.create_datagram_endpoint(
             asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
         )
-        sizes = [1200] * 5 + [700] + [1100] * 3 + [40] + [1200] * 70
-        frame = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
         sender = PairSocket(_Pair(transport, receiver.getsockname()))
         try:
-            assert sender.direct and sender.segmenting
-            sender.send(frame)
-            assert await _received(receiver, len(frame)) == frame
-            assert sender.segmenting and sender.queued == 0
+            yield sender, receiver
         finally:
             sender.close()
             transport.close()
+
+
+async def test_a_frame_arrives_as_the_same_datagrams_in_order() -> None:
+    """Real sockets on loopback: sizes as an H.264 frame's packets come (equal
+    fragments, one shorter, a different run), each datagram distinct."""
+    sizes = [1200] * 5 + [700] + [1100] * 3 + [40] + [1200] * 70
+    frame = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    async with _loopback_pair() as (sender, receiver):
+        assert sender.direct and sender.segmenting
+        sender.send(frame)
+        assert await _received(receiver, len(frame)) == frame
+        assert sender.segmenting and sender.queued == 0
 
 
 class _RefusingSegments:
@@ -142,24 +152,13 @@ class _RefusingSegments:
 
 
 async def test_a_refused_segmented_send_falls_back_to_one_by_one() -> None:
-    loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
-        receiver.bind(("127.0.0.1", 0))
-        receiver.setblocking(False)
-        transport, _ = await loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
-        )
-        sender = PairSocket(_Pair(transport, receiver.getsockname()))
+    frame = [b"a" * 1000, b"b" * 1000, b"c" * 500, b"d" * 1000]
+    async with _loopback_pair() as (sender, receiver):
         sender._socket = _RefusingSegments(sender._socket)  # type: ignore[arg-type, assignment]
-        frame = [b"a" * 1000, b"b" * 1000, b"c" * 500, b"d" * 1000]
-        try:
-            sender.send(frame)
-            sender.send(frame)
-            assert not sender.segmenting
-            assert await _received(receiver, 8) == frame + frame
-        finally:
-            sender.close()
-            transport.close()
+        sender.send(frame)
+        sender.send(frame)
+        assert not sender.segmenting
+        assert await _received(receiver, 8) == frame + frame
 
 
 async def test_the_aiortc_internals_it_takes_over_are_there() -> None:

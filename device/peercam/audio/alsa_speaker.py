@@ -75,11 +75,12 @@ class AlsaSpeaker(DriverThread[Any]):
         jitter_ms: int = 40,
         max_ms: int = 120,
         backoff: tuple[float, float] = (1.0, 10.0),
-        on_played: Callable[[bytes, int, int, float], None] | None = None,
+        on_played: Callable[[bytes, int, int, float, int | None], None] | None = None,
     ) -> None:
-        """`on_played(pcm, rate, channels, written_at)`: told of every period as it is
-        written (time.monotonic()), in the speaker's thread: the echo canceller's
-        reference."""
+        """`on_played(pcm, rate, channels, written_at, queued)`: told of every period
+        as it is written (time.monotonic()), with how many frames the card then held
+        unplayed (None if it cannot say), in the speaker's thread: the echo
+        canceller's reference."""
         super().__init__(backoff)
         self.settings = settings
         self._on_played = on_played
@@ -206,6 +207,7 @@ class AlsaSpeaker(DriverThread[Any]):
         s = self.settings
         frame_bytes = s.channels * 2
         period_bytes = s.rate * s.period_ms // 1000 * frame_bytes
+        buffer_size = _buffer_size(pcm)
         deadline = time.monotonic()
         while not self._stopping.is_set():
             with self._lock:
@@ -213,8 +215,11 @@ class AlsaSpeaker(DriverThread[Any]):
             pcm.write(chunk)
             self.frames_written += len(chunk) // frame_bytes
             if self._on_played is not None:
-                # Stamped once written: a card plays it no sooner.
-                self._on_played(chunk, s.rate, s.channels, time.monotonic())
+                # Stamped once written: a card plays it no sooner. What it still holds
+                # says how far its own clock has played, which the writes (paced by
+                # the system's clock below) cannot.
+                now = time.monotonic()
+                self._on_played(chunk, s.rate, s.channels, now, _queued(pcm, buffer_size))
             # Every device is written up to BUFFER_PERIODS ahead of this clock and no
             # further: a card whose buffer holds more is never filled, so its write()
             # does not block either (a card whose clock runs fast drains that cushion
@@ -250,3 +255,26 @@ class AlsaSpeaker(DriverThread[Any]):
             self._cue = None
             cue.finish()
         return chunk
+
+
+def _buffer_size(pcm: Any) -> int | None:
+    """The card's buffer in frames, as negotiated (pyalsaaudio >= 0.10's info())."""
+    try:
+        size = pcm.info().get("buffer_size")
+    except (AttributeError, OSError, TypeError):
+        return None
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def _queued(pcm: Any, buffer_size: int | None) -> int | None:
+    """Frames written but not yet played: the buffer less what snd_pcm_avail() says
+    is free (it reads the card's hardware pointer). None if the card cannot say."""
+    if buffer_size is None:
+        return None
+    try:
+        free = pcm.avail()
+    except (AttributeError, OSError):
+        return None
+    if not isinstance(free, int) or free < 0:  # an error code (an xrun): no reading
+        return None
+    return max(0, buffer_size - free)

@@ -31,8 +31,6 @@ MAX_READ_DELAY = 0.5
 # How often the capture clock looks for a card running slow, and the drift it takes up.
 DRIFT_WINDOW_S = 1.0
 DRIFT_STEP_S = 0.002
-# How far the microphone's measured clock moves before it is logged again.
-LOG_CHANGE = 5e-6
 # The rates WebRTC's module takes whole 10 ms frames of.
 FRAME_RATES = (8000, 16000, 32000, 44100, 48000)
 
@@ -77,7 +75,7 @@ class EchoCanceller:
         self._module: Any = None
         self._last_end = 0.0  # the capture clock: when the last sample came in
         self._clock_rate = ClockRate(rate)
-        self._logged_error = 0.0
+        reference.capture_clock = self._clock_rate
         self._least_late = math.inf  # the least a read was late in this window
         self._window_ends = 0.0
         # Captured samples short of a whole frame, processed with the next capture.
@@ -91,19 +89,11 @@ class EchoCanceller:
         read — unless samples were lost in between (the first capture, an overrun),
         or it returns sooner than that (the clock was late), or so much later that
         no card could have kept it (samples lost unreported)."""
-        if after_gap:
-            self._clock_rate.restart()
-        self._clock_rate.add(count, captured_at)
-        error = self._clock_rate.error
-        if error != self.reference.capture_error and abs(error - self._logged_error) > LOG_CHANGE:
-            self._logged_error = error
-            logger.info(
-                "echo cancellation: the microphone's clock runs %+.1f ppm and the speaker's"
-                " %+.1f ppm against the system's; the reference follows their ratio",
-                error * 1e6, self.reference.speaker_error * 1e6,
-            )  # fmt: skip
-        self.reference.capture_error = error
-        follows = self._last_end + count / (self.rate * (1 + self._clock_rate.error))
+        clock = self._clock_rate
+        if after_gap or captured_at - self._last_end > MAX_READ_DELAY + count / self.rate:
+            clock.restart()  # samples were lost: the count starts over
+        clock.add(count, captured_at)
+        follows = self._last_end + count / (self.rate * (1 + clock.error))
         late = captured_at - follows
         if after_gap or late < 0 or late > MAX_READ_DELAY:
             follows = captured_at

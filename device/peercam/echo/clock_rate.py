@@ -32,11 +32,6 @@ SETTLE_S = 2.0
 # The fit is used once its slope is known this well, over at least MIN_SPAN_S.
 MAX_UNCERTAINTY = 2e-6
 MIN_SPAN_S = 20.0
-# A thread's lateness is not only noise: on a board whose load changes, its least
-# lateness moves too, by up to half a millisecond here, which over a minute reads as
-# a few ppm (the test room, both cards on the system's clock, measured -5.8 ppm with
-# two busy loops beside it). Below this the clock is taken as the system's.
-DEAD_BAND = 10e-6
 # No card's crystal is this far off; a slope beyond it is a thread starved of CPU.
 MAX_ERROR = 1e-3
 
@@ -54,6 +49,7 @@ class ClockRate:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.error = 0.0  # actual rate = rate * (1 + error); 0 until measured
+        self.known = False
         self._points: deque[_Point] = deque()
         self._stretch = -1
         self._counted = 0
@@ -68,8 +64,10 @@ class ClockRate:
         self._best = None
         self._started = math.nan
 
-    def add(self, count: int, at: float) -> None:
-        """`count` samples came in (or were taken) by `at`, time.monotonic()."""
+    def add(self, count: int, at: float, pending: int = 0) -> None:
+        """`count` more samples came in (or were handed to the card) by `at`,
+        time.monotonic(); `pending` of all those counted so far had not been played
+        yet at `at` (a playing card's buffer)."""
         if self._stretch < 0:
             self.restart()
         if math.isnan(self._started):
@@ -77,7 +75,7 @@ class ClockRate:
         self._counted += count
         if at < self._started + SETTLE_S:
             return
-        point = _Point(self._stretch, at, at - self._counted / self.rate)
+        point = _Point(self._stretch, at, at - (self._counted - pending) / self.rate)
         # The earliest against the clock as measured so far, not the nominal one: a
         # card far off would otherwise always have its first (or last) point chosen.
         if self._best is None or point.offset + self.error * at < (
@@ -116,4 +114,5 @@ class ClockRate:
         if math.sqrt(residual / sxx) > MAX_UNCERTAINTY or abs(slope) > MAX_ERROR:
             return
         # offset = at - n / rate falls by `error` seconds per second on a fast card.
-        self.error = -slope if abs(slope) >= DEAD_BAND else 0.0
+        self.error = -slope
+        self.known = True

@@ -30,6 +30,7 @@ rate: the reference then stays where the echo is with no jump at all.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -37,6 +38,8 @@ import numpy as np
 import numpy.typing as npt
 
 from peercam.echo.clock_rate import ClockRate
+
+logger = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.int16]
 
@@ -53,6 +56,12 @@ LEAD_WINDOW_S = 0.5
 # are within 0.01 %).
 MAX_DRIFT = 0.02
 LEAD_GROWTH_MS = 2
+# The two cards' clocks are converted between only once they are this far apart. A
+# thread's lateness is not only noise: on a board whose load changes, its least
+# lateness moves too (up to half a millisecond here), which over a minute reads as a
+# few ppm — the test room, both cards on the system's clock, measured -5.8 ppm with
+# two busy loops beside it. One card for both (the usual doorbell) is 0 apart.
+DRIFT_DEAD_BAND = 10e-6
 
 
 class SpeakerReference:
@@ -65,9 +74,12 @@ class SpeakerReference:
         self._resampler: Any = None
         self._speaker_rate = 0
         self._speaker_clock: ClockRate | None = None
-        # The microphone's measured clock error (its thread sets it; a float, replaced
-        # whole), and the real length of one of its samples.
-        self.capture_error = 0.0
+        # The microphone's clock, measured in its thread (set by the canceller).
+        self.capture_clock: ClockRate | None = None
+        # Converting at the two clocks' ratio (decided in the speaker's thread, once
+        # both are known and far enough apart), and the real length of a sample of
+        # the reference (the microphone's true rate while converting).
+        self.following_clocks = False
         self._sample_s = 1 / rate
         self.dropped = 0  # samples skipped to keep up, for the tests
         self.resynced = 0  # pauses in the speaker's writes, played as silence
@@ -76,17 +88,21 @@ class SpeakerReference:
         self._lead_peak = -1.0
         self._window_ends = 0.0
 
-    def played(self, pcm: bytes, rate: int, channels: int, written_at: float) -> None:
-        """Called from the speaker's thread with each period (S16_LE) as written."""
+    def played(
+        self, pcm: bytes, rate: int, channels: int, written_at: float, queued: int | None = None
+    ) -> None:
+        """Called from the speaker's thread with each period (S16_LE) as written;
+        `queued`: the frames the card then held unplayed, if it can say."""
         samples = np.frombuffer(pcm, dtype="<i2")
         if channels > 1:
             samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
         if rate != self._speaker_rate or self._speaker_clock is None:
             self._speaker_rate, self._speaker_clock = rate, ClockRate(rate)
             self._resampler = None
+            self.following_clocks = False
         clock = self._speaker_clock
         count = len(samples)
-        samples = self._convert(samples, rate, clock.error)
+        samples = self._convert(samples, rate, self._ratio(rate, clock))
         with self._lock:
             pending = self._pending
             sample_s = self._sample_s
@@ -110,7 +126,25 @@ class SpeakerReference:
                 self._head_at += excess * sample_s
                 self.dropped += excess
             self._pending = pending
-        clock.add(count, written_at)
+        if queued is not None:  # a card that cannot say is not measured
+            clock.add(count, written_at, queued)
+
+    def _ratio(self, rate: int, speaker: ClockRate) -> float:
+        """Microphone samples per speaker sample: the rates', and the clocks' once
+        both are measured and DRIFT_DEAD_BAND apart (from then on, as measured)."""
+        mic = self.capture_clock
+        if not self.following_clocks and mic is not None and mic.known and speaker.known:
+            apart = (1 + mic.error) / (1 + speaker.error) - 1
+            if abs(apart) >= DRIFT_DEAD_BAND:
+                self.following_clocks = True
+                logger.info(
+                    "echo cancellation: the microphone's clock runs %+.1f ppm and the"
+                    " speaker's %+.1f ppm against the system's; the reference follows"
+                    " their ratio", mic.error * 1e6, speaker.error * 1e6,
+                )  # fmt: skip
+        if not self.following_clocks or mic is None:
+            return self.rate / rate
+        return self.rate * (1 + mic.error) / (rate * (1 + speaker.error))
 
     def _restart_lead(self) -> None:
         """The card starts afresh: its steady lead is measured again."""
@@ -142,7 +176,9 @@ class SpeakerReference:
         """The `count` samples of the reference for the microphone's frame that began
         at `start` (time.monotonic()); called from the microphone's thread."""
         with self._lock:
-            self._sample_s = 1 / (self.rate * (1 + self.capture_error))
+            mic = self.capture_clock
+            error = mic.error if self.following_clocks and mic is not None else 0.0
+            self._sample_s = 1 / (self.rate * (1 + error))
             pending = self._pending
             behind = (start - self._head_at) / self._sample_s
             if len(pending) and behind > self.rate * TOLERANCE_MS / 1000:
@@ -157,18 +193,11 @@ class SpeakerReference:
             taken = np.concatenate((taken, np.zeros(count - len(taken), dtype=np.int16)))
         return taken
 
-    @property
-    def speaker_error(self) -> float:
-        """The speaker card's measured clock error (0 until known)."""
-        clock = self._speaker_clock
-        return clock.error if clock is not None else 0.0
-
-    def _convert(self, samples: Samples, rate: int, speaker_error: float) -> Samples:
+    def _convert(self, samples: Samples, rate: int, ratio: float) -> Samples:
         """The speaker's samples as the microphone takes them: at its rate and, once
         the two clocks are measured, at their true ratio. libsamplerate's ratio may
         change from one call to the next (it glides across the call), so an estimate
         that improves moves nothing audibly. Only the speaker's thread calls it."""
-        ratio = self.rate * (1 + self.capture_error) / (rate * (1 + speaker_error))
         if ratio == 1.0 and self._resampler is None:
             # Nothing measured yet, same rates: passed through exactly. Starting to
             # convert later holds back the converter's look-ahead (20 samples) for one

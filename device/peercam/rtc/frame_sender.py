@@ -14,7 +14,7 @@ the four counters written here once a frame, PLI/FIR go to the shared encoder
 (shared_track.py), `stop()` waits on the started/exited events set here. A relayed
 pair (TURN over UDP, TCP or TLS) has no socket of its own: there each packet goes
 through aiortc's DTLS transport as before, header template and history still ours.
-tests/test_rtc_hooks.py fails loudly if an aiortc upgrade moves any of it.
+tests/test_frame_sender.py fails loudly if an aiortc upgrade moves any of it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ HISTORY_PACKETS = 1024
 
 _SENDER = "_RTCRtpSender__"
 _DTLS = "_RTCDtlsTransport__"
-# What of aiortc's sender and DTLS transport this relies on (tests/test_rtc_hooks.py).
+# What of aiortc's sender and DTLS transport this relies on (tests/test_frame_sender.py).
 SENDER_ATTRIBUTES = tuple(
     _SENDER + name
     for name in (

@@ -19,6 +19,7 @@ import errno
 import logging
 import socket
 import struct
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,19 @@ def equal_runs(sizes: Sequence[int]) -> list[range]:
     return runs
 
 
+def _offers_segmentation(sock: socket.socket) -> bool:
+    """Whether this kernel knows UDP_SEGMENT (Linux 4.18 on). Asked once with the
+    socket option, which an older kernel refuses: the control message alone it
+    would ignore silently and send a whole run as one oversized datagram."""
+    if sys.platform != "linux":
+        return False
+    try:
+        sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, 0)  # 0: only where a send asks
+    except OSError:
+        return False
+    return True
+
+
 class PairSocket:
     """Sends for one ICE pair; `close()` when the pair changes or the viewer goes."""
 
@@ -63,7 +77,7 @@ class PairSocket:
         # A duplicate of aioice's socket: sending on it needs no asyncio, and closing it
         # leaves aioice's own open (its transport closes that).
         self._socket: socket.socket | None = raw.dup() if raw is not None else None
-        self.segmenting = self._socket is not None
+        self.segmenting = self._socket is not None and _offers_segmentation(self._socket)
         self.queued = 0  # datagrams handed to the transport's queue instead
 
     @property
@@ -75,29 +89,30 @@ class PairSocket:
         if sock is None or self._transport.is_closing() or self._transport.get_write_buffer_size():
             self._through_transport(datagrams, 0)
             return
-        at = 0
-        try:
-            for run in equal_runs([len(d) for d in datagrams]) if self.segmenting else []:
-                at = run.start
+        sizes = [len(d) for d in datagrams]
+        runs = (
+            equal_runs(sizes) if self.segmenting else [range(i, i + 1) for i in range(len(sizes))]
+        )
+        for run in runs:
+            try:
                 if len(run) == 1:
-                    sock.sendto(datagrams[at], self._address)
+                    sock.sendto(datagrams[run.start], self._address)
                 else:
-                    size = _SEGMENT_SIZE.pack(len(datagrams[at]))
-                    segmented = [(socket.SOL_UDP, UDP_SEGMENT, size)]
+                    segmented = [
+                        (socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(sizes[run.start]))
+                    ]
                     sock.sendmsg(datagrams[run.start : run.stop], segmented, 0, self._address)
-            if not self.segmenting:
-                for at in range(len(datagrams)):
-                    sock.sendto(datagrams[at], self._address)
-        except (BlockingIOError, InterruptedError):
-            self._through_transport(datagrams, at)  # full: asyncio queues the rest, in order
-        except OSError as error:
-            if self.segmenting and error.errno in _GSO_REFUSED:
-                logger.info("UDP segmentation offload refused (%s): sending one by one", error)
-                self.segmenting = False
-                self.send(datagrams[at:])
-            else:
+            except (BlockingIOError, InterruptedError):
+                self._through_transport(datagrams, run.start)  # full: asyncio queues the rest
+                return
+            except OSError as error:
+                if len(run) > 1 and error.errno in _GSO_REFUSED:
+                    logger.info("UDP segmentation offload refused (%s): sending one by one", error)
+                    self.segmenting = False
+                    self.send(datagrams[run.start :])
+                    return
                 # As asyncio does for a datagram the network refused (ICMP unreachable):
-                # the frame is lost, the viewer's next NACK or keyframe request repairs it.
+                # lost, and the viewer's NACK or keyframe request repairs it.
                 logger.debug("send to %s failed: %s", self._address, error)
 
     def _through_transport(self, datagrams: Sequence[bytes], start: int) -> None:
