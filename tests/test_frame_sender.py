@@ -222,3 +222,51 @@ def test_a_lost_packet_is_sent_again_as_rtx_and_the_viewer_loses_nothing(
     assert dropped, "no frame of 3 or more packets to drop one from"
     assert retransmitted, "the viewer's NACK was not answered"
     assert inbound["packetsLost"] == 0, inbound
+
+
+def test_a_viewer_skipped_to_the_next_keyframe_sees_no_gap_in_its_sequence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A viewer whose sender falls behind for half a second once, with room for only
+    two frames: its queue overflows, the hub drops what it held and waits for a
+    keyframe. The frames not sent were never numbered: the viewer counts no packet
+    lost and decodes on after the skip."""
+    send_frame = FrameSender._send_frame
+    frames = [0]
+
+    async def stalling_once(
+        self: FrameSender, template: Any, first: int, timestamp: int, payloads: Any
+    ) -> int:
+        frames[0] += 1
+        if frames[0] == 40:
+            await asyncio.sleep(0.5)  # this viewer only: the others' frames go on
+        return await send_frame(self, template, first, timestamp, payloads)
+
+    monkeypatch.setattr(FrameSender, "_send_frame", stalling_once)
+    config = build_config(
+        {
+            "server": {"host": "127.0.0.1", "port": 0, "redirect_http": False,
+                       "state_dir": str(tmp_path)},
+            "camera": {"source": "test", "size": "320x240", "fps": 15},
+            "audio": {"enabled": False},
+            "viewers": {"queue_frames": 2},
+        }
+    )  # fmt: skip
+
+    async def watch(daemon: InProcessDaemon) -> tuple[dict[str, Any], str]:
+        async with WhepViewer(daemon.access, video_codec="video/H264") as viewer:
+            await viewer.video_frames(80, within=40)
+            stats = await viewer.pc.getStats()
+            inbound = next(s.__dict__ for s in stats.values() if s.type == "inbound-rtp")
+            metrics = await asyncio.to_thread(daemon.access.urlopen, "/metrics")
+            return inbound, metrics.decode()
+
+    with InProcessDaemon(config) as daemon:
+        inbound, metrics = asyncio.run(watch(daemon))
+    dropped = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("peercam_viewer_dropped_frames_total")
+    )
+    assert frames[0] >= 40 and dropped > 0, (frames[0], dropped)
+    assert inbound["packetsLost"] == 0, inbound
