@@ -5,13 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from peercam.auth.store import CredentialStore
-from peercam.config import Config
+from peercam.config import Config, build_config
 from peercam.daemon import Daemon
 from peercam.service.state_dir import state_directory
 from tests.access import TEST_PASSWORD, Access
+
+
+def pattern_config(
+    state_dir: Path, size: str = "320x240", camera: dict[str, Any] | None = None, **sections: Any
+) -> Config:
+    """A daemon on loopback showing the test pattern at `size` and 15 fps (`camera`
+    adds to its camera section), without audio unless `sections` says otherwise."""
+    server = {"host": "127.0.0.1", "port": 0, "redirect_http": False, "state_dir": str(state_dir)}
+    return build_config(
+        {
+            "server": server,
+            "camera": {"source": "test", "size": size, "fps": 15, **(camera or {})},
+            "audio": {"enabled": False},
+            **sections,
+        }
+    )
 
 
 class InProcessDaemon:

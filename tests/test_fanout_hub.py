@@ -103,3 +103,53 @@ async def test_closing_wakes_a_waiting_reader_and_empties_the_hub() -> None:
     with pytest.raises(SubscriptionClosed):
         await getter
     assert len(hub) == 0 and empty == [True]
+
+
+async def test_a_direct_subscriber_takes_frames_at_once_and_queues_what_it_declines() -> None:
+    requests = Requests()
+    hub = StreamHub("h264", True, requests)
+    taken: list[int] = []
+    declining = {2, 3}
+
+    def direct(f: EncodedFrame) -> bool:
+        if f.sequence in declining:
+            return False
+        taken.append(f.sequence)
+        return True
+
+    sub = hub.subscribe(capacity=10)
+    sub.start(direct)
+    assert requests.reasons == ["new-viewer"]
+    hub.publish(frame(0))  # waiting for a keyframe: neither taken nor queued
+    hub.publish(frame(1, keyframe=True))
+    assert taken == [1]  # before publish returned, no task woken
+    hub.publish(frame(2))
+    declining.clear()
+    hub.publish(frame(3))  # would be taken, but 2 is queued ahead of it
+    assert taken == [1]
+    assert [(await sub.get()).sequence for _ in range(2)] == [2, 3]
+    hub.publish(frame(4))  # the queue is empty again: taken directly
+    assert taken == [1, 4]
+
+
+async def test_a_direct_subscriber_closing_itself_does_not_disturb_the_others() -> None:
+    hub = StreamHub("h264", False, Requests())
+    received: list[int] = []
+    closing = hub.subscribe(capacity=3)
+
+    def ending(f: EncodedFrame) -> bool:
+        closing.close()  # ends its viewer on the first frame
+        return True
+
+    def taking(f: EncodedFrame) -> bool:
+        received.append(f.sequence)
+        return True
+
+    closing.start(ending)
+    other = hub.subscribe(capacity=3)
+    other.start(taking)
+    hub.publish(frame(0))
+    hub.publish(frame(1))
+    assert received == [0, 1] and len(hub) == 1
+    with pytest.raises(SubscriptionClosed):
+        await closing.get()

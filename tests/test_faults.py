@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 from peercam.capture.test_pattern import TestPatternCamera
-from peercam.config import build_config
 from tests import netns
 from tests.browser import chromium, open_page, page_stats, wait_for_stats, wait_js
 from tests.daemon_process import DaemonProcess
-from tests.inprocess_daemon import InProcessDaemon
+from tests.inprocess_daemon import InProcessDaemon, pattern_config
 from tests.test_turn_fallback import BROWSER, CAMERA
 from tests.whep_viewer import WhepViewer
 
@@ -25,16 +24,7 @@ RESUME_WITHIN = 5.0
 
 
 def camera_daemon(state_dir: Path) -> InProcessDaemon:
-    return InProcessDaemon(
-        build_config(
-            {
-                "server": {"host": "127.0.0.1", "port": 0, "redirect_http": False,
-                           "state_dir": str(state_dir)},
-                "camera": {"source": "test", "size": "320x240", "fps": 15, "stall_timeout": 2},
-                "audio": {"enabled": False},
-            }
-        )
-    )  # fmt: skip
+    return InProcessDaemon(pattern_config(state_dir, camera={"stall_timeout": 2}))
 
 
 class FrameClock:

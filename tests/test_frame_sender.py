@@ -19,12 +19,13 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peercam.config import build_config
+from peercam.media import EncodedFrame
 from peercam.rtc import playout_delay
 from peercam.rtc.frame_sender import DTLS_ATTRIBUTES, SENDER_ATTRIBUTES, FrameSender
 from peercam.rtc.pair_socket import MAX_GSO_BYTES, MAX_SEGMENTS, PairSocket, equal_runs
 from peercam.rtc.rtp_header import HeaderTemplate, abs_send_time
-from tests.inprocess_daemon import InProcessDaemon
+from peercam.rtc.shared_track import SharedFrameTrack
+from tests.inprocess_daemon import InProcessDaemon, pattern_config
 from tests.whep_viewer import WhepViewer
 
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -202,14 +203,7 @@ def test_a_lost_packet_is_sent_again_as_rtx_and_the_viewer_loses_nothing(
 
     monkeypatch.setattr(PairSocket, "send", dropping_one)
     monkeypatch.setattr(FrameSender, "retransmit", counting)
-    config = build_config(
-        {
-            "server": {"host": "127.0.0.1", "port": 0, "redirect_http": False,
-                       "state_dir": str(tmp_path)},
-            "camera": {"source": "test", "size": "640x480", "fps": 15},
-            "audio": {"enabled": False},
-        }
-    )  # fmt: skip
+    config = pattern_config(tmp_path, "640x480")
 
     async def watch(daemon: InProcessDaemon) -> dict[str, Any]:
         async with WhepViewer(daemon.access, video_codec="video/H264") as viewer:
@@ -230,28 +224,22 @@ def test_a_viewer_skipped_to_the_next_keyframe_sees_no_gap_in_its_sequence(
     """A viewer whose sender falls behind for half a second once, with room for only
     two frames: its queue overflows, the hub drops what it held and waits for a
     keyframe. The frames not sent were never numbered: the viewer counts no packet
-    lost and decodes on after the skip."""
-    send_frame = FrameSender._send_frame
+    lost and decodes on after the skip. Frames go through the queue here, as for a
+    relayed viewer (a direct hand-over never falls behind the loop)."""
+    recv = SharedFrameTrack.recv
     frames = [0]
 
-    async def stalling_once(
-        self: FrameSender, template: Any, first: int, timestamp: int, payloads: Any
-    ) -> int:
-        frames[0] += 1
-        if frames[0] == 40:
-            await asyncio.sleep(0.5)  # this viewer only: the others' frames go on
-        return await send_frame(self, template, first, timestamp, payloads)
+    async def stalling_once(self: SharedFrameTrack) -> EncodedFrame:
+        frame = await recv(self)
+        if self.kind == "video":
+            frames[0] += 1
+            if frames[0] == 40:
+                await asyncio.sleep(0.5)  # this viewer only: the others' frames go on
+        return frame
 
-    monkeypatch.setattr(FrameSender, "_send_frame", stalling_once)
-    config = build_config(
-        {
-            "server": {"host": "127.0.0.1", "port": 0, "redirect_http": False,
-                       "state_dir": str(tmp_path)},
-            "camera": {"source": "test", "size": "320x240", "fps": 15},
-            "audio": {"enabled": False},
-            "viewers": {"queue_frames": 2},
-        }
-    )  # fmt: skip
+    monkeypatch.setattr(FrameSender, "_deliver", lambda self, frame: False)
+    monkeypatch.setattr(SharedFrameTrack, "recv", stalling_once)
+    config = pattern_config(tmp_path, viewers={"queue_frames": 2})
 
     async def watch(daemon: InProcessDaemon) -> tuple[dict[str, Any], str]:
         async with WhepViewer(daemon.access, video_codec="video/H264") as viewer:
@@ -269,4 +257,41 @@ def test_a_viewer_skipped_to_the_next_keyframe_sees_no_gap_in_its_sequence(
         if line.startswith("peercam_viewer_dropped_frames_total")
     )
     assert frames[0] >= 40 and dropped > 0, (frames[0], dropped)
+    assert inbound["packetsLost"] == 0, inbound
+
+
+def test_frames_leave_as_the_hub_publishes_them_without_waking_the_viewers_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a socket of its own, every frame of a viewer's video is sent from within
+    the hub's publish: none goes through the viewer's queue and task, and the viewer
+    receives all of them."""
+    deliver = FrameSender._deliver
+    recv = SharedFrameTrack.recv
+    direct: list[bool] = []
+    queued = [0]
+
+    def counting(self: FrameSender, frame: EncodedFrame) -> bool:
+        taken = deliver(self, frame)
+        direct.append(taken)
+        return taken
+
+    async def counting_queued(self: SharedFrameTrack) -> EncodedFrame:
+        frame = await recv(self)
+        queued[0] += 1
+        return frame
+
+    monkeypatch.setattr(FrameSender, "_deliver", counting)
+    monkeypatch.setattr(SharedFrameTrack, "recv", counting_queued)
+
+    async def watch(daemon: InProcessDaemon) -> dict[str, Any]:
+        async with WhepViewer(daemon.access, video_codec="video/H264") as viewer:
+            await viewer.video_frames(45, within=30)
+            stats = await viewer.pc.getStats()
+            return next(s.__dict__ for s in stats.values() if s.type == "inbound-rtp")
+
+    with InProcessDaemon(pattern_config(tmp_path)) as daemon:
+        inbound = asyncio.run(watch(daemon))
+    assert len(direct) >= 45 and all(direct), direct
+    assert queued[0] == 0
     assert inbound["packetsLost"] == 0, inbound

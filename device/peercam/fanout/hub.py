@@ -4,6 +4,10 @@ Each subscriber has its own bounded queue, so a slow viewer never holds back the
 encoder or the other viewers. When a queue overflows, what it holds is discarded and
 the subscriber skips ahead to the next keyframe (asking the encoder for one), the only
 point where a decoder can resume cleanly.
+
+A subscriber that can take a frame at once, without waiting (a viewer's frame sender
+with a socket of its own), may be handed each frame directly as it is published, on
+the loop, instead of being woken to fetch it: what it declines is queued as above.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from collections import deque
 from collections.abc import Callable
 
 from peercam.media import EncodedFrame
+
+# Takes a frame now and says True, or says False and it is queued for `get()`.
+DirectDelivery = Callable[[EncodedFrame], bool]
 
 
 class SubscriptionClosed(Exception):
@@ -30,17 +37,21 @@ class Subscription:
         # asks for a frame: frames queued during ICE/DTLS would only arrive late, and the
         # keyframe it needs is best requested when it can be sent at once.
         self._started = False
+        self._direct: DirectDelivery | None = None
         self.waiting_for_keyframe = needs_keyframe
         self.dropped = 0
 
     def _offer(self, frame: EncodedFrame) -> int:
         """Queue `frame`; return how many frames were dropped making room."""
-        if not self._started:
+        if not self._started or self._closed:
             return 0
         if self.waiting_for_keyframe:
             if not frame.keyframe:
                 return 0
             self.waiting_for_keyframe = False
+        # Only behind an empty queue: frames leave in the order they came.
+        if self._direct is not None and not self._queue and self._direct(frame):
+            return 0
         dropped = 0
         if len(self._queue) >= self._capacity:
             dropped = len(self._queue)
@@ -56,11 +67,18 @@ class Subscription:
         self._ready.set()
         return dropped
 
-    async def get(self) -> EncodedFrame:
+    def start(self, direct: DirectDelivery | None = None) -> None:
+        """Begin receiving (the first `get()` does it too). With `direct`, each frame
+        is first offered to it as it is published."""
+        self._direct = direct
         if not self._started and not self._closed:
             self._started = True
             if self.waiting_for_keyframe:
                 self._hub.request_keyframe("new-viewer")
+
+    async def get(self) -> EncodedFrame:
+        if not self._started:
+            self.start(self._direct)
         while not self._queue:
             if self._closed:
                 raise SubscriptionClosed
@@ -71,6 +89,7 @@ class Subscription:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._direct = None
             self._queue.clear()
             self._ready.set()
             self._hub._remove(self)
@@ -104,7 +123,8 @@ class StreamHub:
 
     def publish(self, frame: EncodedFrame) -> None:
         dropped = 0
-        for subscription in self._subscriptions:
+        # A copy: a direct delivery may end its subscription, which leaves this set.
+        for subscription in tuple(self._subscriptions):
             dropped += subscription._offer(frame)
         if dropped:
             self._on_drop(dropped)

@@ -34,6 +34,7 @@ from aiortc.utils import random32, uint16_add, uint32_add
 from peercam.media import EncodedFrame
 from peercam.rtc.pair_socket import PairSocket
 from peercam.rtc.rtp_header import HeaderTemplate, abs_send_time
+from peercam.rtc.shared_track import SharedFrameTrack
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ SENDER_ATTRIBUTES = tuple(
 )  # fmt: skip
 SENDER_METHODS = ("_run_rtp", "_retransmit", "_ssrc", "_rtx_ssrc", "_enabled", "transport")
 DTLS_ATTRIBUTES = ("_state", "_tx_srtp", _DTLS + "tx_bytes", _DTLS + "tx_packets")
+# Written once a frame, in the objects' own dictionaries (aiortc's names, mangled).
+_NTP, _RTP, _OCTETS, _PACKETS = (
+    _SENDER + n for n in ("ntp_timestamp", "rtp_timestamp", "octet_count", "packet_count")
+)
+_TX_BYTES, _TX_PACKETS = _DTLS + "tx_bytes", _DTLS + "tx_packets"
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,15 @@ class _SentFrame:
 
 
 class FrameSender:
-    """Installed on one sender before its `send()`; lives as long as the sender."""
+    """Installed on one sender before its `send()`; lives as long as the sender.
+
+    Frames reach it two ways. While the selected pair has a socket of its own, the
+    hub hands each frame over as it is published and it leaves at once, on the loop,
+    with no task of this viewer woken. Otherwise (before the pair is chosen, over a
+    relay, or when the loop must wait) the frame is queued in the viewer's
+    subscription and the sender's task takes it: the path aiortc's own loop had,
+    and the one that ends the sender when the connection does.
+    """
 
     def __init__(self, sender: RTCRtpSender) -> None:
         missing = [a for a in SENDER_ATTRIBUTES if not hasattr(sender, a)]
@@ -74,6 +88,8 @@ class FrameSender:
         self._history: deque[_SentFrame] = deque()
         self._history_packets = 0
         self._rtx_sequence = random_sequence_number()
+        self._sequence = random_sequence_number()
+        self._origin = random32()
         self._socket: PairSocket | None = None
         self._template: HeaderTemplate | None = None
         self._rtx_template: HeaderTemplate | None = None
@@ -90,24 +106,42 @@ class FrameSender:
         try:
             if codec.payloadType is None:  # negotiated codecs always have one
                 raise RuntimeError("the sender's codec has no payload type")
-            template = self._template = HeaderTemplate.build(
+            self._template = HeaderTemplate.build(
                 self._get("rtp_header_extensions_map"),
                 codec.payloadType,
                 sender._ssrc,
                 self._get("mid"),
             )
-            sequence = random_sequence_number()
-            origin = random32()
+            direct_to: SharedFrameTrack | None = None
             while True:
                 track = self._get("track")
                 if track is None:
                     await asyncio.sleep(0.02)
                     continue
+                if isinstance(track, SharedFrameTrack) and track is not direct_to:
+                    # peercam never replaces a sender's track; were it to, the old
+                    # subscription would go on delivering until closed.
+                    track.subscription.start(self._deliver)
+                    direct_to = track
                 frame: EncodedFrame = await track.recv()
                 if not sender._enabled or not frame.payloads:
                     continue
-                timestamp = uint32_add(origin, frame.rtp_timestamp)
-                sequence = await self._send_frame(template, sequence, timestamp, frame.payloads)
+                dtls: RTCDtlsTransport = sender.transport
+                if dtls._state != State.CONNECTED:
+                    raise ConnectionError("Cannot send encrypted RTP, not connected")
+                socket = self._pair_socket(dtls)
+                if socket is None:
+                    raise ConnectionError("Cannot send data, not connected")
+                ntp = clock.current_ntp_time()
+                packets = self._packets(frame, ntp)
+                if socket.direct:
+                    self._send(dtls, socket, packets)
+                else:
+                    # A relay: aiortc's own path, one packet at a time (it protects and
+                    # counts).
+                    for packet in packets:
+                        await dtls._send_rtp(packet)
+                self._sent(frame, ntp)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         except Exception:
@@ -122,51 +156,73 @@ class FrameSender:
                 self._socket = None
             self._get("rtp_exited").set()
 
-    async def _send_frame(
-        self, template: HeaderTemplate, first: int, timestamp: int, payloads: tuple[bytes, ...]
-    ) -> int:
-        dtls: RTCDtlsTransport = self._sender.transport
-        if dtls._state != State.CONNECTED:
-            raise ConnectionError("Cannot send encrypted RTP, not connected")
-        ntp = clock.current_ntp_time()
-        sent_at = abs_send_time(ntp)
-        last = len(payloads) - 1
-        sequence = first
-        packets = []
-        for index, payload in enumerate(payloads):
-            header = template.fill(sequence, timestamp, index == last, sent_at)
-            packets.append(bytes(header) + payload)
-            sequence = uint16_add(sequence, 1)
-        await self._transmit(dtls, packets)
-        self._remember(_SentFrame(first, timestamp, payloads))
+    def _deliver(self, frame: EncodedFrame) -> bool:
+        """The hub's direct hand-over: sent now, or False to queue it for `run`."""
         sender = self._sender
-        setattr(sender, _SENDER + "ntp_timestamp", ntp)
-        setattr(sender, _SENDER + "rtp_timestamp", timestamp)
-        octets = self._get("octet_count") + sum(len(p) for p in payloads)
-        setattr(sender, _SENDER + "octet_count", octets)
-        setattr(sender, _SENDER + "packet_count", self._get("packet_count") + len(payloads))
-        return sequence
+        if not sender._enabled or not frame.payloads:
+            return True  # dropped, as `run` would
+        dtls: RTCDtlsTransport = sender.transport
+        if dtls._state != State.CONNECTED:
+            return False  # `run` meets it and ends
+        socket = self._pair_socket(dtls)
+        if socket is None or not socket.direct:
+            return False
+        ntp = clock.current_ntp_time()
+        try:
+            self._send(dtls, socket, self._packets(frame, ntp))
+        except Exception:
+            # Nothing was counted as sent: queued, `run` meets the same error, logs it
+            # and ends this viewer, as it would have without the hand-over.
+            return False
+        self._sent(frame, ntp)
+        return True
 
-    async def _transmit(self, dtls: RTCDtlsTransport, packets: list[bytes]) -> None:
+    def _pair_socket(self, dtls: RTCDtlsTransport) -> PairSocket | None:
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
-            raise ConnectionError("Cannot send data, not connected")
+            return None
         if self._socket is None or self._socket.pair is not pair:
             if self._socket is not None:
                 self._socket.close()
             self._socket = PairSocket(pair)
-        if not self._socket.direct:
-            # A relay: aiortc's own path, one packet at a time (it protects and counts).
-            for packet in packets:
-                await dtls._send_rtp(packet)
-            return
+        return self._socket
+
+    def _packets(self, frame: EncodedFrame, ntp: int) -> list[bytes]:
+        """The frame's packets, numbered on from the last frame sent, leaving at `ntp`."""
+        assert self._template is not None
+        fill = self._template.fill
+        timestamp = uint32_add(self._origin, frame.rtp_timestamp)
+        sent_at = abs_send_time(ntp)
+        payloads = frame.payloads
+        last = len(payloads) - 1
+        sequence = self._sequence
+        packets = []
+        for index, payload in enumerate(payloads):
+            packets.append(bytes(fill(sequence, timestamp, index == last, sent_at)) + payload)
+            sequence = (sequence + 1) & 0xFFFF
+        return packets
+
+    def _send(self, dtls: RTCDtlsTransport, socket: PairSocket, packets: list[bytes]) -> None:
         protect = dtls._tx_srtp.protect
         datagrams = [protect(packet) for packet in packets]
-        self._socket.send(datagrams)
+        socket.send(datagrams)
         # The transport's own statistics, as its `_send_rtp` keeps them.
-        sent = sum(map(len, datagrams))
-        setattr(dtls, _DTLS + "tx_bytes", getattr(dtls, _DTLS + "tx_bytes") + sent)
-        setattr(dtls, _DTLS + "tx_packets", getattr(dtls, _DTLS + "tx_packets") + len(datagrams))
+        counters = dtls.__dict__
+        counters[_TX_BYTES] += sum(map(len, datagrams))
+        counters[_TX_PACKETS] += len(datagrams)
+
+    def _sent(self, frame: EncodedFrame, ntp: int) -> None:
+        """Count `frame` as sent: its numbers taken, its payloads kept for NACKs, and
+        the counters aiortc's sender reports and statistics read."""
+        payloads = frame.payloads
+        timestamp = uint32_add(self._origin, frame.rtp_timestamp)
+        self._remember(_SentFrame(self._sequence, timestamp, payloads))
+        self._sequence = (self._sequence + len(payloads)) & 0xFFFF
+        counters = self._sender.__dict__
+        counters[_NTP] = ntp
+        counters[_RTP] = timestamp
+        counters[_OCTETS] += sum(map(len, payloads))
+        counters[_PACKETS] += len(payloads)
 
     def _remember(self, frame: _SentFrame) -> None:
         self._history.append(frame)
