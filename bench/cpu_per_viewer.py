@@ -33,6 +33,8 @@ class Sample:
     slowest_viewer_fps: float
     # peercam only (its /metrics): RTP packets sent per viewer per second.
     packets_per_viewer_s: float | None = None
+    # peercam only: its event-loop thread's CPU, % of one core.
+    loop_cpu_percent: float | None = None
 
 
 @dataclass
@@ -43,21 +45,25 @@ class SystemRun:
     falls_below_at: int | None = None
     stopped_because: str = ""
 
-    def per_extra_viewer(self) -> float:
+    def per_extra_viewer(self, loop_only: bool = False) -> float:
         """Least-squares slope of CPU over viewer count, in % of a core per viewer,
-        over the counts at which every viewer was served in full."""
+        over the counts at which every viewer was served in full. `loop_only`: of
+        peercam's event-loop thread alone, which leaves out the encoders' own
+        variation from window to window."""
         full = [s for s in self.samples if s.slowest_viewer_fps >= FULL_RATE_FPS]
+        if loop_only:
+            full = [s for s in full if s.loop_cpu_percent is not None]
         if len(full) < 2:
             return math.nan
         xs = [s.viewers for s in full]
-        ys = [s.cpu_percent for s in full]
+        ys = [(s.loop_cpu_percent or 0.0) if loop_only else s.cpu_percent for s in full]
         return float(statistics.linear_regression(xs, ys).slope)
 
-    def us_per_packet(self) -> float | None:
+    def us_per_packet(self, loop_only: bool = False) -> float | None:
         """The extra viewer's CPU per packet it is sent (peercam only): the slope over
         the packets each viewer gets per second, in microseconds."""
         rates = [s.packets_per_viewer_s for s in self.samples if s.packets_per_viewer_s]
-        slope = self.per_extra_viewer()
+        slope = self.per_extra_viewer(loop_only)
         if not rates or math.isnan(slope):
             return None
         return slope / 100 * 1e6 / statistics.fmean(rates)
@@ -134,11 +140,14 @@ def sample(running: Running, receivers: Receivers, window: float) -> Sample:
     time.sleep(3)  # keyframes and connection set-up settle
     bytes_before, frames_before = receivers.bytes(), receivers.frames()
     packets_before = _packets_sent(running)
+    loop_thread = running.loop_thread_seconds
+    loop_before = loop_thread() if loop_thread is not None else None
     cpu_before, receivers_before = running.cpu_seconds(), receivers.cpu_seconds()
     started = time.monotonic()
     time.sleep(window)
     elapsed = time.monotonic() - started
     cpu_after, receivers_after = running.cpu_seconds(), receivers.cpu_seconds()
+    loop_after = loop_thread() if loop_thread is not None else None
     packets_after = _packets_sent(running)
     bytes_after, frames_after = receivers.bytes(), receivers.frames()
     slowest_bytes = min(b - a for a, b in zip(bytes_before, bytes_after, strict=True))
@@ -153,6 +162,11 @@ def sample(running: Running, receivers: Receivers, window: float) -> Sample:
         packets_per_viewer_s=(
             (packets_after - packets_before) / elapsed / receivers.count
             if packets_before is not None and packets_after is not None
+            else None
+        ),
+        loop_cpu_percent=(
+            100 * (loop_after - loop_before) / elapsed
+            if loop_before is not None and loop_after is not None
             else None
         ),
     )
@@ -185,7 +199,12 @@ def measure(
                 f"  {running.name:<10} {count:>3} viewers: {measured.cpu_percent:6.1f} % CPU,"
                 f" {measured.rss_mb:6.1f} MB RSS, slowest viewer {measured.slowest_viewer_fps:4.1f}"
                 f" fps {measured.slowest_viewer_kbps:5.0f} kbit/s"
-                f" (receivers {measured.receivers_cpu_percent:5.1f} %)",
+                f" (receivers {measured.receivers_cpu_percent:5.1f} %)"
+                + (
+                    f", event loop {measured.loop_cpu_percent:5.1f} %"
+                    if measured.loop_cpu_percent is not None
+                    else ""
+                ),
                 flush=True,
             )
     finally:

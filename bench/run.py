@@ -540,6 +540,12 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
             )
     per_packet = [
         f"{result.name} {_fmt(run.us_per_packet(), 1)} µs"
+        + (
+            f" ({_fmt(run.us_per_packet(loop_only=True), 1)} µs on its event loop alone,"
+            f" {_fmt(run.per_extra_viewer(loop_only=True), 2)} % of a core per viewer)"
+            if run.us_per_packet(loop_only=True) is not None
+            else ""
+        )
         for result in measured
         if (run := result.cpu) is not None and run.us_per_packet() is not None
     ]
@@ -547,9 +553,9 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
         lines += [
             "",
             "Daemon CPU per RTP packet per extra viewer (the slope above over the packets a"
-            " viewer is sent per second, from the daemon's /metrics): "
-            + "; ".join(per_packet)
-            + ".",
+            " viewer is sent per second, from the daemon's /metrics; the event loop's alone"
+            " leaves out the encoders' variation between windows, which the whole"
+            " process's slope carries): " + "; ".join(per_packet) + ".",
         ]
     return [*lines, "", "![CPU vs viewers](cpu_vs_viewers.png)", ""]
 

@@ -92,6 +92,9 @@ class Running:
     daemon_metrics: Callable[[], str] | None = None
     # peercam: bench/receivers.py's arguments for RTSP clients of the same stream.
     rtsp_receiver_args: list[str] | None = None
+    # peercam: CPU seconds of the daemon's event-loop thread alone, where every viewer's
+    # packets are made and sent (the encoders and capture run in threads of their own).
+    loop_thread_seconds: Callable[[], float] | None = None
 
     def cpu_seconds(self) -> float:
         total = 0.0
@@ -188,7 +191,14 @@ def running_peercam(
         first_frame_expression="window.peercam && window.peercam.firstFrameMs",
         receiver_args=[f"{access.base}/whep", *_credentials(access), *receiving],
         daemon_metrics=lambda: access.urlopen("/metrics", timeout=5).decode(),
+        loop_thread_seconds=lambda: main_thread_seconds(server.pid),
     )
+
+
+def main_thread_seconds(pid: int) -> float:
+    """CPU seconds of process `pid`'s main thread (its thread id is the pid)."""
+    thread = next(t for t in psutil.Process(pid).threads() if t.id == pid)
+    return float(thread.user_time + thread.system_time)
 
 
 def plain_page_system(

@@ -5,12 +5,15 @@ bench`'s, never asserted here.)"""
 
 from __future__ import annotations
 
+import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from bench.cpu_per_viewer import Receivers, sample
 from bench.glass_to_glass import BROWSER_FLAGS, measure
-from bench.systems import peercam
+from bench.systems import main_thread_seconds, peercam
 
 from tests.browser import chromium
 
@@ -43,3 +46,24 @@ def test_receivers_count_each_viewers_frames_and_bytes() -> None:
     assert measured.viewers == 2
     assert measured.slowest_viewer_fps > 5 and measured.slowest_viewer_kbps > 50
     assert measured.cpu_percent > 0 and measured.rss_mb > 20
+    # The daemon's event loop is part of its CPU, and sends the viewers' packets.
+    assert measured.loop_cpu_percent is not None
+    assert 0 < measured.loop_cpu_percent <= measured.cpu_percent
+    assert measured.packets_per_viewer_s is not None and measured.packets_per_viewer_s > 20
+
+
+def test_the_main_threads_cpu_is_counted_without_the_other_threads() -> None:
+    def spin(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    before = main_thread_seconds(os.getpid())
+    worker = threading.Thread(target=spin, args=(0.5,))
+    worker.start()
+    worker.join()
+    other = main_thread_seconds(os.getpid()) - before
+    spin(0.5)
+    own = main_thread_seconds(os.getpid()) - before - other
+    assert other < 0.2, other
+    assert 0.4 < own < 1.0, own
