@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from bench.processes import ROOT
 from bench.systems import Running
 
-FULL_RATE_FPS = 29.0
+FULL_RATE_FPS = 29.0  # of a 30 fps camera; one frame a second short of its rate
 
 
 @dataclass
@@ -35,6 +35,17 @@ class Sample:
     packets_per_viewer_s: float | None = None
     # peercam only: its event-loop thread's CPU, % of one core.
     loop_cpu_percent: float | None = None
+    receiver_processes: int = 1
+
+    def limited_by(self, full_rate_fps: float) -> str:
+        """Which side kept a viewer from its full rate at this count, if one did."""
+        if self.slowest_viewer_fps >= full_rate_fps:
+            return "none"
+        if self.cpu_percent + self.receivers_cpu_percent >= 180:
+            return "both cores busy"
+        if self.receivers_cpu_percent / self.receiver_processes >= 90:
+            return "receivers"
+        return "system"
 
 
 @dataclass
@@ -44,13 +55,14 @@ class SystemRun:
     # The first count at which the slowest viewer got < 29 fps; None if never reached.
     falls_below_at: int | None = None
     stopped_because: str = ""
+    full_rate_fps: float = FULL_RATE_FPS
 
     def per_extra_viewer(self, loop_only: bool = False) -> float:
         """Least-squares slope of CPU over viewer count, in % of a core per viewer,
         over the counts at which every viewer was served in full. `loop_only`: of
         peercam's event-loop thread alone, which leaves out the encoders' own
         variation from window to window."""
-        full = [s for s in self.samples if s.slowest_viewer_fps >= FULL_RATE_FPS]
+        full = [s for s in self.samples if s.slowest_viewer_fps >= self.full_rate_fps]
         if loop_only:
             full = [s for s in full if s.loop_cpu_percent is not None]
         if len(full) < 2:
@@ -72,8 +84,13 @@ class SystemRun:
         return next((s for s in self.samples if s.viewers == viewers), None)
 
 
-class Receivers:
-    """The receiving process: `add`, then `bytes` and `frames` per viewer."""
+# One receiving process saturated a core at ~50 viewers: viewers are spread over
+# processes of at most this many, so the receivers can use both cores.
+VIEWERS_PER_PROCESS = 20
+
+
+class _ReceiverProcess:
+    """One bench/receivers.py process and the viewers it holds."""
 
     def __init__(self, arguments: list[str]) -> None:
         self.process = subprocess.Popen(
@@ -85,33 +102,17 @@ class Receivers:
         )
         self.count = 0
 
-    def _ask(self, command: str) -> list[str]:
+    def ask(self, command: str) -> list[str]:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
         return self.process.stdout.readline().split()
 
     def add(self, count: int) -> None:
-        reply = self._ask(f"add {count - self.count}")
-        if reply != ["ready", str(count)]:
-            raise RuntimeError(f"receivers said {reply!r} asked for {count} viewers")
-        self.count = count
-
-    def bytes(self) -> list[int]:
-        reply = self._ask("bytes")
-        assert reply and reply[0] == "bytes", reply
-        return [int(v) for v in reply[1:]]
-
-    def frames(self) -> list[int]:
-        reply = self._ask("frames")
-        assert reply and reply[0] == "frames", reply
-        return [int(v) for v in reply[1:]]
-
-    def cpu_seconds(self) -> float:
-        import psutil
-
-        times = psutil.Process(self.process.pid).cpu_times()
-        return float(times.user + times.system)
+        reply = self.ask(f"add {count}")
+        if reply != ["ready", str(self.count + count)]:
+            raise RuntimeError(f"receivers said {reply!r} asked for {count} more viewers")
+        self.count += count
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -123,6 +124,57 @@ class Receivers:
             except (BrokenPipeError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait(10)
+
+
+class Receivers:
+    """The receiving processes: `add`, then `bytes` and `frames` per viewer."""
+
+    def __init__(self, arguments: list[str], per_process: int = VIEWERS_PER_PROCESS) -> None:
+        self._arguments = arguments
+        self._per_process = per_process
+        self._processes: list[_ReceiverProcess] = []
+        self.count = 0
+
+    @property
+    def processes(self) -> int:
+        return len(self._processes)
+
+    def add(self, count: int) -> None:
+        """Have `count` viewers in all, each receiving."""
+        while self.count < count:
+            if not self._processes or self._processes[-1].count >= self._per_process:
+                self._processes.append(_ReceiverProcess(self._arguments))
+            last = self._processes[-1]
+            more = min(count - self.count, self._per_process - last.count)
+            last.add(more)
+            self.count += more
+
+    def _each(self, command: str) -> list[int]:
+        values: list[int] = []
+        for process in self._processes:
+            reply = process.ask(command)
+            assert reply and reply[0] == command, reply
+            values += [int(v) for v in reply[1:]]
+        return values
+
+    def bytes(self) -> list[int]:
+        return self._each("bytes")
+
+    def frames(self) -> list[int]:
+        return self._each("frames")
+
+    def cpu_seconds(self) -> float:
+        import psutil
+
+        total = 0.0
+        for process in self._processes:
+            times = psutil.Process(process.process.pid).cpu_times()
+            total += times.user + times.system
+        return total
+
+    def close(self) -> None:
+        for process in self._processes:
+            process.close()
 
 
 def _packets_sent(running: Running) -> float | None:
@@ -157,6 +209,7 @@ def sample(running: Running, receivers: Receivers, window: float) -> Sample:
         cpu_percent=100 * (cpu_after - cpu_before) / elapsed,
         rss_mb=running.rss_mb(),
         receivers_cpu_percent=100 * (receivers_after - receivers_before) / elapsed,
+        receiver_processes=receivers.processes,
         slowest_viewer_kbps=slowest_bytes * 8 / elapsed / 1000,
         slowest_viewer_fps=slowest_frames / elapsed,
         packets_per_viewer_s=(
@@ -177,10 +230,11 @@ def measure(
     counts: list[int],
     window: float,
     beyond: list[int] | None = None,
+    fps: int = 30,
 ) -> SystemRun:
     """Sample at each of `counts`, then at each of `beyond`, until the slowest viewer
-    gets less than 29 fps: the first such count is the limit of full-rate viewers."""
-    run = SystemRun(running.name)
+    gets less than `fps` - 1: the first such count is the limit of full-rate viewers."""
+    run = SystemRun(running.name, full_rate_fps=fps - 1.0)
     receivers = Receivers(running.receiver_args)
     try:
         for count in [*counts, *(beyond or [])]:
@@ -193,7 +247,7 @@ def measure(
                 break
             measured = sample(running, receivers, window)
             run.samples.append(measured)
-            if measured.slowest_viewer_fps < FULL_RATE_FPS and run.falls_below_at is None:
+            if measured.slowest_viewer_fps < run.full_rate_fps and run.falls_below_at is None:
                 run.falls_below_at = count
             print(
                 f"  {running.name:<10} {count:>3} viewers: {measured.cpu_percent:6.1f} % CPU,"

@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bench import audio_latency, echo_cancellation, plots
-from bench.cpu_per_viewer import FULL_RATE_FPS, SystemRun
+from bench.cpu_per_viewer import FULL_RATE_FPS, VIEWERS_PER_PROCESS, SystemRun
 from bench.cpu_per_viewer import measure as measure_cpu
 from bench.glass_to_glass import BROWSER_FLAGS, Latency, alternating, first_frames, trials
 from bench.report import RESULTS, percentile
@@ -37,6 +37,7 @@ from bench.systems import (
     Running,
     gst_rtsp,
     gst_rtsp_available,
+    video_mode,
     why_unavailable,
 )
 
@@ -96,6 +97,7 @@ class SystemResults:
     # peercam only: the same measurement with RTSP clients (an NVR each) as receivers.
     rtsp_cpu: SystemRun | None = None
     cpu_720p: SystemRun | None = None  # peercam (both senders) and Janus only
+    cpu_small: SystemRun | None = None  # the same three, SMALL_MODE
     rtsp_peer_cpu: SystemRun | None = None  # gst-rtsp-server, fed by the daemon
 
 
@@ -118,9 +120,11 @@ def run_system(system: str, plan: Plan) -> SystemResults:
         return results
     if system in CPU_ONLY:
         size, codec = LATENCY_MATRIX[0]
+        beyond = [] if system in TURN_RELAYED_VIEWERS else plan.beyond
         with started(system, size, codec) as running:
             results.name = running.name
-            results.cpu = measure_cpu(running, plan.counts, plan.window, plan.beyond)
+            results.notes = running.notes
+            results.cpu = measure_cpu(running, plan.counts, plan.window, beyond)
         _measure_cpu_at_720p(system, results, plan)
         return results
     for size, codec in LATENCY_MATRIX:
@@ -182,14 +186,23 @@ def run_system(system: str, plan: Plan) -> SystemResults:
     return results
 
 
-# Issue 25 compares peercam's cost per viewer with Janus's at 720p too.
+# Issue 25 compares peercam's cost per viewer with Janus's at 720p too, and at the
+# size and rate a Pi Zero class board would stream.
 CPU_720P = {"peercam", "peercam-aiortc-sender", "janus"}
+# Viewers relayed by TURN: the cost per viewer of the path that falls back to aiortc's
+# transport, at the usual counts only.
+TURN_RELAYED_VIEWERS = {"peercam-turn-udp", "peercam-turn-tcp"}
+SMALL_MODE = "320x240@15"
 
 
 def _measure_cpu_at_720p(system: str, results: SystemResults, plan: Plan) -> None:
     if system in CPU_720P:
         with started(system, "1280x720", "H264") as running:
             results.cpu_720p = measure_cpu(running, plan.counts, plan.window, plan.beyond)
+        with started(system, SMALL_MODE, "H264") as running:
+            results.cpu_small = measure_cpu(
+                running, plan.counts, plan.window, fps=video_mode(SMALL_MODE)[1]
+            )
 
 
 def _print_latency(name: str, latency: Latency) -> None:
@@ -397,8 +410,9 @@ READING = [
     "- A page shows frames on its 60 Hz display clock, whose phase against the 30 fps camera"
     " is fixed for the page's life: the separate humps in the histogram are separate page"
     " loads, and a row's p95 is often one unlucky page.",
-    "- The receivers are one Python process, about one core at most: where their CPU column"
-    " nears 90-100 %, the limit seen may be theirs rather than the server's.",
+    "- The receivers are Python processes sharing the machine's 2 cores with the system"
+    " measured: section 3's *limited by* column says, at a count where a viewer fell short,"
+    " whether the receivers, the two cores together or the system held it back.",
     "",
 ]
 
@@ -474,17 +488,20 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
     lines = [
         "## 3. Server CPU and RSS as viewers are added (640x480@30 H.264)",
         "",
-        f"Receivers: aiortc peers in one separate process (`bench/receivers.py`; no decoding),"
+        "Receivers: aiortc peers in separate processes of at most"
+        f" {VIEWERS_PER_PROCESS} viewers each (`bench/receivers.py`; no decoding),"
         " each receiving the audio as well as the video,"
         f" {plan.window:.0f} s per count after 3 s to settle. CPU is % of one core summed over"
         " the system's processes (for Janus and GStreamer, the peercam daemon feeding them is"
         f" included). Counts continue past {plan.counts[-1]} until the slowest viewer gets"
-        f" < {FULL_RATE_FPS:.0f} fps. The receivers share the 2 cores: past ~20 viewers their"
-        " own CPU (column) limits what this machine can show.",
+        f" < {FULL_RATE_FPS:.0f} fps. The receivers share the 2 cores with the system; the"
+        " last column says which side held a viewer below full rate: the receivers (a"
+        " process at >= 90 % of a core), both cores busy (system and receivers >= 180 %),"
+        " or the system.",
         "",
         "| system | viewers | CPU % | RSS MB | slowest viewer fps | slowest kbit/s |"
-        " receivers CPU % |",
-        "|---|---|---|---|---|---|---|",
+        " receivers CPU % (processes) | limited by |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for result in measured:
         if result.cpu is None:
@@ -493,7 +510,8 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
             lines.append(
                 f"| {result.name} | {s.viewers} | {s.cpu_percent:.1f} | {s.rss_mb:.0f} |"
                 f" {s.slowest_viewer_fps:.1f} | {s.slowest_viewer_kbps:.0f} |"
-                f" {s.receivers_cpu_percent:.0f} |"
+                f" {s.receivers_cpu_percent:.0f} ({s.receiver_processes}) |"
+                f" {s.limited_by(result.cpu.full_rate_fps)} |"
             )
     lines += [
         "",
@@ -519,25 +537,11 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
             f"| {result.name} | {_fmt(run.per_extra_viewer(), 2)} |"
             f" {_fmt(at_10.rss_mb if at_10 else None, 0)} | {limit} | {ratio_cpu} | {ratio_rss} |"
         )
-    at_720p = [r for r in measured if r.cpu_720p is not None]
-    if at_720p:
-        lines += [
-            "",
-            "At 1280x720@30 H.264, the same receivers (% of a core per extra viewer; where"
-            " the slowest viewer fell below 29 fps):",
-            "",
-            "| system | CPU per extra viewer | full-rate viewers | peercam/system |",
-            "|---|---|---|---|",
-        ]
-        ours_720p = ours.cpu_720p.per_extra_viewer() if ours.cpu_720p else None
-        for result in at_720p:
-            run = result.cpu_720p
-            assert run is not None
-            limit = f"< 29 fps at {run.falls_below_at}" if run.falls_below_at else "never below"
-            ratio = NA if result is ours else _ratio(ours_720p, run.per_extra_viewer())
-            lines.append(
-                f"| {result.name} | {_fmt(run.per_extra_viewer(), 2)} | {limit} | {ratio} |"
-            )
+    for mode, runs in (
+        ("1280x720@30", [(r, r.cpu_720p) for r in measured if r.cpu_720p]),
+        (SMALL_MODE, [(r, r.cpu_small) for r in measured if r.cpu_small]),
+    ):
+        lines += _other_mode_table(ours, mode, runs)
     per_packet = [
         f"{result.name} {_fmt(run.us_per_packet(), 1)} µs"
         + (
@@ -558,6 +562,37 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
             " process's slope carries): " + "; ".join(per_packet) + ".",
         ]
     return [*lines, "", "![CPU vs viewers](cpu_vs_viewers.png)", ""]
+
+
+def _other_mode_table(
+    ours: SystemResults, mode: str, runs: list[tuple[SystemResults, SystemRun]]
+) -> list[str]:
+    mine = next((run for result, run in runs if result is ours), None)
+    if not runs or mine is None:
+        return []
+    lines = [
+        "",
+        f"At {mode} H.264, the same receivers (% of a core per extra viewer, whole process"
+        " and, for peercam, its event loop alone; where the slowest viewer fell one frame a"
+        " second short of the camera's rate):",
+        "",
+        "| system | CPU per extra viewer | event loop alone | µs per packet | full-rate viewers"
+        " | peercam/system |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result, run in runs:
+        limit = (
+            f"< {run.full_rate_fps:.0f} fps at {run.falls_below_at}"
+            if run.falls_below_at
+            else "never below"
+        )
+        ratio = NA if result is ours else _ratio(mine.per_extra_viewer(), run.per_extra_viewer())
+        lines.append(
+            f"| {result.name} | {_fmt(run.per_extra_viewer(), 2)} |"
+            f" {_fmt(run.per_extra_viewer(loop_only=True), 2)} |"
+            f" {_fmt(run.us_per_packet(), 1)} | {limit} | {ratio} |"
+        )
+    return lines
 
 
 def rtsp_section(ours: SystemResults, plan: Plan) -> list[str]:
@@ -654,7 +689,11 @@ def targets(ours: SystemResults) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--systems", default="peercam,peercam-aiortc-sender,aiortc,janus,gstreamer")
+    parser.add_argument(
+        "--systems",
+        default="peercam,peercam-aiortc-sender,peercam-turn-udp,peercam-turn-tcp,aiortc,janus,"
+        "gstreamer",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL

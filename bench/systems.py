@@ -47,7 +47,7 @@ PEERCAM_CONFIG = """
 [camera]
 source = "test"
 size = "{size}"
-fps = 30
+fps = {fps}
 [video]
 codecs = ["{codec}"]
 bitrate_kbps = {kbps}
@@ -72,9 +72,16 @@ audio_port = {audio_port}
 """
 
 
+def video_mode(size: str) -> tuple[str, int]:
+    """A size as the benchmark names it, "640x480" or with a frame rate, "320x240@15":
+    (the camera's size, its frame rate; 30 unless named)."""
+    resolution, _, fps = size.partition("@")
+    return resolution, int(fps or 30)
+
+
 def bitrate_kbps(size: str) -> int:
     """The same bitrate for every system at a size (aiortc's encoder picks its own)."""
-    return 1500 if size == "640x480" else 3000
+    return {"320x240": 400, "640x480": 1500}.get(video_mode(size)[0], 3000)
 
 
 @dataclass
@@ -123,12 +130,17 @@ def config_file(
     forward_port: int | None,
     audio: bool = True,
     frame_sender: bool = True,
+    webrtc: str = "",
 ) -> Path:
+    resolution, fps = video_mode(size)
     text = PEERCAM_CONFIG.format(
-        size=size, codec=codec.lower(), kbps=bitrate_kbps(size), audio=str(audio).lower()
-    )
+        size=resolution, fps=fps, codec=codec.lower(), kbps=bitrate_kbps(size),
+        audio=str(audio).lower(),
+    )  # fmt: skip
     if not frame_sender:
-        text += "[webrtc]\nframe_sender = false\n"
+        webrtc += "frame_sender = false\n"
+    if webrtc:
+        text += "[webrtc]\n" + webrtc
     if forward_port is not None:
         text += FORWARD.format(port=forward_port, audio_port=forward_port + 2)
     directory.mkdir(parents=True, exist_ok=True)
@@ -146,9 +158,10 @@ def _peercam_daemon(
     audio: bool = True,
     rtsp_port: int = 0,
     frame_sender: bool = True,
+    webrtc: str = "",
 ) -> Iterator[tuple[subprocess.Popen[str], Access]]:
     server, access = start_peercam(
-        config_file(directory, size, codec, forward_port, audio, frame_sender),
+        config_file(directory, size, codec, forward_port, audio, frame_sender, webrtc),
         rtsp_port=rtsp_port,
     )
     try:
@@ -253,7 +266,69 @@ def peercam_aiortc_sender(
         server,
         access,
     ):
-        yield running_peercam(server, access, codec, "peercam, aiortc's sender", audio)
+        running = running_peercam(server, access, codec, "peercam, aiortc's sender", audio)
+        running.notes = ["peercam with `webrtc.frame_sender = false` (CPU per viewer only)"]
+        yield running
+
+
+TURN_RELAYED = """\
+ice_transport_policy = "relay"
+[[webrtc.ice_servers]]
+urls = ["turn:127.0.0.1:{port}?transport={transport}"]
+username = "bench"
+credential = "bench"
+"""
+
+
+@contextmanager
+def coturn(directory: Path) -> Iterator[int]:
+    """coturn on loopback (UDP and TCP on one port), user bench/bench: its port."""
+    port = free_port()
+    log = (directory / "coturn.log").open("wb")
+    command = ["turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls",
+               "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
+               "--allow-loopback-peers", "--lt-cred-mech", "--user=bench:bench",
+               "--realm=peercam.bench", "--log-file=stdout", "--simple-log"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while not _tcp_open(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                text = (directory / "coturn.log").read_text()
+                raise RuntimeError(f"coturn did not start: {text}")
+            time.sleep(0.1)
+        yield port
+    finally:
+        stop(process)
+        log.close()
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _peercam_turn(transport: str) -> Callable[..., Any]:
+    @contextmanager
+    def system(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+        """peercam with every viewer relayed by coturn from the daemon's own allocation
+        (`ice_transport_policy = "relay"`): its packets leave through aiortc's TURN
+        transport, not a socket of the pair's own. coturn's CPU is not counted."""
+        with coturn(directory) as port, _peercam_daemon(
+            directory, size, codec, audio=audio,
+            webrtc=TURN_RELAYED.format(port=port, transport=transport),
+        ) as (server, access):  # fmt: skip
+            running = running_peercam(
+                server, access, codec, f"peercam, TURN/{transport.upper()} relayed", audio
+            )
+            running.notes = [
+                f"peercam with every viewer relayed by coturn over {transport.upper()} from"
+                " the daemon's own allocation (`ice_transport_policy = \"relay\"`); coturn's"
+                " CPU not counted (CPU per viewer only)"
+            ]
+            yield running
+
+    return system
 
 
 @contextmanager
@@ -438,12 +513,16 @@ SYSTEMS = {
     "aiortc": aiortc,
     "janus": janus,
     "gstreamer": gstreamer,
+    "peercam-turn-udp": _peercam_turn("udp"),
+    "peercam-turn-tcp": _peercam_turn("tcp"),
 }
 # Measured for CPU per viewer only: a variant of a system already measured in full.
-CPU_ONLY = {"peercam-aiortc-sender"}
+CPU_ONLY = {"peercam-aiortc-sender", "peercam-turn-udp", "peercam-turn-tcp"}
 
 
 def why_unavailable(name: str) -> str | None:
+    if name.startswith("peercam-turn") and not shutil.which("turnserver"):
+        return "coturn's turnserver is not installed"
     if name == "janus":
         return janus_available() or (None if shutil.which("janus") else "no janus binary")
     if name == "gstreamer":

@@ -37,13 +37,14 @@ def test_the_time_code_is_read_off_every_presented_frame() -> None:
 
 def test_receivers_count_each_viewers_frames_and_bytes() -> None:
     with tempfile.TemporaryDirectory() as tmp, peercam(Path(tmp), "320x240", "H264") as running:
-        receivers = Receivers(running.receiver_args)
+        receivers = Receivers(running.receiver_args, per_process=1)
         try:
             receivers.add(2)
+            assert receivers.processes == 2
             measured = sample(running, receivers, 2.0)
         finally:
             receivers.close()
-    assert measured.viewers == 2
+    assert measured.viewers == 2  # one in each process, both counted
     assert measured.slowest_viewer_fps > 5 and measured.slowest_viewer_kbps > 50
     assert measured.cpu_percent > 0 and measured.rss_mb > 20
     # The daemon's event loop is part of its CPU, and sends the viewers' packets.
