@@ -37,16 +37,6 @@ class Sample:
     loop_cpu_percent: float | None = None
     receiver_processes: int = 1
 
-    def limited_by(self, full_rate_fps: float) -> str:
-        """Which side kept a viewer from its full rate at this count, if one did."""
-        if self.slowest_viewer_fps >= full_rate_fps:
-            return "none"
-        if self.cpu_percent + self.receivers_cpu_percent >= 180:
-            return "both cores busy"
-        if self.receivers_cpu_percent / self.receiver_processes >= 90:
-            return "receivers"
-        return "system"
-
 
 @dataclass
 class SystemRun:
@@ -79,6 +69,24 @@ class SystemRun:
         if not rates or math.isnan(slope):
             return None
         return slope / 100 * 1e6 / statistics.fmean(rates)
+
+    def limited_by(self, sample: Sample) -> str:
+        """Which side kept a viewer of `sample` from its full rate, if one did. Where
+        the system says what it sent (peercam's /metrics), by that: a daemon that sent
+        each viewer as many packets a second as it sent one viewer kept up, and the
+        shortfall is the receivers'. Otherwise by CPU: a receiving process near a
+        core, or the two cores nearly full."""
+        if sample.slowest_viewer_fps >= self.full_rate_fps:
+            return "none"
+        first = self.samples[0].packets_per_viewer_s if self.samples else None
+        if sample.packets_per_viewer_s and first:
+            kept_up = sample.packets_per_viewer_s >= 0.97 * first
+            return "receivers (all sent)" if kept_up else "system (sent less)"
+        if sample.cpu_percent + sample.receivers_cpu_percent >= 180:
+            return "both cores busy"
+        if sample.receivers_cpu_percent / sample.receiver_processes >= 90:
+            return "receivers (by CPU)"
+        return "system (by CPU)"
 
     def at(self, viewers: int) -> Sample | None:
         return next((s for s in self.samples if s.viewers == viewers), None)

@@ -495,9 +495,10 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
         " the system's processes (for Janus and GStreamer, the peercam daemon feeding them is"
         f" included). Counts continue past {plan.counts[-1]} until the slowest viewer gets"
         f" < {FULL_RATE_FPS:.0f} fps. The receivers share the 2 cores with the system; the"
-        " last column says which side held a viewer below full rate: the receivers (a"
-        " process at >= 90 % of a core), both cores busy (system and receivers >= 180 %),"
-        " or the system.",
+        " last column says which side held a viewer below full rate: for peercam by the"
+        " packets it sent each viewer (as many a second as to one viewer: the receivers"
+        " fell short), for the others by CPU (a receiving process at >= 90 % of a core,"
+        " both cores busy at >= 180 % together, else the system).",
         "",
         "| system | viewers | CPU % | RSS MB | slowest viewer fps | slowest kbit/s |"
         " receivers CPU % (processes) | limited by |",
@@ -511,7 +512,7 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
                 f"| {result.name} | {s.viewers} | {s.cpu_percent:.1f} | {s.rss_mb:.0f} |"
                 f" {s.slowest_viewer_fps:.1f} | {s.slowest_viewer_kbps:.0f} |"
                 f" {s.receivers_cpu_percent:.0f} ({s.receiver_processes}) |"
-                f" {s.limited_by(result.cpu.full_rate_fps)} |"
+                f" {result.cpu.limited_by(s)} |"
             )
     lines += [
         "",

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.cpu_per_viewer import Receivers, sample
+from bench.cpu_per_viewer import Receivers, Sample, SystemRun, sample
 from bench.glass_to_glass import BROWSER_FLAGS, measure
 from bench.systems import main_thread_seconds, peercam
 
@@ -68,3 +68,24 @@ def test_the_main_threads_cpu_is_counted_without_the_other_threads() -> None:
     own = main_thread_seconds(os.getpid()) - before - other
     assert other < 0.2, other
     assert 0.4 < own < 1.0, own
+
+
+def test_the_side_that_held_a_viewer_back_is_told_by_what_was_sent_or_by_cpu() -> None:
+    def at(viewers: int, fps: float, packets: float | None, cpu: float, receivers: float) -> Sample:
+        return Sample(viewers, cpu, 150, receivers, 1600, fps, packets, None, 2)
+
+    sent = SystemRun("peercam", [at(1, 30, 230, 25, 4), at(40, 21, 229, 60, 150)])
+    assert sent.limited_by(sent.samples[0]) == "none"
+    assert sent.limited_by(sent.samples[1]) == "receivers (all sent)"
+    short = SystemRun("peercam", [at(1, 30, 230, 25, 4), at(40, 21, 190, 60, 150)])
+    assert short.limited_by(short.samples[1]) == "system (sent less)"
+    other = SystemRun("Janus", [at(1, 30, None, 20, 4), at(40, 21, None, 90, 95)])
+    assert other.limited_by(other.samples[1]) == "both cores busy"
+    other.samples[1] = at(40, 21, None, 40, 185)
+    assert other.limited_by(other.samples[1]) == "both cores busy"
+    other.samples[1] = at(40, 21, None, 40, 120)
+    assert other.limited_by(other.samples[1]) == "system (by CPU)"
+    other.samples[1] = at(40, 21, None, 20, 130)  # two processes, 65 % each
+    assert other.limited_by(other.samples[1]) == "system (by CPU)"
+    other.samples[1] = Sample(40, 20, 150, 95, 1600, 21, None, None, 1)
+    assert other.limited_by(other.samples[1]) == "receivers (by CPU)"
