@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, rtp
+from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from hypothesis import given
 from hypothesis import strategies as st
+from pylibsrtp import Policy, Session
 
 from peercam.media import EncodedFrame
 from peercam.rtc import playout_delay
@@ -174,6 +176,42 @@ async def test_the_aiortc_internals_it_takes_over_are_there() -> None:
     assert isinstance(connection._nominated, dict)
     installed = FrameSender(sender)
     assert sender._run_rtp == installed.run and sender._retransmit == installed.retransmit
+    await pc.close()
+
+
+def _made_socket(installed: FrameSender) -> PairSocket | None:
+    return installed._socket
+
+
+async def test_no_frame_is_handed_over_while_a_relayed_one_is_on_its_way() -> None:
+    """`run` awaits a relayed frame's packets one by one before it takes their numbers:
+    a frame offered by the hub meanwhile queues behind it (were the pair to turn direct
+    mid-frame, it would otherwise reuse those numbers and overtake it). Otherwise, on a
+    pair with a socket of its own, the hand-over sends at once."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    installed = FrameSender(sender)
+    installed._template = HeaderTemplate.build(rtp.HeaderExtensionsMap(), 102, 1234, None)
+    dtls = sender.transport
+    frame = EncodedFrame("h264", b"x", True, 0.0, 0, (b"payload",), 0)
+    first = installed._sequence
+    async with _loopback_pair() as (pair_socket, receiver):
+        dtls._state = State.CONNECTED  # as after the handshake, with its key
+        dtls._tx_srtp = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+        dtls.transport._connection._nominated[1] = pair_socket.pair
+        installed._relaying = True
+        assert installed._deliver(frame) is False
+        assert _made_socket(installed) is None and installed._sequence == first
+        installed._relaying = False
+        assert installed._deliver(frame) is True
+        (datagram,) = await _received(receiver, 1)
+        assert int.from_bytes(datagram[2:4], "big") == first
+        assert installed._sequence == (first + 1) & 0xFFFF
+        made = _made_socket(installed)
+        assert made is not None and made.pair is pair_socket.pair
+        made.close()
+        dtls.transport._connection._nominated.clear()
+        dtls._state = State.NEW
     await pc.close()
 
 

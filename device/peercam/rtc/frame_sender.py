@@ -4,8 +4,9 @@ The shared encoder packetizes each frame once; what is left per viewer is to put
 header on each payload, protect it with the viewer's SRTP key and send it. aiortc's
 sender does that packet by packet through objects, coroutines and one system call
 each (about 30 us a packet on the test machine); this does it per frame: a header
-template filled in place (rtp_header.py), SRTP on each packet, and the frame's
-datagrams handed to the socket together (pair_socket.py).
+template filled in place (rtp_header.py), the frame's packets protected in place in
+one buffer (srtp_frame.py), and its datagrams handed to the socket together
+(pair_socket.py).
 
 It takes over two methods of aiortc's RTCRtpSender, as instance attributes: the
 loop its `send()` starts (`_run_rtp`) and its NACK answer (`_retransmit`). The rest
@@ -22,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiortc import RTCRtpCodecParameters, RTCRtpSender, clock
 from aiortc.mediastreams import MediaStreamError
@@ -35,6 +35,7 @@ from peercam.media import EncodedFrame
 from peercam.rtc.pair_socket import PairSocket
 from peercam.rtc.rtp_header import HeaderTemplate, abs_send_time
 from peercam.rtc.shared_track import SharedFrameTrack
+from peercam.rtc.srtp_frame import FrameProtector
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,7 @@ _NTP, _RTP, _OCTETS, _PACKETS = (
 _TX_BYTES, _TX_PACKETS = _DTLS + "tx_bytes", _DTLS + "tx_packets"
 
 
-@dataclass(frozen=True)
-class _SentFrame:
+class _SentFrame(NamedTuple):  # one per viewer per frame: a tuple is the cheapest
     first: int  # sequence number of its first packet
     timestamp: int
     payloads: tuple[bytes, ...]
@@ -91,7 +91,11 @@ class FrameSender:
         self._sequence = random_sequence_number()
         self._origin = random32()
         self._socket: PairSocket | None = None
+        # While `run` awaits a relayed frame's sends, its numbers are not yet taken: a
+        # frame handed over then would reuse them, and overtake it.
+        self._relaying = False
         self._template: HeaderTemplate | None = None
+        self._protector: FrameProtector | None = None
         self._rtx_template: HeaderTemplate | None = None
         setattr(sender, "_run_rtp", self.run)  # noqa: B010
         setattr(sender, "_retransmit", self.retransmit)  # noqa: B010
@@ -133,14 +137,18 @@ class FrameSender:
                 if socket is None:
                     raise ConnectionError("Cannot send data, not connected")
                 ntp = clock.current_ntp_time()
-                packets = self._packets(frame, ntp)
+                headers = self._headers(frame, ntp)
                 if socket.direct:
-                    self._send(dtls, socket, packets)
+                    self._send(dtls, socket, headers, frame.payloads)
                 else:
                     # A relay: aiortc's own path, one packet at a time (it protects and
                     # counts).
-                    for packet in packets:
-                        await dtls._send_rtp(packet)
+                    self._relaying = True
+                    try:
+                        for header, payload in zip(headers, frame.payloads, strict=True):
+                            await dtls._send_rtp(bytes(header) + payload)
+                    finally:
+                        self._relaying = False
                 self._sent(frame, ntp)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
@@ -162,14 +170,14 @@ class FrameSender:
         if not sender._enabled or not frame.payloads:
             return True  # dropped, as `run` would
         dtls: RTCDtlsTransport = sender.transport
-        if dtls._state != State.CONNECTED:
-            return False  # `run` meets it and ends
+        if dtls._state != State.CONNECTED or self._relaying:
+            return False  # `run` meets it and ends, or sends it after the frame it is on
         socket = self._pair_socket(dtls)
         if socket is None or not socket.direct:
             return False
         ntp = clock.current_ntp_time()
         try:
-            self._send(dtls, socket, self._packets(frame, ntp))
+            self._send(dtls, socket, self._headers(frame, ntp), frame.payloads)
         except Exception:
             # Nothing was counted as sent: queued, `run` meets the same error, logs it
             # and ends this viewer, as it would have without the hand-over.
@@ -187,24 +195,29 @@ class FrameSender:
             self._socket = PairSocket(pair)
         return self._socket
 
-    def _packets(self, frame: EncodedFrame, ntp: int) -> list[bytes]:
-        """The frame's packets, numbered on from the last frame sent, leaving at `ntp`."""
+    def _headers(self, frame: EncodedFrame, ntp: int) -> list[bytearray]:
+        """The frame's packets' headers, numbered on from the last frame sent, leaving
+        at `ntp`."""
         assert self._template is not None
         fill = self._template.fill
         timestamp = uint32_add(self._origin, frame.rtp_timestamp)
         sent_at = abs_send_time(ntp)
-        payloads = frame.payloads
-        last = len(payloads) - 1
+        last = len(frame.payloads) - 1
         sequence = self._sequence
-        packets = []
-        for index, payload in enumerate(payloads):
-            packets.append(bytes(fill(sequence, timestamp, index == last, sent_at)) + payload)
+        headers = []
+        for index in range(last + 1):
+            headers.append(fill(sequence, timestamp, index == last, sent_at))
             sequence = (sequence + 1) & 0xFFFF
-        return packets
+        return headers
 
-    def _send(self, dtls: RTCDtlsTransport, socket: PairSocket, packets: list[bytes]) -> None:
-        protect = dtls._tx_srtp.protect
-        datagrams = [protect(packet) for packet in packets]
+    def _send(
+        self, dtls: RTCDtlsTransport, socket: PairSocket, headers: list[bytearray],
+        payloads: tuple[bytes, ...],
+    ) -> None:  # fmt: skip
+        protector = self._protector
+        if protector is None or protector.session is not dtls._tx_srtp:
+            protector = self._protector = FrameProtector(dtls._tx_srtp)
+        datagrams = protector.protect(headers, payloads)
         socket.send(datagrams)
         # The transport's own statistics, as its `_send_rtp` keeps them.
         counters = dtls.__dict__

@@ -33,6 +33,9 @@ MAX_GSO_BYTES = 60_000
 # What a kernel or route without segmentation offload answers.
 _GSO_REFUSED = {errno.EINVAL, errno.EIO, errno.EMSGSIZE, errno.EOPNOTSUPP, errno.ENOPROTOOPT}
 _SEGMENT_SIZE = struct.Struct("=H")
+# A datagram as handed over: its own bytes, or a view of a frame's buffer that is
+# valid until the call returns (asyncio's transport copies what it queues).
+Datagram = bytes | memoryview
 
 
 def equal_runs(sizes: Sequence[int]) -> list[range]:
@@ -84,7 +87,7 @@ class PairSocket:
     def direct(self) -> bool:
         return self._socket is not None
 
-    def send(self, datagrams: Sequence[bytes]) -> None:
+    def send(self, datagrams: Sequence[Datagram]) -> None:
         sock = self._socket
         if sock is None or self._transport.is_closing() or self._transport.get_write_buffer_size():
             self._through_transport(datagrams, 0)
@@ -115,7 +118,7 @@ class PairSocket:
                 # lost, and the viewer's NACK or keyframe request repairs it.
                 logger.debug("send to %s failed: %s", self._address, error)
 
-    def _through_transport(self, datagrams: Sequence[bytes], start: int) -> None:
+    def _through_transport(self, datagrams: Sequence[Datagram], start: int) -> None:
         for datagram in datagrams[start:]:
             self._transport.sendto(datagram, self._address)
         self.queued += len(datagrams) - start

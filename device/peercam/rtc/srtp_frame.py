@@ -1,0 +1,66 @@
+"""A frame's RTP packets protected with one viewer's SRTP key, in place, in one buffer.
+
+pylibsrtp's `Session.protect` takes one packet: per call it allocates a length cell,
+checks the type, copies the packet into its own buffer, protects it there and copies
+the result out as new bytes. For a frame's packets only the libsrtp call itself is
+needed: each header and payload is copied once into a buffer this viewer keeps, and
+libsrtp protects it where it lies (`srtp_protect` works in place and appends the
+tag), each packet right after the last. What goes to the socket is views of that
+buffer, valid until the next frame: the sends that take them copy or finish first.
+
+The session is aiortc's own (the DTLS transport's `_tx_srtp`), so the rollover
+counter and replay state are the ones its retransmissions and RTCP also use.
+tests/test_srtp_frame.py compares the output byte for byte with `Session.protect`
+and fails if a pylibsrtp upgrade moves what this reaches into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pylibsrtp import Session
+from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]  # cffi, no stubs
+
+# libsrtp's most a protect may append (pylibsrtp's SRTP_MAX_TRAILER_LEN).
+MAX_TRAILER = 16 + 128
+_MINIMUM_BUFFER = 64 * 1024
+
+
+class FrameProtector:
+    """Protects frames for one SRTP session; `protect` again reuses the buffer."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._context = session._srtp[0]
+        self._length = ffi.new("int *")
+        self._size = 0
+        self._buffer = ffi.NULL
+        self._view = memoryview(b"")
+
+    def _room(self, size: int) -> None:
+        if size > self._size:
+            self._size = max(size, _MINIMUM_BUFFER, 2 * self._size)
+            self._buffer = ffi.new("char[]", self._size)
+            self._view = memoryview(ffi.buffer(self._buffer))
+
+    def protect(
+        self, headers: Sequence[bytes | bytearray], payloads: Sequence[bytes]
+    ) -> list[memoryview]:
+        """Packet i is headers[i] + payloads[i]; returns each protected, in order."""
+        self._room(sum(map(len, headers)) + sum(map(len, payloads)) + MAX_TRAILER * len(headers))
+        view, length, context, buffer = self._view, self._length, self._context, self._buffer
+        protected: list[memoryview] = []
+        at = 0
+        for header, payload in zip(headers, payloads, strict=True):
+            middle = at + len(header)
+            end = middle + len(payload)
+            view[at:middle] = header
+            view[middle:end] = payload
+            length[0] = end - at
+            status = lib.srtp_protect(context, buffer + at, length)
+            if status:
+                raise RuntimeError(f"libsrtp could not protect a packet (status {status})")
+            end = at + length[0]
+            protected.append(view[at:end])
+            at = end
+        return protected

@@ -1,0 +1,56 @@
+"""A frame protected in place (rtc/srtp_frame.py) is byte for byte what pylibsrtp's
+own `Session.protect` makes of the same packets with the same key, across frames,
+a sequence-number wrap and a frame larger than the buffer it starts with."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from aiortc import rtp
+from pylibsrtp import Policy, Session
+
+from peercam.rtc.rtp_header import HeaderTemplate
+from peercam.rtc.srtp_frame import FrameProtector
+
+PROFILES = [
+    Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+    Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+]
+KEY_LENGTHS = {
+    Policy.SRTP_PROFILE_AES128_CM_SHA1_80: 30,
+    Policy.SRTP_PROFILE_AEAD_AES_128_GCM: 28,
+    Policy.SRTP_PROFILE_AEAD_AES_256_GCM: 44,
+}
+
+
+def _session(profile: int, key: bytes) -> Session:
+    return Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_frames_protected_in_place_are_what_pylibsrtp_makes(profile: int) -> None:
+    key = os.urandom(KEY_LENGTHS[profile])
+    theirs, ours = _session(profile, key), _session(profile, key)
+    protector = FrameProtector(ours)
+    template = HeaderTemplate.build(rtp.HeaderExtensionsMap(), 102, 0x1234ABCD, None)
+    sequence = 65530  # the wrap, where the rollover counter steps
+    sizes_by_frame = [[1200] * 5 + [700], [300], [1200] * 70 + [40], [1100, 1100]]
+    for frame, sizes in enumerate(sizes_by_frame):
+        payloads = [os.urandom(size) for size in sizes]
+        headers = []
+        for index in range(len(sizes)):
+            headers.append(template.fill(sequence, 3000 * frame, index == len(sizes) - 1, 0))
+            sequence = (sequence + 1) & 0xFFFF
+        expected = [theirs.protect(bytes(h) + p) for h, p in zip(headers, payloads, strict=True)]
+        assert [bytes(v) for v in protector.protect(headers, payloads)] == expected
+
+
+def test_it_reaches_only_what_this_pylibsrtp_has() -> None:
+    """Fails loudly if a pylibsrtp upgrade moves the context or the binding."""
+    from pylibsrtp._binding import lib  # type: ignore[import-not-found]
+
+    session = _session(Policy.SRTP_PROFILE_AES128_CM_SHA1_80, bytes(30))
+    assert session._srtp[0] is not None
+    assert callable(lib.srtp_protect)
