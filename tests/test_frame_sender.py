@@ -215,6 +215,34 @@ async def test_no_frame_is_handed_over_while_a_relayed_one_is_on_its_way() -> No
     await pc.close()
 
 
+async def test_a_hand_over_that_fails_declines_instead_of_raising_into_the_hub(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hub's publish serves every viewer: one viewer's failure (here no file
+    descriptor left for its socket) must come back as a declined frame, not an
+    exception; its sender's own task then meets it and ends that viewer."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    installed = FrameSender(sender)
+    installed._template = HeaderTemplate.build(rtp.HeaderExtensionsMap(), 102, 1234, None)
+    dtls = sender.transport
+
+    def no_descriptors(self: PairSocket, pair: Any) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    first = installed._sequence
+    async with _loopback_pair() as (pair_socket, _):
+        monkeypatch.setattr(PairSocket, "__init__", no_descriptors)
+        dtls._state = State.CONNECTED
+        dtls.transport._connection._nominated[1] = pair_socket.pair
+        frame = EncodedFrame("h264", b"x", True, 0.0, 0, (b"payload",), 0)
+        assert installed._deliver(frame) is False
+        assert installed._sequence == first and not installed._history
+        dtls.transport._connection._nominated.clear()
+        dtls._state = State.NEW
+    await pc.close()
+
+
 def test_a_lost_packet_is_sent_again_as_rtx_and_the_viewer_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -172,15 +172,16 @@ class FrameSender:
         dtls: RTCDtlsTransport = sender.transport
         if dtls._state != State.CONNECTED or self._relaying:
             return False  # `run` meets it and ends, or sends it after the frame it is on
-        socket = self._pair_socket(dtls)
-        if socket is None or not socket.direct:
-            return False
         ntp = clock.current_ntp_time()
         try:
+            socket = self._pair_socket(dtls)
+            if socket is None or not socket.direct:
+                return False
             self._send(dtls, socket, self._headers(frame, ntp), frame.payloads)
         except Exception:
-            # Nothing was counted as sent: queued, `run` meets the same error, logs it
-            # and ends this viewer, as it would have without the hand-over.
+            # Never into the hub's publish, which serves the other viewers too. Nothing
+            # was counted as sent: queued, `run` meets the same error, logs it and ends
+            # this viewer, as it would have without the hand-over.
             return False
         self._sent(frame, ntp)
         return True
