@@ -243,6 +243,36 @@ async def test_a_hand_over_that_fails_declines_instead_of_raising_into_the_hub(
     await pc.close()
 
 
+async def test_a_packet_sent_again_under_its_own_number_is_the_same_bytes() -> None:
+    """Without RTX a NACK is answered with the packet itself: the same header (its
+    original abs-send-time) and payload, so SRTP never seals two different packets
+    under one nonce; and no packet kept is older than SRTP's 1024-packet send window."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    installed = FrameSender(sender)
+    headers = _map([(1, MID), (3, ABS)])
+    template = installed._template = HeaderTemplate.build(headers, 102, 1234, "0")
+    sent: list[bytes] = []
+
+    async def capture(packet: bytes) -> None:
+        sent.append(packet)
+
+    sender.transport._send_rtp = capture  # type: ignore[method-assign, assignment]
+    ntp = 0x0000_1234_8000_0000
+    frame = EncodedFrame("h264", b"x", True, 0.0, 90, (b"first", b"second"), 0)
+    first = installed._sequence
+    headers_sent = installed._headers(frame, ntp)  # an hour after 1900: never "now"
+    originals = [bytes(h) + p for h, p in zip(headers_sent, frame.payloads, strict=True)]
+    installed._sent(frame, ntp)
+    await installed.retransmit((first + 1) & 0xFFFF)
+    assert sent == [originals[1]]
+    assert template.abs_send_time_at is not None
+    for number in range(300):  # 1200 packets more
+        installed._sent(EncodedFrame("h264", b"x", False, 0.0, number, (b"p",) * 4, 0), ntp)
+    assert 996 < installed._history_packets <= 1000 < 1024
+    await pc.close()
+
+
 def test_a_lost_packet_is_sent_again_as_rtx_and_the_viewer_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,8 +40,10 @@ from peercam.rtc.srtp_frame import FrameProtector
 logger = logging.getLogger(__name__)
 
 # What a NACK can still be answered from: more than a second of 720p (aiortc keeps 128
-# packets, fewer than one 1080p keyframe has).
-HISTORY_PACKETS = 1024
+# packets, fewer than one 1080p keyframe has). At most, not about: a packet sent again
+# under its own number must lie within SRTP's 1024-packet send window (aiortc's
+# rtcdtlstransport.py sets window_size 1024), else libsrtp refuses it as a replay.
+HISTORY_PACKETS = 1000
 
 _SENDER = "_RTCRtpSender__"
 _DTLS = "_RTCDtlsTransport__"
@@ -66,6 +68,10 @@ class _SentFrame(NamedTuple):  # one per viewer per frame: a tuple is the cheape
     first: int  # sequence number of its first packet
     timestamp: int
     payloads: tuple[bytes, ...]
+    # Its abs-send-time: a packet sent again under its own number must be the same
+    # bytes (with AES-GCM, one nonce over two different headers gives away the
+    # authentication key).
+    sent_at: int
 
 
 class FrameSender:
@@ -230,7 +236,7 @@ class FrameSender:
         the counters aiortc's sender reports and statistics read."""
         payloads = frame.payloads
         timestamp = uint32_add(self._origin, frame.rtp_timestamp)
-        self._remember(_SentFrame(self._sequence, timestamp, payloads))
+        self._remember(_SentFrame(self._sequence, timestamp, payloads, abs_send_time(ntp)))
         self._sequence = (self._sequence + len(payloads)) & 0xFFFF
         counters = self._sender.__dict__
         counters[_NTP] = ntp
@@ -241,7 +247,7 @@ class FrameSender:
     def _remember(self, frame: _SentFrame) -> None:
         self._history.append(frame)
         self._history_packets += len(frame.payloads)
-        while self._history_packets - len(self._history[0].payloads) >= HISTORY_PACKETS:
+        while self._history_packets > HISTORY_PACKETS:
             self._history_packets -= len(self._history.popleft().payloads)
 
     def _find(self, sequence_number: int) -> tuple[_SentFrame, int] | None:
@@ -262,10 +268,10 @@ class FrameSender:
         sender = self._sender
         marker = index == len(frame.payloads) - 1
         payload = frame.payloads[index]
-        sent_at = abs_send_time(clock.current_ntp_time())
         rtx_type = self._get("rtx_payload_type")
         if rtx_type is None:
-            header = self._template.fill(sequence_number, frame.timestamp, marker, sent_at)
+            # The very packet again: same number, same bytes (see _SentFrame.sent_at).
+            header = self._template.fill(sequence_number, frame.timestamp, marker, frame.sent_at)
             packet = bytes(header) + payload
         else:
             if self._rtx_template is None:
@@ -273,6 +279,7 @@ class FrameSender:
                     self._get("rtp_header_extensions_map"), rtx_type, sender._rtx_ssrc,
                     self._get("mid"),
                 )  # fmt: skip
+            sent_at = abs_send_time(clock.current_ntp_time())
             header = self._rtx_template.fill(self._rtx_sequence, frame.timestamp, marker, sent_at)
             packet = bytes(header) + sequence_number.to_bytes(2, "big") + payload
             self._rtx_sequence = uint16_add(self._rtx_sequence, 1)
