@@ -261,14 +261,16 @@ async def test_a_packet_sent_again_under_its_own_number_is_the_same_bytes() -> N
     ntp = 0x0000_1234_8000_0000
     frame = EncodedFrame("h264", b"x", True, 0.0, 90, (b"first", b"second"), 0)
     first = installed._sequence
-    headers_sent = installed._headers(frame, ntp)  # an hour after 1900: never "now"
+    numbered = installed._number(frame, ntp)  # an hour after 1900: never "now"
+    headers_sent = installed._headers(numbered)
     originals = [bytes(h) + p for h, p in zip(headers_sent, frame.payloads, strict=True)]
-    installed._sent(frame, ntp)
+    installed._sent(numbered, ntp)
     await installed.retransmit((first + 1) & 0xFFFF)
     assert sent == [originals[1]]
     assert template.abs_send_time_at is not None
     for number in range(300):  # 1200 packets more
-        installed._sent(EncodedFrame("h264", b"x", False, 0.0, number, (b"p",) * 4, 0), ntp)
+        more = EncodedFrame("h264", b"x", False, 0.0, number, (b"p",) * 4, 0)
+        installed._sent(installed._number(more, ntp), ntp)
     assert 996 < installed._history_packets <= 1000 < 1024
     await pc.close()
 

@@ -143,7 +143,8 @@ class FrameSender:
                 if socket is None:
                     raise ConnectionError("Cannot send data, not connected")
                 ntp = clock.current_ntp_time()
-                headers = self._headers(frame, ntp)
+                numbered = self._number(frame, ntp)
+                headers = self._headers(numbered)
                 if socket.direct:
                     self._send(dtls, socket, headers, frame.payloads)
                 else:
@@ -155,7 +156,7 @@ class FrameSender:
                             await dtls._send_rtp(bytes(header) + payload)
                     finally:
                         self._relaying = False
-                self._sent(frame, ntp)
+                self._sent(numbered, ntp)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         except Exception:
@@ -179,17 +180,18 @@ class FrameSender:
         if dtls._state != State.CONNECTED or self._relaying:
             return False  # `run` meets it and ends, or sends it after the frame it is on
         ntp = clock.current_ntp_time()
+        numbered = self._number(frame, ntp)
         try:
             socket = self._pair_socket(dtls)
             if socket is None or not socket.direct:
                 return False
-            self._send(dtls, socket, self._headers(frame, ntp), frame.payloads)
+            self._send(dtls, socket, self._headers(numbered), frame.payloads)
         except Exception:
             # Never into the hub's publish, which serves the other viewers too. Nothing
             # was counted as sent: queued, `run` meets the same error, logs it and ends
             # this viewer, as it would have without the hand-over.
             return False
-        self._sent(frame, ntp)
+        self._sent(numbered, ntp)
         return True
 
     def _pair_socket(self, dtls: RTCDtlsTransport) -> PairSocket | None:
@@ -202,15 +204,19 @@ class FrameSender:
             self._socket = PairSocket(pair)
         return self._socket
 
-    def _headers(self, frame: EncodedFrame, ntp: int) -> list[bytearray]:
-        """The frame's packets' headers, numbered on from the last frame sent, leaving
-        at `ntp`."""
+    def _number(self, frame: EncodedFrame, ntp: int) -> _SentFrame:
+        """`frame` as it is to leave at `ntp`: numbered on from the last frame sent,
+        stamped on this viewer's timeline."""
+        timestamp = uint32_add(self._origin, frame.rtp_timestamp)
+        return _SentFrame(self._sequence, timestamp, frame.payloads, abs_send_time(ntp))
+
+    def _headers(self, numbered: _SentFrame) -> list[bytearray]:
+        """Its packets' headers."""
         assert self._template is not None
         fill = self._template.fill
-        timestamp = uint32_add(self._origin, frame.rtp_timestamp)
-        sent_at = abs_send_time(ntp)
-        last = len(frame.payloads) - 1
-        sequence = self._sequence
+        timestamp, sent_at = numbered.timestamp, numbered.sent_at
+        last = len(numbered.payloads) - 1
+        sequence = numbered.first
         headers = []
         for index in range(last + 1):
             headers.append(fill(sequence, timestamp, index == last, sent_at))
@@ -231,16 +237,15 @@ class FrameSender:
         counters[_TX_BYTES] += sum(map(len, datagrams))
         counters[_TX_PACKETS] += len(datagrams)
 
-    def _sent(self, frame: EncodedFrame, ntp: int) -> None:
-        """Count `frame` as sent: its numbers taken, its payloads kept for NACKs, and
+    def _sent(self, numbered: _SentFrame, ntp: int) -> None:
+        """Count the frame as sent: its numbers taken, its payloads kept for NACKs, and
         the counters aiortc's sender reports and statistics read."""
-        payloads = frame.payloads
-        timestamp = uint32_add(self._origin, frame.rtp_timestamp)
-        self._remember(_SentFrame(self._sequence, timestamp, payloads, abs_send_time(ntp)))
-        self._sequence = (self._sequence + len(payloads)) & 0xFFFF
+        payloads = numbered.payloads
+        self._remember(numbered)
+        self._sequence = (numbered.first + len(payloads)) & 0xFFFF
         counters = self._sender.__dict__
         counters[_NTP] = ntp
-        counters[_RTP] = timestamp
+        counters[_RTP] = numbered.timestamp
         counters[_OCTETS] += sum(map(len, payloads))
         counters[_PACKETS] += len(payloads)
 

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pylibsrtp import Session
+from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
 from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]  # cffi, no stubs
 
-# libsrtp's most a protect may append (pylibsrtp's SRTP_MAX_TRAILER_LEN).
-MAX_TRAILER = 16 + 128
 _MINIMUM_BUFFER = 64 * 1024
 
 
@@ -47,7 +45,8 @@ class FrameProtector:
         self, headers: Sequence[bytes | bytearray], payloads: Sequence[bytes]
     ) -> list[memoryview]:
         """Packet i is headers[i] + payloads[i]; returns each protected, in order."""
-        self._room(sum(map(len, headers)) + sum(map(len, payloads)) + MAX_TRAILER * len(headers))
+        trailers = SRTP_MAX_TRAILER_LEN * len(headers)  # room for libsrtp's tags
+        self._room(sum(map(len, headers)) + sum(map(len, payloads)) + trailers)
         view, length, context, buffer = self._view, self._length, self._context, self._buffer
         protected: list[memoryview] = []
         at = 0
