@@ -167,6 +167,11 @@ class VideoConfig(_Section):
     # "sub"): frames per second (Frigate detects at 5; 10 leaves room) and bitrate.
     sub_fps: Annotated[int, Field(ge=1, le=60)] = 10
     sub_bitrate_kbps: Annotated[int, Field(ge=50, le=5_000)] = 500
+    # A viewer whose path carries less than `bitrate_kbps` (mobile data, a far relay)
+    # is moved to a low layer: camera.lores_size at the camera's full rate and this
+    # bitrate, H.264, encoded once for all such viewers and only while one needs it.
+    # 0: no low layer, every viewer gets the main stream.
+    low_bitrate_kbps: Annotated[int, Field(ge=0, le=5_000)] = 500
 
     @field_validator("codecs")
     @classmethod
@@ -606,6 +611,19 @@ class Config(_Section):
             fps=min(self.video.sub_fps, self.camera.fps),
             bitrate=self.video.sub_bitrate_kbps * 1000,
         )
+
+    @property
+    def low_layer(self) -> SmallStream | None:
+        """The viewers' low layer (`video.low_bitrate_kbps`): the small picture at the
+        camera's full rate, if there is a small picture, H.264 is made, and the low
+        layer is really lower than the main stream."""
+        size = self.camera.lores_dimensions
+        bitrate = self.video.low_bitrate_kbps
+        if size is None or "h264" not in self.video.codecs or not bitrate:
+            return None
+        if bitrate >= self.video.bitrate_kbps or size == self.camera.dimensions:
+            return None
+        return SmallStream(*size, fps=self.camera.fps, bitrate=bitrate * 1000)
 
 
 @dataclass(frozen=True)

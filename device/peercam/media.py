@@ -9,11 +9,14 @@ from typing import Literal
 import av
 
 Kind = Literal["audio", "video"]
-# A video codec's encodes: the camera's full picture, and a smaller second stream
-# where one is configured (for NVRs' detection: RTSP /live/sub, ONVIF's profile "sub").
-Layer = Literal["main", "sub"]
+# A video codec's encodes: the camera's full picture; a smaller second stream where
+# one is configured (for NVRs' detection: RTSP /live/sub, ONVIF's profile "sub", at a
+# thinned rate); and the same small picture at the camera's full rate and a low
+# bitrate, for viewers whose path does not carry the main one ("low").
+Layer = Literal["main", "sub", "low"]
 MAIN: Layer = "main"
 SUB: Layer = "sub"
+LOW: Layer = "low"
 
 # One clock for audio and video: RTP timestamps of both kinds count from this instant,
 # so the receiver's lip sync (through RTCP sender reports) lines up.

@@ -33,7 +33,9 @@ from peercam.encode.producer import Delivered, FrameSink, Producer, Takes, kind_
 from peercam.encode.shared_encoder import SharedEncoder
 from peercam.encode.video import PyAVVideoEncoder, VideoSettings
 from peercam.fanout.hub import StreamHub, Subscription
+from peercam.fanout.layer_feed import LayerFeed
 from peercam.media import (
+    LOW,
     MAIN,
     SUB,
     CapturedPreview,
@@ -76,7 +78,8 @@ class _Route:
 
 @dataclass(frozen=True)
 class ExtraLayer:
-    """A second, smaller encode of a video codec (layer "sub", for NVRs' detection):
+    """A smaller encode of a video codec (layer "sub" for NVRs' detection, "low" for
+    viewers on a narrow path):
     encoded once for all who take it, from the camera's own low-resolution stream
     where it has one (the ISP scaled it for free), else from its raw frames, scaled
     in the encoder's thread. `max_fps` thins the camera's rate."""
@@ -108,6 +111,8 @@ class MediaPipeline:
         self.linger = linger
         self._lingering = False
         self._linger_task: asyncio.Task[None] | None = None
+        self._releasing: asyncio.Task[None] | None = None
+        self._release_wanted = False
         self._sources = sources
         self._routes: dict[tuple[str, Layer], _Route] = {}
         self._idle: set[tuple[str, Layer]] = set()
@@ -247,6 +252,34 @@ class MediaPipeline:
             await self.release_idle()
 
     @asynccontextmanager
+    async def layered_stream(
+        self, codec: str, layer: Layer, on_switched: Callable[[Layer], None] = lambda layer: None
+    ) -> AsyncIterator[LayerFeed]:
+        """`stream` for a viewer that may move between `codec`'s layers (starting on
+        `layer`): the encoders of the layers it leaves are stopped once nobody needs
+        them."""
+        feed = LayerFeed(
+            functools.partial(self.subscribe, codec), layer, self._release_soon, on_switched
+        )
+        try:
+            yield feed
+        finally:
+            feed.close()
+            await self.release_idle()
+
+    def _release_soon(self) -> None:
+        """`release_idle` from a callback that cannot await it (again after the one
+        under way, which may have looked before this release); `stop` awaits it."""
+        self._release_wanted = True
+        if self._releasing is None or self._releasing.done():
+            self._releasing = asyncio.create_task(self._release_while_wanted(), name="release")
+
+    async def _release_while_wanted(self) -> None:
+        while self._release_wanted:
+            self._release_wanted = False
+            await self.release_idle()
+
+    @asynccontextmanager
     async def pictures(self, tap: PictureTap) -> AsyncIterator[bool]:
         """`tap` sees the camera's pictures for as long as the block runs (the block
         gets False when there is no camera); on leaving, a camera nothing else needs
@@ -376,6 +409,8 @@ class MediaPipeline:
             return_free_memory()
 
     async def stop(self) -> None:
+        if self._releasing is not None:
+            await asyncio.gather(self._releasing, return_exceptions=True)
         task, self._linger_task = self._linger_task, None
         if task is not None:
             task.cancel()
@@ -451,30 +486,37 @@ def build_video(config: Config) -> VideoParts:
             )
             logger.info("software H.264: %s (%s)", implementation, why)
         backends[codec] = functools.partial(PyAVVideoEncoder, codec, settings, implementation)
-    return VideoParts(camera, backends, _sub_layer(config, camera))
+    return VideoParts(camera, backends, _small_layers(config, camera))
 
 
-def _sub_layer(config: Config, camera: Source[Any]) -> tuple[ExtraLayer, ...]:
-    """The small H.264 stream, where `camera.lores_size` asks for one. Its encoder
-    is chosen as the main one's is (a Pi 4's V4L2 hardware block takes a second
-    stream beside picamera2's), and runs only while an NVR takes the stream."""
-    small = config.small_stream
-    if small is None:
-        return ()
-    settings = VideoSettings(
-        small.width, small.height, small.fps, small.bitrate, config.video.keyframe_interval
-    )
-    implementation, why = choose_h264_implementation(
-        config.video.h264_encoder, small.width, small.height
-    )
-    logger.info(
-        "small H.264 stream: %dx%d at %d fps from the camera's %s, %s (%s)",
-        small.width,
-        small.height,
-        small.fps,
-        "low-resolution stream" if camera.has_preview else "frames",
-        implementation,
-        why,
-    )
-    make = functools.partial(PyAVVideoEncoder, H264.name, settings, implementation)
-    return (ExtraLayer(H264.name, SUB, make, small.fps),)
+def _small_layers(config: Config, camera: Source[Any]) -> tuple[ExtraLayer, ...]:
+    """The small H.264 encodes of the camera's small picture (`camera.lores_size`):
+    the NVRs' stream ("sub", thinned) and the viewers' low layer ("low", full rate,
+    low bitrate), each where configured. Their encoder is chosen as the main one's
+    is (a Pi 4's V4L2 hardware block takes more streams beside picamera2's), and
+    each runs only while someone takes it."""
+    layers = []
+    for layer, small in ((SUB, config.small_stream), (LOW, config.low_layer)):
+        if small is None:
+            continue
+        settings = VideoSettings(
+            small.width, small.height, small.fps, small.bitrate, config.video.keyframe_interval
+        )
+        implementation, why = choose_h264_implementation(
+            config.video.h264_encoder, small.width, small.height
+        )
+        logger.info(
+            "H.264 layer %s: %dx%d at %d fps, %d kbit/s, from the camera's %s, %s (%s)",
+            layer,
+            small.width,
+            small.height,
+            small.fps,
+            small.bitrate // 1000,
+            "low-resolution stream" if camera.has_preview else "frames",
+            implementation,
+            why,
+        )
+        make = functools.partial(PyAVVideoEncoder, H264.name, settings, implementation)
+        thinned = small.fps if small.fps < config.camera.fps else 0.0  # 0: every frame
+        layers.append(ExtraLayer(H264.name, layer, make, thinned))
+    return tuple(layers)

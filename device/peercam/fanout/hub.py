@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from peercam.media import EncodedFrame
 
@@ -24,6 +25,17 @@ DirectDelivery = Callable[[EncodedFrame], bool]
 
 class SubscriptionClosed(Exception):
     pass
+
+
+class FrameFeed(Protocol):
+    """What a viewer's sender takes frames from: one hub's `Subscription`, or a
+    `LayerFeed` (layer_feed.py) moving between hubs."""
+
+    def start(self, direct: DirectDelivery | None = None) -> None: ...
+
+    async def get(self) -> EncodedFrame: ...
+
+    def close(self) -> None: ...
 
 
 class Subscription:

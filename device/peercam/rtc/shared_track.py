@@ -9,7 +9,7 @@ from aiortc.codecs.base import Encoder
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
-from peercam.fanout.hub import Subscription, SubscriptionClosed
+from peercam.fanout.hub import FrameFeed, SubscriptionClosed
 from peercam.media import EncodedFrame, Kind
 
 
@@ -17,7 +17,7 @@ class SharedFrameTrack(MediaStreamTrack):
     """Yields the hub's `EncodedFrame`s. Paced by the encoder: each frame is returned
     as soon as it exists, which is when it should go out."""
 
-    def __init__(self, kind: Kind, subscription: Subscription) -> None:
+    def __init__(self, kind: Kind, subscription: FrameFeed) -> None:
         super().__init__()
         self.kind = kind
         self.subscription = subscription
