@@ -6,7 +6,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,21 +37,33 @@ FLAGS = [
 def chromium(
     extra_flags: list[str] | None = None, executable: str = CHROMIUM
 ) -> Iterator[BrowserContext]:
-    profile = tempfile.mkdtemp(prefix="peercam-chromium-")
+    with chromiums([executable], extra_flags) as (context,):
+        yield context
+
+
+@contextmanager
+def chromiums(
+    executables: list[str], extra_flags: list[str] | None = None
+) -> Iterator[list[BrowserContext]]:
+    """A browser per executable (each a wrapper that may start it in a network
+    namespace of its own), with profiles of their own, under one Playwright."""
+    profiles = [tempfile.mkdtemp(prefix="peercam-chromium-") for _ in executables]
     try:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=executable,
-                headless=True,
-                args=FLAGS + (extra_flags or []),
-            )
-            try:
-                yield context
-            finally:
-                context.close()
+        with sync_playwright() as playwright, ExitStack() as contexts:
+            opened = []
+            for profile, executable in zip(profiles, executables, strict=True):
+                context = playwright.chromium.launch_persistent_context(
+                    profile,
+                    executable_path=executable,
+                    headless=True,
+                    args=FLAGS + (extra_flags or []),
+                )
+                contexts.callback(context.close)
+                opened.append(context)
+            yield opened
     finally:
-        shutil.rmtree(profile, ignore_errors=True)
+        for profile in profiles:
+            shutil.rmtree(profile, ignore_errors=True)
 
 
 def open_page(

@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import errno
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +394,121 @@ def test_frames_leave_as_the_hub_publishes_them_without_waking_the_viewers_task(
     assert len(direct) >= 45 and all(direct), direct
     assert queued[0] == 0
     assert inbound["packetsLost"] == 0, inbound
+
+
+@contextlib.asynccontextmanager
+async def _connected_sender(
+    rtx_payload_type: int | None = None, clock: Callable[[], float] = time.monotonic
+) -> AsyncIterator[tuple[FrameSender, socket.socket]]:
+    """A FrameSender on a real peer connection's sender, as after the handshake: DTLS
+    connected with an SRTP key, a nominated pair whose socket sends to the test's own
+    on loopback, RTX negotiated with `rtx_payload_type` if given."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    installed = FrameSender(sender, clock)
+    installed._template = HeaderTemplate.build(rtp.HeaderExtensionsMap(), 102, 1234, None)
+    setattr(sender, "_RTCRtpSender__rtx_payload_type", rtx_payload_type)  # noqa: B010
+    dtls = sender.transport
+    async with _loopback_pair() as (pair_socket, receiver):
+        dtls._state = State.CONNECTED
+        dtls._tx_srtp = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+        dtls.transport._connection._nominated[1] = pair_socket.pair
+        try:
+            yield installed, receiver
+        finally:
+            made = _made_socket(installed)
+            if made is not None:
+                made.close()
+            dtls.transport._connection._nominated.clear()
+            dtls._state = State.NEW
+    await pc.close()
+
+
+def _drain(receiver: socket.socket) -> list[bytes]:
+    datagrams = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            datagrams.append(receiver.recv(65536))
+    return datagrams
+
+
+async def test_a_probe_sends_rtx_copies_of_the_frames_at_the_rate_asked() -> None:
+    """A probe of a viewer's path (rtc/layer_chooser.py) is copies of the frame just
+    sent, as RTX (its own payload type and sequence, the original number first in the
+    payload), as many as the rate asked makes due since the last frame; none without
+    RTX negotiated."""
+    now = [100.0]
+    payloads = (b"a" * 1000, b"b" * 1000, b"c" * 500)
+    async with _connected_sender(103, lambda: now[0]) as (installed, receiver):
+        installed.padding_bitrate = 800_000  # 100 000 bytes a second
+        for number in range(3):
+            frame = EncodedFrame("h264", b"x", number == 0, 0.0, number * 3000, payloads, 0)
+            first = installed._sequence
+            assert installed._deliver(frame) is True
+            now[0] += 1 / 30
+        await asyncio.sleep(0.05)
+        datagrams = _drain(receiver)
+        media = [d for d in datagrams if d[1] & 0x7F == 102]
+        copies = [d for d in datagrams if d[1] & 0x7F == 103]
+        assert len(media) == 9  # every frame whole
+        # The first frame only starts the clock; the next two make 2/30 s of 100 000
+        # bytes a second due: 6 667 bytes, give or take a packet (and SRTP's tags).
+        copied = sum(len(d) for d in copies)
+        assert 5_500 < copied < 8_500, [len(d) for d in copies]
+        # An RTX copy carries the original's number first; SRTP hides the rest, so the
+        # check is on the sequence numbers of the RTX stream: consecutive.
+        numbers = [int.from_bytes(d[2:4], "big") for d in copies]
+        assert numbers == [(numbers[0] + i) & 0xFFFF for i in range(len(numbers))]
+        assert installed._sequence == (first + 3) & 0xFFFF  # copies take no media numbers
+        # And sender reports, more often than aiortc's, each remembered for the round
+        # trip the viewer's next report will give.
+        reports = [d for d in datagrams if d[1] == 200]  # RTCP SR (SRTCP keeps its header)
+        assert len(reports) == 1  # the frames were 1/30 s apart: one report in 0.2 s
+        lsr = installed._sender.__dict__["_RTCRtpSender__lsr"]
+        assert installed.report_sent_at(lsr) is not None
+
+    async with _connected_sender(None, lambda: now[0]) as (installed, receiver):
+        installed.padding_bitrate = 800_000
+        for number in range(3):
+            frame = EncodedFrame("h264", b"x", number == 0, 0.0, number * 3000, payloads, 0)
+            installed._deliver(frame)
+            now[0] += 1 / 30
+        await asyncio.sleep(0.05)
+        media = [d for d in _drain(receiver) if d[1] & 0x7F in (102, 103)]
+        assert len(media) == 9  # the frames, no copy
+
+
+async def test_nacks_are_answered_once_a_round_trip_and_within_the_repair_budget() -> None:
+    """On a path that drops what it cannot carry the viewer asks for more than it can
+    take: the same packet again before the first answer could arrive, and more packets
+    than there is room for. Each packet is answered once a round trip at most, and
+    answers stay within `repair_bitrate`."""
+    now = [100.0]
+    async with _connected_sender(None, lambda: now[0]) as (installed, _):
+        answered: list[bytes] = []
+
+        async def capture(packet: bytes) -> None:
+            answered.append(packet)
+
+        installed._sender.transport._send_rtp = capture  # type: ignore[method-assign, assignment]
+        first = installed._sequence
+        frame = EncodedFrame("h264", b"x", True, 0.0, 0, (b"p" * 1000,) * 20, 0)
+        assert installed._deliver(frame) is True
+        installed.round_trip = 0.2
+        await installed.retransmit(first)
+        await installed.retransmit(first)  # asked again at once: not answered again
+        assert len(answered) == 1
+        now[0] += 0.25  # a round trip later it may be
+        await installed.retransmit(first)
+        assert len(answered) == 2
+
+        installed.repair_bitrate = 80_000  # 10 000 bytes a second, 5 000 saved up at most
+        now[0] += 10
+        for index in range(1, 20):
+            await installed.retransmit((first + index) & 0xFFFF)
+        assert len(answered) == 2 + 5  # what 5 000 bytes hold
+        now[0] += 0.35  # 3 500 bytes more
+        for index in range(1, 20):
+            await installed.retransmit((first + index) & 0xFFFF)
+
+        assert len(answered) == 2 + 5 + 3

@@ -23,6 +23,7 @@ from aiortc import (
 from playwright.sync_api import Page, Route
 from prometheus_client.parser import text_string_to_metric_families
 
+from peercam.rtc.layer_chooser import LayerStatus
 from peercam.rtc.viewer_stats import (
     Candidate,
     SelectedPair,
@@ -190,6 +191,7 @@ def test_to_json_hides_the_cameras_own_address_unless_asked() -> None:
                 "port": 61_234,
             },
         },
+        "layer": None,  # a viewer that does not move between layers
     }
     assert "type" not in shown  # the channel message's own "type" stays "stats"
     assert stats.to_json(local_address=True)["candidatePair"]["local"]["address"] == (
@@ -200,6 +202,15 @@ def test_to_json_hides_the_cameras_own_address_unless_asked() -> None:
     )
     assert relayed.to_json()["candidatePair"]["local"]["address"] == "203.0.113.9"
     assert json.loads(json.dumps(ViewerStats().to_json()))["rttSeconds"] is None
+    moving = ViewerStats(layer=LayerStatus("main", "low", "path estimate 700 kbit/s", 700_000, 0))
+    assert json.loads(json.dumps(moving.to_json()))["layer"] == {
+        "layer": "main",
+        "target": "low",
+        "reason": "path estimate 700 kbit/s",
+        "estimateBps": 700_000,
+        "probeBps": 0,
+        "limitBps": None,
+    }
 
 
 # --- /metrics with a real viewer ---------------------------------------------------

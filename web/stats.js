@@ -22,6 +22,9 @@ export class StatsReader {
       fps: video?.framesPerSecond,
       framesDecoded: video?.framesDecoded ?? 0,
       keyFramesDecoded: video?.keyFramesDecoded ?? 0,
+      framesDropped: video?.framesDropped ?? 0,
+      freezeCount: video?.freezeCount ?? 0,
+      freezeSeconds: video?.totalFreezesDuration ?? 0,
       packetsLost: (video?.packetsLost ?? 0) + (audio?.packetsLost ?? 0),
       // Repairs asked of the camera: retransmissions (NACK) and keyframes (PLI).
       nackCount: video?.nackCount ?? 0,
@@ -84,11 +87,28 @@ function formatCameraSide(c, n) {
     ? null : c.sendBitrateBps / 1000;
   const rtt = c.rttSeconds === undefined || c.rttSeconds === null ? null : c.rttSeconds * 1000;
   const pair = c.candidatePair;
-  return [
+  const lines = [
     'camera sees',
     `  rtt      ${n(rtt, 1)} ms`,
     `  lost     ${n(c.packetsLost)} packets${percent}`,
     `  sending  ${n(bitrate)} kbit/s`,
     `  path     ${pair ? `${formatCandidate(pair.local)} → ${formatCandidate(pair.remote)}` : '–'}`,
   ];
+  if (c.layer) lines.push(...formatLayer(c.layer, n));
+  return lines;
+}
+
+// The video layer the camera chose for this viewer's path, and why
+// (device/peercam/rtc/layer_chooser.py, LayerStatus).
+function formatLayer(l, n) {
+  const kbit = (v) => (v === undefined || v === null ? '–' : n(v / 1000));
+  const moving = l.target !== l.layer ? ` → ${l.target}` : '';
+  const lines = [
+    `  layer    ${l.layer}${moving}`,
+    `  because  ${l.reason}`,
+    `  path est ${kbit(l.estimateBps)} kbit/s`,
+  ];
+  if (l.probeBps) lines.push(`  probing  +${kbit(l.probeBps)} kbit/s`);
+  if (l.limitBps) lines.push(`  held to  ${kbit(l.limitBps)} kbit/s (whole groups of pictures)`);
+  return lines;
 }

@@ -169,6 +169,18 @@ class Metrics:
         self.sessions = Counter(
             "peercam_sessions", "Viewer sessions created", ["codec"], registry=r
         )
+        self.layer_viewers = Gauge(
+            "peercam_layer_viewers",
+            "Viewers receiving each video layer (those that may move between layers)",
+            ["layer"],
+            registry=r,
+        )
+        self.layer_switches = Counter(
+            "peercam_layer_switches",
+            "Viewers moved to a video layer, by the layer moved to",
+            ["layer"],
+            registry=r,
+        )
         self.encoder_running = Gauge(
             "peercam_encoder_running",
             "1 while the codec's shared encoder runs",

@@ -33,7 +33,7 @@ class ViewerReadings:
             del self._readers[gone]
         for session_id, session in live.items():
             if session_id not in self._readers:
-                self._readers[session_id] = StatsReader(session.pc)
+                self._readers[session_id] = StatsReader(session.pc, layer=session.layer_status)
         ids = list(live)
         # aiortc's getStats only awaits its senders' and receivers' own (no I/O):
         # gathered, 50 viewers are a few milliseconds of work.

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from aiortc import RTCRtpCodecParameters, RTCRtpSender, clock
+from aiortc import RTCRtpCodecParameters, RTCRtpSender, clock, rtp
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpsender import random_sequence_number
@@ -44,6 +46,15 @@ logger = logging.getLogger(__name__)
 # under its own number must lie within SRTP's 1024-packet send window (aiortc's
 # rtcdtlstransport.py sets window_size 1024), else libsrtp refuses it as a replay.
 HISTORY_PACKETS = 1000
+# NACKs for one packet answered at most once in this long (or a round trip, if longer);
+# answers saved up for at most this many seconds of `repair_bitrate`.
+MIN_REPAIR_GAP = 0.05
+REPAIR_SECONDS = 0.5
+# A probe's copies: at most this many seconds' worth owed, this many packets a frame.
+MAX_PADDING_SECONDS = 0.1
+PROBE_REPORT_INTERVAL = 0.2
+KEPT_REPORTS = 16
+MAX_PADDING_PACKETS = 64
 
 _SENDER = "_RTCRtpSender__"
 _DTLS = "_RTCDtlsTransport__"
@@ -53,6 +64,7 @@ SENDER_ATTRIBUTES = tuple(
     for name in (
         "mid", "rtp_header_extensions_map", "rtx_payload_type", "track", "rtp_started",
         "rtp_exited", "ntp_timestamp", "rtp_timestamp", "octet_count", "packet_count",
+        "cname", "lsr", "lsr_time",
     )
 )  # fmt: skip
 SENDER_METHODS = ("_run_rtp", "_retransmit", "_ssrc", "_rtx_ssrc", "_enabled", "transport")
@@ -85,12 +97,13 @@ class FrameSender:
     and the one that ends the sender when the connection does.
     """
 
-    def __init__(self, sender: RTCRtpSender) -> None:
+    def __init__(self, sender: RTCRtpSender, clock: Callable[[], float] = time.monotonic) -> None:
         missing = [a for a in SENDER_ATTRIBUTES if not hasattr(sender, a)]
         missing += [a for a in SENDER_METHODS if not hasattr(sender, a)]
         if missing:
             raise RuntimeError(f"this aiortc version lacks the sender internals {missing}")
         self._sender = sender
+        self._clock = clock
         self._history: deque[_SentFrame] = deque()
         self._history_packets = 0
         self._rtx_sequence = random_sequence_number()
@@ -103,6 +116,20 @@ class FrameSender:
         self._template: HeaderTemplate | None = None
         self._protector: FrameProtector | None = None
         self._rtx_template: HeaderTemplate | None = None
+        # Bits per second of redundant RTX copies sent beside the frames: a probe of
+        # the viewer's path (rtc/layer_chooser.py), 0 when none is wanted.
+        self.padding_bitrate = 0
+        self._padding_credit = 0.0  # bytes due
+        self._padding_at: float | None = None
+        self._reported_at = 0.0  # when a sender report was last sent while probing
+        self._reports_sent: dict[int, float] = {}  # LSR field: time.time() it was sent
+        # Answers to NACKs: at most this many bits per second (None: all), and not
+        # again within a round trip (seconds), both told by the viewer's path.
+        self.repair_bitrate: int | None = None
+        self.round_trip = 0.0
+        self._repair_credit = 0.0
+        self._repair_at = clock()
+        self._repaired: dict[int, float] = {}  # sequence number: when last answered
         setattr(sender, "_run_rtp", self.run)  # noqa: B010
         setattr(sender, "_retransmit", self.retransmit)  # noqa: B010
 
@@ -186,12 +213,16 @@ class FrameSender:
             if socket is None or not socket.direct:
                 return False
             self._send(dtls, socket, self._headers(numbered), frame.payloads)
+            if self.padding_bitrate:
+                self._pad(dtls, socket, numbered)
         except Exception:
             # Never into the hub's publish, which serves the other viewers too. Nothing
             # was counted as sent: queued, `run` meets the same error, logs it and ends
             # this viewer, as it would have without the hand-over.
             return False
         self._sent(numbered, ntp)
+        if self.padding_bitrate:
+            self._report_while_probing(dtls, socket, ntp)
         return True
 
     def _pair_socket(self, dtls: RTCDtlsTransport) -> PairSocket | None:
@@ -262,6 +293,108 @@ class FrameSender:
                 return frame, index
         return None
 
+    def _report_while_probing(self, dtls: RTCDtlsTransport, socket: PairSocket, ntp: int) -> None:
+        """A sender report every PROBE_REPORT_INTERVAL while probing. The viewer's next
+        receiver report times the round trip from the last sender report it had:
+        aiortc sends one every 0.5-1.5 s, so the queue a probe fills would show a
+        second or two late, past the point where the path drops. Sent as aiortc's
+        are (its counters, its CNAME, its record of when: rtcp_watch.py reads it)."""
+        now = self._clock()
+        if now - self._reported_at < PROBE_REPORT_INTERVAL:
+            return
+        self._reported_at = now
+        sender = self._sender
+        counters = sender.__dict__
+        packets: list[rtp.AnyRtcpPacket] = [
+            rtp.RtcpSrPacket(
+                ssrc=sender._ssrc,
+                sender_info=rtp.RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=counters[_RTP],
+                    packet_count=counters[_PACKETS] & 0xFFFFFFFF,
+                    octet_count=counters[_OCTETS] & 0xFFFFFFFF,
+                ),
+            )
+        ]
+        cname = counters.get(_SENDER + "cname")
+        if cname is not None:
+            source = rtp.RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode("utf8"))])
+            packets.append(rtp.RtcpSdesPacket(chunks=[source]))
+        socket.send([dtls._tx_srtp.protect_rtcp(b"".join(bytes(p) for p in packets))])
+        lsr, sent = (ntp >> 16) & 0xFFFFFFFF, time.time()
+        counters[_SENDER + "lsr"], counters[_SENDER + "lsr_time"] = lsr, sent
+        # The viewer's report may answer any of the last few: a queue delays them.
+        self._reports_sent[lsr] = sent
+        if len(self._reports_sent) > KEPT_REPORTS:
+            del self._reports_sent[next(iter(self._reports_sent))]
+
+    def report_sent_at(self, lsr: int) -> float | None:
+        """When (time.time()) the sender report with this LSR field was sent, if it
+        was one of the last few sent while probing."""
+        return self._reports_sent.get(lsr)
+
+    def _rtx_header(self, rtx_type: int) -> HeaderTemplate:
+        if self._rtx_template is None:
+            self._rtx_template = HeaderTemplate.build(
+                self._get("rtp_header_extensions_map"), rtx_type, self._sender._rtx_ssrc,
+                self._get("mid"),
+            )  # fmt: skip
+        return self._rtx_template
+
+    def _pad(self, dtls: RTCDtlsTransport, socket: PairSocket, frame: _SentFrame) -> None:
+        """RTX copies of `frame`'s packets (RFC 4588; the viewer keeps the first copy of
+        each and drops the rest), as many as `padding_bitrate` makes due since the last
+        frame. Real packets rather than padding-only ones: a probe of the same rate in
+        fewer, fuller datagrams costs less to send."""
+        rtx_type = self._get("rtx_payload_type")
+        now = self._clock()
+        last, self._padding_at = self._padding_at, now
+        if rtx_type is None or last is None:
+            return
+        due = self._padding_credit + self.padding_bitrate * (now - last) / 8
+        # A stalled stream must not come back with a burst.
+        self._padding_credit = min(due, self.padding_bitrate * MAX_PADDING_SECONDS / 8)
+        template = self._rtx_header(rtx_type)
+        headers: list[bytearray] = []
+        payloads: list[bytes] = []
+        count = len(frame.payloads)
+        while self._padding_credit > 0 and len(headers) < MAX_PADDING_PACKETS:
+            index = len(headers) % count
+            payload = frame.payloads[index]
+            original = (frame.first + index) & 0xFFFF
+            headers.append(
+                template.fill(
+                    self._rtx_sequence, frame.timestamp, index == count - 1, frame.sent_at
+                )
+            )
+            payloads.append(original.to_bytes(2, "big") + payload)
+            self._rtx_sequence = uint16_add(self._rtx_sequence, 1)
+            self._padding_credit -= len(payload) + len(template.header) + 2
+        if headers:
+            self._send(dtls, socket, headers, tuple(payloads))
+
+    def _may_repair(self, sequence_number: int, size: int) -> bool:
+        """Whether to answer a NACK for `sequence_number` now. Not twice within a round
+        trip (the viewer asks again before the first answer can have arrived), and
+        within `repair_bitrate`: on a path that drops what it cannot carry, each
+        answer sent into it is more to drop, and repairs alone would fill it."""
+        now = self._clock()
+        last = self._repaired.get(sequence_number)
+        if last is not None and now - last < max(self.round_trip, MIN_REPAIR_GAP):
+            return False
+        if self.repair_bitrate is not None:
+            elapsed = now - self._repair_at
+            cap = self.repair_bitrate * REPAIR_SECONDS / 8
+            self._repair_credit = min(self._repair_credit + self.repair_bitrate * elapsed / 8, cap)
+            self._repair_at = now
+            if self._repair_credit < size:
+                return False
+            self._repair_credit -= size
+        self._repaired[sequence_number] = now
+        if len(self._repaired) > HISTORY_PACKETS:
+            del self._repaired[next(iter(self._repaired))]  # the oldest
+        return True
+
     async def retransmit(self, sequence_number: int) -> None:
         """aiortc's `_retransmit`: a packet the viewer reported lost, again, as RTX
         (RFC 4588: its own payload type, SSRC and sequence, the original sequence
@@ -270,6 +403,8 @@ class FrameSender:
         if found is None or self._template is None:
             return
         frame, index = found
+        if not self._may_repair(sequence_number, len(frame.payloads[index])):
+            return
         sender = self._sender
         marker = index == len(frame.payloads) - 1
         payload = frame.payloads[index]
@@ -279,13 +414,10 @@ class FrameSender:
             header = self._template.fill(sequence_number, frame.timestamp, marker, frame.sent_at)
             packet = bytes(header) + payload
         else:
-            if self._rtx_template is None:
-                self._rtx_template = HeaderTemplate.build(
-                    self._get("rtp_header_extensions_map"), rtx_type, sender._rtx_ssrc,
-                    self._get("mid"),
-                )  # fmt: skip
             sent_at = abs_send_time(clock.current_ntp_time())
-            header = self._rtx_template.fill(self._rtx_sequence, frame.timestamp, marker, sent_at)
+            header = self._rtx_header(rtx_type).fill(
+                self._rtx_sequence, frame.timestamp, marker, sent_at
+            )
             packet = bytes(header) + sequence_number.to_bytes(2, "big") + payload
             self._rtx_sequence = uint16_add(self._rtx_sequence, 1)
         await sender.transport._send_rtp(packet)

@@ -9,11 +9,14 @@ from typing import Any
 
 from peercam.auth.principal import Role
 from peercam.config import Config
+from peercam.encode.codecs import H264
+from peercam.media import LOW, MAIN, Layer
 from peercam.metrics import Metrics
 from peercam.pipeline import MediaPipeline
 from peercam.rate_window import RateWindow
+from peercam.rtc.layer_chooser import LayerRate
 from peercam.rtc.negotiation import OfferPlan
-from peercam.rtc.session import AudioListener, ChannelListener, ViewerSession
+from peercam.rtc.session import AudioListener, ChannelListener, VideoLayers, ViewerSession
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class SessionRegistry:
             owner=owner,
             role=role,
             on_channel=self.on_channel,
+            layers=self._video_layers(plan.video_codec),
         )
         self._sessions[session.id] = session
         self._metrics.viewers.set(len(self._sessions))
@@ -95,6 +99,7 @@ class SessionRegistry:
             await session.close()
             raise
         self._metrics.sessions.labels(plan.video_codec).inc()
+        self._count_layers()
         logger.info(
             "session %s from %s (%s): %s%s; metrics label %s",
             session.id,
@@ -106,9 +111,31 @@ class SessionRegistry:
         )
         return session, answer
 
+    def _video_layers(self, codec: str) -> VideoLayers | None:
+        """The layers a viewer of `codec` may move between: H.264's main and low
+        layers where the low one is configured."""
+        low = self._config.low_layer
+        if codec != H264.name or low is None:
+            return None
+        main = self._config.video.bitrate_kbps * 1000
+        return VideoLayers((LayerRate(MAIN, main), LayerRate(LOW, low.bitrate)), self._switched)
+
+    def _switched(self, layer: Layer) -> None:
+        self._metrics.layer_switches.labels(layer).inc()
+        self._count_layers()
+
+    def _count_layers(self) -> None:
+        if self._config.low_layer is None:
+            return
+        statuses = [s.layer_status() for s in self._sessions.values()]
+        for layer in (MAIN, LOW):
+            count = sum(1 for status in statuses if status is not None and status.layer == layer)
+            self._metrics.layer_viewers.labels(layer).set(count)
+
     def _forget(self, session: ViewerSession) -> None:
         if self._sessions.pop(session.id, None) is not None:
             self._metrics.viewers.set(len(self._sessions))
+            self._count_layers()
             logger.info("session %s closed", session.id)
             if self._on_gone is not None:
                 task = asyncio.ensure_future(self._on_gone(session.id))

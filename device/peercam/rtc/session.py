@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import (
@@ -17,18 +19,23 @@ from aiortc import (
     RTCIceCandidate,
     RTCIceServer,
     RTCIceTransportPolicy,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 
 from peercam.auth.principal import Role
 from peercam.config import IceServer, WebRtcConfig
+from peercam.fanout.hub import FrameFeed
+from peercam.fanout.layer_feed import LayerFeed
 from peercam.ice.host_candidates import advertise_public_address
 from peercam.ice.servers import session_ice
-from peercam.media import Kind
+from peercam.media import Kind, Layer
 from peercam.pipeline import MediaPipeline
 from peercam.rtc import dtls, playout_delay, sync_groups
 from peercam.rtc.frame_sender import FrameSender
+from peercam.rtc.layer_chooser import LayerChooser, LayerRate, LayerStatus
 from peercam.rtc.negotiation import OfferPlan, codec_preferences
+from peercam.rtc.rtcp_watch import PathEvent, watch_rtcp
 from peercam.rtc.shared_track import (
     SharedFrameTrack,
     attach_to_sender,
@@ -43,6 +50,15 @@ AudioListener = Callable[[str, MediaStreamTrack], Coroutine[Any, Any, None]]
 REMOTE_CLIENT = "remote:"
 # Serves a data channel the viewer opened, for as long as the session lives.
 ChannelListener = Callable[["ViewerSession", RTCDataChannel], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class VideoLayers:
+    """The video layers a viewer may be moved between (best first), and who is told
+    of a move (layer left, layer taken)."""
+
+    rates: tuple[LayerRate, ...]
+    on_switched: Callable[[Layer], None] = lambda layer: None
 
 
 def rtc_configuration(servers: list[IceServer], relay_only: bool) -> RTCConfiguration:
@@ -69,6 +85,7 @@ class ViewerSession:
         owner: str = "",
         role: Role = "viewer",
         on_channel: ChannelListener | None = None,
+        layers: VideoLayers | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         # Names it in /metrics, which viewers may read: nothing of the id, which
@@ -87,6 +104,10 @@ class ViewerSession:
         self._public_ip = webrtc.public_ip
         self._playout_delay_ms = webrtc.playout_delay_ms
         self._frame_sender = webrtc.frame_sender
+        self._layers = layers
+        self._chooser: LayerChooser | None = None
+        self._feed: LayerFeed | None = None
+        self._frame_senders: list[FrameSender] = []  # video's
         relay_only = webrtc.ice_transport_policy == "relay"
         self.pc = dtls.peer_connection(rtc_configuration(self.ice.for_daemon, relay_only))
         self._pipeline = pipeline
@@ -118,7 +139,10 @@ class ViewerSession:
         return advertise_public_address(str(self.pc.localDescription.sdp), self._public_ip)
 
     async def _add_track(self, kind: Kind, codec: str) -> None:
-        subscription = await self._streams.enter_async_context(self._pipeline.stream(codec))
+        if kind == "video":
+            subscription = await self._video_feed(codec)
+        else:
+            subscription = await self._streams.enter_async_context(self._pipeline.stream(codec))
         producer = self._pipeline.producer(codec)
         # Audio is two-way when the viewer offers it and something listens (talkback).
         two_way = kind == "audio" and self.plan.audio_sendrecv and self._on_audio is not None
@@ -133,10 +157,57 @@ class ViewerSession:
         if kind == "video" and delay != "browser":
             playout_delay.offer_in_answers()
             playout_delay.ask_for_playout_delay(transceiver.sender, 0, delay)
-        if self._frame_sender:
-            FrameSender(transceiver.sender)
+        frame_sender = FrameSender(transceiver.sender) if self._frame_sender else None
+        if kind == "video":
+            if frame_sender is not None:
+                self._frame_senders.append(frame_sender)
+            self._follow_path(transceiver.sender, frame_sender)
         if two_way:
             release_audio_promptly(transceiver.receiver)
+
+    async def _video_feed(self, codec: str) -> FrameFeed:
+        """The viewer's video: from the layer its path carries where there are layers
+        (the chooser moves it), else the main stream."""
+        layers = self._layers
+        if layers is None or not all(
+            self._pipeline.has_layer(codec, r.layer) for r in layers.rates
+        ):
+            return await self._streams.enter_async_context(self._pipeline.stream(codec))
+        self._chooser = LayerChooser(layers.rates, time.monotonic())
+        feed = await self._streams.enter_async_context(
+            self._pipeline.layered_stream(codec, self._chooser.layer, layers.on_switched)
+        )
+        self._feed = feed
+        return feed
+
+    def _follow_path(self, sender: RTCRtpSender, frame_sender: FrameSender | None) -> None:
+        """Move the viewer between layers as its RTCP tells, probing its path (through
+        its frame sender) while it may move up."""
+        chooser, feed = self._chooser, self._feed
+        if chooser is None or feed is None:
+            return
+
+        def on_event(event: PathEvent) -> None:
+            choice = chooser.observe(event)
+            if choice is not None:
+                logger.info("session %s: to layer %s (%s)", self.id, choice.layer, choice.reason)
+                feed.switch_to(choice.layer)
+            if frame_sender is not None:
+                frame_sender.padding_bitrate = chooser.padding(event.at)
+                frame_sender.repair_bitrate = chooser.repair_budget()
+                frame_sender.round_trip = chooser.rtt or 0.0
+            feed.limit_to(chooser.budget())
+
+        watch_rtcp(sender, on_event, None if frame_sender is None else frame_sender.report_sent_at)
+
+    def layer_status(self) -> LayerStatus | None:
+        chooser, feed = self._chooser, self._feed
+        if chooser is None or feed is None:
+            return None
+        probe = self._frame_senders[0].padding_bitrate if self._frame_senders else 0
+        return LayerStatus(
+            feed.layer, feed.target, chooser.reason, chooser.estimate, probe, feed.limit
+        )
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self._on_audio is not None:

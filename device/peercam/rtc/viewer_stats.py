@@ -23,6 +23,8 @@ from aiortc import (
     RTCStatsReport,
 )
 
+from peercam.rtc.layer_chooser import LayerStatus
+
 # Readings closer together than this give a noisy rate (or 0 when two readers ask at
 # once): the rate is only recomputed over at least this many seconds.
 MIN_RATE_INTERVAL = 0.5
@@ -56,6 +58,7 @@ class ViewerStats:
     packets_sent: Mapping[str, int] = field(default_factory=dict)  # per kind
     send_bitrate: float | None = None  # bits/s, payload of all kinds
     pair: SelectedPair | None = None
+    layer: LayerStatus | None = None  # where the viewer may move between video layers
 
     def to_json(self, *, local_address: bool = False) -> dict[str, Any]:
         """What the page is sent (camelCase, units in the names).
@@ -90,6 +93,7 @@ class ViewerStats:
             "packetsSent": dict(self.packets_sent),
             "sendBitrateBps": None if self.send_bitrate is None else round(self.send_bitrate),
             "candidatePair": pair,
+            "layer": None if self.layer is None else self.layer.to_json(),
         }
 
 
@@ -131,8 +135,14 @@ class StatsReader:
     """Reads one viewer's peer connection; keeps what the rate needs between readings.
     One per reader of a session (each computes the rate over its own interval)."""
 
-    def __init__(self, pc: StatsSource, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pc: StatsSource,
+        clock: Callable[[], float] = time.monotonic,
+        layer: Callable[[], LayerStatus | None] = lambda: None,
+    ) -> None:
         self._pc = pc
+        self._layer = layer
         self._clock = clock
         self._rate = SendRate()
 
@@ -154,6 +164,7 @@ class StatsReader:
             packets_sent=packets_sent,
             send_bitrate=self._rate.update(sum(bytes_sent.values()), now) if outbound else None,
             pair=selected_pair(self._pc.getSenders()),
+            layer=self._layer(),
         )
 
 

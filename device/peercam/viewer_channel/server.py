@@ -197,7 +197,7 @@ class _Connection:
 
     async def _report_stats(self) -> None:
         # Its own reader: a send rate is measured between this reader's readings.
-        reader = StatsReader(self._session.pc)
+        reader = StatsReader(self._session.pc, layer=self._session.layer_status)
         # The camera's LAN address is no business of a viewer outside the home.
         local = not self._session.remote
         while self._open():
