@@ -1,5 +1,6 @@
 """Quality layers over a real narrow path: Chromium behind a `tc tbf` rate limit is
-moved to the low layer and back, while a viewer with room keeps the main one.
+moved to the low layer and back, and kept on it (held to what its path carries) when
+even that is too much, while a viewer with room keeps the main one.
 
 The camera, the limited viewer and the router are network namespaces (tests/netns.py);
 the limit is a token bucket on the router's link toward the viewer. A second Chromium
@@ -84,7 +85,7 @@ def network() -> Iterator[None]:
         yield
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(480)
 def test_a_narrow_path_gets_the_low_layer_and_the_main_one_back(
     network: None, tmp_path: Path
 ) -> None:
@@ -137,5 +138,32 @@ def test_a_narrow_path_gets_the_low_layer_and_the_main_one_back(
             shown = metrics(roomy)
             assert 'peercam_layer_viewers{layer="main"} 2.0' in shown
             assert 'peercam_layer_switches_total{layer="main"} 1.0' in shown
+
+            # Narrower than even the low layer: the viewer stays on it, held to whole
+            # groups of pictures from each keyframe (its path drops the rest), and the
+            # viewer with room does not notice.
+            limit("300kbit")
+            limited_at = time.monotonic()
+            wait_for_layer(limited, "low", timeout=10)
+            time.sleep(max(0.0, limited_at + 10 - time.monotonic()))
+            before, roomy_before = page_stats(limited), page_stats(roomy)
+            layers = set()
+            for _ in range(30):
+                time.sleep(1)
+                layers.add(camera_side(limited).get("layer"))
+            after, roomy_after = page_stats(limited), page_stats(roomy)
+            decoded = after["framesDecoded"] - before["framesDecoded"]
+            print(
+                f"300 kbit/s, 30 s: {decoded / 30:.1f} fps decoded, "
+                f"{after['freezeCount'] - before['freezeCount']} freezes; "
+                f"camera side {camera_side(limited)}"
+            )
+            assert layers == {"low"}, layers  # not flipped up and down
+            assert camera_side(limited).get("limitBps"), camera_side(limited)  # held
+            # More than its keyframes alone (one each 2 s) get through whole.
+            assert decoded >= 3 * 30, after
+            roomy_decoded = roomy_after["framesDecoded"] - roomy_before["framesDecoded"]
+            assert roomy_decoded >= 28 * 30, roomy_after
+            assert roomy_after["freezeCount"] == roomy_before["freezeCount"], roomy_after
     finally:
         daemon.terminate()
