@@ -7,6 +7,7 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
+from tests import netns
 from tests.daemon_process import DaemonProcess
 
 StartDaemon = Callable[..., DaemonProcess]
@@ -65,6 +66,16 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
     yield start
     for daemon in started:
         daemon.terminate()
+
+
+@pytest.fixture
+def network() -> Iterator[None]:
+    """The camera, viewer and router namespaces of tests/netns.py, for one test
+    (skipped where they cannot be made: not root, no iproute2)."""
+    if netns.why_unavailable() is not None:
+        pytest.skip(str(netns.why_unavailable()))
+    with netns.network():
+        yield
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,14 +154,6 @@ class LossyLink:
             share = str(percent / 100)
             netns.in_ns(netns.NET, "iptables", "-A", "FORWARD", "-m", "statistic",
                         "--mode", "random", "--probability", share, "-j", "DROP")  # fmt: skip
-
-
-@pytest.fixture
-def network() -> Iterator[None]:
-    if netns.why_unavailable() is not None:
-        pytest.skip(str(netns.why_unavailable()))
-    with netns.network():
-        yield
 
 
 @pytest.mark.timeout(240)

@@ -48,14 +48,22 @@ def delivered(feed: LayerFeed) -> list[EncodedFrame]:
     return taken
 
 
-async def test_the_switch_is_made_at_the_target_layers_keyframe_and_the_old_layer_goes() -> None:
+def watching_main() -> tuple[Layers, LayerFeed, list[EncodedFrame]]:
+    """A viewer on the main layer that has had two frames (times 1000 and 4000) and is
+    being moved to the low one."""
     layers = Layers()
     feed = layers.feed()
     taken = delivered(feed)
-    main, low = layers.hubs["main"], layers.hubs["low"]
+    main = layers.hubs["main"]
     main.publish(frame("main", 1000, keyframe=True))
     main.publish(frame("main", 4000))
     feed.switch_to("low")
+    return layers, feed, taken
+
+
+async def test_the_switch_is_made_at_the_target_layers_keyframe_and_the_old_layer_goes() -> None:
+    layers, feed, taken = watching_main()
+    main, low = layers.hubs["main"], layers.hubs["low"]
     assert layers.keyframe_requests["low"] == ["new-viewer"]  # asked for at once
     assert (feed.layer, feed.target) == ("main", "low")
     low.publish(frame("low", 7000))  # not a keyframe: no switch on it
@@ -80,13 +88,8 @@ async def test_the_switch_is_made_at_the_target_layers_keyframe_and_the_old_laye
 async def test_a_keyframe_stamped_no_later_than_what_was_sent_is_moved_just_after_it() -> None:
     """The low layer's encoder is the faster: it may finish a capture the main layer
     has already sent, or an earlier one."""
-    layers = Layers()
-    feed = layers.feed()
-    taken = delivered(feed)
+    layers, feed, taken = watching_main()
     main, low = layers.hubs["main"], layers.hubs["low"]
-    main.publish(frame("main", 1000, keyframe=True))
-    main.publish(frame("main", 4000))
-    feed.switch_to("low")
     low.publish(frame("low", 4000, keyframe=True))  # the capture just sent
     low.publish(frame("low", 4000 + 1))  # not a real case; still after
     low.publish(frame("low", 7000))

@@ -12,7 +12,6 @@ data channel's stats: rtc/viewer_stats.py, with rtc/layer_chooser.py's status).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +74,6 @@ def wait_for_layer(page: Page, layer: str, timeout: float) -> float:
 def metrics(page: Page) -> str:
     text: str = page.evaluate("async () => (await fetch('/metrics')).text()")
     return text
-
-
-@pytest.fixture
-def network() -> Iterator[None]:
-    if netns.why_unavailable() is not None:
-        pytest.skip(str(netns.why_unavailable()))
-    with netns.network():
-        yield
 
 
 @pytest.mark.timeout(480)
