@@ -440,7 +440,7 @@ async def test_a_probe_sends_rtx_copies_of_the_frames_at_the_rate_asked() -> Non
     now = [100.0]
     payloads = (b"a" * 1000, b"b" * 1000, b"c" * 500)
     async with _connected_sender(103, lambda: now[0]) as (installed, receiver):
-        installed.padding_bitrate = 800_000  # 100 000 bytes a second
+        installed.probe(800_000)  # 100 000 bytes a second
         for number in range(3):
             frame = EncodedFrame("h264", b"x", number == 0, 0.0, number * 3000, payloads, 0)
             first = installed._sequence
@@ -466,9 +466,18 @@ async def test_a_probe_sends_rtx_copies_of_the_frames_at_the_rate_asked() -> Non
         assert len(reports) == 1  # the frames were 1/30 s apart: one report in 0.2 s
         lsr = installed._sender.__dict__["_RTCRtpSender__lsr"]
         assert installed.report_sent_at(lsr) is not None
+        assert installed.can_probe
+        # Not asked again (the viewer's RTCP stopped): the probe ends by itself.
+        now[0] += 3
+        frame = EncodedFrame("h264", b"x", False, 0.0, 9000, payloads, 0)
+        assert installed._deliver(frame) is True
+        await asyncio.sleep(0.05)
+        assert [d for d in _drain(receiver) if d[1] & 0x7F == 103] == []
+        assert installed.padding_bitrate == 0
 
     async with _connected_sender(None, lambda: now[0]) as (installed, receiver):
-        installed.padding_bitrate = 800_000
+        assert not installed.can_probe
+        installed.probe(800_000)
         for number in range(3):
             frame = EncodedFrame("h264", b"x", number == 0, 0.0, number * 3000, payloads, 0)
             installed._deliver(frame)
@@ -512,3 +521,8 @@ async def test_nacks_are_answered_once_a_round_trip_and_within_the_repair_budget
             await installed.retransmit((first + index) & 0xFFFF)
 
         assert len(answered) == 2 + 5 + 3
+        # However low the rate, one packet's worth can be saved up: never none at all.
+        installed.repair_bitrate = 8_000
+        now[0] += 60
+        await installed.retransmit((first + 19) & 0xFFFF)
+        assert len(answered) == 2 + 5 + 3 + 1

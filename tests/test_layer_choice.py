@@ -112,6 +112,30 @@ def test_on_the_low_layer_a_probe_ramps_up_and_moves_the_viewer_up_when_it_goes_
     assert chosen.padding(full + lc.UP_HOLD + 1.5) == 0  # none on the main layer
 
 
+def test_no_probe_is_counted_where_the_sender_cannot_send_one() -> None:
+    """Over a relay, or without RTX, the sender sends no probe: none may start, or
+    aiortc's own sender reports would make one it never sent look clear."""
+    chosen = chooser()
+    down = go_down(chosen, 0.0)
+    chosen.observe(PathEstimate(500_000, down + 0.1))
+    at = down + lc.REST + 0.1
+    while at < down + 40:
+        assert chosen.padding(at, possible=False) == 0
+        assert chosen.observe(LossReport(0.0, 0, 0.02, at)) is None
+        at += 0.5
+    assert chosen.layer == "low"
+
+
+def test_the_least_round_trip_is_of_the_last_minute() -> None:
+    """A route that got longer reads as a queue only until the old, shorter round trips
+    are a minute old."""
+    chosen = chooser()
+    reports(chosen, 0.0, 5.0, rtt=0.02)
+    assert chosen.least_rtt == 0.02
+    reports(chosen, 5.0, 5.0 + lc.LEAST_RTT_SECONDS + 1, rtt=0.12)
+    assert chosen.least_rtt == 0.12
+
+
 def test_a_probe_at_full_rate_without_word_of_the_round_trip_moves_nobody_up() -> None:
     """Receiver reports that time no round trip (they answer no sender report sent
     while probing) say nothing of the queue the probe may be filling."""
@@ -306,6 +330,10 @@ async def test_the_round_trip_is_timed_from_when_aiortc_sent_its_sender_report()
     # A sender report of the frame sender's own, sent while probing, found by its LSR.
     rtt = round_trip(sender, 0x2222_0000, 0, 1000.25, {0x2222_0000: 1000.1}.get)
     assert rtt == pytest.approx(0.15)
+    # Both sent one with the same LSR (the same frame's time): the viewer times from
+    # the later one, and so does the round trip.
+    rtt = round_trip(sender, 0xABCD_0000, 0, 1000.25, {0xABCD_0000: 999.9}.get)
+    assert rtt == pytest.approx(0.25)
     await pc.close()
 
 
@@ -330,3 +358,26 @@ async def test_the_watch_keeps_aiortcs_own_handling_and_survives_a_failing_liste
     assert handled == [pli] and len(told) == 1
     await asyncio.sleep(0)
     await pc.close()
+
+
+def test_an_estimate_above_the_layer_above_by_itself_moves_the_viewer_up() -> None:
+    chosen = chooser()
+    down = go_down(chosen, 0.0)
+    at = down + lc.REST + 0.5
+    moves = []
+    while at < down + lc.REST + 0.5 + lc.UP_HOLD + 1.5:
+        move = chosen.observe(PathEstimate(int(MAIN * lc.UP_ABOVE) + 1, at))
+        moves += [move] if move is not None else []
+        at += 0.5
+    assert [m.layer for m in moves] == ["main"] and "path estimate" in moves[0].reason
+
+
+def test_an_estimate_that_falls_ends_a_probe() -> None:
+    chosen = chooser()
+    down = go_down(chosen, 0.0)
+    chosen.observe(PathEstimate(600_000, down + 0.1))
+    start = down + lc.REST + 0.1
+    chosen.padding(start)
+    assert chosen.padding(start + 1.0) > 0
+    chosen.observe(PathEstimate(500_000, start + 1.1))  # fell by a sixth
+    assert chosen.padding(start + 1.2) == 0

@@ -147,3 +147,41 @@ async def test_a_feed_closed_mid_move_leaves_no_subscription_behind() -> None:
     assert len(layers.hubs["main"]) == 0 and len(layers.hubs["low"]) == 0
     feed.switch_to("main")  # after close: nothing
     assert len(layers.hubs["main"]) == 0
+
+
+async def test_a_feed_only_ever_asked_for_frames_switches_too() -> None:
+    """aiortc's own sender loop (webrtc.frame_sender = false) never starts the feed; it
+    only asks. A move made before its first ask is made all the same."""
+    layers = Layers()
+    feed = layers.feed()
+    feed.switch_to("low")  # before the sender ever asked
+    getting = asyncio.ensure_future(feed.get())
+    await asyncio.sleep(0)
+    assert layers.keyframe_requests["low"] == ["new-viewer"]
+    layers.hubs["low"].publish(frame("low", 1000, keyframe=True))
+    assert (await asyncio.wait_for(getting, 1)).data == b"low-1000"
+    assert feed.layer == "low" and len(layers.hubs["main"]) == 0
+    feed.close()
+
+
+async def test_a_move_whose_layer_cannot_start_leaves_the_viewer_where_it_was() -> None:
+    layers = Layers()
+    feed = layers.feed()
+    delivered(feed)
+    failing = True
+
+    def subscribe(layer: Layer) -> Subscription:
+        if failing:
+            raise RuntimeError("the encoder would not start")
+        return layers.subscribe(layer)
+
+    feed._subscribe = subscribe
+    try:
+        feed.switch_to("low")
+    except RuntimeError:
+        pass
+    assert (feed.layer, feed.target) == ("main", "main")
+    failing = False
+    feed.switch_to("low")  # tried again later: made
+    assert feed.target == "low" and len(layers.hubs["low"]) == 1
+    feed.close()

@@ -113,6 +113,7 @@ class MediaPipeline:
         self._linger_task: asyncio.Task[None] | None = None
         self._releasing: asyncio.Task[None] | None = None
         self._release_wanted = False
+        self._stopped = False
         self._sources = sources
         self._routes: dict[tuple[str, Layer], _Route] = {}
         self._idle: set[tuple[str, Layer]] = set()
@@ -271,8 +272,11 @@ class MediaPipeline:
         """`release_idle` from a callback that cannot await it (again after the one
         under way, which may have looked before this release); `stop` awaits it."""
         self._release_wanted = True
+        if self._stopped:
+            return  # stop() released everything
         if self._releasing is None or self._releasing.done():
             self._releasing = asyncio.create_task(self._release_while_wanted(), name="release")
+            self._releasing.add_done_callback(_log_failure)
 
     async def _release_while_wanted(self) -> None:
         while self._release_wanted:
@@ -409,6 +413,7 @@ class MediaPipeline:
             return_free_memory()
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._releasing is not None:
             await asyncio.gather(self._releasing, return_exceptions=True)
         task, self._linger_task = self._linger_task, None
@@ -420,6 +425,11 @@ class MediaPipeline:
         for source in self._running_sources():
             await source.stop()
             logger.info("%s source stopped", source.name)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("releasing idle encoders failed", exc_info=task.exception())
 
 
 def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:

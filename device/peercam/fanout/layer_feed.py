@@ -59,8 +59,12 @@ class LayerFeed:
         self._direct = direct
         self._started = True
         self._current.start(self._take_current)
+        if self._pending is not None:
+            self._pending.start(self._take_pending)
 
     async def get(self) -> EncodedFrame:
+        if not self._started:  # a sender that only ever asks (aiortc's own loop)
+            self.start(self._direct)
         while True:
             subscription = self._current
             try:
@@ -93,16 +97,15 @@ class LayerFeed:
         viewer is on, or to another, calls off a move not yet made."""
         if self._closed or layer == self.target:
             return
+        # Subscribed first: should that fail (its encoder or camera will not start),
+        # the viewer is where it was, and a later move may try again.
+        pending = self._subscribe(layer) if layer != self.layer else None
         if self._pending is not None:
             self._pending.close()
-            self._pending = None
             self._released()
-        self.target = layer
-        if layer == self.layer:
-            return
-        self._pending = self._subscribe(layer)
-        if self._started:
-            self._pending.start(self._take_pending)
+        self._pending, self.target = pending, layer
+        if pending is not None and self._started:
+            pending.start(self._take_pending)
 
     def close(self) -> None:
         if self._closed:

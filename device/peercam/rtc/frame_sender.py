@@ -53,6 +53,8 @@ REPAIR_SECONDS = 0.5
 # A probe's copies: at most this many seconds' worth owed, this many packets a frame.
 MAX_PADDING_SECONDS = 0.1
 PROBE_REPORT_INTERVAL = 0.2
+PROBE_HOLD = 2.0  # seconds a probe asked for goes on unless asked again
+MAX_PACKET = 1500  # bytes: no RTP packet of a viewer's is larger
 KEPT_REPORTS = 16
 MAX_PADDING_PACKETS = 64
 
@@ -119,6 +121,7 @@ class FrameSender:
         # Bits per second of redundant RTX copies sent beside the frames: a probe of
         # the viewer's path (rtc/layer_chooser.py), 0 when none is wanted.
         self.padding_bitrate = 0
+        self._padding_until = 0.0
         self._padding_credit = 0.0  # bytes due
         self._padding_at: float | None = None
         self._reported_at = 0.0  # when a sender report was last sent while probing
@@ -213,8 +216,6 @@ class FrameSender:
             if socket is None or not socket.direct:
                 return False
             self._send(dtls, socket, self._headers(numbered), frame.payloads)
-            if self.padding_bitrate:
-                self._pad(dtls, socket, numbered)
         except Exception:
             # Never into the hub's publish, which serves the other viewers too. Nothing
             # was counted as sent: queued, `run` meets the same error, logs it and ends
@@ -222,8 +223,33 @@ class FrameSender:
             return False
         self._sent(numbered, ntp)
         if self.padding_bitrate:
-            self._report_while_probing(dtls, socket, ntp)
+            try:
+                self._probe_along(dtls, socket, numbered, ntp)
+            except Exception as error:  # the frame went: a probe less is no harm
+                logger.debug("a probe's packets not sent: %r", error)
         return True
+
+    @property
+    def can_probe(self) -> bool:
+        """Whether a probe would be sent: the pair has a socket of its own (not a
+        relay) and RTX is negotiated."""
+        socket = self._socket
+        return socket is not None and socket.direct and self._get("rtx_payload_type") is not None
+
+    def probe(self, bitrate: int, for_seconds: float = PROBE_HOLD) -> None:
+        """Send `bitrate` of RTX copies beside the frames for `for_seconds` (then none,
+        unless asked again: the viewer's RTCP, which keeps asking, may stop)."""
+        self.padding_bitrate = bitrate
+        self._padding_until = self._clock() + for_seconds
+
+    def _probe_along(
+        self, dtls: RTCDtlsTransport, socket: PairSocket, frame: _SentFrame, ntp: int
+    ) -> None:
+        if self._clock() > self._padding_until:
+            self.padding_bitrate = 0
+            return
+        self._pad(dtls, socket, frame)
+        self._report_while_probing(dtls, socket, ntp)
 
     def _pair_socket(self, dtls: RTCDtlsTransport) -> PairSocket | None:
         pair = dtls.transport._connection._nominated.get(1)
@@ -384,7 +410,8 @@ class FrameSender:
             return False
         if self.repair_bitrate is not None:
             elapsed = now - self._repair_at
-            cap = self.repair_bitrate * REPAIR_SECONDS / 8
+            # At least one packet's worth: else a low enough rate would answer nothing.
+            cap = max(self.repair_bitrate * REPAIR_SECONDS / 8, MAX_PACKET)
             self._repair_credit = min(self._repair_credit + self.repair_bitrate * elapsed / 8, cap)
             self._repair_at = now
             if self._repair_credit < size:

@@ -31,6 +31,7 @@ lower and held lower still.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from peercam.media import Layer
@@ -54,6 +55,8 @@ MAX_REST = 64.0  # ...doubling after each move up that failed
 FAILED_UP = 10.0  # a move down this soon after a move up: it failed
 PROBE_RAMP = 5.0  # seconds from no probe to the full rate
 PROBE_QUEUE = 0.03  # the round trip this much over the least seen: the path is full
+PROBE_NACKS = 2  # more packets than this asked for again: the path is full (one is noise)
+LEAST_RTT_SECONDS = 60.0  # the least round trip: over this long (a route may change)
 CEILING_APPROACH = 0.9  # a probe after one that failed: in a second to this share of
 CEILING_GROWTH = 0.2  # its rate, then on by this share of it a second
 PROBE_REST = 4.0  # after a probe that did not go through, at first...
@@ -122,6 +125,8 @@ class LayerChooser:
         self._probe_total: float | None = None  # the rate the probe has the viewer sent
         self._ceiling: float | None = None  # the rate at which the last probe found it full
         self._clear_at_full = 0  # round trips reported clear since the probe's full rate
+        self._probe_nacked = 0  # packets asked for again during the probe
+        self._rtts: deque[tuple[float, float]] = deque()  # (when, round trip), recent
         self._settled_at = start  # what a move leaves in the path's queue is gone by then
 
     @property
@@ -140,17 +145,24 @@ class LayerChooser:
         if event.kind == "nack":
             self._nacked += event.packets
             if self._probe_from is not None:
-                self._probe_ended(event.at, failed=True)
+                self._probe_nacked += event.packets
+                if self._probe_nacked > PROBE_NACKS:
+                    self._probe_ended(event.at, failed=True)
         return None
 
-    def padding(self, now: float) -> int:
-        """Bits per second of probe the sender should add now (0: none)."""
-        if self.index == 0 or self.estimate is None or now < self._quiet_until:
+    def padding(self, now: float, possible: bool = True) -> int:
+        """Bits per second of probe the sender should add now (0: none). `possible`:
+        whether the sender can send one (a relayed pair, or no RTX negotiated: it
+        cannot, and a probe it never sent must not be taken for one that went through)."""
+        if not possible and self._probe_from is not None:
+            self._probe_ended(now, failed=False)
+        if not possible or self.index == 0 or self.estimate is None or now < self._quiet_until:
             return 0
         if self._budget is not None:
             return 0  # the path does not carry even this layer
         if self._probe_from is None:
             self._probe_from = now
+            self._probe_nacked = 0
             self._peak = self.estimate
             self._probed_in_window = True
         elif now - self._probe_from > PROBE_RAMP + 2 * UP_HOLD:
@@ -286,7 +298,7 @@ class LayerChooser:
         round trip (the queue every packet of the window met)."""
         if report.rtt is not None:
             self.rtt = report.rtt
-            least = self.least_rtt = min(self.least_rtt or report.rtt, report.rtt)
+            least = self.least_rtt = self._least_rtt(report.at, report.rtt)
             if self._probe_from is not None and report.rtt > least + PROBE_QUEUE:
                 self._probe_ended(report.at, failed=True)
             elif self._full_since is not None and report.at > self._full_since + 1.0:
@@ -316,6 +328,17 @@ class LayerChooser:
         if (self._lossy_reports < 2 and not heavy) or self.index == len(self.layers) - 1:
             return None
         return self._down(event.at, f"{event.fraction_lost:.0%} of packets lost")
+
+    def _least_rtt(self, at: float, rtt: float) -> float:
+        """The least round trip of the last LEAST_RTT_SECONDS, `rtt` at `at` included:
+        over a whole session, a route that got longer would read as a queue forever."""
+        samples = self._rtts  # minima, oldest first: a smaller later one retires the rest
+        while samples and samples[-1][1] >= rtt:
+            samples.pop()
+        samples.append((at, rtt))
+        while at - samples[0][0] > LEAST_RTT_SECONDS:
+            samples.popleft()
+        return samples[0][1]
 
     def _down(self, at: float, reason: str) -> LayerChoice:
         if self._last_up is not None:  # the move up failed: rest longer this time

@@ -83,11 +83,15 @@ def round_trip(
     figure made impossible by a clock step is None."""
     if lsr == 0:
         return None
-    sent = sent_at(lsr) if sent_at is not None else None
-    if sent is None and getattr(sender, _LSR, None) == lsr:
-        sent = getattr(sender, _LSR_TIME, None)
-    if sent is None:
+    # Both may have sent one with this LSR (aiortc stamps its own with the last
+    # frame's time, as the probe's report is): the viewer times from the later.
+    records = [sent_at(lsr) if sent_at is not None else None]
+    if getattr(sender, _LSR, None) == lsr:
+        records.append(getattr(sender, _LSR_TIME, None))
+    known = [r for r in records if r is not None]
+    if not known:
         return None
+    sent = max(known)
     rtt = now - sent - dlsr / 65536
     return rtt if 0 <= rtt <= MAX_ROUND_TRIP else None
 

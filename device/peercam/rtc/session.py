@@ -29,7 +29,7 @@ from peercam.fanout.hub import FrameFeed
 from peercam.fanout.layer_feed import LayerFeed
 from peercam.ice.host_candidates import advertise_public_address
 from peercam.ice.servers import session_ice
-from peercam.media import Kind, Layer
+from peercam.media import MAIN, Kind, Layer
 from peercam.pipeline import MediaPipeline
 from peercam.rtc import dtls, playout_delay, sync_groups
 from peercam.rtc.frame_sender import FrameSender
@@ -143,7 +143,15 @@ class ViewerSession:
             subscription = await self._video_feed(codec)
         else:
             subscription = await self._streams.enter_async_context(self._pipeline.stream(codec))
-        producer = self._pipeline.producer(codec)
+        pipeline, feed = self._pipeline, self._feed if kind == "video" else None
+
+        def request_keyframe() -> None:
+            # From the encoder of the layer the viewer gets now: a viewer moved to the
+            # low layer must not have the main one make keyframes it never sees.
+            pipeline.producer(codec, feed.layer if feed is not None else MAIN).request_keyframe(
+                "rtcp"
+            )
+
         # Audio is two-way when the viewer offers it and something listens (talkback).
         two_way = kind == "audio" and self.plan.audio_sendrecv and self._on_audio is not None
         transceiver = self.pc.addTransceiver(
@@ -151,7 +159,7 @@ class ViewerSession:
         )
         # Must precede setRemoteDescription: set later, aiortc ignores it silently.
         transceiver.setCodecPreferences(codec_preferences(kind, codec))
-        attach_to_sender(transceiver.sender, lambda: producer.request_keyframe("rtcp"))
+        attach_to_sender(transceiver.sender, request_keyframe)
         sync_groups.own_stream(transceiver.sender, kind)
         delay = self._playout_delay_ms
         if kind == "video" and delay != "browser":
@@ -193,7 +201,7 @@ class ViewerSession:
                 logger.info("session %s: to layer %s (%s)", self.id, choice.layer, choice.reason)
                 feed.switch_to(choice.layer)
             if frame_sender is not None:
-                frame_sender.padding_bitrate = chooser.padding(event.at)
+                frame_sender.probe(chooser.padding(event.at, frame_sender.can_probe))
                 frame_sender.repair_bitrate = chooser.repair_budget()
                 frame_sender.round_trip = chooser.rtt or 0.0
             feed.limit_to(chooser.budget())
