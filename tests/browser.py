@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
 
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.access import TEST_PASSWORD
@@ -74,6 +75,7 @@ def open_page(
     password: str = TEST_PASSWORD,
 ) -> None:
     """Go to `path`, logging in through the login page the way a user does."""
+    _record_troubles(page)
     for attempt in range(3):
         try:
             page.goto(base + path)
@@ -94,10 +96,44 @@ def open_page(
             raise AssertionError(f"login as {user} failed: {shown}")
 
 
+# What each page reported going wrong (console errors and warnings, uncaught errors,
+# failed requests), told when a wait on it fails.
+_TROUBLES: WeakKeyDictionary[Page, list[str]] = WeakKeyDictionary()
+
+
+def _record_troubles(page: Page) -> None:
+    if page in _TROUBLES:
+        return
+    troubles = _TROUBLES[page] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            troubles.append(f"{message.type}: {message.text}")
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: troubles.append(f"uncaught: {error}"))
+    page.on("requestfailed", lambda r: troubles.append(f"request failed: {r.url} {r.failure}"))
+
+
+def troubles(page: Page) -> str:
+    """What the page reported going wrong, and where it is, for a failure message."""
+    try:
+        status = page.evaluate(
+            "(() => { const s = document.getElementById('status');"
+            " return s ? `${s.dataset.state}: ${s.innerText}` : null; })()"
+        )
+    except PlaywrightError as error:
+        status = f"(not read: {error})"
+    said = _TROUBLES.get(page, [])[-20:]
+    return f"page {page.url}, status {status}; it reported: {said or 'nothing'}"
+
+
 def page_stats(page: Page) -> dict[str, Any]:
-    """The page's own getStats() reading (web/stats.js), fresh."""
+    """The page's own getStats() reading (web/stats.js), fresh; empty while the page's
+    script has not yet started its viewer."""
     result: dict[str, Any] = page.evaluate(
-        "async () => window.peercam.stats ? await window.peercam.stats.read() : {}"
+        "async () => window.peercam && window.peercam.stats"
+        " ? await window.peercam.stats.read() : {}"
     )
     return result
 
@@ -117,7 +153,9 @@ def wait_for_stats(
         if stats and condition(stats):
             return stats
         time.sleep(0.2)
-    raise AssertionError(f"stats never met the condition within {timeout} s; last: {stats}")
+    raise AssertionError(
+        f"stats never met the condition within {timeout} s; last: {stats}; {troubles(page)}"
+    )
 
 
 def wait_js(page: Page, expression: str, timeout: float = 30_000) -> None:
@@ -130,5 +168,7 @@ def wait_js(page: Page, expression: str, timeout: float = 30_000) -> None:
     deadline = time.monotonic() + timeout / 1000
     while not page.evaluate(expression):
         if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout / 1000:.0f} s: {expression}")
+            raise AssertionError(
+                f"not true within {timeout / 1000:.0f} s: {expression}; {troubles(page)}"
+            )
         time.sleep(0.1)

@@ -234,7 +234,9 @@ def test_the_small_rtsp_stream_is_the_pi_cameras_low_resolution_stream_encoded_o
     """/live/sub comes from the ISP's lores stream (the camera scaled it), encoded
     beside the hardware-encoded main stream, whose pictures never reach Python."""
     daemon = start_daemon(config(), env=standin_env(tmp_path / "p.log"))
-    assert "small H.264 stream: 640x360 at 10 fps from the camera's low-resolution" in daemon.log()
+    assert "H.264 layer sub: 640x360 at 10 fps, 500 kbit/s, from the camera's low-resolution" in (
+        daemon.log()
+    )
     data = probe_frames(url(daemon, "/live/sub/noaudio"), "tcp", seconds=2)
     (stream,) = data["streams"]
     assert (stream["codec_name"], int(stream["width"]), int(stream["height"])) == ("h264", 640, 360)

@@ -40,6 +40,8 @@ function unreachable(error) {
   return !navigator.onLine || error?.name === 'TypeError';
 }
 
+const PAIRING_WAIT_MS = 3000;
+
 // Whether the camera answers here (at home, or through a port forward): any answer
 // counts, a refusal included; no answer within a few seconds does not.
 async function cameraAnswers() {
@@ -54,7 +56,10 @@ async function cameraAnswers() {
 // Which way to signal: WHEP to the camera itself when it answers, else through the
 // rendezvous this browser was paired with (if it was).
 async function chooseWay() {
-  const pairing = await loadPairing().catch(() => null);
+  // IndexedDB answers at once; should it not (a browser's storage stuck starting), the
+  // page connects directly rather than waiting on it for ever.
+  const noAnswer = new Promise((resolve) => { setTimeout(() => resolve(null), PAIRING_WAIT_MS); });
+  const pairing = await Promise.race([loadPairing().catch(() => null), noAnswer]);
   if (!pairing) return { way: 'direct' };
   if (forcedWay !== 'rendezvous' && (await cameraAnswers())) return { way: 'direct' };
   return { way: 'rendezvous', pairing };
