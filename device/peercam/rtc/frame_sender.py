@@ -16,6 +16,12 @@ the four counters written here once a frame, PLI/FIR go to the shared encoder
 pair (TURN over UDP, TCP or TLS) has no socket of its own: there each packet goes
 through aiortc's DTLS transport as before, header template and history still ours.
 tests/test_frame_sender.py fails loudly if an aiortc upgrade moves any of it.
+
+For the viewer's layer chooser (layer_chooser.py) it also probes the path when asked
+(`probe`: RTX copies of each frame's packets at a given rate, and sender reports every
+0.2 s, recorded by their LSR so that the viewer's reports time the round trip through
+the path's current queue), and holds its NACK answers to a rate and to once a round
+trip per packet (`repair_bitrate`, `round_trip`).
 """
 
 from __future__ import annotations
