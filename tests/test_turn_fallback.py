@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests import netns
-from tests.browser import chromium, open_page, wait_js
+from tests.browser import chromium, open_page, troubles, wait_js
 from tests.daemon_process import DaemonProcess
 
 pytestmark = [
@@ -105,7 +105,8 @@ def watch(page: Page, daemon: DaemonProcess, timeout: float = 30) -> dict[str, A
             return pair
         time.sleep(0.3)
     raise AssertionError(
-        f"no video over a selected pair in {timeout} s; last: {pair}\n{daemon.log()}"
+        f"no video over a selected pair in {timeout} s; last: {pair}; {troubles(page)}\n"
+        f"{daemon.log()}"
     )
 
 
