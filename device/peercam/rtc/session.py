@@ -55,7 +55,7 @@ ChannelListener = Callable[["ViewerSession", RTCDataChannel], Coroutine[Any, Any
 @dataclass(frozen=True)
 class VideoLayers:
     """The video layers a viewer may be moved between (best first), and who is told
-    of a move (layer left, layer taken)."""
+    of a move (with the layer moved to)."""
 
     rates: tuple[LayerRate, ...]
     on_switched: Callable[[Layer], None] = lambda layer: None
