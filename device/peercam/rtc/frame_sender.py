@@ -373,6 +373,18 @@ class FrameSender:
             )  # fmt: skip
         return self._rtx_template
 
+    def _rtx_copy(
+        self, rtx_type: int, frame: _SentFrame, index: int, sent_at: int
+    ) -> tuple[bytearray, bytes]:
+        """Packet `index` of `frame` as RTX (RFC 4588: its own payload type, SSRC and
+        sequence, the original sequence number first in the payload): (header, payload)."""
+        header = self._rtx_header(rtx_type).fill(
+            self._rtx_sequence, frame.timestamp, index == len(frame.payloads) - 1, sent_at
+        )
+        self._rtx_sequence = uint16_add(self._rtx_sequence, 1)
+        original = (frame.first + index) & 0xFFFF
+        return header, original.to_bytes(2, "big") + frame.payloads[index]
+
     def _pad(self, dtls: RTCDtlsTransport, socket: PairSocket, frame: _SentFrame) -> None:
         """RTX copies of `frame`'s packets (RFC 4588; the viewer keeps the first copy of
         each and drops the rest), as many as `padding_bitrate` makes due since the last
@@ -386,22 +398,15 @@ class FrameSender:
         due = self._padding_credit + self.padding_bitrate * (now - last) / 8
         # A stalled stream must not come back with a burst.
         self._padding_credit = min(due, self.padding_bitrate * MAX_PADDING_SECONDS / 8)
-        template = self._rtx_header(rtx_type)
         headers: list[bytearray] = []
         payloads: list[bytes] = []
-        count = len(frame.payloads)
         while self._padding_credit > 0 and len(headers) < MAX_PADDING_PACKETS:
-            index = len(headers) % count
-            payload = frame.payloads[index]
-            original = (frame.first + index) & 0xFFFF
-            headers.append(
-                template.fill(
-                    self._rtx_sequence, frame.timestamp, index == count - 1, frame.sent_at
-                )
+            header, payload = self._rtx_copy(
+                rtx_type, frame, len(headers) % len(frame.payloads), frame.sent_at
             )
-            payloads.append(original.to_bytes(2, "big") + payload)
-            self._rtx_sequence = uint16_add(self._rtx_sequence, 1)
-            self._padding_credit -= len(payload) + len(template.header) + 2
+            headers.append(header)
+            payloads.append(payload)
+            self._padding_credit -= len(header) + len(payload)
         if headers:
             self._send(dtls, socket, headers, tuple(payloads))
 
@@ -430,27 +435,20 @@ class FrameSender:
 
     async def retransmit(self, sequence_number: int) -> None:
         """aiortc's `_retransmit`: a packet the viewer reported lost, again, as RTX
-        (RFC 4588: its own payload type, SSRC and sequence, the original sequence
-        number first in the payload) where negotiated."""
+        where negotiated."""
         found = self._find(sequence_number)
         if found is None or self._template is None:
             return
         frame, index = found
         if not self._may_repair(sequence_number, len(frame.payloads[index])):
             return
-        sender = self._sender
-        marker = index == len(frame.payloads) - 1
-        payload = frame.payloads[index]
         rtx_type = self._get("rtx_payload_type")
         if rtx_type is None:
             # The very packet again: same number, same bytes (see _SentFrame.sent_at).
+            marker = index == len(frame.payloads) - 1
             header = self._template.fill(sequence_number, frame.timestamp, marker, frame.sent_at)
-            packet = bytes(header) + payload
+            payload = frame.payloads[index]
         else:
             sent_at = abs_send_time(clock.current_ntp_time())
-            header = self._rtx_header(rtx_type).fill(
-                self._rtx_sequence, frame.timestamp, marker, sent_at
-            )
-            packet = bytes(header) + sequence_number.to_bytes(2, "big") + payload
-            self._rtx_sequence = uint16_add(self._rtx_sequence, 1)
-        await sender.transport._send_rtp(packet)
+            header, payload = self._rtx_copy(rtx_type, frame, index, sent_at)
+        await self._sender.transport._send_rtp(bytes(header) + payload)
