@@ -173,11 +173,7 @@ class FrameSender:
                 if not sender._enabled or not frame.payloads:
                     continue
                 dtls: RTCDtlsTransport = sender.transport
-                if dtls._state != State.CONNECTED:
-                    raise ConnectionError("Cannot send encrypted RTP, not connected")
-                socket = self._pair_socket(dtls)
-                if socket is None:
-                    raise ConnectionError("Cannot send data, not connected")
+                socket = self._open_socket(dtls)
                 ntp = clock.current_ntp_time()
                 numbered = self._number(frame, ntp)
                 headers = self._headers(numbered)
@@ -212,15 +208,15 @@ class FrameSender:
         sender = self._sender
         if not sender._enabled or not frame.payloads:
             return True  # dropped, as `run` would
+        if self._relaying:
+            return False  # `run` sends it after the frame it is on
         dtls: RTCDtlsTransport = sender.transport
-        if dtls._state != State.CONNECTED or self._relaying:
-            return False  # `run` meets it and ends, or sends it after the frame it is on
         ntp = clock.current_ntp_time()
         numbered = self._number(frame, ntp)
         try:
-            socket = self._pair_socket(dtls)
-            if socket is None or not socket.direct:
-                return False
+            socket = self._open_socket(dtls)
+            if not socket.direct:
+                return False  # a relay: aiortc's path, from `run`
             self._send(dtls, socket, self._headers(numbered), frame.payloads)
         except Exception:
             # Never into the hub's publish, which serves the other viewers too. Nothing
@@ -256,6 +252,16 @@ class FrameSender:
             return
         self._pad(dtls, socket, frame)
         self._report_while_probing(dtls, socket, ntp)
+
+    def _open_socket(self, dtls: RTCDtlsTransport) -> PairSocket:
+        """The selected pair's socket, or ConnectionError (aiortc's own words) when there
+        is nothing to send on: `run` ends on it, the hand-over leaves the frame to `run`."""
+        if dtls._state != State.CONNECTED:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        socket = self._pair_socket(dtls)
+        if socket is None:
+            raise ConnectionError("Cannot send data, not connected")
+        return socket
 
     def _pair_socket(self, dtls: RTCDtlsTransport) -> PairSocket | None:
         pair = dtls.transport._connection._nominated.get(1)

@@ -107,7 +107,7 @@ class ViewerSession:
         self._layers = layers
         self._chooser: LayerChooser | None = None
         self._feed: LayerFeed | None = None
-        self._frame_senders: list[FrameSender] = []  # video's
+        self._video_sender: FrameSender | None = None  # the probe's, for the status
         relay_only = webrtc.ice_transport_policy == "relay"
         self.pc = dtls.peer_connection(rtc_configuration(self.ice.for_daemon, relay_only))
         self._pipeline = pipeline
@@ -167,8 +167,7 @@ class ViewerSession:
             playout_delay.ask_for_playout_delay(transceiver.sender, 0, delay)
         frame_sender = FrameSender(transceiver.sender) if self._frame_sender else None
         if kind == "video":
-            if frame_sender is not None:
-                self._frame_senders.append(frame_sender)
+            self._video_sender = frame_sender
             self._follow_path(transceiver.sender, frame_sender)
         if two_way:
             release_audio_promptly(transceiver.receiver)
@@ -212,7 +211,7 @@ class ViewerSession:
         chooser, feed = self._chooser, self._feed
         if chooser is None or feed is None:
             return None
-        probe = self._frame_senders[0].padding_bitrate if self._frame_senders else 0
+        probe = self._video_sender.padding_bitrate if self._video_sender is not None else 0
         return LayerStatus(
             feed.layer, feed.target, chooser.reason, chooser.estimate, probe, feed.limit
         )
