@@ -160,6 +160,17 @@ async def test_reader_takes_video_first_and_reports_nothing_impossible() -> None
     assert (await reader.read()).rtt is None
 
 
+async def test_reader_prefers_the_round_trip_peercam_timed_itself() -> None:
+    """A layered viewer's round trip comes from its layer chooser (timed against
+    peercam's record of its sender reports), not aiortc's wall-clock figure."""
+    pc = _Connection()
+    pc.entries = [_outbound("video", 10, 10_000), _remote_inbound("video", 31.67, 0, 0)]
+    status = LayerStatus("low", "low", "heavy loss", 400_000, 0, None, 0.048)
+    assert (await StatsReader(pc, layer=lambda: status).read()).rtt == pytest.approx(0.048)
+    unknown = LayerStatus("low", "low", "heavy loss", 400_000, 0, None, None)
+    assert (await StatsReader(pc, layer=lambda: unknown).read()).rtt == pytest.approx(31.67)
+
+
 def test_to_json_hides_the_cameras_own_address_unless_asked() -> None:
     pair = SelectedPair(
         local=Candidate("host", "udp", "192.168.1.20", 50_000),

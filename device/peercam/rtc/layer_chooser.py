@@ -379,6 +379,9 @@ class LayerStatus:
     estimate: int | None  # bits per second, the viewer's latest path estimate
     probe: int  # bits per second of probe being sent
     limit: int | None = None  # bits per second the video is held to, if less than its layer
+    # Seconds, the latest, timed against peercam's own record of its sender reports
+    # (rtcp_watch.round_trip): unlike aiortc's figure, never off by the wall clock.
+    rtt: float | None = None
 
     def to_json(self) -> dict[str, object]:
         return {

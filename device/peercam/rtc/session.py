@@ -213,7 +213,13 @@ class ViewerSession:
             return None
         probe = self._video_sender.padding_bitrate if self._video_sender is not None else 0
         return LayerStatus(
-            feed.layer, feed.target, chooser.reason, chooser.estimate, probe, feed.limit
+            feed.layer,
+            feed.target,
+            chooser.reason,
+            chooser.estimate,
+            probe,
+            feed.limit,
+            chooser.rtt,
         )
 
     def _on_track(self, track: MediaStreamTrack) -> None:

@@ -156,15 +156,17 @@ class StatsReader:
         for stream in outbound:
             bytes_sent[stream.kind] = bytes_sent.get(stream.kind, 0) + stream.bytesSent
             packets_sent[stream.kind] = packets_sent.get(stream.kind, 0) + stream.packetsSent
+        layer = self._layer()
+        own_rtt = None if layer is None else layer.rtt
         return ViewerStats(
-            rtt=_first(_rtt(s) for s in _video_first(remote)),
+            rtt=own_rtt if own_rtt is not None else _first(_rtt(s) for s in _video_first(remote)),
             packets_lost=sum(max(0, s.packetsLost) for s in remote) if remote else None,
             fraction_lost=_first(_fraction(s) for s in _video_first(remote)),
             bytes_sent=bytes_sent,
             packets_sent=packets_sent,
             send_bitrate=self._rate.update(sum(bytes_sent.values()), now) if outbound else None,
             pair=selected_pair(self._pc.getSenders()),
-            layer=self._layer(),
+            layer=layer,
         )
 
 
