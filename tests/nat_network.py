@@ -26,7 +26,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.netns import in_ns, run
+from tests.netns import add_namespace, in_ns, run
 
 HOME, HOME_ROUTER, INTERNET, PHONE_ROUTER, PHONE = (
     "nat-home", "nat-hgw", "nat-inet", "nat-pgw", "nat-phone",
@@ -79,8 +79,7 @@ def network() -> Iterator[None]:
     _teardown()
     try:
         for namespace in NAMESPACES:
-            run("ip", "netns", "add", namespace)
-            in_ns(namespace, "ip", "link", "set", "lo", "up")
+            add_namespace(namespace)
         _link(HOME, "lan0", "192.168.77.2/24", HOME_ROUTER, "lan1", "192.168.77.1/24")
         in_ns(HOME, "ip", "route", "add", "default", "via", "192.168.77.1")
         _link(HOME_ROUTER, "wan0", f"{HOME_PUBLIC}/24", INTERNET, "home1", "100.64.0.1/24")
