@@ -80,3 +80,41 @@ def test_a_second_encoder_gets_its_own_frame_with_the_same_picture() -> None:
         frame = camera._capture(time.monotonic())
         h264.encode(frame, False)
         assert vp8.encode(own_copy(frame), False)
+
+
+def test_a_rate_buffer_holds_keyframes_to_a_share_of_a_second() -> None:
+    """The low layer's buffer (0.2 s of 500 kbit/s, 12.5 kB) bounds its keyframes; the
+    same picture without it makes keyframes of about 20 kB (x264's own choice), which
+    queue for a fifth of a second on a 1 Mbit/s link."""
+
+    def keyframe_sizes(buffer_seconds: float | None) -> list[int]:
+        camera = TestPatternCamera(640, 360, 30)
+        settings = VideoSettings(640, 360, 30, 500_000, 1.0, buffer_seconds)
+        encoder = PyAVVideoEncoder("h264", settings)
+        return [
+            len(chunk.data)
+            for _ in range(121)
+            for chunk in encoder.encode(camera._capture(time.monotonic()), False)
+            if chunk.keyframe
+        ][1:]  # the first keyframe starts from an empty buffer
+
+    held, unheld = keyframe_sizes(0.2), keyframe_sizes(None)
+    assert len(held) == len(unheld) == 4
+    assert max(held) <= 12_500, held
+    assert min(unheld) > 12_500, unheld  # so the bound above is the buffer's doing
+
+
+def test_the_low_layer_is_encoded_with_a_rate_buffer_and_the_nvrs_stream_without() -> None:
+    from peercam.config import Config
+    from peercam.pipeline import LOW_LAYER_BUFFER_SECONDS, _small_layers
+
+    config = Config.model_validate(
+        {"camera": {"size": "1280x720"}, "video": {"codecs": ["h264"]}, "rtsp": {}}
+    )
+    settings = {}
+    for layer in _small_layers(config, TestPatternCamera(1280, 720, 30)):
+        backend = layer.make_backend()
+        assert isinstance(backend, PyAVVideoEncoder)
+        settings[layer.layer] = backend.settings
+    assert settings["low"].buffer_seconds == LOW_LAYER_BUFFER_SECONDS
+    assert settings["sub"].buffer_seconds is None

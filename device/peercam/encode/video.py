@@ -21,6 +21,10 @@ class VideoSettings:
     fps: int
     bitrate: int  # bits per second
     keyframe_interval: float  # seconds
+    # libx264 only: the rate control's buffer, in seconds of the bitrate, which bounds
+    # any one frame (keyframes above all) to about that much. None: x264's own choice,
+    # where a keyframe may be 10 frames' worth: its burst queues on a narrow link.
+    buffer_seconds: float | None = None
 
 
 def h264_level(settings: VideoSettings) -> str:
@@ -38,6 +42,14 @@ def h264_level(settings: VideoSettings) -> str:
         if macroblocks <= max_frame and per_second <= max_rate:
             return level
     return "52"
+
+
+def _buffer(settings: VideoSettings) -> str:
+    """x264's VBV parameters for `settings.buffer_seconds`, if set."""
+    if settings.buffer_seconds is None:
+        return ""
+    kbps = max(1, settings.bitrate // 1000)
+    return f":vbv-maxrate={kbps}:vbv-bufsize={max(1, round(kbps * settings.buffer_seconds))}"
 
 
 def _worker_threads(settings: VideoSettings) -> int:
@@ -73,7 +85,7 @@ class PyAVVideoEncoder(EncoderBackend):
                 # sliced-threads keeps zero frame delay while using more than one core.
                 "x264-params": (
                     f"keyint={gop}:min-keyint={gop}:scenecut=0:repeat-headers=1:"
-                    "forced-idr=1:sliced-threads=1:aud=0"
+                    "forced-idr=1:sliced-threads=1:aud=0" + _buffer(settings)
                 ),
             }
         elif self.implementation == "libvpx":
