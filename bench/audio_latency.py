@@ -34,11 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.glass_to_glass import READER
+from bench.glass_to_glass import READER, reader_arguments
 from bench.processes import start_peercam
 from bench.report import percentile, publish
 from bench.systems import bitrate_kbps
-from peercam.capture import timecode
 
 RATE = 48_000
 BLOCK = 960  # 20 ms
@@ -282,7 +281,7 @@ def measure(clicks: int, size: str = "640x480", echo_cancellation: bool = True) 
                     timeout=20_000,
                 )
                 page.evaluate(LISTEN, CLICK_WORKLET)
-                page.evaluate(READER, [timecode.BLOCKS, len(timecode.SYNC)])
+                page.evaluate(READER, reader_arguments())
                 written_from = len(feed.clicks)
                 time.sleep(clicks * CLICK_EVERY + 1)
                 heard = page.evaluate("window.heardClicks")

@@ -77,7 +77,7 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
-async def serve(port: int, width: int, height: int, fps: int, codec: str) -> None:
+async def serve(host: str, port: int, width: int, height: int, fps: int, codec: str) -> None:
     relay = MediaRelay()
     source = PatternTrack(width, height, fps)
     tone = ToneTrack()
@@ -114,9 +114,9 @@ async def serve(port: int, width: int, height: int, fps: int, codec: str) -> Non
     app.add_routes([web.post("/whep", offer), web.delete("/whep/{id}", hang_up)])
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, host, port)
     await site.start()
-    print(f"baseline: serving on http://127.0.0.1:{port}/", flush=True)
+    print(f"baseline: serving on http://{host}:{port}/", flush=True)
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     await stopping.wait()
@@ -127,12 +127,13 @@ async def serve(port: int, width: int, height: int, fps: int, codec: str) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--codec", default="H264", choices=["H264", "VP8"])
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    asyncio.run(serve(args.port, width, height, args.fps, args.codec))
+    asyncio.run(serve(args.host, args.port, width, height, args.fps, args.codec))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ class Sample:
     # peercam only: its event-loop thread's CPU, % of one core.
     loop_cpu_percent: float | None = None
     receiver_processes: int = 1
+    # peercam only: viewers on a layer other than the main one at the window's end
+    # (moved down by their layer chooser: each then costs what the low layer does).
+    below_main: int | None = None
 
 
 @dataclass
@@ -196,6 +199,17 @@ def _packets_sent(running: Running) -> float | None:
     return total
 
 
+def _below_main(running: Running) -> int | None:
+    """peercam's viewers on a layer other than the main one now, from /metrics."""
+    if running.daemon_metrics is None:
+        return None
+    total = 0.0
+    for line in running.daemon_metrics().splitlines():
+        if line.startswith("peercam_layer_viewers{") and 'layer="main"' not in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
 def sample(running: Running, receivers: Receivers, window: float) -> Sample:
     time.sleep(3)  # keyframes and connection set-up settle
     bytes_before, frames_before = receivers.bytes(), receivers.frames()
@@ -230,6 +244,7 @@ def sample(running: Running, receivers: Receivers, window: float) -> Sample:
             if loop_before is not None and loop_after is not None
             else None
         ),
+        below_main=_below_main(running),
     )
 
 
@@ -266,7 +281,8 @@ def measure(
                     f", event loop {measured.loop_cpu_percent:5.1f} %"
                     if measured.loop_cpu_percent is not None
                     else ""
-                ),
+                )
+                + (f", {measured.below_main} below the main layer" if measured.below_main else ""),
                 flush=True,
             )
     finally:

@@ -37,24 +37,34 @@ from peercam.capture import timecode
 # GStreamer's ICE resolves; every system gets the raw addresses, as on a LAN.
 BROWSER_FLAGS = ["--disable-features=WebRtcHideLocalIpsWithMdns"]
 
-# Runs in the page: reads each presented frame's code into window.g2g.
+# Runs in the page: reads each presented frame's code into window.g2g, counts the
+# frames shown at each width and keeps when each was (wall clock, ms, readable or not).
+# Its argument: `reader_arguments`.
 READER = """
-([blocks, syncLength]) => {
+([blocks, syncLength, codeRows, cameraWidth]) => {
   const video = document.getElementById('video');
   const canvas = document.createElement('canvas');
   const context = canvas.getContext('2d', { willReadFrequently: true });
-  window.g2g = { shown: [], received: [], expected: [], unreadable: 0, expectedEarly: 0 };
+  window.g2g = {
+    shown: [], received: [], expected: [], unreadable: 0, expectedEarly: 0, widths: {},
+    presented: [],
+  };
   const onFrame = (now, metadata) => {
     // Taken first: the canvas read below takes milliseconds of its own.
     const calledAt = performance.timeOrigin + performance.now();
     const width = metadata.width, height = metadata.height;
+    window.g2g.widths[width] = (window.g2g.widths[width] ?? 0) + 1;
+    window.g2g.presented.push(calledAt);
     if (canvas.width !== width) { canvas.width = width; canvas.height = height; }
     context.drawImage(video, 0, 0, width, height);
-    const row = context.getImageData(0, 8, width, 1).data;  // the code's centre row
-    const block = Math.floor(width / (blocks + 2));
+    // The code was burned at the camera's width; a smaller layer shows it scaled.
+    const scale = width / (cameraWidth || width);
+    const centre = Math.floor((codeRows / 2) * scale);
+    const row = context.getImageData(0, centre, width, 1).data;
+    const block = Math.floor((cameraWidth || width) / (blocks + 2));
     const bits = [];
     for (let i = 0; i < blocks; i++) {
-      const x = i * block + Math.floor(block / 2);
+      const x = Math.floor((i * block + Math.floor(block / 2)) * scale);
       bits.push(row[4 * x + 1] > 125 ? 1 : 0);  // green follows luma most closely
     }
     if (bits[0] === 1 && bits[1] === 0) {
@@ -102,6 +112,12 @@ async () => {
   };
 }
 """
+
+
+def reader_arguments(camera_width: int = 0) -> list[int]:
+    """READER's argument: the code's layout, and the width it was burned at (0: each
+    frame's own, for a stream only ever shown at the camera's size)."""
+    return [timecode.BLOCKS, len(timecode.SYNC), timecode.ROWS, camera_width]
 
 
 def stream_ids(sdp: str) -> dict[str, str]:
@@ -174,7 +190,7 @@ def measure(running: Running, browser: Any, size: str, codec: str, seconds: floa
         running.open_viewer(page)
         wait_js(page, f"document.getElementById('video').videoWidth === {width}")
         time.sleep(3)  # past the first keyframe and the jitter buffer's start
-        page.evaluate(READER, [timecode.BLOCKS, len(timecode.SYNC)])
+        page.evaluate(READER, reader_arguments())
         encoded_before = encoded_so_far(running, codec)
         time.sleep(seconds)
         g2g = page.evaluate("window.g2g")

@@ -224,15 +224,16 @@ def handler_for(server: Server) -> type[BaseHTTPRequestHandler]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--http-host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--rtp-port", type=int, required=True)
     parser.add_argument("--audio-port", type=int, help="forwarded Opus RTP, for audio too")
     args = parser.parse_args()
     Gst.init(None)
     server = Server(args.rtp_port, args.audio_port)
     server.start()
-    http = ThreadingHTTPServer(("127.0.0.1", args.http_port), handler_for(server))
+    http = ThreadingHTTPServer((args.http_host, args.http_port), handler_for(server))
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    print(f"gstreamer: serving on http://127.0.0.1:{args.http_port}/", flush=True)
+    print(f"gstreamer: serving on http://{args.http_host}:{args.http_port}/", flush=True)
     GLib.MainLoop().run()
 
 

@@ -12,6 +12,9 @@ from typing import Any
 from tests.access import TEST_PASSWORD, Access
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where the servers listen unless a benchmark needs them reachable from another
+# network namespace (bench/narrow_link.py).
+LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
@@ -40,19 +43,19 @@ def start_server(
 
 
 def start_peercam(
-    config: Path, env: dict[str, str] | None = None, rtsp_port: int = 0
+    config: Path, env: dict[str, str] | None = None, rtsp_port: int = 0, host: str = LOOPBACK
 ) -> tuple[subprocess.Popen[str], Access]:
-    """The daemon with `config` on a free loopback port, as the tests start it (HTTPS,
+    """The daemon with `config` on a free port of `host`, as the tests start it (HTTPS,
     the tests' admin password, state next to the config): (process, access). RTSP on
     `rtsp_port` (0: any free one)."""
     port = free_port()
     state = config.parent / "state"
     command = [sys.executable, "-m", "peercam", "run", "--config", str(config),
-               "--host", "127.0.0.1", "--port", str(port), "--http-port", "0",
+               "--host", host, "--port", str(port), "--http-port", "0",
                "--rtsp-port", str(rtsp_port), "--onvif-port", "0",
                "--state-dir", str(state)]  # fmt: skip
     server = start_server(command, "serving on", {"PEERCAM_PASSWORD": TEST_PASSWORD, **(env or {})})
-    return server, Access(f"https://127.0.0.1:{port}", state / "tls-cert.pem")
+    return server, Access(f"https://{host}:{port}", state / "tls-cert.pem")
 
 
 def stop(process: subprocess.Popen[Any]) -> None:

@@ -514,7 +514,23 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
                 f" {s.receivers_cpu_percent:.0f} ({s.receiver_processes}) |"
                 f" {result.cpu.limited_by(s)} |"
             )
+    moved = [
+        (result.name, s.viewers, s.below_main)
+        for result in measured
+        if result.cpu is not None
+        for s in result.cpu.samples
+        if s.below_main
+    ]
     lines += [
+        "",
+        "peercam's receivers taken off the main layer by their layer chooser (issue 26), at"
+        " the end of a window: "
+        + (
+            "; ".join(f"{name}, {count} viewers: {below}" for name, count, below in moved)
+            if moved
+            else "none at any count (every figure above is the main layer's)"
+        )
+        + ".",
         "",
         "| system | CPU per extra viewer, % of a core | RSS at 10 viewers MB |"
         " full-rate viewers (< 29 fps at) | peercam/system per viewer | RSS |",

@@ -38,7 +38,7 @@ import psutil
 from tests import janus_server
 from tests.access import Access
 
-from bench.processes import ROOT, free_port, start_peercam, start_server, stop
+from bench.processes import LOOPBACK, ROOT, free_port, start_peercam, start_server, stop
 
 PAGE = Path(__file__).with_name("whep_page.html")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -51,6 +51,7 @@ fps = {fps}
 [video]
 codecs = ["{codec}"]
 bitrate_kbps = {kbps}
+low_bitrate_kbps = {low_kbps}
 [audio]
 enabled = {audio}
 [viewers]
@@ -63,6 +64,10 @@ sessions_per_minute_per_client = 10000
 max_sessions = 200
 max_sessions_per_client = 200
 """
+
+# peercam's default low layer (issue 26): the camera's small picture, for viewers whose
+# path cannot carry the main one. Named here so a variant can turn it off.
+LOW_LAYER_KBPS = 500
 
 FORWARD = """
 [[republish.rtp]]
@@ -131,11 +136,12 @@ def config_file(
     audio: bool = True,
     frame_sender: bool = True,
     webrtc: str = "",
+    low_kbps: int = LOW_LAYER_KBPS,
 ) -> Path:
     resolution, fps = video_mode(size)
     text = PEERCAM_CONFIG.format(
         size=resolution, fps=fps, codec=codec.lower(), kbps=bitrate_kbps(size),
-        audio=str(audio).lower(),
+        low_kbps=low_kbps, audio=str(audio).lower(),
     )  # fmt: skip
     if not frame_sender:
         webrtc += "frame_sender = false\n"
@@ -159,11 +165,13 @@ def _peercam_daemon(
     rtsp_port: int = 0,
     frame_sender: bool = True,
     webrtc: str = "",
+    host: str = LOOPBACK,
+    low_kbps: int = LOW_LAYER_KBPS,
 ) -> Iterator[tuple[subprocess.Popen[str], Access]]:
-    server, access = start_peercam(
-        config_file(directory, size, codec, forward_port, audio, frame_sender, webrtc),
-        rtsp_port=rtsp_port,
+    config = config_file(
+        directory, size, codec, forward_port, audio, frame_sender, webrtc, low_kbps
     )
+    server, access = start_peercam(config, rtsp_port=rtsp_port, host=host)
     try:
         yield server, access
     finally:
@@ -241,28 +249,45 @@ def plain_page_system(
 
 
 @contextmanager
-def peercam(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+def peercam(
+    directory: Path, size: str, codec: str, audio: bool = True, host: str = LOOPBACK
+) -> Iterator[Running]:
     rtsp_port = free_port()
-    with _peercam_daemon(directory, size, codec, audio=audio, rtsp_port=rtsp_port) as (
+    with _peercam_daemon(directory, size, codec, audio=audio, rtsp_port=rtsp_port, host=host) as (
         server,
         access,
     ):
         running = running_peercam(server, access, codec, audio=audio)
         # The same daemon's RTSP stream, for RTSP clients in place of WebRTC viewers.
         running.rtsp_receiver_args = [
-            "--rtsp", f"rtsp://127.0.0.1:{rtsp_port}/live" + ("" if audio else "/noaudio"),
+            "--rtsp", f"rtsp://{host}:{rtsp_port}/live" + ("" if audio else "/noaudio"),
             "--authorization", access.headers["Authorization"],
         ]  # fmt: skip
         yield running
 
 
 @contextmanager
+def peercam_without_layers(
+    directory: Path, size: str, codec: str, audio: bool = True, host: str = LOOPBACK
+) -> Iterator[Running]:
+    """peercam with `video.low_bitrate_kbps = 0`: one layer, every viewer gets the main
+    stream whatever its path carries (as before issue 26)."""
+    with _peercam_daemon(directory, size, codec, audio=audio, host=host, low_kbps=0) as (
+        server,
+        access,
+    ):
+        running = running_peercam(server, access, codec, "peercam, no layers", audio)
+        running.notes = ["peercam with `video.low_bitrate_kbps = 0`: the main layer only"]
+        yield running
+
+
+@contextmanager
 def peercam_aiortc_sender(
-    directory: Path, size: str, codec: str, audio: bool = True
+    directory: Path, size: str, codec: str, audio: bool = True, host: str = LOOPBACK
 ) -> Iterator[Running]:
     """peercam with `webrtc.frame_sender = false`: each viewer's packets through
     aiortc's own sender, one by one, as before issue 25 (the same run's baseline)."""
-    with _peercam_daemon(directory, size, codec, audio=audio, frame_sender=False) as (
+    with _peercam_daemon(directory, size, codec, audio=audio, frame_sender=False, host=host) as (
         server,
         access,
     ):
@@ -310,13 +335,15 @@ def _tcp_open(port: int) -> bool:
 
 def _peercam_turn(transport: str) -> Callable[..., Any]:
     @contextmanager
-    def system(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+    def system(
+        directory: Path, size: str, codec: str, audio: bool = True, host: str = LOOPBACK
+    ) -> Iterator[Running]:
         """peercam with every viewer relayed by coturn from the daemon's own allocation
         (`ice_transport_policy = "relay"`): its packets leave through aiortc's TURN
         transport, not a socket of the pair's own. coturn's CPU is not counted."""
         with coturn(directory) as port, _peercam_daemon(
             directory, size, codec, audio=audio,
-            webrtc=TURN_RELAYED.format(port=port, transport=transport),
+            webrtc=TURN_RELAYED.format(port=port, transport=transport), host=host,
         ) as (server, access):  # fmt: skip
             running = running_peercam(
                 server, access, codec, f"peercam, TURN/{transport.upper()} relayed", audio
@@ -332,13 +359,15 @@ def _peercam_turn(transport: str) -> Callable[..., Any]:
 
 
 @contextmanager
-def aiortc(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+def aiortc(
+    directory: Path, size: str, codec: str, audio: bool = True, host: str = LOOPBACK
+) -> Iterator[Running]:
     del directory
     port = free_port()
     command = [sys.executable, "-m", "bench.baseline_server", "--port", str(port),
-               "--size", size, "--codec", codec]  # fmt: skip
+               "--host", host, "--size", size, "--codec", codec]  # fmt: skip
     server = start_server(command, "serving on")
-    origin = f"http://127.0.0.1:{port}"
+    origin = f"http://{host}:{port}"
     query, receiving = _audio_args(audio)
     try:
         yield plain_page_system(
@@ -377,13 +406,17 @@ def _primary_interface() -> str:
 
 
 @contextmanager
-def janus(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+def janus(
+    directory: Path, size: str, codec: str, audio: bool = True, host: str = LOOPBACK
+) -> Iterator[Running]:
     if codec != "H264":
         raise ValueError("the RTP-fed Janus mountpoint carries H.264 only")
     rtp_port, http_port = free_udp_port_pair(), free_port()
     folder = directory / "janus"
     audio_port = rtp_port + 2 if audio else None
-    janus_server.write_config(folder, _primary_interface(), rtp_port, audio_port, http_port)
+    # Janus's ICE offers one interface's address; away from loopback, the one asked for.
+    ice = _primary_interface() if host == LOOPBACK else host
+    janus_server.write_config(folder, ice, rtp_port, audio_port, http_port)
     with ExitStack() as stack:
         server, _ = stack.enter_context(
             _peercam_daemon(directory, size, codec, rtp_port, audio=audio)
@@ -394,7 +427,7 @@ def janus(directory: Path, size: str, codec: str, audio: bool = True) -> Iterato
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         stack.callback(stop, relay)
-        origin = f"http://127.0.0.1:{http_port}"
+        origin = f"http://{host}:{http_port}"
         _wait_for(f"{origin}/janus/info", relay, folder / "janus.log")
         yield plain_page_system(
             "Janus", [server, relay], origin, "janus=/janus", ["--janus", f"{origin}/janus"],
@@ -427,15 +460,17 @@ def _relayed(
 
 
 @contextmanager
-def gstreamer(directory: Path, size: str, codec: str, audio: bool = True) -> Iterator[Running]:
+def gstreamer(
+    directory: Path, size: str, codec: str, audio: bool = True, host: str = LOOPBACK
+) -> Iterator[Running]:
     http_port = free_port()
     query, receiving = _audio_args(audio)
-    arguments = ["--http-port", str(http_port)]
+    arguments = ["--http-port", str(http_port), "--http-host", host]
     with _relayed(directory, size, codec, audio, "gstreamer_server.py", arguments) as (
         server,
         relay,
     ):
-        origin = f"http://127.0.0.1:{http_port}"
+        origin = f"http://{host}:{http_port}"
         yield plain_page_system(
             "GStreamer", [server, relay], origin, f"endpoint=/whep&codec=H264{query}",
             [f"{origin}/whep", *receiving],
@@ -510,6 +545,7 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 SYSTEMS = {
     "peercam": peercam,
     "peercam-aiortc-sender": peercam_aiortc_sender,
+    "peercam-without-layers": peercam_without_layers,
     "aiortc": aiortc,
     "janus": janus,
     "gstreamer": gstreamer,
@@ -517,7 +553,12 @@ SYSTEMS = {
     "peercam-turn-tcp": _peercam_turn("tcp"),
 }
 # Measured for CPU per viewer only: a variant of a system already measured in full.
-CPU_ONLY = {"peercam-aiortc-sender", "peercam-turn-udp", "peercam-turn-tcp"}
+CPU_ONLY = {
+    "peercam-aiortc-sender",
+    "peercam-turn-udp",
+    "peercam-turn-tcp",
+    "peercam-without-layers",
+}
 
 
 def why_unavailable(name: str) -> str | None:

@@ -11,10 +11,13 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
 from bench.cpu_per_viewer import Receivers, Sample, SystemRun, sample
-from bench.glass_to_glass import BROWSER_FLAGS, measure
+from bench.glass_to_glass import BROWSER_FLAGS, READER, measure, reader_arguments
 from bench.systems import main_thread_seconds, peercam
 
+from peercam.capture import timecode
 from tests.browser import chromium
 
 
@@ -33,6 +36,50 @@ def test_the_time_code_is_read_off_every_presented_frame() -> None:
     assert len(result.received) == len(result.shown)
     assert result.capture_to_encoded_ms is not None and result.capture_to_encoded_ms > 0
     assert result.receiver["framesDecoded"] > 20
+
+
+# A still picture (grey bytes, base64) played as a 30 fps video, as a layer's would be.
+STILL_VIDEO = """
+([width, height, grey]) => {
+  const bytes = Uint8Array.from(atob(grey), (c) => c.charCodeAt(0));
+  const canvas = document.createElement('canvas');
+  canvas.width = width; canvas.height = height;
+  const context = canvas.getContext('2d');
+  const image = context.createImageData(width, height);
+  bytes.forEach((value, i) => image.data.set([value, value, value, 255], 4 * i));
+  setInterval(() => context.putImageData(image, 0, 0), 33);
+  const video = document.createElement('video');
+  video.id = 'video'; video.muted = true; video.autoplay = true;
+  video.srcObject = canvas.captureStream(30);
+  document.body.append(video);
+}
+"""
+
+
+def test_the_time_code_is_read_off_a_smaller_layers_frames() -> None:
+    """A 1280-wide camera's code shown at 640 (a low layer): read at the camera's
+    block layout, scaled, it gives back exactly the time burned in."""
+    import base64
+
+    luma = np.full((720, 1280), timecode.BLACK, np.uint8)
+    captured = int(time.time() * 1000) - 100
+    timecode.burn(luma, captured)
+    half = luma.reshape(360, 2, 640, 2).mean(axis=(1, 3)).astype(np.uint8)
+    grey = base64.b64encode(half.tobytes()).decode()
+    with chromium(BROWSER_FLAGS) as browser:
+        page = browser.new_page()
+        page.set_content("<title>a low layer</title>")
+        page.evaluate(STILL_VIDEO, [640, 360, grey])
+        page.evaluate(READER, reader_arguments(1280))
+        time.sleep(2)
+        read = page.evaluate("window.g2g")
+        elapsed_ms = time.time() * 1000 - captured
+    assert read["widths"] == {"640": len(read["shown"]) + read["unreadable"]}, read["widths"]
+    assert len(read["shown"]) > 10 and read["unreadable"] == 0, read
+    # Each reading is now minus the burned time: 100 ms and up, never beyond the test.
+    # (Read as if burned at 640, no frame reads: row 8 is below the halved code, and
+    # the blocks drift a whole block off by the 14th.)
+    assert all(100 <= value <= elapsed_ms for value in read["shown"]), read["shown"][:5]
 
 
 def test_receivers_count_each_viewers_frames_and_bytes() -> None:
@@ -89,3 +136,17 @@ def test_the_side_that_held_a_viewer_back_is_told_by_what_was_sent_or_by_cpu() -
     assert other.limited_by(other.samples[1]) == "system (by CPU)"
     other.samples[1] = Sample(40, 20, 150, 95, 1600, 21, None, None, 1)
     assert other.limited_by(other.samples[1]) == "receivers (by CPU)"
+
+
+def test_a_stall_is_time_on_a_picture_held_too_long_edges_included() -> None:
+    from bench.constrained_viewer import stalls
+
+    steady = [1000.0 + 25 * i for i in range(41)]  # 1 s at 40 fps, from 1000 ms
+    assert stalls(steady, 1000, 2000) == pytest.approx((0.0, 0.025))
+    # A picture held 500 ms mid-window, and the last one shown 250 ms before the end:
+    # both count; the frames between them do not.
+    held = [t for t in steady if t <= 1200 or 1700 <= t <= 1750]
+    assert stalls(held, 1000, 2000) == pytest.approx((0.75, 0.5))
+    # Nothing shown at all: the whole window, not zero (Chromium's freezeCount says 0).
+    assert stalls([], 1000, 2000) == (1.0, 1.0)
+    assert stalls([400.0, 2500.0], 1000, 2000) == (1.0, 1.0)  # outside the window
