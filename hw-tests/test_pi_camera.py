@@ -113,3 +113,56 @@ def test_daemon_cpu_with_five_viewers(hardware_encoder: ModuleType, tmp_path: Pa
     finally:
         receivers.close()
         stop(daemon)
+
+
+async def test_the_low_layer_is_the_lores_stream_encoded_beside_the_main_one(
+    hardware_encoder: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 26 on a Pi: the viewers' low layer is the ISP's lores picture through a
+    second encode (the V4L2 hardware block if it takes one more stream, else libx264;
+    printed, not asserted), at the camera's rate beside its own H.264 main stream.
+    Run once against the picamera2 stand-in by hand (libx264 there): 285 frames each."""
+    import logging
+    import time
+
+    import av
+
+    from peercam.config import Config
+    from peercam.media import EncodedFrame
+    from peercam.metrics import Metrics
+    from peercam.pipeline import build_pipeline
+
+    caplog.set_level(logging.INFO, logger="peercam")
+    config = Config.model_validate(
+        {
+            "camera": {"source": "picamera2", "size": "1280x720", "lores_size": "640x360"},
+            "video": {"codecs": ["h264"], "low_bitrate_kbps": 500},
+            "audio": {"enabled": False},
+        }
+    )
+    pipeline = build_pipeline(config, Metrics())
+    frames: dict[str, list[EncodedFrame]] = {"main": [], "low": []}
+    try:
+        async with pipeline.stream("h264") as main, pipeline.stream("h264", "low") as low:
+
+            async def take(layer: str, subscription: object) -> None:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    frames[layer].append(await subscription.get())  # type: ignore[attr-defined]
+
+            await asyncio.gather(take("main", main), take("low", low))
+    finally:
+        await pipeline.stop()
+    chosen = [r.getMessage() for r in caplog.records if "H.264 layer low" in r.getMessage()]
+    print(f"{chosen}; 10 s: main {len(frames['main'])} frames, low {len(frames['low'])}")
+    assert chosen and "low-resolution stream" in chosen[0]
+    assert len(frames["main"]) >= 250 and len(frames["low"]) >= 250
+    decoder = av.CodecContext.create("h264", "r")
+    start = next(i for i, f in enumerate(frames["low"]) if f.keyframe)
+    pictures = [
+        picture
+        for frame in frames["low"][start : start + 10]
+        for packet in decoder.parse(frame.data)
+        for picture in decoder.decode(packet)
+    ]
+    assert pictures and (pictures[0].width, pictures[0].height) == (640, 360)
