@@ -15,13 +15,14 @@ Systems: peercam (its low layer on, as by default), peercam without layers, aior
 GStreamer webrtcbin (relaying the daemon's one stream). Needs root (a namespace and a
 tc limit); prints and writes bench/results/constrained_viewer.md.
 
-    python -m bench.constrained_viewer [--rate 1mbit] [--systems peercam,janus]
+    python -m bench.constrained_viewer [--rates 1mbit,300kbit] [--systems peercam,janus]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ from bench.systems import SYSTEMS, Running
 from bench.systems import why_unavailable as system_unavailable
 
 SIZE, CAMERA_WIDTH, MAIN_KBPS = "1280x720", 1280, 3000
-RATE = "1mbit"
+# Below the main layer and above the low one; and below even the low one.
+RATES = ["1mbit", "300kbit"]
 SETTLE, WINDOW = 10.0, 30.0
 # A picture that stays longer than this is frozen to a viewer: W3C's freeze is a frame
 # held more than max(3 frame times, a frame time + 150 ms), 183 ms at 30 fps.
@@ -247,9 +249,9 @@ def _ms(value: float) -> str:
     return "n/a" if value != value else f"{value:.0f}"  # NaN: no frame read
 
 
-def report(results: list[ConstrainedRun], rate: str, settle: float, window: float) -> list[str]:
+def report(by_rate: dict[str, list[ConstrainedRun]], settle: float, window: float) -> list[str]:
     lines = [
-        f"# A viewer behind a {rate} link (1280x720@30 H.264, {MAIN_KBPS} kbit/s)",
+        f"# A viewer behind a narrow link (1280x720@30 H.264, {MAIN_KBPS} kbit/s)",
         "",
         "Produced by `python -m bench.constrained_viewer` (part of `make bench`). One "
         "Chromium behind a `tc tbf` bucket (300 ms queue) on its own veth link and one "
@@ -260,7 +262,24 @@ def report(results: list[ConstrainedRun], rate: str, settle: float, window: floa
         f"over {STALL_MS:.0f} ms (W3C's freeze at 30 fps), from when frames were shown, "
         "the window's edges included; Chromium's own freezeCount counts a freeze only "
         "once a frame ends it. Audio off. The systems run in turn in one session, sharing "
-        "the 2 cores with both viewers.",
+        "the 2 cores with both viewers. peercam's low layer: 640x360 at 500 kbit/s.",
+    ]
+    for rate, results in by_rate.items():
+        lines += ["", *rate_section(rate, results)]
+    return lines
+
+
+def rate_name(rate: str) -> str:
+    """A tc rate as people write it: "1mbit" → "1 Mbit/s"."""
+    found = re.fullmatch(r"([\d.]+)([km]?)bit", rate)
+    if found is None:
+        return rate
+    return f"{found[1]} {found[2].upper() if found[2] == 'm' else found[2]}bit/s"
+
+
+def rate_section(rate: str, results: list[ConstrainedRun]) -> list[str]:
+    lines = [
+        f"## Behind {rate_name(rate)}",
         "",
         "| system | decoded fps | dropped | Chromium's freezes (s) | stalled s (longest) "
         "| kbit/s received | widths shown (frames) | glass-to-glass p50 / p95 ms "
@@ -295,7 +314,10 @@ def report(results: list[ConstrainedRun], rate: str, settle: float, window: floa
             f"({single.encoders}), the same two viewers"
         )
     others = [r for r in measured.values() if r.system not in ("peercam", "peercam, no layers")]
-    if layered is not None and others:
+    if layered is not None and others and not any(r.fps > 0 for r in others):
+        names = ", ".join(r.system for r in others)
+        lines.append(f"- {names}: no picture decoded in the window")
+    elif layered is not None and others:
         best = min(others, key=lambda r: (r.stalled_seconds, -r.fps))
         lines.append(
             f"- of the others, {best.system} fared best: {best.fps:.1f} fps and "
@@ -311,7 +333,7 @@ def _seconds(value: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rate", default=RATE, help="the limited link's tc rate")
+    parser.add_argument("--rates", default=",".join(RATES), help="the limited link's tc rates")
     parser.add_argument("--systems", default=",".join(SYSTEM_NAMES))
     parser.add_argument("--settle", type=float, default=SETTLE)
     parser.add_argument("--window", type=float, default=WINDOW)
@@ -324,10 +346,8 @@ def main() -> None:
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown:
         parser.error(f"unknown systems: {', '.join(unknown)}")
-    results = run(names, args.rate, args.settle, args.window)
-    if not any(r.shown_ms for r in results):
-        print("no system's frames could be read: glass-to-glass unmeasured")
-    publish("constrained_viewer.md", report(results, args.rate, args.settle, args.window))
+    by_rate = {rate: run(names, rate, args.settle, args.window) for rate in args.rates.split(",")}
+    publish("constrained_viewer.md", report(by_rate, args.settle, args.window))
 
 
 if __name__ == "__main__":
