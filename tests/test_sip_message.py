@@ -194,3 +194,66 @@ def test_digest_without_qop_and_bad_challenges() -> None:
     body_only = digest.Challenge.parse('Digest realm="r", nonce="n", qop="auth-int"')
     with pytest.raises(SipError, match="auth-int"):
         digest.authorization(body_only, "u", "p", "INVITE", "sip:x")
+
+
+# --- SDP ----------------------------------------------------------------------------
+
+PHONE_OFFER = (
+    b"v=0\r\no=- 123 456 IN IP4 192.168.1.20\r\ns=-\r\nc=IN IP4 192.168.1.20\r\nt=0 0\r\n"
+    b"m=audio 7078 RTP/AVP 9 8 0 101 96\r\n"
+    b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
+    b"a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\na=ptime:20\r\na=sendrecv\r\n"
+    b"m=video 9078 RTP/AVP 97\r\nc=IN IP4 192.168.1.21\r\na=rtpmap:97 H264/90000\r\n"
+    b"a=inactive\r\n"
+)
+
+
+def test_a_phones_offer_and_the_codec_chosen_from_it() -> None:
+    from peercam.sip import sdp
+
+    offer = sdp.parse_audio(PHONE_OFFER)
+    assert (offer.address, offer.port, offer.direction, offer.ptime) == (
+        "192.168.1.20", 7078, "sendrecv", 20,
+    )  # fmt: skip
+    assert [(f.payload_type, f.name, f.clock_rate, f.channels) for f in offer.formats] == [
+        (9, "G722", 8000, 1), (8, "PCMA", 8000, 1), (0, "PCMU", 8000, 1),
+        (101, "TELEPHONE-EVENT", 8000, 1), (96, "OPUS", 48000, 2),
+    ]  # fmt: skip
+    assert offer.formats[4].fmtp == "useinbandfec=1"
+    # The phone's order decides among what peercam makes; DTMF at the codec's clock.
+    chosen = sdp.choose(offer, ["PCMU", "PCMA", "OPUS"])
+    assert chosen is not None and chosen.codec.name == "PCMA"
+    assert chosen.telephone_event is not None and chosen.telephone_event.payload_type == 101
+    opus = sdp.choose(offer, ["OPUS"])
+    assert opus is not None and opus.telephone_event is None  # none offered at 48 kHz
+    assert sdp.choose(offer, ["L16"]) is None
+
+    answer = sdp.describe("192.0.2.5", 40000, [chosen.codec, chosen.telephone_event], 7, 1)
+    back = sdp.parse_audio(answer)
+    assert (back.address, back.port) == ("192.0.2.5", 40000)
+    assert [(f.payload_type, f.name) for f in back.formats] == [
+        (8, "PCMA"),
+        (101, "TELEPHONE-EVENT"),
+    ]
+    assert back.formats[1].fmtp == "0-16"
+    assert b"a=rtpmap:101 telephone-event/8000\r\n" in answer
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 5000 RTP/AVP 96\r\n", "no audio"),
+        (b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n", "no connection address"),
+        (b"v=0\r\nc=IN IP4 phone.local\r\nm=audio 5000 RTP/AVP 0\r\n", "not an IP address"),
+        (b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 99999 RTP/AVP 0\r\n", "audio port"),
+        (b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 TCP/MSRP *\r\n", "audio transport"),
+        (b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/AVP 0 x\r\n", "payload types"),
+        (b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/AVP 96\r\na=rtpmap:96 opus\r\n", "rtpmap"),
+        (b"v=0\r\nc=IN IP4 \xff\r\n", "UTF-8"),
+    ],
+)
+def test_sdp_that_cannot_be_used_is_a_sip_error(body: bytes, why: str) -> None:
+    from peercam.sip import sdp
+
+    with pytest.raises(SipError, match=why):
+        sdp.parse_audio(body)
