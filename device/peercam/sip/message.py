@@ -140,6 +140,19 @@ class Response:
 Message = Request | Response
 
 
+def response_to(request: Request, status: int, reason: str, to_tag: str | None = None) -> Response:
+    """A response to `request` with the headers §8.2.6.2 copies (Via, From, To, Call-ID,
+    CSeq), and `to_tag` added to To where it has none."""
+    response = Response(status, reason)
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for value in request.headers.get_all(name):
+            response.headers.add(name, value)
+    to = request.headers.get("To")
+    if to_tag is not None and to is not None and Address.parse(to).tag is None:
+        response.headers.set("To", str(Address.parse(to).with_param("tag", to_tag)))
+    return response
+
+
 def _serialize(start: str, headers: Headers, body: bytes) -> bytes:
     lines = [start]
     lines += [f"{name}: {value}" for name, value in headers if name != "Content-Length"]

@@ -1,0 +1,185 @@
+"""Registration with a registrar or PBX (RFC 3261 §10): REGISTER, answered with
+digest credentials when challenged, refreshed before it expires, retried with a
+growing pause when it fails. Its state is told through a callback, typed."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from peercam.sip import digest
+from peercam.sip.message import Address, Request, Response, SipError
+from peercam.sip.transaction import T1, request
+from peercam.sip.transport import Endpoint, Target
+
+logger = logging.getLogger(__name__)
+
+RETRY_FIRST, RETRY_MOST = 5.0, 300.0  # seconds: a failed registration's pauses
+MAX_CHALLENGES = 2  # a second 401 in a row for new credentials means they are wrong
+
+
+@dataclass(frozen=True)
+class Account:
+    registrar: Target
+    domain: str  # the SIP domain: sip:user@domain
+    user: str
+    password: str
+    expires: int = 600  # seconds asked for; the registrar may grant less
+
+
+class State(enum.Enum):
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    FAILED = "failed"  # retried after a pause
+    UNREGISTERED = "unregistered"
+
+
+@dataclass(frozen=True)
+class RegistrationState:
+    state: State
+    reason: str = ""
+    expires: int | None = None  # seconds granted, when registered
+
+
+class Registration:
+    def __init__(
+        self, endpoint: Endpoint, account: Account,
+        on_state: Callable[[RegistrationState], None] = lambda state: None, t1: float = T1,
+    ) -> None:  # fmt: skip
+        self._endpoint = endpoint
+        self.account = account
+        self._on_state = on_state
+        self._t1 = t1
+        self._call_id = secrets.token_hex(12)
+        self._tag = secrets.token_hex(6)
+        self._cseq = 0
+        self._task: asyncio.Task[None] | None = None
+        self.state = RegistrationState(State.UNREGISTERED)
+        self.registrations = 0  # successful REGISTERs, refreshes included
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"sip-register-{self.account.user}")
+
+    async def stop(self) -> None:
+        """Stop refreshing and remove the binding (Expires: 0) if it was made."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self.state.state == State.REGISTERED:
+            try:
+                async with asyncio.timeout(4 * self._t1 * 8):
+                    await self._register(0)
+            except (TimeoutError, OSError, SipError) as error:
+                logger.info("SIP: could not unregister %s: %s", self.account.user, error)
+        self._set(RegistrationState(State.UNREGISTERED))
+
+    def _set(self, state: RegistrationState) -> None:
+        if state != self.state:
+            self.state = state
+            self._on_state(state)
+
+    async def _run(self) -> None:
+        pause = RETRY_FIRST
+        while True:
+            self._set(RegistrationState(State.REGISTERING))
+            try:
+                granted = await self._register(self.account.expires)
+            except (TimeoutError, OSError, SipError) as error:
+                reason = _why(error)
+                logger.warning(
+                    "SIP: registering %s at %s failed: %s; again in %.0f s",
+                    self.account.user, self.account.registrar.host, reason, pause,
+                )  # fmt: skip
+                self._set(RegistrationState(State.FAILED, reason))
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, RETRY_MOST)
+                continue
+            pause = RETRY_FIRST
+            self.registrations += 1
+            self._set(RegistrationState(State.REGISTERED, "", granted))
+            # Refreshed well before it lapses, and never in a busy loop (§10.2.4).
+            await asyncio.sleep(max(1.0, min(granted * 0.8, granted - 10.0)))
+
+    async def _register(self, expires: int) -> int:
+        """One REGISTER (challenges answered): the seconds granted. SipError when the
+        registrar refuses, with its status and reason."""
+        account = self.account
+        authorization: tuple[str, str] | None = None
+        for _ in range(MAX_CHALLENGES + 1):
+            response = await request(
+                self._endpoint, self._request(expires, authorization), account.registrar,
+                self._t1,
+            )  # fmt: skip
+            if response.status in (401, 407):
+                authorization = self._answer(response, authorization is not None)
+                continue
+            if response.status == 423 and expires:  # Interval Too Brief: ask for its minimum
+                minimum = response.headers.get("Min-Expires") or ""
+                if minimum.isdigit() and int(minimum) > expires:
+                    expires = int(minimum)
+                    continue
+            if 200 <= response.status < 300:
+                return self._granted(response, expires)
+            raise SipError(f"{response.status} {response.reason}")
+        raise SipError("credentials refused (challenged again after answering)")
+
+    def _answer(self, response: Response, answered_before: bool) -> tuple[str, str]:
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        challenge = digest.Challenge.parse(response.headers.require(header))
+        if answered_before and not challenge.stale:
+            raise SipError(f"{response.status} {response.reason}: wrong user name or password")
+        account = self.account
+        name = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        value = digest.authorization(
+            challenge, account.user, account.password, "REGISTER", f"sip:{account.domain}"
+        )
+        return name, value
+
+    def _request(self, expires: int, authorization: tuple[str, str] | None) -> Request:
+        account = self.account
+        self._cseq += 1
+        host, port = self._endpoint.local_address(account.registrar)
+        transport = account.registrar.transport.lower()
+        aor = Address(f"sip:{account.user}@{account.domain}")
+        contact = Address(f"sip:{account.user}@{host}:{port};transport={transport}")
+        message = Request("REGISTER", f"sip:{account.domain}")
+        message.headers.add("Max-Forwards", "70")
+        message.headers.add("From", str(aor.with_param("tag", self._tag)))
+        message.headers.add("To", str(aor))
+        message.headers.add("Call-ID", self._call_id)
+        message.headers.add("CSeq", f"{self._cseq} REGISTER")
+        message.headers.add("Contact", str(contact))
+        message.headers.add("Expires", str(expires))
+        message.headers.add("User-Agent", "peercam")
+        if authorization is not None:
+            message.headers.add(*authorization)
+        return message
+
+    def _granted(self, response: Response, asked: int) -> int:
+        """The expiry the registrar gave our binding (its Contact's, else Expires)."""
+        for value in response.headers.get_all("Contact"):
+            try:
+                contact = Address.parse(value)
+            except SipError:
+                continue
+            granted = contact.param("expires") or ""
+            if granted.isdigit() and self.account.user in contact.uri:
+                return int(granted)
+        expires = response.headers.get("Expires") or ""
+        return int(expires) if expires.isdigit() else asked
+
+
+def _why(error: Exception) -> str:
+    """A failed registration's reason, as a user reads it in the log and the page."""
+    if isinstance(error, TimeoutError):
+        return "no answer"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)

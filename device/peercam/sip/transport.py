@@ -1,0 +1,155 @@
+"""Where SIP messages go in and out (RFC 3261 §18): one UDP socket, and TCP
+connections opened to a target as needed and kept. Responses are handed to whoever
+waits on their branch (transaction.py); requests to the endpoint's owner. What cannot
+be parsed is logged with its sender and dropped: a peer's garbage must not reach the
+dialogs, nor stop the socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from peercam.sip.message import Message, Request, Response, SipError, StreamFramer, Via, parse
+
+logger = logging.getLogger(__name__)
+
+TRANSPORTS = ("UDP", "TCP")
+
+
+@dataclass(frozen=True)
+class Target:
+    transport: str  # UDP or TCP
+    host: str
+    port: int
+
+
+RequestHandler = Callable[[Request, Target], None]
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._endpoint.received(data, Target("UDP", addr[0], addr[1]), stream=False)
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP port unreachable from a registrar that is down: its transaction
+        # times out and says so; nothing here to add.
+        logger.debug("SIP over UDP: %s", exc)
+
+
+class Endpoint:
+    """peercam's SIP endpoint. `on_request` is called on the event loop."""
+
+    def __init__(self, on_request: RequestHandler | None = None) -> None:
+        self._on_request = on_request
+        self._udp: asyncio.DatagramTransport | None = None
+        self._streams: dict[Target, asyncio.StreamWriter] = {}
+        self._readers: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, Callable[[Response], None]] = {}
+
+    async def open(self, host: str = "0.0.0.0", port: int = 0) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self), local_addr=(host, port)
+        )
+        self._udp = transport
+
+    @property
+    def udp_port(self) -> int:
+        assert self._udp is not None, "open() first"
+        return int(self._udp.get_extra_info("sockname")[1])
+
+    def local_address(self, target: Target) -> tuple[str, int]:
+        """The address `target` sees peercam at (for Via and Contact)."""
+        writer = self._streams.get(target)
+        if writer is not None:
+            host, port = writer.get_extra_info("sockname")[:2]
+            return str(host), int(port)
+        # The interface the kernel would route to `target` through (no packet sent).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((target.host, target.port))
+            return str(probe.getsockname()[0]), self.udp_port
+
+    async def connect(self, target: Target) -> None:
+        """Open the stream to a TCP target (a no-op for UDP)."""
+        if target.transport == "UDP" or target in self._streams:
+            return
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        self._streams[target] = writer
+        task = asyncio.create_task(self._read(target, reader), name=f"sip-tcp-{target.host}")
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+
+    async def send(self, message: Message, target: Target) -> None:
+        data = message.to_bytes()
+        if target.transport == "UDP":
+            assert self._udp is not None, "open() first"
+            self._udp.sendto(data, (target.host, target.port))
+            return
+        await self.connect(target)
+        writer = self._streams[target]
+        writer.write(data)
+        await writer.drain()
+
+    def wait_for(self, branch: str, on_response: Callable[[Response], None]) -> None:
+        self._waiting[branch] = on_response
+
+    def stop_waiting(self, branch: str) -> None:
+        self._waiting.pop(branch, None)
+
+    async def _read(self, target: Target, reader: asyncio.StreamReader) -> None:
+        framer = StreamFramer()
+        try:
+            while data := await reader.read(65_536):
+                for message in framer.feed(data):
+                    self._dispatch(message, target)
+        except SipError as error:
+            logger.info(
+                "SIP from %s:%d: %s; closing the connection", target.host, target.port, error
+            )
+        except ConnectionError as error:
+            logger.info("SIP connection to %s:%d: %s", target.host, target.port, error)
+        finally:
+            writer = self._streams.pop(target, None)
+            if writer is not None:
+                writer.close()
+
+    def received(self, data: bytes, source: Target, stream: bool) -> None:
+        if not data.strip(b"\r\n"):
+            return  # a keep-alive
+        try:
+            message = parse(data, stream=stream)
+        except SipError as error:
+            logger.info("SIP from %s:%d dropped: %s", source.host, source.port, error)
+            return
+        self._dispatch(message, source)
+
+    def _dispatch(self, message: Message, source: Target) -> None:
+        if isinstance(message, Response):
+            try:
+                branch = Via.parse(message.headers.require("Via")).branch
+            except SipError as error:
+                logger.info("SIP response from %s dropped: %s", source.host, error)
+                return
+            waiter = self._waiting.get(branch or "")
+            if waiter is not None:
+                waiter(message)
+            return
+        if self._on_request is not None:
+            self._on_request(message, source)
+
+    async def close(self) -> None:
+        for task in list(self._readers):
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        for writer in self._streams.values():
+            writer.close()
+        self._streams.clear()
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None

@@ -1,0 +1,112 @@
+"""A real registrar for the SIP tests: Debian's kamailio on loopback (UDP and TCP on
+one port), one account, locations in memory. Requests to a registered address are
+relayed to its contact; to any other, 404."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+USER, PASSWORD, DOMAIN = "door", "door-secret", "peercam.test"
+# Debian's multiarch directory: x86_64-linux-gnu here, aarch64-linux-gnu on a Pi.
+MODULES = next(Path("/usr/lib").glob("*/kamailio/modules"), Path("/usr/lib/kamailio/modules"))
+
+CONFIG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children=1
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+mpath="{modules}/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "min_expires", 1)
+request_route {{
+    if (is_method("REGISTER")) {{
+        if (!pv_www_authenticate("$td", "{password}", "0")) {{
+            www_challenge("$td", "0");
+            exit;
+        }}
+        if ($au != "{user}") {{
+            sl_send_reply("403", "Forbidden");
+            exit;
+        }}
+        if (!save("location")) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}
+    if (!lookup("location")) {{
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    t_relay();
+}}
+"""
+
+
+def why_unavailable() -> str | None:
+    if not shutil.which("kamailio") or not (MODULES / "registrar.so").exists():
+        return "Debian's kamailio is not installed"
+    return None
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on loopback."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for UDP and TCP")
+
+
+@contextmanager
+def kamailio(directory: Path) -> Iterator[int]:
+    """kamailio running with CONFIG: its port."""
+    port = free_port()
+    config = directory / "kamailio.cfg"
+    config.write_text(CONFIG.format(port=port, modules=MODULES, user=USER, password=PASSWORD))
+    log = (directory / "kamailio.log").open("wb")
+    process = subprocess.Popen(
+        ["kamailio", "-f", str(config), "-DD", "-E", "-Y", str(directory), "-w", str(directory)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not _listening(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((directory / "kamailio.log").read_text()[-3000:])
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

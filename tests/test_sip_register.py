@@ -1,0 +1,169 @@
+"""peercam registering with a real registrar (kamailio, tests/sip_registrar.py):
+challenged and answered, refreshed before expiry, over UDP and TCP; reachable at its
+address while registered and not after; wrong credentials, a registrar that is not
+there and a malformed message each a clear failure that leaves the rest working."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from peercam.sip.message import Request, Response, response_to
+from peercam.sip.register import Account, Registration, RegistrationState, State
+from peercam.sip.transaction import request
+from peercam.sip.transport import Endpoint, Target
+from tests import sip_registrar
+from tests.sip_registrar import DOMAIN, PASSWORD, USER
+
+pytestmark = pytest.mark.skipif(
+    sip_registrar.why_unavailable() is not None, reason=str(sip_registrar.why_unavailable())
+)
+
+
+@pytest.fixture
+def registrar(tmp_path: Path) -> Iterator[int]:
+    with sip_registrar.kamailio(tmp_path) as port:
+        yield port
+
+
+class Phone:
+    """peercam's endpoint, answering 200 to whatever reaches it (and keeping it)."""
+
+    def __init__(self) -> None:
+        self.received: list[Request] = []
+        self.endpoint = Endpoint(self._on_request)
+
+    def _on_request(self, message: Request, source: Target) -> None:
+        self.received.append(message)
+        answer = response_to(message, 200, "OK", to_tag="p1")
+        asyncio.get_running_loop().create_task(self.endpoint.send(answer, source))
+
+
+class States(list[RegistrationState]):
+    """The states a registration went through, and a wait for the next."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def add(self, state: RegistrationState) -> None:
+        self.append(state)
+        self.changed.set()
+
+    async def reach(self, state: State) -> None:
+        while not self or self[-1].state != state:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+@asynccontextmanager
+async def registered(
+    port: int, transport: str = "UDP", password: str = PASSWORD, expires: int = 600,
+    t1: float = 0.5,
+) -> AsyncIterator[tuple[Phone, Registration, States]]:  # fmt: skip
+    phone = Phone()
+    await phone.endpoint.open("127.0.0.1")
+    states = States()
+    account = Account(Target(transport, "127.0.0.1", port), DOMAIN, USER, password, expires)
+    registration = Registration(phone.endpoint, account, states.add, t1=t1)
+    registration.start()
+    try:
+        yield phone, registration, states
+    finally:
+        await registration.stop()
+        await phone.endpoint.close()
+
+
+async def call_through(port: int, user: str = USER) -> Response:
+    """An OPTIONS to `user`'s address of record, sent through the registrar."""
+    caller = Endpoint()
+    await caller.open("127.0.0.1")
+    try:
+        message = Request("OPTIONS", f"sip:{user}@{DOMAIN}")
+        for name, value in (
+            ("Max-Forwards", "70"), ("From", f"<sip:hall@{DOMAIN}>;tag=h1"),
+            ("To", f"<sip:{user}@{DOMAIN}>"), ("Call-ID", "probe-1"), ("CSeq", "1 OPTIONS"),
+        ):  # fmt: skip
+            message.headers.add(name, value)
+        return await request(caller, message, Target("UDP", "127.0.0.1", port), t1=0.1)
+    finally:
+        await caller.close()
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+async def test_registers_answers_the_challenge_and_is_reachable_until_it_leaves(
+    registrar: int, transport: str
+) -> None:
+    async with registered(registrar, transport) as (phone, _, states):
+        async with asyncio.timeout(10):
+            await states.reach(State.REGISTERED)
+        assert states[-1].expires == 600
+        answered = await call_through(registrar)
+        assert answered.status == 200  # relayed by the registrar to peercam's contact
+        assert phone.received and phone.received[-1].method == "OPTIONS"
+        assert (await call_through(registrar, "nobody")).status == 404
+    # stop() removed the binding: the address leads nowhere now.
+    assert states[-1].state == State.UNREGISTERED
+    assert (await call_through(registrar)).status == 404
+
+
+async def test_the_registration_is_refreshed_before_it_expires(registrar: int) -> None:
+    async with registered(registrar, expires=2) as (_, registration, states):
+        async with asyncio.timeout(10):
+            await states.reach(State.REGISTERED)
+        await asyncio.sleep(3.5)  # refreshed at 80 % of the 2 s granted: ~ every 1.6 s
+        assert registration.registrations >= 3
+        assert states[-1].state == State.REGISTERED
+        assert (await call_through(registrar)).status == 200
+
+
+async def test_wrong_credentials_fail_with_a_reason_and_are_retried(
+    registrar: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="peercam.sip")
+    async with registered(registrar, password="wrong") as (_, registration, states):
+        async with asyncio.timeout(10):
+            await states.reach(State.FAILED)
+        assert "wrong user name or password" in states[-1].reason
+        assert registration.registrations == 0
+        assert "again in 5 s" in caplog.text
+    assert (await call_through(registrar)).status == 404
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+async def test_a_registrar_that_is_not_there_is_a_clear_failure(transport: str) -> None:
+    nobody = sip_registrar.free_port()
+    async with registered(nobody, transport, t1=0.02) as (_, _, states):
+        async with asyncio.timeout(5):
+            await states.reach(State.FAILED)
+        reason = states[-1].reason
+        assert reason == ("no answer" if transport == "UDP" else "connection refused")
+
+
+async def test_malformed_messages_to_peercam_are_dropped_and_it_stays_registered(
+    registrar: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="peercam.sip")
+    async with registered(registrar) as (phone, _, states):
+        async with asyncio.timeout(10):
+            await states.reach(State.REGISTERED)
+        loop = asyncio.get_running_loop()
+        sender, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", phone.endpoint.udp_port)
+        )
+        for garbage in (
+            b"INVITE sip:x SIP/9.9\r\n\r\n",
+            b"\x00\xff" * 40,
+            b"SIP/2.0 200 OK\r\n\r\n",
+        ):
+            sender.sendto(garbage)
+        sender.close()
+        await asyncio.sleep(0.2)
+        assert "dropped" in caplog.text
+        assert (await call_through(registrar)).status == 200
+        assert states[-1].state == State.REGISTERED
