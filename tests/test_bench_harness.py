@@ -76,10 +76,13 @@ def test_the_time_code_is_read_off_a_smaller_layers_frames() -> None:
         elapsed_ms = time.time() * 1000 - captured
     assert read["widths"] == {"640": len(read["shown"]) + read["unreadable"]}, read["widths"]
     assert len(read["shown"]) > 10 and read["unreadable"] == 0, read
-    # Each reading is now minus the burned time: 100 ms and up, never beyond the test.
+    # Each reading is now minus the burned time: 100 ms and up, never beyond the test
+    # (but for the last frames' expectedDisplayTime, which may lie a few display
+    # frames ahead of the clock read after them: 100 ms allowed).
     # (Read as if burned at 640, no frame reads: row 8 is below the halved code, and
     # the blocks drift a whole block off by the 14th.)
-    assert all(100 <= value <= elapsed_ms for value in read["shown"]), read["shown"][:5]
+    wrong = [value for value in read["shown"] if not 100 <= value <= elapsed_ms + 100]
+    assert not wrong, (wrong[:5], elapsed_ms)
 
 
 def test_receivers_count_each_viewers_frames_and_bytes() -> None:
