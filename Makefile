@@ -13,11 +13,12 @@ RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
 # zbar-tools: reads the pairing QR code off the admin's page, as a phone would;
 # curl: the remote-access test's requests inside a namespace; ffmpeg: an RTSP client.
 # fdisk, e2fsprogs, dosfstools, mtools: taking a Raspberry Pi OS image apart.
-# kamailio: the SIP registrar and proxy the doorbell's SIP calls are tested through.
+# kamailio: the SIP registrar and proxy the doorbell's SIP calls are tested through;
+# baresip: the house phone those calls ring.
 GST_DEBS  := gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base \
 	gstreamer1.0-nice gstreamer1.0-libav python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 python3-gi
 TEST_DEBS := chromium coturn iptables iproute2 janus systemd shellcheck mosquitto zbar-tools \
-	curl ffmpeg espeak-ng fdisk e2fsprogs dosfstools mtools kamailio $(GST_DEBS)
+	curl ffmpeg espeak-ng fdisk e2fsprogs dosfstools mtools kamailio baresip-core $(GST_DEBS)
 
 .PHONY: run test test-all lint typecheck bench clean install-run install-test image image-test
 

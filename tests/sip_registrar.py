@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 USER, PASSWORD, DOMAIN = "door", "door-secret", "peercam.test"
+PHONE = "hall"  # the house phone's account (tests/sip_phone.py), same password
 # Debian's multiarch directory: x86_64-linux-gnu here, aarch64-linux-gnu on a Pi.
 MODULES = next(Path("/usr/lib").glob("*/kamailio/modules"), Path("/usr/lib/kamailio/modules"))
 
@@ -40,7 +41,7 @@ request_route {{
             www_challenge("$td", "0");
             exit;
         }}
-        if ($au != "{user}") {{
+        if ($au != "{user}" && $au != "{phone}") {{
             sl_send_reply("403", "Forbidden");
             exit;
         }}
@@ -84,7 +85,9 @@ def kamailio(directory: Path) -> Iterator[int]:
     """kamailio running with CONFIG: its port."""
     port = free_port()
     config = directory / "kamailio.cfg"
-    config.write_text(CONFIG.format(port=port, modules=MODULES, user=USER, password=PASSWORD))
+    config.write_text(
+        CONFIG.format(port=port, modules=MODULES, user=USER, phone=PHONE, password=PASSWORD)
+    )
     log = (directory / "kamailio.log").open("wb")
     process = subprocess.Popen(
         ["kamailio", "-f", str(config), "-DD", "-E", "-Y", str(directory), "-w", str(directory)],

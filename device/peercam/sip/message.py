@@ -369,6 +369,32 @@ class Via:
         return f"SIP/2.0/{self.transport} {where}{params}"
 
 
+@dataclass(frozen=True)
+class SipUri:
+    """The parts of a sip: URI peercam routes by (RFC 3261 §19.1)."""
+
+    user: str
+    host: str
+    port: int | None
+    params: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, uri: str) -> SipUri:
+        scheme, colon, rest = uri.partition(":")
+        if not colon or scheme.lower() not in ("sip", "sips"):
+            raise SipError(f"not a SIP URI: {uri[:80]!r}")
+        rest = rest.split("?", 1)[0]
+        address, _, params = rest.partition(";")
+        user, at, hostport = address.rpartition("@")
+        host, port = split_host_port(hostport)
+        return cls(user if at else "", host, port, tuple(parse_params(params).items()))
+
+    @property
+    def transport(self) -> str | None:
+        value = dict(self.params).get("transport")
+        return value.upper() if value else None
+
+
 def split_host_port(text: str) -> tuple[str, int | None]:
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")

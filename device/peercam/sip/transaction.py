@@ -16,13 +16,16 @@ def new_branch() -> str:
     return "z9hG4bK" + secrets.token_hex(8)  # §8.1.1.7's magic cookie first
 
 
-async def request(endpoint: Endpoint, message: Request, target: Target, t1: float = T1) -> Response:
-    """`message` with a fresh top Via (and rport, RFC 3581), sent to `target`; its
-    final response. TimeoutError after 64 * t1 with none (Timer F); OSError if the
-    target cannot be reached at all (a TCP connection refused)."""
+async def request(
+    endpoint: Endpoint, message: Request, target: Target, t1: float = T1, branch: str = ""
+) -> Response:
+    """`message` with a fresh top Via (and rport, RFC 3581) on `branch` (a new one
+    unless given: a CANCEL takes its INVITE's), sent to `target`; its final response.
+    TimeoutError after 64 * t1 with none (Timer F); OSError if the target cannot be
+    reached at all (a TCP connection refused)."""
     await endpoint.connect(target)
     host, port = endpoint.local_address(target)
-    branch = new_branch()
+    branch = branch or new_branch()
     via = Via(target.transport, host, port, (("branch", branch), ("rport", "")))
     message.headers.remove("Via")
     message.headers.add("Via", str(via))
@@ -36,7 +39,7 @@ async def request(endpoint: Endpoint, message: Request, target: Target, t1: floa
         else:
             provisional.set()
 
-    endpoint.wait_for(branch, on_response)
+    endpoint.wait_for(branch, message.method, on_response)
     try:
         async with asyncio.timeout(64 * t1):
             await endpoint.send(message, target)
@@ -50,4 +53,4 @@ async def request(endpoint: Endpoint, message: Request, target: Target, t1: floa
                 await endpoint.send(message, target)
             return await final
     finally:
-        endpoint.stop_waiting(branch)
+        endpoint.stop_waiting(branch, message.method)

@@ -12,7 +12,16 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from peercam.sip.message import Message, Request, Response, SipError, StreamFramer, Via, parse
+from peercam.sip.message import (
+    CSeq,
+    Message,
+    Request,
+    Response,
+    SipError,
+    StreamFramer,
+    Via,
+    parse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +59,8 @@ class Endpoint:
         self._udp: asyncio.DatagramTransport | None = None
         self._streams: dict[Target, asyncio.StreamWriter] = {}
         self._readers: set[asyncio.Task[None]] = set()
-        self._waiting: dict[str, Callable[[Response], None]] = {}
+        # By (branch, method): a CANCEL shares its INVITE's branch (§9.1).
+        self._waiting: dict[tuple[str, str], Callable[[Response], None]] = {}
 
     async def open(self, host: str = "0.0.0.0", port: int = 0) -> None:
         loop = asyncio.get_running_loop()
@@ -96,11 +106,11 @@ class Endpoint:
         writer.write(data)
         await writer.drain()
 
-    def wait_for(self, branch: str, on_response: Callable[[Response], None]) -> None:
-        self._waiting[branch] = on_response
+    def wait_for(self, branch: str, method: str, on_response: Callable[[Response], None]) -> None:
+        self._waiting[branch, method] = on_response
 
-    def stop_waiting(self, branch: str) -> None:
-        self._waiting.pop(branch, None)
+    def stop_waiting(self, branch: str, method: str) -> None:
+        self._waiting.pop((branch, method), None)
 
     async def _read(self, target: Target, reader: asyncio.StreamReader) -> None:
         framer = StreamFramer()
@@ -133,10 +143,11 @@ class Endpoint:
         if isinstance(message, Response):
             try:
                 branch = Via.parse(message.headers.require("Via")).branch
+                method = CSeq.parse(message.headers.require("CSeq")).method
             except SipError as error:
                 logger.info("SIP response from %s dropped: %s", source.host, error)
                 return
-            waiter = self._waiting.get(branch or "")
+            waiter = self._waiting.get((branch or "", method))
             if waiter is not None:
                 waiter(message)
             return

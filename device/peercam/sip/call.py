@@ -1,0 +1,294 @@
+"""One outgoing call (RFC 3261 §13, §17.1.1, §9, §15): INVITE with peercam's audio
+offer, ringing, answered or refused, cancelled, hung up by either side. The call's
+states are told through a callback, typed; media is the owner's (it gets the phone's
+SDP when answered)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from peercam.sip import digest
+from peercam.sip.message import (
+    Address,
+    CSeq,
+    Request,
+    Response,
+    SipError,
+    SipUri,
+    Via,
+    response_to,
+    split_host_port,
+)
+from peercam.sip.transaction import T1, new_branch, request
+from peercam.sip.transport import Endpoint, Target
+
+logger = logging.getLogger(__name__)
+
+
+class CallState(enum.Enum):
+    CALLING = "calling"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"  # hung up by either side, cancelled, refused or failed
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    state: CallState
+    reason: str = ""  # why it ended, or the status that rang
+    remote_sdp: bytes = b""  # the phone's answer, when answered
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str
+
+
+class OutgoingCall:
+    """`uri` is called through `proxy` (the registrar, or the phone itself)."""
+
+    def __init__(
+        self, endpoint: Endpoint, uri: str, proxy: Target, caller: Address, local_sdp: bytes,
+        on_event: Callable[[CallEvent], None], credentials: Credentials | None = None,
+        t1: float = T1,
+    ) -> None:  # fmt: skip
+        self._endpoint = endpoint
+        self.uri = uri
+        self._proxy = proxy
+        self._from = caller.with_param("tag", secrets.token_hex(6))
+        self._sdp = local_sdp
+        self._on_event = on_event
+        self._credentials = credentials
+        self._t1 = t1
+        self.call_id = secrets.token_hex(12)
+        self._cseq = 0
+        self._invite: Request | None = None
+        self._branch = ""
+        self._remote_tag: str | None = None
+        self._remote_target: Target | None = None
+        self._remote_uri = uri
+        self.state = CallState.CALLING
+        self._task: asyncio.Task[None] | None = None
+        self._cancelled = asyncio.Event()
+        self._provisional = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"sip-call-{self.call_id[:6]}")
+
+    def _emit(self, event: CallEvent) -> None:
+        if self.state == CallState.ENDED:
+            return
+        self.state = event.state
+        self._on_event(event)
+
+    async def _run(self) -> None:
+        try:
+            await self._invite_until_final()
+        except (TimeoutError, OSError, SipError) as error:
+            reason = "no answer" if isinstance(error, TimeoutError) else str(error)
+            logger.info("SIP call to %s failed: %s", self.uri, reason)
+            self._emit(CallEvent(CallState.ENDED, reason))
+
+    async def _invite_until_final(self) -> None:
+        for _ in range(2):  # once more with credentials when challenged
+            response = await self._transaction(self._new_invite())
+            if response.status in (401, 407) and self._credentials and not self._answered_challenge:
+                self._authorize(response)
+                continue
+            break
+        if 200 <= response.status < 300:
+            await self._confirm(response)
+            return
+        reason = f"{response.status} {response.reason}"
+        if response.status == 487:
+            reason = "cancelled"
+        self._emit(CallEvent(CallState.ENDED, reason))
+
+    _answered_challenge = False
+    _authorization: tuple[str, str] | None = None
+
+    def _authorize(self, response: Response) -> None:
+        assert self._credentials is not None
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        challenge = digest.Challenge.parse(response.headers.require(header))
+        name = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        value = digest.authorization(
+            challenge, self._credentials.user, self._credentials.password, "INVITE", self.uri
+        )
+        self._authorization = (name, value)
+        self._answered_challenge = True
+
+    def _new_invite(self) -> Request:
+        self._cseq += 1
+        host, port = self._endpoint.local_address(self._proxy)
+        invite = Request("INVITE", self.uri)
+        self._branch = new_branch()
+        via = Via(self._proxy.transport, host, port, (("branch", self._branch), ("rport", "")))
+        transport = self._proxy.transport.lower()
+        for name, value in (
+            ("Via", str(via)), ("Max-Forwards", "70"), ("From", str(self._from)),
+            ("To", f"<{self.uri}>"), ("Call-ID", self.call_id),
+            ("CSeq", f"{self._cseq} INVITE"),
+            ("Contact", f"<sip:peercam@{host}:{port};transport={transport}>"),
+            ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"), ("User-Agent", "peercam"),
+            ("Content-Type", "application/sdp"),
+        ):  # fmt: skip
+            invite.headers.add(name, value)
+        if self._authorization is not None:
+            invite.headers.add(*self._authorization)
+        invite.body = self._sdp
+        self._invite = invite
+        return invite
+
+    async def _transaction(self, invite: Request) -> Response:
+        """§17.1.1: INVITE resent at T1, 2T1, ... until any response (Timer A); no
+        response within 64 T1 is a timeout (Timer B); a final non-2xx is ACKed here."""
+        final: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._provisional.clear()
+
+        def on_response(response: Response) -> None:
+            if response.status < 200:
+                self._provisional.set()
+                if self._remote_tag is None and response.status in (180, 183):
+                    self._emit(CallEvent(CallState.RINGING, f"{response.status} {response.reason}"))
+            elif not final.done():
+                final.set_result(response)
+            elif 200 <= response.status < 300 and self.state == CallState.ANSWERED:
+                # The 2xx again: our ACK was lost (§13.2.2.4).
+                asyncio.get_running_loop().create_task(self._send_ack(response))
+
+        branch = self._branch
+        self._endpoint.wait_for(branch, "INVITE", on_response)
+        await self._endpoint.send(invite, self._proxy)
+        interval = self._t1
+        async with asyncio.timeout(64 * self._t1):
+            while not self._provisional.is_set() and not final.done():
+                done, _ = await asyncio.wait({final}, timeout=interval)
+                if done or self._provisional.is_set():
+                    break
+                if self._proxy.transport == "UDP":
+                    await self._endpoint.send(invite, self._proxy)
+                interval *= 2
+        response = await final
+        if response.status >= 300:
+            self._endpoint.stop_waiting(branch, "INVITE")
+            await self._endpoint.send(self._non_2xx_ack(invite, response), self._proxy)
+        return response
+
+    def _non_2xx_ack(self, invite: Request, response: Response) -> Request:
+        """§17.1.1.3: the ACK of a refusal, in the INVITE's transaction."""
+        ack = Request("ACK", invite.uri)
+        ack.headers.add("Via", invite.headers.get_all("Via")[0])
+        for name in ("From", "Call-ID", "Route"):
+            for value in invite.headers.get_all(name):
+                ack.headers.add(name, value)
+        ack.headers.add("To", response.headers.require("To"))
+        ack.headers.add("CSeq", f"{CSeq.parse(invite.headers.require('CSeq')).number} ACK")
+        ack.headers.add("Max-Forwards", "70")
+        return ack
+
+    async def _confirm(self, response: Response) -> None:
+        to = Address.parse(response.headers.require("To"))
+        self._remote_tag = to.tag
+        contact = response.headers.get("Contact")
+        if contact is not None:
+            self._remote_uri = Address.parse(contact).uri
+        # No Record-Route in the answer (none is asked for): in-dialog requests go to
+        # the phone's own address, its Contact (§12.2.1.1).
+        remote = SipUri.parse(self._remote_uri)
+        transport = remote.transport or self._proxy.transport
+        self._remote_target = Target(transport, remote.host, remote.port or 5060)
+        await self._send_ack(response)
+        self._emit(CallEvent(CallState.ANSWERED, "", response.body))
+
+    async def _send_ack(self, response: Response) -> None:
+        ack = self._in_dialog("ACK", CSeq.parse(response.headers.require("CSeq")).number)
+        await self._endpoint.send(ack, self._remote_target or self._proxy)
+
+    def _in_dialog(self, method: str, number: int) -> Request:
+        host, port = self._endpoint.local_address(self._proxy)
+        message = Request(method, self._remote_uri)
+        via = Via(self._proxy.transport, host, port, (("branch", new_branch()), ("rport", "")))
+        to = (
+            Address(self.uri)
+            if self._remote_tag is None
+            else Address(self.uri).with_param("tag", self._remote_tag)
+        )
+        for name, value in (
+            ("Via", str(via)), ("Max-Forwards", "70"), ("From", str(self._from)),
+            ("To", str(to)), ("Call-ID", self.call_id), ("CSeq", f"{number} {method}"),
+        ):  # fmt: skip
+            message.headers.add(name, value)
+        return message
+
+    async def cancel(self) -> None:
+        """Stop a call not yet answered (§9.1: only once the phone sent a 1xx; before
+        that, as soon as one comes)."""
+        if self.state not in (CallState.CALLING, CallState.RINGING) or self._invite is None:
+            return
+        invite = self._invite
+        await self._provisional.wait()
+        cancel = Request("CANCEL", invite.uri)
+        for name in ("From", "To", "Call-ID", "Route", "Max-Forwards"):
+            for value in invite.headers.get_all(name):
+                cancel.headers.add(name, value)
+        cancel.headers.add("CSeq", f"{CSeq.parse(invite.headers.require('CSeq')).number} CANCEL")
+        # A transaction of its own, on the INVITE's branch (§9.1); the INVITE's 487
+        # then ends the call.
+        try:
+            await request(self._endpoint, cancel, self._proxy, self._t1, self._branch)
+        except (TimeoutError, OSError, SipError) as error:
+            logger.info("SIP: CANCEL of the call to %s: %s", self.uri, error)
+
+    async def hang_up(self) -> None:
+        """End the call: BYE when answered, CANCEL while ringing."""
+        if self.state == CallState.ANSWERED:
+            self._cseq += 1
+            bye = self._in_dialog("BYE", self._cseq)
+            self._emit(CallEvent(CallState.ENDED, "hung up"))
+            try:
+                await request(self._endpoint, bye, self._remote_target or self._proxy, self._t1)
+            except (TimeoutError, OSError, SipError) as error:
+                logger.info("SIP: BYE to %s: %s", self.uri, error)
+        else:
+            await self.cancel()
+
+    def handle_request(self, message: Request, source: Target) -> bool:
+        """A request in this call's dialog (same Call-ID): True if it was this call's."""
+        if message.headers.get("Call-ID") != self.call_id:
+            return False
+        if message.method == "BYE":
+            self._emit(CallEvent(CallState.ENDED, "hung up by the phone"))
+            answer = response_to(message, 200, "OK")
+        elif message.method == "ACK":
+            return True
+        else:
+            answer = response_to(message, 501, "Not Implemented")
+        reply_to = _reply_target(message, source)
+        asyncio.get_running_loop().create_task(self._endpoint.send(answer, reply_to))
+        return True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._endpoint.stop_waiting(self._branch, "INVITE")
+
+
+def _reply_target(message: Request, source: Target) -> Target:
+    """Where a response goes (§18.2.2, with RFC 3581's rport): to the source for
+    streams and rport, else to the top Via's sent-by."""
+    if source.transport != "UDP":
+        return source
+    via = Via.parse(message.headers.require("Via"))
+    params = dict(via.params)
+    if "rport" in params or via.port is None:
+        return source
+    host, _ = split_host_port(params.get("received", via.host))
+    return Target("UDP", host, via.port)

@@ -1,0 +1,153 @@
+"""The doorbell calling a real house phone (baresip, tests/sip_phone.py) through a
+real registrar (kamailio): answered, hung up from either side, cancelled while it
+rings, and a number nobody has."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+import wave
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from peercam.sip import sdp
+from peercam.sip.call import CallEvent, CallState, OutgoingCall
+from peercam.sip.message import Address, Request
+from peercam.sip.transport import Endpoint, Target
+from tests import sip_phone, sip_registrar
+from tests.sip_registrar import DOMAIN, PHONE
+
+pytestmark = pytest.mark.skipif(
+    (sip_registrar.why_unavailable() or sip_phone.why_unavailable()) is not None,
+    reason=str(sip_registrar.why_unavailable() or sip_phone.why_unavailable()),
+)
+
+
+def tone(path: Path, frequency: float, seconds: float) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        samples = (
+            int(8000 * math.sin(2 * math.pi * frequency * i / 8000))
+            for i in range(int(8000 * seconds))
+        )
+        out.writeframes(b"".join(struct.pack("<h", s) for s in samples))
+    return path
+
+
+@pytest.fixture
+def registrar(tmp_path: Path) -> Iterator[int]:
+    with sip_registrar.kamailio(tmp_path) as port:
+        yield port
+
+
+def phone(tmp_path: Path, registrar: int, answer: bool) -> sip_phone.Baresip:
+    directory = tmp_path / "phone"
+    directory.mkdir()
+    baresip = sip_phone.Baresip(directory, registrar, tone(tmp_path / "t.wav", 1000, 60), answer)
+    baresip.start()
+    return baresip
+
+
+class Events(list[CallEvent]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def add(self, event: CallEvent) -> None:
+        self.append(event)
+        self.changed.set()
+
+    async def reach(self, state: CallState) -> CallEvent:
+        while not self or self[-1].state != state:
+            self.changed.clear()
+            await self.changed.wait()
+        return self[-1]
+
+
+@asynccontextmanager
+async def calling(registrar: int, user: str = PHONE) -> AsyncIterator[tuple[OutgoingCall, Events]]:
+    events = Events()
+    calls: list[OutgoingCall] = []
+
+    def on_request(message: Request, source: Target) -> None:
+        for call in calls:
+            if call.handle_request(message, source):
+                return
+
+    endpoint = Endpoint(on_request)
+    await endpoint.open("127.0.0.1")
+    formats = [sdp.Format(0, "PCMU", 8000), sdp.Format(101, "TELEPHONE-EVENT", 8000, fmtp="0-16")]
+    offer = sdp.describe("127.0.0.1", 40000, formats, 1, 1)
+    call = OutgoingCall(
+        endpoint, f"sip:{user}@{DOMAIN}", Target("UDP", "127.0.0.1", registrar),
+        Address(f"sip:door@{DOMAIN}", "Front door"), offer, events.add, t1=0.1,
+    )  # fmt: skip
+    calls.append(call)
+    call.start()
+    try:
+        yield call, events
+    finally:
+        await call.close()
+        await endpoint.close()
+
+
+async def test_the_phone_answers_and_the_door_hangs_up(tmp_path: Path, registrar: int) -> None:
+    baresip = phone(tmp_path, registrar, answer=True)
+    try:
+        async with calling(registrar) as (call, events):
+            async with asyncio.timeout(10):
+                answered = await events.reach(CallState.ANSWERED)
+            audio = sdp.parse_audio(answered.remote_sdp)
+            assert audio.codecs()[0].name == "PCMU" and audio.port > 0
+            await asyncio.to_thread(baresip.wait_event, "CALL_ESTABLISHED")
+            await call.hang_up()
+            assert events[-1].state == CallState.ENDED and events[-1].reason == "hung up"
+            closed = await asyncio.to_thread(baresip.wait_event, "CALL_CLOSED")
+            assert closed
+    finally:
+        baresip.stop()
+
+
+async def test_the_phone_hangs_up(tmp_path: Path, registrar: int) -> None:
+    baresip = phone(tmp_path, registrar, answer=True)
+    try:
+        async with calling(registrar) as (_, events):
+            async with asyncio.timeout(10):
+                await events.reach(CallState.ANSWERED)
+            await asyncio.to_thread(baresip.wait_event, "CALL_ESTABLISHED")
+            baresip.command("hangup")
+            async with asyncio.timeout(10):
+                ended = await events.reach(CallState.ENDED)
+            assert ended.reason == "hung up by the phone"
+    finally:
+        baresip.stop()
+
+
+async def test_a_ringing_phone_is_cancelled(tmp_path: Path, registrar: int) -> None:
+    baresip = phone(tmp_path, registrar, answer=False)
+    try:
+        async with calling(registrar) as (call, events):
+            async with asyncio.timeout(10):
+                ringing = await events.reach(CallState.RINGING)
+            assert ringing.reason.startswith("180")
+            await asyncio.to_thread(baresip.wait_event, "CALL_INCOMING")
+            await call.cancel()
+            async with asyncio.timeout(10):
+                ended = await events.reach(CallState.ENDED)
+            assert ended.reason == "cancelled"
+            await asyncio.to_thread(baresip.wait_event, "CALL_CLOSED")
+    finally:
+        baresip.stop()
+
+
+async def test_calling_an_address_nobody_has_ends_with_the_reason(registrar: int) -> None:
+    async with calling(registrar, "nobody") as (_, events):
+        async with asyncio.timeout(10):
+            ended = await events.reach(CallState.ENDED)
+        assert ended.reason == "404 Not here"
