@@ -8,14 +8,16 @@ import asyncio
 import math
 import struct
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from aiortc.rtp import RtpPacket
 
 from peercam.sip import sdp
 from peercam.sip.call import CallEvent, CallState, OutgoingCall
+from peercam.sip.dtmf import DtmfReceiver, KeyPress
 from peercam.sip.message import Address, Request
 from peercam.sip.transport import Endpoint, Target
 from tests import sip_phone, sip_registrar
@@ -71,7 +73,9 @@ class Events(list[CallEvent]):
 
 
 @asynccontextmanager
-async def calling(registrar: int, user: str = PHONE) -> AsyncIterator[tuple[OutgoingCall, Events]]:
+async def calling(
+    registrar: int, user: str = PHONE, rtp_port: int = 40000
+) -> AsyncIterator[tuple[OutgoingCall, Events]]:
     events = Events()
     calls: list[OutgoingCall] = []
 
@@ -83,7 +87,7 @@ async def calling(registrar: int, user: str = PHONE) -> AsyncIterator[tuple[Outg
     endpoint = Endpoint(on_request)
     await endpoint.open("127.0.0.1")
     formats = [sdp.Format(0, "PCMU", 8000), sdp.Format(101, "TELEPHONE-EVENT", 8000, fmtp="0-16")]
-    offer = sdp.describe("127.0.0.1", 40000, formats, 1, 1)
+    offer = sdp.describe("127.0.0.1", rtp_port, formats, 1, 1)
     call = OutgoingCall(
         endpoint, f"sip:{user}@{DOMAIN}", Target("UDP", "127.0.0.1", registrar),
         Address(f"sip:door@{DOMAIN}", "Front door"), offer, events.add, t1=0.1,
@@ -151,3 +155,58 @@ async def test_calling_an_address_nobody_has_ends_with_the_reason(registrar: int
         async with asyncio.timeout(10):
             ended = await events.reach(CallState.ENDED)
         assert ended.reason == "404 Not here"
+
+
+class RtpCatcher(asyncio.DatagramProtocol):
+    """The RTP port peercam offered: telephone-events to the DTMF receiver, the rest
+    counted."""
+
+    def __init__(self) -> None:
+        self.receiver = DtmfReceiver()
+        self.keys: list[KeyPress] = []
+        self.audio_packets = 0
+        self.arrived = asyncio.Event()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            self.arrived.clear()
+            await self.arrived.wait()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.arrived.set()
+        packet = RtpPacket.parse(data)
+        if packet.payload_type == 101:
+            key = self.receiver.receive(packet.ssrc, packet.timestamp, packet.payload)
+            if key is not None:
+                self.keys.append(key)
+        else:
+            self.audio_packets += 1
+
+
+async def test_a_key_pressed_on_the_phone_arrives_once_as_a_telephone_event(
+    tmp_path: Path, registrar: int
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, catcher = await loop.create_datagram_endpoint(
+        RtpCatcher, local_addr=("127.0.0.1", 0)
+    )
+    rtp_port = transport.get_extra_info("sockname")[1]
+    baresip = phone(tmp_path, registrar, answer=True)
+    try:
+        async with calling(registrar, rtp_port=rtp_port) as (call, events):
+            async with asyncio.timeout(10):
+                await events.reach(CallState.ANSWERED)
+            await asyncio.to_thread(baresip.wait_event, "CALL_ESTABLISHED")
+            async with asyncio.timeout(10):
+                await catcher.until(lambda: catcher.audio_packets >= 10)  # its tone flows
+            for digit in "5#":
+                baresip.command("sndcode", digit)
+                await asyncio.sleep(0.6)  # each press and its end packets
+            async with asyncio.timeout(5):
+                await catcher.until(lambda: len(catcher.keys) >= 2)
+            await asyncio.sleep(0.5)
+            assert [k.digit for k in catcher.keys] == ["5", "#"]  # once each
+            await call.hang_up()
+    finally:
+        baresip.stop()
+        transport.close()
