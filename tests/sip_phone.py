@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tests.sip_registrar import DOMAIN, PASSWORD, PHONE, free_port
 
@@ -56,9 +56,10 @@ class Baresip:
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._reader: threading.Thread | None = None
+        self._log_file: BinaryIO | None = None
 
     def start(self) -> None:
-        log = self.log.open("wb")
+        log = self._log_file = self.log.open("wb")
         self._process = subprocess.Popen(
             ["baresip", "-f", str(self.directory)], stdin=subprocess.PIPE, stdout=log,
             stderr=subprocess.STDOUT, cwd=self.directory,
@@ -125,3 +126,5 @@ class Baresip:
             self._process.wait(5)
         if self._control is not None:
             self._control.close()
+        if self._log_file is not None:
+            self._log_file.close()

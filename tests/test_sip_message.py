@@ -90,6 +90,9 @@ def test_what_is_written_reads_back_the_same() -> None:
         (b"INVITE sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
         (b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 10\r\n\r\nshort", "Content-Length 10"),
         (b"INVITE sip:a@b SIP/2.0\r\nFrom: \xff\xfe\r\n\r\n", "UTF-8"),
+        (b"SIP/2.0 1\xc2\xb20 OK\r\n\r\n", "status"),  # "1²0"
+        (b"INVITE sip:a@b SIP/2.0\r\nContent-Length: \xc2\xb2\r\n\r\n", "Content-Length"),
+        (b"INVITE sip:a@b SIP/2.0\r\nl: 99999999999\r\n\r\n", "Content-Length"),
         (b"INVITE sip:a@b SIP/2.0\r\n" + b"X: " + b"a" * 70_000 + b"\r\n\r\n", "bytes"),
     ],
 )

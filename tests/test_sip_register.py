@@ -41,7 +41,7 @@ class Phone:
     def _on_request(self, message: Request, source: Target) -> None:
         self.received.append(message)
         answer = response_to(message, 200, "OK", to_tag="p1")
-        asyncio.get_running_loop().create_task(self.endpoint.send(answer, source))
+        self.endpoint.send_soon(answer, source)
 
 
 class States(list[RegistrationState]):
@@ -145,6 +145,23 @@ async def test_a_registrar_that_is_not_there_is_a_clear_failure(transport: str) 
         assert reason == ("no answer" if transport == "UDP" else "connection refused")
 
 
+class Replies(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.replies: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.replies.append(data)
+
+
+GARBAGE = [
+    b"INVITE sip:x SIP/9.9\r\n\r\n",  # an unknown version
+    b"\x00\xff" * 40,  # not text
+    b"SIP/2.0 1\xc2\xb20 OK\r\n\r\n",  # "1²0": a digit to str.isdigit, not to int
+    b"SIP/2.0 200 OK\r\nContent-Length: \xc2\xb2\r\n\r\n",
+    b"SIP/2.0 200 OK\r\n\r\n",  # a response without Via: no transaction's
+]
+
+
 async def test_malformed_messages_to_peercam_are_dropped_and_it_stays_registered(
     registrar: int, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -153,17 +170,23 @@ async def test_malformed_messages_to_peercam_are_dropped_and_it_stays_registered
         async with asyncio.timeout(10):
             await states.reach(State.REGISTERED)
         loop = asyncio.get_running_loop()
-        sender, _ = await loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", phone.endpoint.udp_port)
+        sender, replies = await loop.create_datagram_endpoint(
+            Replies, remote_addr=("127.0.0.1", phone.endpoint.udp_port)
         )
-        for garbage in (
-            b"INVITE sip:x SIP/9.9\r\n\r\n",
-            b"\x00\xff" * 40,
-            b"SIP/2.0 200 OK\r\n\r\n",
-        ):
+        for garbage in GARBAGE:
             sender.sendto(garbage)
+        # A request without From, To, CSeq or Call-ID: answered 400 along its Via.
+        port = sender.get_extra_info("sockname")[1]
+        sender.sendto(
+            b"OPTIONS sip:door@peercam.test SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bKbad;rport\r\n\r\n" % port
+        )
+        await asyncio.sleep(0.3)
         sender.close()
-        await asyncio.sleep(0.2)
-        assert "dropped" in caplog.text
+        dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(dropped) == len(GARBAGE) + 1, [r.getMessage() for r in caplog.records]
+        assert not [r for r in caplog.records if r.exc_info], "a message raised inside"
+        assert [r.split(b"\r\n")[0] for r in replies.replies] == [b"SIP/2.0 400 Bad Request"]
+        assert not phone.received  # none of it reached the owner
         assert (await call_through(registrar)).status == 200
         assert states[-1].state == State.REGISTERED

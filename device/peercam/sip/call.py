@@ -22,10 +22,9 @@ from peercam.sip.message import (
     SipUri,
     Via,
     response_to,
-    split_host_port,
 )
 from peercam.sip.transaction import T1, new_branch, request
-from peercam.sip.transport import Endpoint, Target
+from peercam.sip.transport import Endpoint, Target, reply_target
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ class OutgoingCall:
                 final.set_result(response)
             elif 200 <= response.status < 300 and self.state == CallState.ANSWERED:
                 # The 2xx again: our ACK was lost (§13.2.2.4).
-                asyncio.get_running_loop().create_task(self._send_ack(response))
+                self._endpoint.send_soon(self._ack(response), self._remote_target or self._proxy)
 
         branch = self._branch
         self._endpoint.wait_for(branch, "INVITE", on_response)
@@ -208,8 +207,10 @@ class OutgoingCall:
         self._emit(CallEvent(CallState.ANSWERED, "", response.body))
 
     async def _send_ack(self, response: Response) -> None:
-        ack = self._in_dialog("ACK", CSeq.parse(response.headers.require("CSeq")).number)
-        await self._endpoint.send(ack, self._remote_target or self._proxy)
+        await self._endpoint.send(self._ack(response), self._remote_target or self._proxy)
+
+    def _ack(self, response: Response) -> Request:
+        return self._in_dialog("ACK", CSeq.parse(response.headers.require("CSeq")).number)
 
     def _in_dialog(self, method: str, number: int) -> Request:
         host, port = self._endpoint.local_address(self._proxy)
@@ -270,8 +271,7 @@ class OutgoingCall:
             return True
         else:
             answer = response_to(message, 501, "Not Implemented")
-        reply_to = _reply_target(message, source)
-        asyncio.get_running_loop().create_task(self._endpoint.send(answer, reply_to))
+        self._endpoint.send_soon(answer, reply_target(message, source))
         return True
 
     async def close(self) -> None:
@@ -279,16 +279,3 @@ class OutgoingCall:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._endpoint.stop_waiting(self._branch, "INVITE")
-
-
-def _reply_target(message: Request, source: Target) -> Target:
-    """Where a response goes (§18.2.2, with RFC 3581's rport): to the source for
-    streams and rport, else to the top Via's sent-by."""
-    if source.transport != "UDP":
-        return source
-    via = Via.parse(message.headers.require("Via"))
-    params = dict(via.params)
-    if "rport" in params or via.port is None:
-        return source
-    host, _ = split_host_port(params.get("received", via.host))
-    return Target("UDP", host, via.port)

@@ -38,6 +38,15 @@ class SipError(ValueError):
     """A message, or a header in it, that is not valid SIP."""
 
 
+_NUMBER = re.compile(r"[0-9]{1,10}")
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only, and not too many: `str.isdigit` takes "²", which `int`
+    then refuses, and `int` of thousands of digits is refused (or slow)."""
+    return _NUMBER.fullmatch(text) is not None
+
+
 def canonical(name: str) -> str:
     name = COMPACT.get(name.lower(), name) if len(name) == 1 else name
     return _CANONICAL.get(name.lower(), "-".join(p.capitalize() for p in name.split("-")))
@@ -187,7 +196,7 @@ def parse(data: bytes, stream: bool = False) -> Message:
         headers.add(name, value.strip())
     length = headers.get("Content-Length")
     if length is not None:
-        if not length.isdigit():
+        if not is_number(length):
             raise SipError(f"Content-Length {length[:20]!r}")
         wanted = int(length)
         if wanted > len(body) or (stream and wanted != len(body)):
@@ -214,7 +223,7 @@ def _start_line(line: str, headers: Headers, body: bytes) -> Message:
     if len(parts) != 3:
         raise SipError(f"start line {line[:80]!r}")
     if parts[0] == _VERSION:
-        if not (parts[1].isdigit() and len(parts[1]) == 3 and 100 <= int(parts[1]) <= 699):
+        if not (is_number(parts[1]) and len(parts[1]) == 3 and 100 <= int(parts[1]) <= 699):
             raise SipError(f"status {parts[1][:10]!r}")
         return Response(int(parts[1]), parts[2], headers, body)
     method, uri, version = parts
@@ -243,7 +252,7 @@ class StreamFramer:
                     raise SipError("headers longer than a message may be")
                 return messages
             head = self._buffer[:end]
-            found = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$", head)
+            found = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,10})[ \t]*$", head)
             if found is None:
                 raise SipError("no Content-Length on a stream transport")
             total = end + 4 + int(found.group(1))
@@ -405,7 +414,7 @@ def split_host_port(text: str) -> tuple[str, int | None]:
         raise SipError(f"host {text[:80]!r}")
     if not port_text:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not is_number(port_text) or not 0 < int(port_text) < 65536:
         raise SipError(f"port {port_text[:10]!r}")
     return host, int(port_text)
 
@@ -418,7 +427,7 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN.match(parts[1]):
+        if len(parts) != 2 or not is_number(parts[0]) or not _TOKEN.match(parts[1]):
             raise SipError(f"CSeq {text[:40]!r}")
         number = int(parts[0])
         if number >= 2**31:  # §8.1.1.5

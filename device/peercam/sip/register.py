@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from peercam.sip import digest
-from peercam.sip.message import Address, Request, Response, SipError
+from peercam.sip.message import Address, Request, Response, SipError, is_number
 from peercam.sip.transaction import T1, request
 from peercam.sip.transport import Endpoint, Target
 
@@ -120,7 +120,7 @@ class Registration:
                 continue
             if response.status == 423 and expires:  # Interval Too Brief: ask for its minimum
                 minimum = response.headers.get("Min-Expires") or ""
-                if minimum.isdigit() and int(minimum) > expires:
+                if is_number(minimum) and int(minimum) > expires:
                     expires = int(minimum)
                     continue
             if 200 <= response.status < 300:
@@ -168,10 +168,10 @@ class Registration:
             except SipError:
                 continue
             granted = contact.param("expires") or ""
-            if granted.isdigit() and self.account.user in contact.uri:
+            if is_number(granted) and self.account.user in contact.uri:
                 return int(granted)
         expires = response.headers.get("Expires") or ""
-        return int(expires) if expires.isdigit() else asked
+        return int(expires) if is_number(expires) else asked
 
 
 def _why(error: Exception) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from peercam.sip.message import SipError
+from peercam.sip.message import SipError, is_number
 
 # RFC 3551's static payload types peercam can take without an rtpmap.
 STATIC = {0: ("PCMU", 8000, 1), 8: ("PCMA", 8000, 1), 9: ("G722", 8000, 1)}
@@ -68,11 +68,11 @@ def parse_audio(body: bytes) -> AudioDescription:
             parts = value.split()
             in_audio = len(parts) >= 4 and parts[0] == "audio"
             if in_audio:
-                if not parts[1].isdigit() or int(parts[1]) > 65535:
+                if not is_number(parts[1]) or int(parts[1]) > 65535:
                     raise SipError(f"audio port {parts[1][:10]!r}")
                 if not parts[2].startswith("RTP/AVP") and parts[2] != "RTP/SAVP":
                     raise SipError(f"audio transport {parts[2][:20]!r}")
-                if not all(p.isdigit() and int(p) < 128 for p in parts[3:]):
+                if not all(is_number(p) and int(p) < 128 for p in parts[3:]):
                     raise SipError("audio payload types")
                 payload_types = [int(p) for p in parts[3:]]
                 audio = AudioDescription(session_address or "", int(parts[1]))
@@ -90,9 +90,9 @@ def parse_audio(body: bytes) -> AudioDescription:
                 _rtpmap(rest, rtpmaps)
             elif name == "fmtp" and in_audio:
                 number, _, params = rest.partition(" ")
-                if number.isdigit():
+                if is_number(number):
                     fmtps[int(number)] = params.strip()
-            elif name == "ptime" and in_audio and audio is not None and rest.strip().isdigit():
+            elif name == "ptime" and in_audio and audio is not None and is_number(rest.strip()):
                 audio.ptime = int(rest.strip())
     if audio is None:
         raise SipError("no audio stream in the SDP")
@@ -124,9 +124,9 @@ def _connection_address(value: str) -> str:
 def _rtpmap(text: str, into: dict[int, tuple[str, int, int]]) -> None:
     number, _, encoding = text.strip().partition(" ")
     parts = encoding.strip().split("/")
-    if not number.isdigit() or len(parts) < 2 or not parts[1].isdigit():
+    if not is_number(number) or len(parts) < 2 or not is_number(parts[1]):
         raise SipError(f"rtpmap {text[:60]!r}")
-    channels = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 1
+    channels = int(parts[2]) if len(parts) > 2 and is_number(parts[2]) else 1
     into[int(number)] = (parts[0].upper(), int(parts[1]), channels)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from peercam.sip.message import (
+    Address,
     CSeq,
     Message,
     Request,
@@ -21,6 +22,7 @@ from peercam.sip.message import (
     StreamFramer,
     Via,
     parse,
+    response_to,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class Endpoint:
         self._udp: asyncio.DatagramTransport | None = None
         self._streams: dict[Target, asyncio.StreamWriter] = {}
         self._readers: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Task[None]] = set()  # send_soon's over streams
         # By (branch, method): a CANCEL shares its INVITE's branch (§9.1).
         self._waiting: dict[tuple[str, str], Callable[[Response], None]] = {}
 
@@ -96,15 +99,33 @@ class Endpoint:
         task.add_done_callback(self._readers.discard)
 
     async def send(self, message: Message, target: Target) -> None:
-        data = message.to_bytes()
         if target.transport == "UDP":
-            assert self._udp is not None, "open() first"
-            self._udp.sendto(data, (target.host, target.port))
+            self._send_datagram(message, target)
             return
         await self.connect(target)
         writer = self._streams[target]
-        writer.write(data)
+        writer.write(message.to_bytes())
         await writer.drain()
+
+    def send_soon(self, message: Message, target: Target) -> None:
+        """`send` from a callback: at once over UDP, else in a task the endpoint owns
+        (cancelled at `close`); a failure is logged, not raised."""
+        if target.transport == "UDP":
+            self._send_datagram(message, target)
+            return
+        task = asyncio.create_task(self._send_logged(message, target), name="sip-send")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def _send_datagram(self, message: Message, target: Target) -> None:
+        assert self._udp is not None, "open() first"
+        self._udp.sendto(message.to_bytes(), (target.host, target.port))
+
+    async def _send_logged(self, message: Message, target: Target) -> None:
+        try:
+            await self.send(message, target)
+        except OSError as error:
+            logger.info("SIP to %s:%d not sent: %s", target.host, target.port, error)
 
     def wait_for(self, branch: str, method: str, on_response: Callable[[Response], None]) -> None:
         self._waiting[branch, method] = on_response
@@ -117,7 +138,7 @@ class Endpoint:
         try:
             while data := await reader.read(65_536):
                 for message in framer.feed(data):
-                    self._dispatch(message, target)
+                    self._dispatch_guarded(message, target)
         except SipError as error:
             logger.info(
                 "SIP from %s:%d: %s; closing the connection", target.host, target.port, error
@@ -137,7 +158,14 @@ class Endpoint:
         except SipError as error:
             logger.info("SIP from %s:%d dropped: %s", source.host, source.port, error)
             return
-        self._dispatch(message, source)
+        self._dispatch_guarded(message, source)
+
+    def _dispatch_guarded(self, message: Message, source: Target) -> None:
+        """A fault of ours on one message must not stop the socket or the connection."""
+        try:
+            self._dispatch(message, source)
+        except Exception:
+            logger.exception("SIP: a message from %s:%d failed", source.host, source.port)
 
     def _dispatch(self, message: Message, source: Target) -> None:
         if isinstance(message, Response):
@@ -151,16 +179,56 @@ class Endpoint:
             if waiter is not None:
                 waiter(message)
             return
+        problem = _unusable(message)
+        if problem is not None:
+            # §8.2: a request without the headers every request has is answered 400
+            # where it can be (it has a Via to answer along), else dropped.
+            logger.info("SIP %s from %s dropped: %s", message.method, source.host, problem)
+            if message.headers.get("Via") is not None and "Via" not in problem:
+                self.send_soon(
+                    response_to(message, 400, "Bad Request"), reply_target(message, source)
+                )
+            return
         if self._on_request is not None:
             self._on_request(message, source)
 
     async def close(self) -> None:
-        for task in list(self._readers):
+        tasks = [*self._readers, *self._sends]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._readers, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for writer in self._streams.values():
             writer.close()
         self._streams.clear()
         if self._udp is not None:
             self._udp.close()
             self._udp = None
+
+
+def _unusable(request: Request) -> str | None:
+    """Why `request` cannot be handled (a header every request has is missing or
+    malformed), or None."""
+    try:
+        Via.parse(request.headers.require("Via"))
+    except SipError as error:
+        return f"Via: {error}"
+    try:
+        Address.parse(request.headers.require("From"))
+        Address.parse(request.headers.require("To"))
+        CSeq.parse(request.headers.require("CSeq"))
+        request.headers.require("Call-ID")
+    except SipError as error:
+        return str(error)
+    return None
+
+
+def reply_target(request: Request, source: Target) -> Target:
+    """Where a response to `request` goes (§18.2.2 with RFC 3581): over a stream, back
+    on it; over UDP, to the address it came from (never a host the peer names), at
+    its Via's port unless it asked for rport or gave none."""
+    if source.transport != "UDP":
+        return source
+    via = Via.parse(request.headers.require("Via"))
+    if "rport" in dict(via.params) or via.port is None:
+        return source
+    return Target("UDP", source.host, via.port)
