@@ -64,6 +64,8 @@ class OutgoingCall:
         self._sdp = local_sdp
         self._on_event = on_event
         self._credentials = credentials
+        # The header answering the one challenge answered (none is answered twice).
+        self._authorization: tuple[str, str] | None = None
         self._t1 = t1
         self.call_id = secrets.token_hex(12)
         self._cseq = 0
@@ -97,8 +99,11 @@ class OutgoingCall:
     async def _invite_until_final(self) -> None:
         for _ in range(2):  # once more with credentials when challenged
             response = await self._transaction(self._new_invite())
-            if response.status in (401, 407) and self._credentials and not self._answered_challenge:
-                self._authorize(response)
+            if response.status in (401, 407) and self._credentials and not self._authorization:
+                self._authorization = digest.answer(
+                    response, digest.challenge_in(response), self._credentials.user,
+                    self._credentials.password, "INVITE", self.uri,
+                )  # fmt: skip
                 continue
             break
         if 200 <= response.status < 300:
@@ -108,20 +113,6 @@ class OutgoingCall:
         if response.status == 487:
             reason = "cancelled"
         self._emit(CallEvent(CallState.ENDED, reason))
-
-    _answered_challenge = False
-    _authorization: tuple[str, str] | None = None
-
-    def _authorize(self, response: Response) -> None:
-        assert self._credentials is not None
-        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        challenge = digest.Challenge.parse(response.headers.require(header))
-        name = "Authorization" if response.status == 401 else "Proxy-Authorization"
-        value = digest.authorization(
-            challenge, self._credentials.user, self._credentials.password, "INVITE", self.uri
-        )
-        self._authorization = (name, value)
-        self._answered_challenge = True
 
     def _new_invite(self) -> Request:
         self._cseq += 1

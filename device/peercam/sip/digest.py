@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from peercam.sip.message import SipError, quote, unquote
+from peercam.sip.message import Response, SipError, quote, unquote
 
 # RFC 8760 §2: what SIP may use; MD5 stays for the PBXs that offer nothing else.
 _HASHES = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
@@ -116,3 +116,19 @@ def authorization(
     if challenge.opaque is not None:
         parts.append(f"opaque={quote(challenge.opaque)}")
     return "Digest " + ", ".join(parts)
+
+
+def challenge_in(response: Response) -> Challenge:
+    """The challenge of a 401 (WWW-Authenticate) or 407 (Proxy-Authenticate)."""
+    header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+    return Challenge.parse(response.headers.require(header))
+
+
+def answer(
+    response: Response, challenge: Challenge, username: str, password: str, method: str,
+    uri: str,
+) -> tuple[str, str]:  # fmt: skip
+    """The header answering `response`'s `challenge`: (Authorization or
+    Proxy-Authorization, its value)."""
+    name = "Authorization" if response.status == 401 else "Proxy-Authorization"
+    return name, authorization(challenge, username, password, method, uri)

@@ -129,16 +129,14 @@ class Registration:
         raise SipError("credentials refused (challenged again after answering)")
 
     def _answer(self, response: Response, answered_before: bool) -> tuple[str, str]:
-        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        challenge = digest.Challenge.parse(response.headers.require(header))
+        challenge = digest.challenge_in(response)
         if answered_before and not challenge.stale:
             raise SipError(f"{response.status} {response.reason}: wrong user name or password")
         account = self.account
-        name = "Authorization" if response.status == 401 else "Proxy-Authorization"
-        value = digest.authorization(
-            challenge, account.user, account.password, "REGISTER", f"sip:{account.domain}"
-        )
-        return name, value
+        return digest.answer(
+            response, challenge, account.user, account.password, "REGISTER",
+            f"sip:{account.domain}",
+        )  # fmt: skip
 
     def _request(self, expires: int, authorization: tuple[str, str] | None) -> Request:
         account = self.account
