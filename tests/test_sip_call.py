@@ -22,6 +22,7 @@ from peercam.sip.message import Address, Request
 from peercam.sip.transport import Endpoint, Target
 from tests import sip_phone, sip_registrar
 from tests.sip_registrar import DOMAIN, PHONE
+from tests.sip_states import StateLog
 
 pytestmark = pytest.mark.skipif(
     (sip_registrar.why_unavailable() or sip_phone.why_unavailable()) is not None,
@@ -60,20 +61,7 @@ def phone(tmp_path: Path, registrar: int, answer: bool) -> sip_phone.Baresip:
     return baresip
 
 
-class Events(list[CallEvent]):
-    def __init__(self) -> None:
-        super().__init__()
-        self.changed = asyncio.Event()
-
-    def add(self, event: CallEvent) -> None:
-        self.append(event)
-        self.changed.set()
-
-    async def reach(self, state: CallState) -> CallEvent:
-        while not self or self[-1].state != state:
-            self.changed.clear()
-            await self.changed.wait()
-        return self[-1]
+Events = StateLog[CallEvent]
 
 
 @asynccontextmanager

@@ -19,6 +19,7 @@ from peercam.sip.transaction import request
 from peercam.sip.transport import Endpoint, Target
 from tests import sip_registrar
 from tests.sip_registrar import DOMAIN, PASSWORD, USER
+from tests.sip_states import StateLog
 
 pytestmark = pytest.mark.skipif(
     sip_registrar.why_unavailable() is not None, reason=str(sip_registrar.why_unavailable())
@@ -44,21 +45,7 @@ class Phone:
         self.endpoint.send_soon(answer, source)
 
 
-class States(list[RegistrationState]):
-    """The states a registration went through, and a wait for the next."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.changed = asyncio.Event()
-
-    def add(self, state: RegistrationState) -> None:
-        self.append(state)
-        self.changed.set()
-
-    async def reach(self, state: State) -> None:
-        while not self or self[-1].state != state:
-            self.changed.clear()
-            await self.changed.wait()
+States = StateLog[RegistrationState]
 
 
 @asynccontextmanager
