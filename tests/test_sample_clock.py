@@ -8,8 +8,8 @@ from itertools import pairwise
 import av
 import numpy as np
 
-from peercam.encode.audio import OpusAudioEncoder
-from peercam.encode.codecs import OPUS
+from peercam.encode.audio import OpusAudioEncoder, TelephonyAudioEncoder
+from peercam.encode.codecs import G722, OPUS
 from peercam.encode.sample_clock import REANCHOR_SECONDS, WINDOW_FRAMES, SampleClock
 from peercam.encode.shared_encoder import SharedEncoder
 from peercam.media import MEDIA_EPOCH, CapturedAudio, EncodedFrame, rtp_timestamp
@@ -71,3 +71,35 @@ async def test_the_shared_opus_encoder_stamps_its_frames_by_samples() -> None:
     stamps = [f.rtp_timestamp for f in published]
     assert len(stamps) >= 6
     assert {b - a for a, b in pairwise(stamps)} == {960}
+
+
+async def test_g722_is_encoded_at_16_khz_and_stamped_on_its_8_khz_clock() -> None:
+    """RFC 3551 §4.5.2: G.722's RTP clock counts 8000 a second though it carries 16 kHz
+    audio; a 20 ms frame is 160 ticks, and the audio decodes back at 16 kHz."""
+    published: list[EncodedFrame] = []
+    encoder = SharedEncoder(
+        G722, lambda: TelephonyAudioEncoder("g722"), published.append, Metrics()
+    )
+    encoder.start()
+    t = np.arange(48_000) / 48_000
+    tone = (8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+    for i in range(50):  # 1 s of a 1 kHz tone in 20 ms pieces at 48 kHz
+        frame = av.AudioFrame.from_ndarray(
+            tone[None, i * 960 : (i + 1) * 960], format="s16", layout="mono"
+        )
+        frame.sample_rate = 48_000
+        encoder.feed(CapturedAudio(frame, 50.0 + 0.02 * i))
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.3)
+    await encoder.stop()
+    assert len(published) >= 45
+    assert {b.rtp_timestamp - a.rtp_timestamp for a, b in pairwise(published)} == {160}
+    assert {len(f.data) for f in published} == {160}  # 64 kbit/s: 160 bytes per 20 ms
+    decoder = av.CodecContext.create("g722", "r")
+    assert isinstance(decoder, av.AudioCodecContext)
+    decoder.sample_rate, decoder.layout = 16_000, "mono"
+    decoded = [f for p in published for f in decoder.decode(av.Packet(p.data))]
+    assert decoded[0].sample_rate == 16_000
+    samples = np.concatenate([f.to_ndarray().reshape(-1) for f in decoded])[4000:]
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    assert abs(np.fft.rfftfreq(len(samples), 1 / 16_000)[int(np.argmax(spectrum))] - 1000) < 10

@@ -24,7 +24,7 @@ from peercam.audio.selection import choose_microphone
 from peercam.capture.selection import build_camera, choose_camera
 from peercam.capture.source import Source
 from peercam.config import Config
-from peercam.encode.audio import AacAudioEncoder, G711AudioEncoder, OpusAudioEncoder
+from peercam.encode.audio import AacAudioEncoder, OpusAudioEncoder, TelephonyAudioEncoder
 from peercam.encode.backend import EncoderBackend
 from peercam.encode.codecs import AAC, BY_NAME, H264, OPUS
 from peercam.encode.native_stream import NativeStream
@@ -451,7 +451,7 @@ def build_pipeline(config: Config, metrics: Metrics) -> MediaPipeline:
                 bitrate = max(64, config.audio.bitrate_kbps) * 1000
                 backends[AAC.name] = functools.partial(AacAudioEncoder, bitrate)
             else:
-                backends[audio_codec] = functools.partial(G711AudioEncoder, audio_codec)
+                backends[audio_codec] = functools.partial(TelephonyAudioEncoder, audio_codec)
     return MediaPipeline(
         sources,
         backends,

@@ -1,5 +1,5 @@
-"""Audio encoders through PyAV: Opus for browsers, G.711 (PCMU/PCMA) and AAC for the
-rest.
+"""Audio encoders through PyAV: Opus for browsers, G.711 (PCMU/PCMA), G.722 and AAC
+for the rest.
 
 Microphones deliver whatever rate, layout and period their driver gives; each encoder
 resamples to what its codec needs and cuts exact 20 ms frames from a FIFO, so one
@@ -25,6 +25,7 @@ class _FramedAudioEncoder(EncoderBackend):
         bitrate: int | None,
         options: dict[str, str],
         sample_format: str = "s16",
+        clock_rate: int | None = None,
     ):
         context = av.CodecContext.create(codec_name, "w")
         assert isinstance(context, av.AudioCodecContext)
@@ -41,6 +42,8 @@ class _FramedAudioEncoder(EncoderBackend):
         # 20 ms where the codec lets us choose; AAC's frames are 1024 samples.
         self._samples = context.frame_size or round(rate * FRAME_SECONDS)
         self._pts = 0
+        # Durations go out in the RTP clock's units, which may count slower (G.722).
+        self._clock_per_sample = (clock_rate or rate) / rate
 
     def encode(self, captured: Captured, force_keyframe: bool) -> list[EncodedChunk]:
         assert isinstance(captured, CapturedAudio)
@@ -55,7 +58,9 @@ class _FramedAudioEncoder(EncoderBackend):
             piece.pts = self._pts
             self._pts += self._samples
             chunks += [
-                EncodedChunk(bytes(p), True, p.duration or self._samples)
+                EncodedChunk(
+                    bytes(p), True, round((p.duration or self._samples) * self._clock_per_sample)
+                )
                 for p in self._context.encode(piece)
             ]
         return chunks
@@ -81,10 +86,11 @@ class AacAudioEncoder(_FramedAudioEncoder):
         super().__init__(AAC.encoder, AAC.clock_rate, bitrate, {}, sample_format="fltp")
 
 
-class G711AudioEncoder(_FramedAudioEncoder):
-    """PCMU or PCMA at 8 kHz: for clients (SIP bridges, NVRs) that offer nothing else."""
+class TelephonyAudioEncoder(_FramedAudioEncoder):
+    """PCMU or PCMA at 8 kHz for clients (SIP phones and bridges, NVRs) that offer
+    nothing else, and G.722 at 16 kHz for phones that offer it."""
 
     def __init__(self, codec: str) -> None:
         self.codec = codec
         spec = BY_NAME[codec]
-        super().__init__(spec.encoder, spec.clock_rate, None, {})
+        super().__init__(spec.encoder, spec.audio_rate, None, {}, clock_rate=spec.clock_rate)

@@ -33,6 +33,13 @@ class CodecSpec:
     rtpmap_channels: int | None = None
     # Its a=fmtp in plain RTP/AVP when fixed by how peercam encodes it (AAC's).
     rtsp_fmtp: str = ""
+    # Audio encoded at another rate than its RTP clock counts (G.722: 16 kHz audio,
+    # an 8 kHz clock, by an error RFC 3551 §4.5.2 keeps for compatibility); 0: the same.
+    sample_rate: int = 0
+
+    @property
+    def audio_rate(self) -> int:
+        return self.sample_rate or self.clock_rate
 
     @property
     def rtpmap(self) -> str:
@@ -56,6 +63,11 @@ PCMA = CodecSpec(
     "pcma", "audio", "audio/PCMA", 8_000, False, "pcm_alaw", "pcm_alaw", WholeFramePacketizer,
     static_payload_type=8,
 )  # fmt: skip
+# Wideband for SIP phones that offer it (DECT handsets, desk phones); not for browsers.
+G722 = CodecSpec(
+    "g722", "audio", "audio/G722", 8_000, False, "g722", "g722", WholeFramePacketizer,
+    static_payload_type=9, sample_rate=16_000,
+)  # fmt: skip
 # AAC-LC, 48 kHz mono, for NVRs that record or relay only AAC with their video
 # (Frigate's recordings and its browser live view by MSE, Home Assistant's HLS
 # stream). Not for browsers over WebRTC. config=1188 is its AudioSpecificConfig:
@@ -67,4 +79,4 @@ AAC = CodecSpec(
     "indexdeltalength=3;config=1188",
 )  # fmt: skip
 
-BY_NAME = {spec.name: spec for spec in (H264, VP8, OPUS, PCMU, PCMA, AAC)}
+BY_NAME = {spec.name: spec for spec in (H264, VP8, OPUS, PCMU, PCMA, G722, AAC)}

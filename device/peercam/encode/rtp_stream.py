@@ -17,8 +17,13 @@ NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 class RtpStream:
     """One media stream's RTP numbering: its own SSRC, sequence and time origin."""
 
-    def __init__(self, payload_type: int) -> None:
+    def __init__(self, payload_type: int, talkspurts: bool = False) -> None:
         self.payload_type = payload_type
+        # Audio marks the first packet of a talkspurt (RFC 3551 §4.1), not each frame's
+        # last: a phone may reset its jitter buffer at every marker. Without silence
+        # suppression the stream is one talkspurt.
+        self._talkspurts = talkspurts
+        self._first = True
         self.ssrc = random.getrandbits(32)
         self._sequence = random.getrandbits(15)
         self._origin = random.getrandbits(32)
@@ -28,13 +33,14 @@ class RtpStream:
         for index, payload in enumerate(payloads):
             packet = RtpPacket(
                 payload_type=self.payload_type,
-                marker=int(index == len(payloads) - 1),
+                marker=int(self._first if self._talkspurts else index == len(payloads) - 1),
                 sequence_number=self._sequence,
                 timestamp=(self._origin + timestamp) & 0xFFFFFFFF,
                 ssrc=self.ssrc,
                 payload=payload,
             )
             self._sequence = (self._sequence + 1) & 0xFFFF
+            self._first = False
             packets.append(packet.serialize())
         return packets
 
