@@ -19,18 +19,15 @@ import asyncio
 import logging
 import time
 
-import av
 from aiortc.rtp import RtpPacket
 
+from peercam.audio.rtp_audio_in import G711, RtpAudioIn
 from peercam.doorbell.call import Doorbell
 
 logger = logging.getLogger(__name__)
 
 REQUIRE_TAG = "www.onvif.org/ver20/backchannel"
-# RFC 3551 static payload types and the FFmpeg decoders for them.
-DECODERS = {0: "pcm_mulaw", 8: "pcm_alaw"}
 IDLE_RELEASE = 1.5  # seconds without a packet before the floor is let go
-MAX_PACKET = 1500  # bytes of RTP; G.711 at 20-60 ms per packet is well under
 
 
 class Backchannel:
@@ -38,8 +35,7 @@ class Backchannel:
         self._doorbell = doorbell
         self._floor_id = floor_id
         self._label = label
-        self._decoders: dict[int, av.AudioCodecContext] = {}
-        self._last: tuple[int, int] | None = None  # (SSRC, sequence) last played
+        self._audio = RtpAudioIn(G711, restart_after=IDLE_RELEASE)
         self._last_packet = 0.0
         self._holding = False
         self._asking: asyncio.Task[None] | None = None
@@ -70,37 +66,15 @@ class Backchannel:
             self.dropped += 1
             self._ask_for_floor()
             return
-        decoder = self._decoder(packet.payload_type)
-        for frame in decoder.decode(av.Packet(packet.payload)):
+        for frame in self._audio.decode(packet):
             self._doorbell.talkback.hear(self._floor_id, frame)
         self.packets += 1
 
     def _parse(self, data: bytes, quiet_for: float) -> RtpPacket | None:
-        if len(data) > MAX_PACKET or len(data) < 12 or data[0] >> 6 != 2:
-            return None  # not RTP (rtspsrc's UDP hole punches are not)
-        try:
-            packet = RtpPacket.parse(data)
-        except ValueError:
+        packet = self._audio.parse(data)  # rtspsrc's UDP hole punches are not RTP
+        if packet is None or not self._audio.takes(packet):
             return None
-        if packet.payload_type not in DECODERS or not packet.payload:
-            return None
-        # A new talker (another SSRC) or one back after a pause starts afresh.
-        if self._last is not None and self._last[0] == packet.ssrc and quiet_for < IDLE_RELEASE:
-            if (self._last[1] - packet.sequence_number) % 65536 < 32768:
-                return None  # not newer than one already played: a reorder or a copy
-        self._last = (packet.ssrc, packet.sequence_number)
-        return packet
-
-    def _decoder(self, payload_type: int) -> av.AudioCodecContext:
-        decoder = self._decoders.get(payload_type)
-        if decoder is None:
-            made = av.CodecContext.create(DECODERS[payload_type], "r")
-            assert isinstance(made, av.AudioCodecContext)
-            decoder = made
-            decoder.sample_rate = 8000
-            decoder.layout = "mono"
-            self._decoders[payload_type] = decoder
-        return decoder
+        return packet if self._audio.newer(packet, quiet_for) else None
 
     def _ask_for_floor(self) -> None:
         if self._asking is not None or time.monotonic() < self._refused_until:
