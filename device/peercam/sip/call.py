@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from peercam.sip import digest
+from peercam.sip.dtmf import KEYS
 from peercam.sip.message import (
     Address,
     CSeq,
@@ -27,6 +28,9 @@ from peercam.sip.transaction import T1, new_branch, request
 from peercam.sip.transport import Endpoint, Target, reply_target
 
 logger = logging.getLogger(__name__)
+
+# What a call answers (OPTIONS and UPDATE without a body: 200; INFO: key presses).
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 
 
 class CallState(enum.Enum):
@@ -55,7 +59,7 @@ class OutgoingCall:
     def __init__(
         self, endpoint: Endpoint, uri: str, proxy: Target, caller: Address, local_sdp: bytes,
         on_event: Callable[[CallEvent], None], credentials: Credentials | None = None,
-        t1: float = T1,
+        t1: float = T1, on_key: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
         self._endpoint = endpoint
         self.uri = uri
@@ -63,6 +67,7 @@ class OutgoingCall:
         self._from = caller.with_param("tag", secrets.token_hex(6))
         self._sdp = local_sdp
         self._on_event = on_event
+        self._on_key = on_key  # a key pressed, told by SIP INFO
         self._credentials = credentials
         # The header answering the one challenge answered (none is answered twice).
         self._authorization: tuple[str, str] | None = None
@@ -76,8 +81,10 @@ class OutgoingCall:
         self._remote_uri = uri
         self.state = CallState.CALLING
         self._task: asyncio.Task[None] | None = None
-        self._cancelled = asyncio.Event()
+        self._cancel_asked = False
         self._provisional = asyncio.Event()
+        self._final = asyncio.Event()  # the INVITE's final response came (or none will)
+        self._ended = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"sip-call-{self.call_id[:6]}")
@@ -86,6 +93,8 @@ class OutgoingCall:
         if self.state == CallState.ENDED:
             return
         self.state = event.state
+        if event.state == CallState.ENDED:
+            self._ended.set()
         self._on_event(event)
 
     async def _run(self) -> None:
@@ -95,6 +104,8 @@ class OutgoingCall:
             reason = "no answer" if isinstance(error, TimeoutError) else str(error)
             logger.info("SIP call to %s failed: %s", self.uri, reason)
             self._emit(CallEvent(CallState.ENDED, reason))
+        finally:
+            self._final.set()
 
     async def _invite_until_final(self) -> None:
         for _ in range(2):  # once more with credentials when challenged
@@ -108,6 +119,9 @@ class OutgoingCall:
             break
         if 200 <= response.status < 300:
             await self._confirm(response)
+            if self._cancel_asked:
+                # The answer crossed our CANCEL (§9.1): the call exists; end it at once.
+                await self.hang_up()
             return
         reason = f"{response.status} {response.reason}"
         if response.status == 487:
@@ -115,18 +129,18 @@ class OutgoingCall:
         self._emit(CallEvent(CallState.ENDED, reason))
 
     def _new_invite(self) -> Request:
+        if self._cancel_asked:
+            raise SipError("cancelled")  # before anything was sent
         self._cseq += 1
         host, port = self._endpoint.local_address(self._proxy)
         invite = Request("INVITE", self.uri)
         self._branch = new_branch()
         via = Via(self._proxy.transport, host, port, (("branch", self._branch), ("rport", "")))
-        transport = self._proxy.transport.lower()
         for name, value in (
             ("Via", str(via)), ("Max-Forwards", "70"), ("From", str(self._from)),
             ("To", f"<{self.uri}>"), ("Call-ID", self.call_id),
             ("CSeq", f"{self._cseq} INVITE"),
-            ("Contact", f"<sip:peercam@{host}:{port};transport={transport}>"),
-            ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"), ("User-Agent", "peercam"),
+            ("Contact", self._contact()), ("Allow", ALLOW), ("User-Agent", "peercam"),
             ("Content-Type", "application/sdp"),
         ):  # fmt: skip
             invite.headers.add(name, value)
@@ -135,6 +149,10 @@ class OutgoingCall:
         invite.body = self._sdp
         self._invite = invite
         return invite
+
+    def _contact(self) -> str:
+        host, port = self._endpoint.local_address(self._proxy)
+        return f"<sip:peercam@{host}:{port};transport={self._proxy.transport.lower()}>"
 
     async def _transaction(self, invite: Request) -> Response:
         """§17.1.1: INVITE resent at T1, 2T1, ... until any response (Timer A); no
@@ -220,12 +238,33 @@ class OutgoingCall:
         return message
 
     async def cancel(self) -> None:
-        """Stop a call not yet answered (§9.1: only once the phone sent a 1xx; before
-        that, as soon as one comes)."""
-        if self.state not in (CallState.CALLING, CallState.RINGING) or self._invite is None:
+        """Stop a call not yet answered. §9.1: CANCEL only once the phone sent a 1xx;
+        before that, as soon as one comes, and not at all if a final response comes
+        first (an answer is then hung up at once). Returns once the call ended, or the
+        phone never confirmed it within 64 T1 (it is then taken as ended)."""
+        if self.state not in (CallState.CALLING, CallState.RINGING):
             return
-        invite = self._invite
-        await self._provisional.wait()
+        self._cancel_asked = True
+        if self._invite is None:
+            return  # _new_invite will not send it
+        waits = {asyncio.ensure_future(e.wait()) for e in (self._provisional, self._final)}
+        try:
+            await asyncio.wait(waits, timeout=64 * self._t1, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if self._provisional.is_set() and not self._final.is_set():
+            await self._send_cancel(self._invite)
+        try:
+            async with asyncio.timeout(64 * self._t1):
+                await self._ended.wait()
+        except TimeoutError:
+            logger.info("SIP: the call to %s, cancelled, never ended; taken as ended", self.uri)
+            self._emit(CallEvent(CallState.ENDED, "cancelled"))
+            if self._task is not None:
+                self._task.cancel()
+
+    async def _send_cancel(self, invite: Request) -> None:
         cancel = Request("CANCEL", invite.uri)
         for name in ("From", "To", "Call-ID", "Route", "Max-Forwards"):
             for value in invite.headers.get_all(name):
@@ -255,15 +294,54 @@ class OutgoingCall:
         """A request in this call's dialog (same Call-ID): True if it was this call's."""
         if message.headers.get("Call-ID") != self.call_id:
             return False
+        answer = self._answer_in_dialog(message)
+        if answer is not None:
+            self._endpoint.send_soon(answer, reply_target(message, source))
+        return True
+
+    def _answer_in_dialog(self, message: Request) -> Response | None:
+        if message.method == "ACK":
+            return None
         if message.method == "BYE":
             self._emit(CallEvent(CallState.ENDED, "hung up by the phone"))
-            answer = response_to(message, 200, "OK")
-        elif message.method == "ACK":
-            return True
+            return response_to(message, 200, "OK")
+        if message.method == "INFO":
+            return self._info(message)
+        if message.method in ("OPTIONS", "UPDATE") and not message.body:
+            return self._with_allow(response_to(message, 200, "OK"))
+        if message.method == "INVITE" and self.state == CallState.ANSWERED:
+            # A session refresh (RFC 4028) or a retransmitted one: the same session
+            # goes on; peercam's offer stands (RFC 3264 §8: unchanged, same version).
+            ok = self._with_allow(response_to(message, 200, "OK"))
+            ok.headers.add("Contact", self._contact())
+            ok.headers.add("Content-Type", "application/sdp")
+            ok.body = self._sdp
+            return ok
+        return self._with_allow(response_to(message, 501, "Not Implemented"))
+
+    def _info(self, message: Request) -> Response:
+        """SIP INFO key presses, for phones that send no RFC 4733 events: the common
+        `application/dtmf-relay` (Signal=5) and `application/dtmf` (5) bodies."""
+        kind = (message.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        text = message.body.decode("utf-8", "replace")
+        if kind == "application/dtmf-relay":
+            signal = next(
+                (line.split("=", 1)[1].strip() for line in text.splitlines()
+                 if line.split("=", 1)[0].strip().lower() == "signal" and "=" in line),
+                "",
+            )  # fmt: skip
+        elif kind == "application/dtmf":
+            signal = text.strip()
         else:
-            answer = response_to(message, 501, "Not Implemented")
-        self._endpoint.send_soon(answer, reply_target(message, source))
-        return True
+            return response_to(message, 415, "Unsupported Media Type")
+        if len(signal) == 1 and signal.upper() in KEYS and self._on_key is not None:
+            self._on_key(signal.upper())
+        return response_to(message, 200, "OK")
+
+    @staticmethod
+    def _with_allow(response: Response) -> Response:
+        response.headers.add("Allow", ALLOW)
+        return response
 
     async def close(self) -> None:
         if self._task is not None:
