@@ -13,8 +13,12 @@ import socket
 import subprocess
 import threading
 import time
+import wave
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
 
 from tests.sip_registrar import DOMAIN, PASSWORD, PHONE, free_port
 
@@ -28,7 +32,10 @@ def why_unavailable() -> str | None:
 
 
 class Baresip:
-    def __init__(self, directory: Path, registrar_port: int, tone: Path, answer: bool) -> None:
+    def __init__(
+        self, directory: Path, registrar_port: int, tone: Path, answer: bool,
+        codecs: str = "PCMU,PCMA",
+    ) -> None:  # fmt: skip
         self.directory = directory
         self.recordings = directory / "recordings"
         self.recordings.mkdir(parents=True, exist_ok=True)
@@ -36,7 +43,7 @@ class Baresip:
         answering = ";answermode=auto" if answer else ""
         (directory / "accounts").write_text(
             f"<sip:{PHONE}@{DOMAIN}>;auth_pass={PASSWORD};"
-            f"outbound=sip:127.0.0.1:{registrar_port};audio_codecs=PCMU,PCMA;regint=60"
+            f"outbound=sip:127.0.0.1:{registrar_port};audio_codecs={codecs};regint=60"
             f"{answering}\n"
         )
         (directory / "config").write_text(
@@ -45,7 +52,7 @@ class Baresip:
             "call_local_timeout 0\n"
             f"audio_source aufile,{tone}\n"
             f"module_path {MODULES}\n"
-            "module g711.so\nmodule aufile.so\nmodule sndfile.so\n"
+            "module g711.so\nmodule g722.so\nmodule aufile.so\nmodule sndfile.so\n"
             "module_tmp account.so\n"
             "module_app menu.so\nmodule_app ctrl_tcp.so\n"
             f"ctrl_tcp_listen 127.0.0.1:{self.control_port}\n"
@@ -68,6 +75,9 @@ class Baresip:
         while True:
             try:
                 self._control = socket.create_connection(("127.0.0.1", self.control_port), 1)
+                # The 1 s was for connecting: a read waits for events as long as it takes
+                # (with it, the reader ended at the first second without one).
+                self._control.settimeout(None)
                 break
             except OSError:
                 if self._process.poll() is not None or time.monotonic() > deadline:
@@ -115,6 +125,16 @@ class Baresip:
             time.sleep(0.05)
         raise AssertionError(f"no {kind} from baresip in {timeout} s: {self.events}")
 
+    def heard(self) -> tuple[npt.NDArray[np.int16], int]:
+        """What the phone decoded in its last call (sndfile's recording, complete once
+        the call ended) and its sample rate."""
+        recordings = sorted(self.recordings.glob("*-dec.wav"))
+        log = self.log.read_text(errors="replace")[-2000:]
+        assert recordings, f"baresip recorded nothing: {log}"
+        with wave.open(str(recordings[-1]), "rb") as recording:
+            data = recording.readframes(recording.getnframes())
+            return np.frombuffer(data, dtype="<i2"), recording.getframerate()
+
     def stop(self) -> None:
         if self._process is None:
             return
@@ -128,3 +148,34 @@ class Baresip:
             self._control.close()
         if self._log_file is not None:
             self._log_file.close()
+
+
+def tone_file(path: Path, frequency: float, seconds: float, rate: int = 8000) -> Path:
+    """A WAV baresip plays as its microphone: mono at the codec's rate, as aufile needs
+    (8 kHz for G.711, 16 kHz for G.722)."""
+    t = np.arange(int(rate * seconds)) / rate
+    samples = (8000 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def started(
+    directory: Path, registrar_port: int, tone_hz: float, answer: bool,
+    codecs: str = "PCMU,PCMA", rate: int = 8000,
+) -> Baresip:  # fmt: skip
+    """A phone registered at the registrar, its microphone a `tone_hz` tone; it answers
+    by itself if `answer`. Stopped by the caller (also when this raises)."""
+    directory.mkdir(parents=True)
+    # aufile ends the call when its file ends: longer than any test's call.
+    tone = tone_file(directory / "tone.wav", tone_hz, 120, rate)
+    phone = Baresip(directory, registrar_port, tone, answer, codecs)
+    try:
+        phone.start()
+    except BaseException:
+        phone.stop()  # a phone that did not come up must not outlive the test
+        raise
+    return phone

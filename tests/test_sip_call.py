@@ -5,9 +5,6 @@ rings, and a number nobody has."""
 from __future__ import annotations
 
 import asyncio
-import math
-import struct
-import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,19 +27,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def tone(path: Path, frequency: float, seconds: float) -> Path:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        samples = (
-            int(8000 * math.sin(2 * math.pi * frequency * i / 8000))
-            for i in range(int(8000 * seconds))
-        )
-        out.writeframes(b"".join(struct.pack("<h", s) for s in samples))
-    return path
-
-
 @pytest.fixture
 def registrar(tmp_path: Path) -> Iterator[int]:
     with sip_registrar.kamailio(tmp_path) as port:
@@ -50,15 +34,7 @@ def registrar(tmp_path: Path) -> Iterator[int]:
 
 
 def phone(tmp_path: Path, registrar: int, answer: bool) -> sip_phone.Baresip:
-    directory = tmp_path / "phone"
-    directory.mkdir()
-    baresip = sip_phone.Baresip(directory, registrar, tone(tmp_path / "t.wav", 1000, 60), answer)
-    try:
-        baresip.start()
-    except BaseException:
-        baresip.stop()  # a phone that did not come up must not outlive the test
-        raise
-    return baresip
+    return sip_phone.started(tmp_path / "phone", registrar, 1000, answer)
 
 
 Events = StateLog[CallEvent]

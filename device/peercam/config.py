@@ -195,7 +195,9 @@ class AudioConfig(_Section):
     bitrate_kbps: Annotated[int, Field(ge=6, le=256)] = 32
     # Offered in this order: Opus for browsers, G.711 for clients that have nothing else.
     # Each is encoded only while someone receives it: aac for NVRs (RTSP /live/aac).
-    codecs: list[Literal["opus", "pcmu", "pcma", "aac"]] = ["opus", "pcmu", "pcma", "aac"]
+    codecs: list[Literal["opus", "pcmu", "pcma", "g722", "aac"]] = [
+        "opus", "pcmu", "pcma", "g722", "aac",
+    ]  # fmt: skip
 
 
 class TalkbackConfig(_Section):
@@ -434,6 +436,48 @@ class MqttConfig(_Section):
         return self
 
 
+class SipConfig(_Section):
+    """The doorbell as a SIP caller (sip/): a ring calls the house phones; the first to
+    answer (a phone or a page) takes the call."""
+
+    enabled: bool = False
+    # The PBX or registrar (a Fritz!Box, Asterisk), host or host:port; empty: no
+    # registration, and `call` holds full SIP URIs reached directly.
+    registrar: str = ""
+    transport: Literal["udp", "tcp"] = "udp"
+    domain: str = ""  # of the account's SIP URI; default: the registrar's host
+    user: str = ""
+    password: str | None = None
+    display_name: str = "Front door"
+    register_seconds: Annotated[int, Field(ge=60, le=86_400)] = 600
+    listen_port: Annotated[int, Field(ge=0, le=65535)] = 5060  # 0: any free port
+    # Whom a ring calls: extensions or user names at the registrar ("**610", "hall"),
+    # or SIP URIs ("sip:hall@192.168.1.20").
+    call: list[str] = []
+    ring_mode: Literal["parallel", "sequence"] = "parallel"
+    ring_seconds: Annotated[float, Field(gt=0, le=600)] = 20.0  # each target's
+    # Offered to phones in this order; each is the microphone's shared encoder.
+    codecs: list[Literal["g722", "pcma", "pcmu", "opus"]] = ["g722", "pcma", "pcmu", "opus"]
+    # Keys a phone in the call presses to open the door (e.g. "#", or a PIN such as
+    # "4711#"); empty: the keypad opens nothing.
+    door_code: Annotated[str, Field(pattern=r"^[0-9*#A-D]{0,16}$")] = ""
+    # Phones that may call the door (to talk, or to answer a ring): SIP URIs or user
+    # names at the domain. Calls from anyone else are refused.
+    allowed_callers: list[str] = []
+
+    @model_validator(mode="after")
+    def _needs_targets(self) -> SipConfig:
+        if self.enabled and not self.call and not self.allowed_callers:
+            raise ValueError("sip.call: whom a ring calls (or sip.allowed_callers) is needed")
+        if not self.registrar:
+            for target in self.call:
+                if not target.startswith(("sip:", "sips:")):
+                    raise ValueError(f"sip.call: {target!r} needs sip.registrar, or a sip: URI")
+        if self.registrar and not self.user:
+            raise ValueError("sip.user is needed to register at sip.registrar")
+        return self
+
+
 class RingbackConfig(_Section):
     """What the visitor hears (ringback/), through talkback's speaker: a tone looped
     while the bell rings, a message once when nobody answers. A file is anything
@@ -593,6 +637,7 @@ class Config(_Section):
     frame_counter: FrameCounterConfig = FrameCounterConfig()
     mqtt: MqttConfig = MqttConfig()
     ringback: RingbackConfig = RingbackConfig()
+    sip: SipConfig = SipConfig()
     webpush: WebPushConfig = WebPushConfig()
     remote: RemoteConfig = RemoteConfig()
     rtsp: RtspConfig = RtspConfig()

@@ -54,6 +54,11 @@ class Doorbell:
         self._call_holder: str | None = None
         self._rang_at: float | None = None
 
+    @property
+    def call_holder(self) -> str | None:
+        """Who is in the call (a viewer's session, a phone's call), if anyone."""
+        return self._call_holder
+
     def snapshot(self) -> CallSnapshot:
         talker = self.talkback.floor.holder_label or None
         return CallSnapshot(self.state.value, talker, self._rang_at)

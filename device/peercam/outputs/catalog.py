@@ -12,6 +12,7 @@ from peercam.recording import recorder
 from peercam.remote import service as remote
 from peercam.republish import rtp_forward, whip_publisher
 from peercam.ringback import ringback
+from peercam.sip import phone_line
 from peercam.webpush import service as webpush
 
 FACTORIES: list[OutputFactory] = [
@@ -23,6 +24,7 @@ FACTORIES: list[OutputFactory] = [
     mqtt_bridge.build,
     webpush.build,
     ringback.build,
+    phone_line.build,  # after ring-back: both hear the ring, neither tells the other
     recorder.build,
     watch.build,
     frame_counter.build,

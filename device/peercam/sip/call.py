@@ -12,8 +12,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from peercam.sip import digest
-from peercam.sip.dtmf import KEYS
+from peercam.sip import digest, in_dialog
 from peercam.sip.message import (
     Address,
     CSeq,
@@ -22,15 +21,11 @@ from peercam.sip.message import (
     SipError,
     SipUri,
     Via,
-    response_to,
 )
 from peercam.sip.transaction import T1, new_branch, request
 from peercam.sip.transport import Endpoint, Target, reply_target
 
 logger = logging.getLogger(__name__)
-
-# What a call answers (OPTIONS and UPDATE without a body: 200; INFO: key presses).
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 
 
 class CallState(enum.Enum):
@@ -140,7 +135,7 @@ class OutgoingCall:
             ("Via", str(via)), ("Max-Forwards", "70"), ("From", str(self._from)),
             ("To", f"<{self.uri}>"), ("Call-ID", self.call_id),
             ("CSeq", f"{self._cseq} INVITE"),
-            ("Contact", self._contact()), ("Allow", ALLOW), ("User-Agent", "peercam"),
+            ("Contact", self._contact()), ("Allow", in_dialog.ALLOW), ("User-Agent", "peercam"),
             ("Content-Type", "application/sdp"),
         ):  # fmt: skip
             invite.headers.add(name, value)
@@ -300,48 +295,11 @@ class OutgoingCall:
         return True
 
     def _answer_in_dialog(self, message: Request) -> Response | None:
-        if message.method == "ACK":
-            return None
         if message.method == "BYE":
             self._emit(CallEvent(CallState.ENDED, "hung up by the phone"))
-            return response_to(message, 200, "OK")
-        if message.method == "INFO":
-            return self._info(message)
-        if message.method in ("OPTIONS", "UPDATE") and not message.body:
-            return self._with_allow(response_to(message, 200, "OK"))
-        if message.method == "INVITE" and self.state == CallState.ANSWERED:
-            # A session refresh (RFC 4028) or a retransmitted one: the same session
-            # goes on; peercam's offer stands (RFC 3264 §8: unchanged, same version).
-            ok = self._with_allow(response_to(message, 200, "OK"))
-            ok.headers.add("Contact", self._contact())
-            ok.headers.add("Content-Type", "application/sdp")
-            ok.body = self._sdp
-            return ok
-        return self._with_allow(response_to(message, 501, "Not Implemented"))
-
-    def _info(self, message: Request) -> Response:
-        """SIP INFO key presses, for phones that send no RFC 4733 events: the common
-        `application/dtmf-relay` (Signal=5) and `application/dtmf` (5) bodies."""
-        kind = (message.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        text = message.body.decode("utf-8", "replace")
-        if kind == "application/dtmf-relay":
-            signal = next(
-                (line.split("=", 1)[1].strip() for line in text.splitlines()
-                 if line.split("=", 1)[0].strip().lower() == "signal" and "=" in line),
-                "",
-            )  # fmt: skip
-        elif kind == "application/dtmf":
-            signal = text.strip()
-        else:
-            return response_to(message, 415, "Unsupported Media Type")
-        if len(signal) == 1 and signal.upper() in KEYS and self._on_key is not None:
-            self._on_key(signal.upper())
-        return response_to(message, 200, "OK")
-
-    @staticmethod
-    def _with_allow(response: Response) -> Response:
-        response.headers.add("Allow", ALLOW)
-        return response
+        return in_dialog.answer(
+            message, self.state == CallState.ANSWERED, self._sdp, self._contact(), self._on_key
+        )
 
     async def close(self) -> None:
         if self._task is not None:

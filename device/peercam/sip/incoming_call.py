@@ -1,0 +1,151 @@
+"""One call a phone makes to the door (RFC 3261 §13.3, §17.2.1, §12.1.1): answered at
+once with peercam's SDP, the 200 resent until the phone's ACK (given up after 64 T1,
+and the call then ended with a BYE), hung up by either side. Whether to take it is
+the owner's decision, made before it is built; states are told through a callback,
+typed, as an outgoing call's are."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+from peercam.sip import in_dialog
+from peercam.sip.call import CallEvent, CallState
+from peercam.sip.message import Address, CSeq, Request, Response, SipError, Via, response_to
+from peercam.sip.transaction import T1, T2, new_branch, request
+from peercam.sip.transport import Endpoint, Target, reply_target
+
+logger = logging.getLogger(__name__)
+
+
+class IncomingCall:
+    def __init__(
+        self, endpoint: Endpoint, invite: Request, source: Target,
+        on_event: Callable[[CallEvent], None], on_key: Callable[[str], None] | None = None,
+        t1: float = T1,
+    ) -> None:  # fmt: skip
+        self._endpoint = endpoint
+        self._invite = invite
+        self._source = source  # the phone, or the PBX relaying it: in-dialog requests go back
+        self._on_event = on_event
+        self._on_key = on_key
+        self._t1 = t1
+        self.call_id = invite.headers.require("Call-ID")
+        self._branch = Via.parse(invite.headers.require("Via")).branch
+        self._tag = secrets.token_hex(6)
+        self.caller = Address.parse(invite.headers.require("From"))
+        self._cseq = 0
+        self._sdp = b""
+        self._final: Response | None = None
+        self._acked = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.state = CallState.CALLING
+
+    def _emit(self, event: CallEvent) -> None:
+        if self.state == CallState.ENDED:
+            return
+        self.state = event.state
+        self._on_event(event)
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Say no (403 not allowed, 486 busy, 488 no common codec)."""
+        self._final = response_to(self._invite, status, reason, to_tag=self._tag)
+        self._endpoint.send_soon(self._final, reply_target(self._invite, self._source))
+        self._emit(CallEvent(CallState.ENDED, f"{status} {reason}"))
+
+    def accept(self, local_sdp: bytes) -> None:
+        """Answer with `local_sdp`; ANSWERED is told once the phone ACKs."""
+        self._sdp = local_sdp
+        ok = response_to(self._invite, 200, "OK", to_tag=self._tag)
+        ok.headers.add("Contact", self._contact())
+        ok.headers.add("Allow", in_dialog.ALLOW)
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = local_sdp
+        self._final = ok
+        self._task = asyncio.create_task(self._until_acked(ok), name="sip-answer")
+
+    def _contact(self) -> str:
+        host, port = self._endpoint.local_address(self._source)
+        return f"<sip:peercam@{host}:{port};transport={self._source.transport.lower()}>"
+
+    async def _until_acked(self, ok: Response) -> None:
+        """§13.3.1.4: the 200 again at T1, 2T1, ... up to T2, until the ACK; none
+        within 64 T1 ends the call."""
+        target = reply_target(self._invite, self._source)
+        await self._endpoint.send(ok, target)
+        interval = self._t1
+        try:
+            async with asyncio.timeout(64 * self._t1):
+                while not self._acked.is_set():
+                    try:
+                        await asyncio.wait_for(self._acked.wait(), interval)
+                    except TimeoutError:
+                        if self._source.transport == "UDP":
+                            await self._endpoint.send(ok, target)
+                        interval = min(2 * interval, T2)
+        except TimeoutError:
+            logger.info("SIP: %s never confirmed the answer; ending the call", self.caller.uri)
+            await self.hang_up()
+            return
+        self._emit(CallEvent(CallState.ANSWERED, "", self._invite.body))
+
+    def handle_request(self, message: Request, source: Target) -> bool:
+        """A request of this call (same Call-ID): True if it was this call's."""
+        if message.headers.get("Call-ID") != self.call_id:
+            return False
+        answer: Response | None
+        if message.method == "INVITE" and self._is_first_invite(message):
+            answer = self._final  # a retransmission: the same answer again
+        elif message.method == "CANCEL":
+            # peercam answers at once: by the time a CANCEL comes it is too late (§9.2).
+            answer = response_to(message, 200, "OK", to_tag=self._tag)
+        elif message.method == "ACK":
+            self._acked.set()
+            answer = None
+        else:
+            if message.method == "BYE":
+                self._emit(CallEvent(CallState.ENDED, "hung up by the phone"))
+            answer = in_dialog.answer(
+                message, self.state == CallState.ANSWERED, self._sdp, self._contact(), self._on_key
+            )
+        if answer is not None:
+            self._endpoint.send_soon(answer, reply_target(message, source))
+        return True
+
+    def _is_first_invite(self, message: Request) -> bool:
+        try:
+            branch = Via.parse(message.headers.require("Via")).branch
+            return (
+                branch == self._branch and Address.parse(message.headers.require("To")).tag is None
+            )
+        except SipError:
+            return False
+
+    async def hang_up(self) -> None:
+        if self.state == CallState.ENDED or self._final is None or self._final.status != 200:
+            return
+        self._emit(CallEvent(CallState.ENDED, "hung up"))
+        self._cseq = CSeq.parse(self._invite.headers.require("CSeq")).number + 1
+        bye = Request("BYE", self._remote_target_uri())
+        to = self.caller
+        ours = Address.parse(self._invite.headers.require("To")).with_param("tag", self._tag)
+        for name, value in (
+            ("Max-Forwards", "70"), ("From", str(ours)), ("To", str(to)),
+            ("Call-ID", self.call_id), ("CSeq", f"{self._cseq} BYE"),
+        ):  # fmt: skip
+            bye.headers.add(name, value)
+        try:
+            await request(self._endpoint, bye, self._source, self._t1, new_branch())
+        except (TimeoutError, OSError, SipError) as error:
+            logger.info("SIP: BYE to %s: %s", self.caller.uri, error)
+
+    def _remote_target_uri(self) -> str:
+        contact = self._invite.headers.get("Contact")
+        return Address.parse(contact).uri if contact else self.caller.uri
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,471 @@
+"""The doorbell's phone line, an output (outputs/output.py): registered at the house's
+PBX (or not, calling SIP URIs directly), it calls the configured phones when the bell
+rings, in parallel or one after another, each for its own time.
+
+A phone that answers takes the call through the doorbell's own call logic
+(doorbell/call.py) under the same rules as a page: the first to answer, a phone or a
+viewer, has it; every other phone stops ringing (CANCEL), and pages are told by the
+doorbell's events. In the call the visitor's microphone goes to the phone from its
+shared encoder and the phone's audio comes out of the speaker with the floor the
+answer took (echo cancellation as for a viewer); keys pressed on the phone (RFC
+4733, or SIP INFO) open the door with the configured code. A hang-up on either side
+ends the call everywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from peercam.config import ConfigError, SipConfig
+from peercam.doorbell.call import CallState as DoorbellState
+from peercam.doorbell.call import Doorbell
+from peercam.events import Answered, CallEnded, Declined, Event, EventBus, Missed, Ring
+from peercam.outputs.output import Output, OutputContext
+from peercam.pipeline import MediaPipeline
+from peercam.sip import audio_plan, sdp
+from peercam.sip.call import CallEvent, CallState, Credentials, OutgoingCall
+from peercam.sip.call_media import CallMedia
+from peercam.sip.incoming_call import IncomingCall
+from peercam.sip.message import (
+    Address,
+    Request,
+    SipError,
+    SipUri,
+    response_to,
+    split_host_port,
+)
+from peercam.sip.register import (
+    RETRY_FIRST,
+    RETRY_MOST,
+    Account,
+    Registration,
+    RegistrationState,
+)
+from peercam.sip.transport import Endpoint, Target, reply_target
+
+logger = logging.getLogger(__name__)
+
+KEY_GAP = 5.0  # seconds between key presses after which a code starts afresh
+STOP_WAIT = 2.0  # seconds the line's stop waits for phones to confirm a hang-up
+
+
+@dataclass
+class Leg:
+    """One call with one phone: called for a ring, or calling the door."""
+
+    target: str  # as configured, or the caller's URI
+    call: OutgoingCall | IncomingCall
+    media: CallMedia
+    floor_id: str
+    label: str
+    offer: list[sdp.Format] = field(default_factory=list)  # peercam's, when it called
+    connected: bool = False  # audio flows and the floor was taken: keys count
+    answered_ring: bool = False  # it took the doorbell's call (else it only talks)
+    keys: str = ""
+    last_key: float = 0.0
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PhoneLine:
+    def __init__(self, config: SipConfig, pipeline: MediaPipeline, doorbell: Doorbell) -> None:
+        self._config = config
+        self._pipeline = pipeline
+        self._doorbell = doorbell
+        self._events: EventBus = doorbell.events
+        self._endpoint = Endpoint(self._on_request)
+        self._registration: Registration | None = None
+        self._proxy: Target | None = None  # the registrar, once its name is resolved
+        self._domain = config.domain or split_host_port(config.registrar)[0]
+        self._legs: list[Leg] = []
+        self._active: Leg | None = None
+        self._ringing: asyncio.Task[None] | None = None
+        self._answer = asyncio.Event()  # a phone took this ring's call
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._queue: asyncio.Queue[Event] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.codecs: list[str] = [c for c in config.codecs if c in pipeline.codecs]
+        self.registration_state: RegistrationState | None = None
+
+    @property
+    def name(self) -> str:
+        where = f"{self._config.user}@{self._config.registrar}" if self._config.registrar else ""
+        return f"SIP phone line {where}".strip()
+
+    async def start(self) -> None:
+        if not self.codecs:
+            raise ConfigError(
+                "sip.codecs: none of them is in audio.codecs, so phones would hear nothing"
+            )
+        try:
+            await self._endpoint.open("0.0.0.0", self._config.listen_port)
+        except OSError as error:
+            raise ConfigError(f"sip.listen_port {self._config.listen_port}: {error}") from None
+        self._queue = self._events.subscribe()
+        self._listener = asyncio.create_task(self._listen(self._queue), name="sip-line")
+        if self._config.registrar:
+            self._own(self._register(), "sip-register-start")
+
+    async def _registrar(self) -> Target:
+        """The registrar, its name looked up once (off the event loop)."""
+        if self._proxy is None:
+            host, port = split_host_port(self._config.registrar)
+            transport = self._config.transport.upper()
+            self._proxy = await _resolved(Target(transport, host, port or 5060))
+        return self._proxy
+
+    async def _register(self) -> None:
+        pause = RETRY_FIRST
+        while True:
+            try:
+                registrar = await self._registrar()
+                break
+            except OSError as error:
+                logger.warning(
+                    "SIP: registrar %s not found: %s; again in %.0f s",
+                    self._config.registrar, error, pause,
+                )  # fmt: skip
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, RETRY_MOST)
+        account = Account(
+            registrar, self._domain, self._config.user, self._config.password or "",
+            self._config.register_seconds,
+        )  # fmt: skip
+        self._registration = Registration(self._endpoint, account, self._registration_changed)
+        self._registration.start()
+
+    def _registration_changed(self, state: RegistrationState) -> None:
+        self.registration_state = state
+        logger.info("SIP: %s: %s %s", self.name, state.state.value, state.reason)
+
+    def _own(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("SIP: %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _listen(self, queue: asyncio.Queue[Event]) -> None:
+        while True:
+            event = await queue.get()
+            if isinstance(event, Ring) and event.call == DoorbellState.RINGING.value:
+                if self._ringing is None and self._active is None and self._config.call:
+                    self._ringing = asyncio.create_task(self._ring(), name="sip-ring")
+            elif isinstance(event, Answered | Declined | Missed):
+                if not self._holds_call():
+                    await self._stop_ringing()
+            elif isinstance(event, CallEnded) and self._active is not None:
+                if not self._holds_call():
+                    await self._active.call.hang_up()
+
+    def _holds_call(self) -> bool:
+        holder = self._doorbell.call_holder
+        return holder is not None and any(leg.floor_id == holder for leg in self._legs)
+
+    # Ringing the phones
+
+    async def _ring(self) -> None:
+        self._answer.clear()
+        try:
+            if self._config.ring_mode == "parallel":
+                legs = [await self._dial(target) for target in self._config.call]
+                await self._ring_for([leg for leg in legs if leg is not None])
+            else:
+                for target in self._config.call:
+                    leg = await self._dial(target)
+                    if leg is not None:
+                        await self._ring_for([leg])
+                    if self._active is not None or self._doorbell.state != DoorbellState.RINGING:
+                        break
+        finally:
+            self._ringing = None
+
+    async def _ring_for(self, legs: list[Leg]) -> None:
+        """Until one of `legs` answers or all ended; those still ringing after
+        `ring_seconds` are cancelled."""
+        all_ended: asyncio.Future[Any] = asyncio.gather(*(leg.ended.wait() for leg in legs))
+        answered: asyncio.Future[Any] = asyncio.ensure_future(self._answer.wait())
+        try:
+            await asyncio.wait(
+                [all_ended, answered], timeout=self._config.ring_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+        finally:
+            for waiting in (all_ended, answered):
+                waiting.cancel()
+            await asyncio.gather(all_ended, answered, return_exceptions=True)
+        for leg in legs:
+            if leg is not self._active:
+                self._cancel(leg)
+
+    async def _dial(self, target: str) -> Leg | None:
+        uri = target if target.startswith(("sip:", "sips:")) else f"sip:{target}@{self._domain}"
+        try:
+            proxy = (
+                await self._registrar()
+                if self._config.registrar
+                else await _resolved(_direct_target(uri))
+            )
+            media_host = self._endpoint.local_address(proxy)[0]
+        except (OSError, SipError) as error:
+            logger.warning("SIP: cannot call %s: %s", uri, error)
+            return None
+        floor_id = "sip-" + secrets.token_hex(6)
+        label = f"phone {target}"
+        leg: Leg  # the callbacks below are called once it is made
+        media = CallMedia(
+            self._pipeline, self._doorbell.talkback, floor_id, label,
+            lambda press: self._key(leg, press.digit),
+        )  # fmt: skip
+        try:
+            port = await media.open(media_host)
+        except OSError as error:
+            logger.warning("SIP: cannot call %s: %s", uri, error)
+            return None
+        offer = audio_plan.offer_formats(self.codecs)
+        session = secrets.randbelow(1 << 31)
+        body = sdp.describe(media_host, port, offer, session, session)
+        caller = Address(f"sip:{self._config.user or 'door'}@{self._domain or media_host}",
+                         self._config.display_name)  # fmt: skip
+        credentials = (
+            Credentials(self._config.user, self._config.password)
+            if self._config.password is not None
+            else None
+        )
+        call = OutgoingCall(
+            self._endpoint, uri, proxy, caller, body, lambda event: self._call_event(leg, event),
+            credentials, on_key=lambda digit: self._key(leg, digit),
+        )  # fmt: skip
+        leg = Leg(target, call, media, floor_id, label, offer)
+        self._legs.append(leg)
+        call.start()
+        logger.info("SIP: ringing %s", uri)
+        return leg
+
+    def _call_event(self, leg: Leg, event: CallEvent) -> None:
+        if event.state == CallState.RINGING:
+            logger.info("SIP: %s is ringing", leg.target)
+        elif event.state == CallState.ANSWERED and isinstance(leg.call, OutgoingCall):
+            self._own(self._answered(leg, event.remote_sdp), "sip-answered")
+        elif event.state == CallState.ENDED:
+            logger.info("SIP: call to %s ended: %s", leg.target, event.reason)
+            leg.ended.set()
+            self._own(self._leg_ended(leg, event.reason), "sip-ended")
+
+    async def _answered(self, leg: Leg, remote_sdp: bytes) -> None:
+        try:
+            plan = audio_plan.from_answer(leg.offer, sdp.parse_audio(remote_sdp))
+        except SipError as error:
+            logger.warning("SIP: %s answered with an SDP peercam cannot use: %s", leg.target, error)
+            plan = None
+        if plan is None:
+            logger.warning("SIP: %s answered with no codec peercam sends; hanging up", leg.target)
+            await leg.call.hang_up()
+            return
+        outcome = await self._doorbell.answer(leg.floor_id, leg.label)
+        if not outcome.ok:
+            # Someone else (a page, another phone) took the call first.
+            logger.info("SIP: %s answered too late (%s); hanging up", leg.target, outcome.reason)
+            await leg.call.hang_up()
+            return
+        self._active = leg
+        leg.answered_ring = leg.connected = True
+        leg.media.start(plan)
+        logger.info("SIP: %s answered; audio in %s", leg.target, plan.codec.name)
+        self._answer.set()
+
+    async def _leg_ended(self, leg: Leg, reason: str) -> None:
+        await leg.media.close()
+        await leg.call.close()
+        if leg in self._legs:
+            self._legs.remove(leg)
+        if leg is self._active:
+            self._active = None
+        if leg.answered_ring:
+            await self._doorbell.hang_up(leg.floor_id, leg.label)
+        elif leg.connected:
+            await self._doorbell.talk(leg.floor_id, leg.label, False)
+
+    def _cancel(self, leg: Leg) -> None:
+        """Stop `leg` ringing, in a task of the line's: the phone may take up to 64 T1
+        to confirm, and nothing else waits for that."""
+        call = leg.call
+        if isinstance(call, OutgoingCall) and call.state in (CallState.CALLING, CallState.RINGING):
+            self._own(call.cancel(), "sip-cancel")
+
+    async def _stop_ringing(self) -> None:
+        ringing = self._ringing
+        if ringing is not None:
+            ringing.cancel()
+            await asyncio.gather(ringing, return_exceptions=True)
+        for leg in list(self._legs):
+            self._cancel(leg)
+
+    # Keys pressed in a call
+
+    def _key(self, leg: Leg, digit: str) -> None:
+        if not leg.connected or not self._config.door_code:
+            return
+        now = time.monotonic()
+        if now - leg.last_key > KEY_GAP:
+            leg.keys = ""
+        leg.keys = (leg.keys + digit)[-len(self._config.door_code) :]
+        leg.last_key = now
+        if leg.keys == self._config.door_code:
+            leg.keys = ""
+            logger.info("SIP: %s keyed the door code", leg.target)
+            self._own(self._doorbell.open_door(leg.floor_id, leg.label), "sip-open-door")
+
+    # Calls to the door
+
+    def _on_request(self, message: Request, source: Target) -> None:
+        for leg in self._legs:
+            if leg.call.handle_request(message, source):
+                return
+        if message.method == "INVITE" and Address.parse(message.headers.require("To")).tag is None:
+            self._incoming(message, source)
+            return
+        if message.method == "ACK":
+            return
+        if message.method == "OPTIONS":
+            answer = response_to(message, 200, "OK")
+        else:
+            answer = response_to(message, 481, "Call/Transaction Does Not Exist")
+        self._endpoint.send_soon(answer, reply_target(message, source))
+
+    def _incoming(self, invite: Request, source: Target) -> None:
+        floor_id = "sip-" + secrets.token_hex(6)
+        leg: Leg  # the callbacks below are called once it is made
+        call = IncomingCall(
+            self._endpoint, invite, source, lambda event: self._call_event(leg, event),
+            on_key=lambda digit: self._key(leg, digit),
+        )  # fmt: skip
+        caller = call.caller.uri
+        label = f"phone {_user(caller) or caller}"
+        media = CallMedia(
+            self._pipeline, self._doorbell.talkback, floor_id, label,
+            lambda press: self._key(leg, press.digit),
+        )  # fmt: skip
+        leg = Leg(caller, call, media, floor_id, label)
+        self._legs.append(leg)
+        self._own(self._take_incoming(leg, call, invite, source), "sip-incoming")
+
+    async def _take_incoming(
+        self, leg: Leg, call: IncomingCall, invite: Request, source: Target
+    ) -> None:
+        if not self._allowed(call.caller.uri):
+            logger.warning("SIP: a call from %s refused: not in sip.allowed_callers", leg.target)
+            call.refuse(403, "Forbidden")
+            return
+        try:
+            made = audio_plan.from_offer(sdp.parse_audio(invite.body), self.codecs)
+        except SipError as error:
+            logger.warning("SIP: a call from %s refused: its SDP: %s", leg.target, error)
+            made = None
+        if made is None:
+            call.refuse(488, "Not Acceptable Here")
+            return
+        plan, formats = made
+        # A phone calling while the bell rings answers it; otherwise it talks through
+        # the door as a viewer's Talk button does.
+        if self._doorbell.state == DoorbellState.RINGING:
+            outcome = await self._doorbell.answer(leg.floor_id, leg.label)
+            leg.answered_ring = outcome.ok
+        else:
+            outcome = await self._doorbell.talk(leg.floor_id, leg.label, True)
+        if not outcome.ok:
+            logger.info("SIP: a call from %s refused: %s", leg.target, outcome.reason)
+            call.refuse(486, "Busy Here")
+            return
+        leg.connected = True
+        if leg.answered_ring:
+            self._active = leg
+            self._answer.set()
+        host = self._endpoint.local_address(source)[0]
+        port = await leg.media.open(host)
+        session = secrets.randbelow(1 << 31)
+        call.accept(sdp.describe(host, port, formats, session, session))
+        leg.media.start(plan)
+        logger.info("SIP: %s called the door; audio in %s", leg.target, plan.codec.name)
+
+    def _allowed(self, uri: str) -> bool:
+        try:
+            caller = SipUri.parse(uri)
+        except SipError:
+            return False
+        for allowed in self._config.allowed_callers:
+            if allowed.startswith(("sip:", "sips:")):
+                try:
+                    wanted = SipUri.parse(allowed)
+                except SipError:
+                    continue
+                if (wanted.user, wanted.host.lower()) == (caller.user, caller.host.lower()):
+                    return True
+            elif allowed == caller.user and caller.host.lower() == self._domain.lower():
+                return True
+        return False
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if self._queue is not None:
+            self._events.unsubscribe(self._queue)
+        await self._stop_ringing()
+        legs = list(self._legs)
+        try:
+            # A BYE or CANCEL each, but the daemon's stop does not wait out a phone
+            # that does not answer them.
+            async with asyncio.timeout(STOP_WAIT):
+                await asyncio.gather(*(leg.call.hang_up() for leg in legs))
+        except TimeoutError:
+            logger.info("SIP: not every phone confirmed the end of its call")
+        for leg in legs:
+            await leg.media.close()
+            await leg.call.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._registration is not None:
+            await self._registration.stop()
+        await self._endpoint.close()
+
+
+def _user(uri: str) -> str:
+    try:
+        return SipUri.parse(uri).user
+    except SipError:
+        return ""
+
+
+def _direct_target(uri: str) -> Target:
+    """Where a SIP URI is reached without a proxy: its host and port (RFC 3263's
+    DNS lookups of SRV records are not made: a house phone is an address)."""
+    parsed = SipUri.parse(uri)
+    return Target((parsed.transport or "UDP").upper(), parsed.host, parsed.port or 5060)
+
+
+async def _resolved(target: Target) -> Target:
+    """`target` with its host name looked up once, off the event loop."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        target.host, target.port, type=socket.SOCK_DGRAM
+    )
+    if not infos:
+        raise OSError(f"{target.host} has no address")
+    return Target(target.transport, str(infos[0][4][0]), target.port)
+
+
+def build(context: OutputContext) -> list[Output]:
+    config = context.config.sip
+    if not config.enabled or context.doorbell is None:
+        return []
+    return [PhoneLine(config, context.pipeline, context.doorbell)]

@@ -1,0 +1,63 @@
+"""What offer and answer settle for a call's audio (sip/audio_plan.py)."""
+
+from __future__ import annotations
+
+from peercam.encode.codecs import G722, OPUS, PCMA, PCMU
+from peercam.sip import audio_plan, sdp
+
+
+def description(media: str, *attributes: str, port: int = 4000) -> sdp.AudioDescription:
+    lines = ["v=0", "o=- 1 1 IN IP4 10.0.0.9", "s=-", "c=IN IP4 10.0.0.9", "t=0 0"]
+    lines += [f"m=audio {port} RTP/AVP {media}", *attributes]
+    return sdp.parse_audio(("\r\n".join(lines) + "\r\n").encode())
+
+
+def test_the_offer_lists_the_codecs_in_order_then_events_at_each_clock_rate() -> None:
+    formats = audio_plan.offer_formats(["g722", "pcmu", "opus"])
+    assert [(f.payload_type, f.name, f.clock_rate) for f in formats] == [
+        (9, "G722", 8000), (0, "PCMU", 8000), (111, "OPUS", 48000),
+        (101, "TELEPHONE-EVENT", 8000), (102, "TELEPHONE-EVENT", 48000),
+    ]  # fmt: skip
+    body = sdp.describe("10.0.0.2", 20000, formats, 1, 1).decode()
+    assert "a=rtpmap:111 opus/48000/2" in body and "a=rtpmap:9 G722/8000" in body
+
+
+def test_the_phones_answer_picks_the_codec_and_its_key_presses() -> None:
+    offered = audio_plan.offer_formats(["g722", "pcmu"])
+    answer = description("0 101", "a=rtpmap:101 telephone-event/8000", "a=sendrecv")
+    plan = audio_plan.from_answer(offered, answer)
+    assert plan is not None
+    assert plan.codec is PCMU and plan.send_payload_type == 0
+    assert plan.remote == ("10.0.0.9", 4000)
+    assert set(plan.receive) == {0} and plan.receive[0].decoder == "pcm_mulaw"
+    assert plan.events == {101} and plan.send_events == 101 and plan.sends
+
+
+def test_g722_is_decoded_at_16_khz_and_a_renumbered_opus_is_taken_on_both_numbers() -> None:
+    offered = audio_plan.offer_formats(["g722", "opus"])
+    g722 = audio_plan.from_answer(offered, description("9"))
+    assert g722 is not None and g722.codec is G722
+    assert g722.receive[9].sample_rate == 16_000
+    opus = audio_plan.from_answer(offered, description("96", "a=rtpmap:96 opus/48000/2"))
+    assert opus is not None and opus.codec is OPUS
+    assert opus.send_payload_type == 96 and set(opus.receive) == {96, 111}
+
+
+def test_no_common_codec_or_a_refused_stream_makes_no_plan() -> None:
+    offered = audio_plan.offer_formats(["pcmu"])
+    assert audio_plan.from_answer(offered, description("3")) is None  # GSM
+    assert audio_plan.from_answer(offered, description("0", port=0)) is None
+    assert audio_plan.from_answer(offered, description("0", "a=inactive")) is None
+
+
+def test_a_phones_offer_is_answered_with_its_first_codec_peercam_makes() -> None:
+    offer = description(
+        "8 9 0 101", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=sendonly"
+    )
+    made = audio_plan.from_offer(offer, ["g722", "pcmu", "pcma"])
+    assert made is not None
+    plan, answer = made
+    assert plan.codec is PCMA  # the phone's order is its preference (RFC 3264 §6.1)
+    assert [(f.payload_type, f.name) for f in answer] == [(8, "PCMA"), (101, "TELEPHONE-EVENT")]
+    assert not plan.sends  # it only sends: peercam listens
+    assert audio_plan.from_offer(description("3"), ["pcmu"]) is None

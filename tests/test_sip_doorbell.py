@@ -1,0 +1,312 @@
+"""The doorbell ringing a house phone: the daemon (in this process, for gpiozero's
+MockFactory pins) registered at a real registrar (kamailio), a real phone (baresip)
+that answers by itself, and a sound card of alsa-lib's file plugin. The visitor's
+tone reaches the phone's recording, the phone's tone the speaker, a key on the phone
+pulses the door relay, and a hang-up on either side ends the call."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from peercam.config import build_config
+from peercam.doorbell.call import CallState
+from peercam.sip.phone_line import PhoneLine
+from peercam.sip.register import State
+from tests import sip_phone, sip_registrar
+from tests.alsa_fixture import FakeSoundCard, dominant_frequency, fake_sound_card
+from tests.browser import chromium, open_page, wait_for_stats, wait_js
+from tests.inprocess_daemon import InProcessDaemon
+from tests.sip_registrar import DOMAIN, PASSWORD, PHONE, USER
+from tests.test_doorbell_gpio import BUTTON, LED_PIN, PIR, RELAY, pin, press
+
+pytestmark = [
+    pytest.mark.skipif(
+        (sip_registrar.why_unavailable() or sip_phone.why_unavailable()) is not None,
+        reason=str(sip_registrar.why_unavailable() or sip_phone.why_unavailable()),
+    ),
+    pytest.mark.timeout(180),
+]
+
+VISITOR_HZ, PHONE_HZ = 1000.0, 600.0
+
+
+@pytest.fixture
+def registrar(tmp_path: Path) -> Iterator[int]:
+    with sip_registrar.kamailio(tmp_path) as port:
+        yield port
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> Iterator[FakeSoundCard]:
+    """The fake sound card, for the daemon in this process: alsa-lib reads its
+    configuration again when ALSA_CONFIG_PATH names other files (conf.c's
+    snd_config_update_r compares the list), so each test gets its own card."""
+    made = fake_sound_card(tmp_path / "card", tone_hz=VISITOR_HZ, seconds=120)
+    before = os.environ.get("ALSA_CONFIG_PATH")
+    os.environ["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{made.home / '.asoundrc'}"
+    yield made
+    if before is None:
+        del os.environ["ALSA_CONFIG_PATH"]
+    else:
+        os.environ["ALSA_CONFIG_PATH"] = before
+
+
+def daemon(tmp_path: Path, registrar: int, **sip: Any) -> InProcessDaemon:
+    return InProcessDaemon(
+        build_config(
+            {
+                "server": {
+                    "host": "127.0.0.1", "port": 0, "redirect_http": False,
+                    "state_dir": str(tmp_path / "state"),
+                },
+                "camera": {"source": "test", "size": "320x240", "fps": 15},
+                "audio": {"source": "alsa", "device": "peercam_mic"},
+                "talkback": {"device": "peercam_speaker"},
+                "gpio": {
+                    "doorbell_pin": BUTTON, "led_pin": LED_PIN, "relay_pin": RELAY,
+                    "motion_pin": PIR, "debounce_ms": 0,
+                },
+                "doorbell": {"ring_timeout": 30, "door_pulse_ms": 400},
+                "ringback": {"enabled": False},
+                "sip": {
+                    "enabled": True, "registrar": f"127.0.0.1:{registrar}", "domain": DOMAIN,
+                    "user": USER, "password": PASSWORD, "call": [PHONE], "listen_port": 0,
+                    "door_code": "#", **sip,
+                },
+            }
+        )
+    )  # fmt: skip
+
+
+def line(running: InProcessDaemon) -> PhoneLine:
+    assert running.daemon is not None
+    return next(o for o in running.daemon.parts.outputs if isinstance(o, PhoneLine))
+
+
+def doorbell_state(running: InProcessDaemon) -> CallState:
+    assert running.daemon is not None
+    return running.daemon.parts.doorbell.state
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not in {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+def registered(running: InProcessDaemon) -> None:
+    wait_until(
+        lambda: (s := line(running).registration_state) is not None and s.state == State.REGISTERED,
+        what="peercam registered",
+    )
+
+
+def tone_of(samples: np.ndarray[Any, Any], rate: int) -> float:
+    assert len(samples) >= rate, f"only {len(samples)} samples"
+    return dominant_frequency(samples[-rate:], rate)
+
+
+def test_a_ring_calls_the_phone_which_talks_with_the_visitor_and_opens_the_door(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=True)
+    try:
+        with daemon(tmp_path, registrar, codecs=["pcmu"]) as running:
+            registered(running)
+            press(pins)
+            phone.wait_event("CALL_ESTABLISHED", timeout=10)
+            wait_until(lambda: doorbell_state(running) == CallState.IN_CALL, what="in a call")
+            assert running.daemon is not None
+            holder = running.daemon.parts.doorbell.call_holder
+            assert holder is not None and holder.startswith("sip-")
+            # The phone's tone out of the speaker (48 kHz, through talkback).
+            wait_until(lambda: len(card.played()) > 2 * 48_000, what="the speaker playing")
+            assert abs(tone_of(card.played(), 48_000) - PHONE_HZ) < 10
+
+            relay = pin(pins, RELAY)
+            phone.command("sndcode", "#")
+            wait_until(lambda: any(s.state for s in relay.states), what="the relay pulsed")
+            wait_until(lambda: not relay.state)
+            high = next(i for i, state in enumerate(relay.states) if state.state)
+            assert 0.35 <= relay.states[high + 1].timestamp <= 0.6  # the configured 400 ms
+
+            phone.command("hangup")
+            wait_until(lambda: doorbell_state(running) == CallState.IDLE, what="the call ended")
+            assert running.daemon.parts.doorbell.talkback.floor.holder is None
+        phone.stop()  # its recording is complete once it has ended
+        heard, rate = phone.heard()
+        assert abs(tone_of(heard, rate) - VISITOR_HZ) < 10
+    finally:
+        phone.stop()
+
+
+def test_the_door_ends_the_call_when_the_daemon_stops(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=True)
+    try:
+        with daemon(tmp_path, registrar) as running:
+            registered(running)
+            press(pins)
+            phone.wait_event("CALL_ESTABLISHED", timeout=10)
+        phone.wait_event("CALL_CLOSED", timeout=10)  # the BYE reached the phone
+    finally:
+        phone.stop()
+
+
+def test_a_page_answering_first_stops_the_phone_ringing(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=False)
+    try:
+        with daemon(tmp_path, registrar) as running, chromium() as browser:
+            registered(running)
+            page = browser.new_page()
+            open_page(page, running.base, "/")
+            # Answering names the page's live session: it must be playing first.
+            wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
+            wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
+            press(pins)
+            phone.wait_event("CALL_INCOMING", timeout=10)
+            page.wait_for_selector("#ring", state="visible", timeout=5000)
+            page.click("#answer")
+            phone.wait_event("CALL_CLOSED", timeout=10)  # cancelled
+            assert doorbell_state(running) == CallState.IN_CALL
+            assert running.daemon is not None
+            holder = running.daemon.parts.doorbell.call_holder
+            assert holder is not None and not holder.startswith("sip-")
+    finally:
+        phone.stop()
+
+
+def test_a_phone_answering_first_stops_the_pages_ringing(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=False)
+    try:
+        with daemon(tmp_path, registrar) as running, chromium() as browser:
+            registered(running)
+            page = browser.new_page()
+            open_page(page, running.base, "/")
+            # Answering names the page's live session: it must be playing first.
+            wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
+            wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
+            press(pins)
+            page.wait_for_selector("#ring", state="visible", timeout=5000)
+            phone.wait_event("CALL_INCOMING", timeout=10)
+            phone.command("accept")
+            page.wait_for_selector("#ring", state="hidden", timeout=10_000)
+            assert f"Answered by phone {PHONE}" in page.locator("#notice").inner_text()
+            assert not page.is_visible("#answer")
+    finally:
+        phone.stop()
+
+
+def test_a_phone_that_never_answers_is_cancelled_after_its_time(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=False)
+    try:
+        with daemon(tmp_path, registrar, ring_seconds=2) as running:
+            registered(running)
+            press(pins)
+            phone.wait_event("CALL_INCOMING", timeout=10)
+            started = time.monotonic()
+            phone.wait_event("CALL_CLOSED", timeout=10)
+            assert 1.0 <= time.monotonic() - started <= 5.0
+            # The pages go on ringing until the doorbell's own time is up.
+            assert doorbell_state(running) == CallState.RINGING
+    finally:
+        phone.stop()
+
+
+def test_in_sequence_a_number_nobody_has_is_passed_over_for_the_next(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=True)
+    try:
+        with daemon(tmp_path, registrar, ring_mode="sequence", call=["nobody", PHONE]) as running:
+            registered(running)
+            press(pins)
+            phone.wait_event("CALL_ESTABLISHED", timeout=10)
+            wait_until(lambda: doorbell_state(running) == CallState.IN_CALL, what="in a call")
+    finally:
+        phone.stop()
+
+
+def test_an_allowed_phone_calls_the_door_to_talk_and_opens_it(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=False)
+    try:
+        with daemon(tmp_path, registrar, call=[], allowed_callers=[PHONE]) as running:
+            registered(running)
+            phone.command("dial", f"sip:{USER}@{DOMAIN}")
+            phone.wait_event("CALL_ESTABLISHED", timeout=10)
+            assert running.daemon is not None
+            talkback = running.daemon.parts.doorbell.talkback
+            wait_until(lambda: (talkback.floor.holder or "").startswith("sip-"), what="floor")
+            assert talkback.floor.holder_label == f"phone {PHONE}"
+            assert doorbell_state(running) == CallState.IDLE  # talking, not a doorbell call
+            wait_until(lambda: len(card.played()) > 2 * 48_000, what="the speaker playing")
+            assert abs(tone_of(card.played(), 48_000) - PHONE_HZ) < 10
+            relay = pin(pins, RELAY)
+            phone.command("sndcode", "#")
+            wait_until(lambda: any(s.state for s in relay.states), what="the relay pulsed")
+            phone.command("hangup")
+            wait_until(lambda: talkback.floor.holder is None, what="the floor let go")
+        phone.stop()
+        heard, rate = phone.heard()
+        assert abs(tone_of(heard, rate) - VISITOR_HZ) < 10
+    finally:
+        phone.stop()
+
+
+def test_a_phone_calling_while_the_bell_rings_answers_it(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=False)
+    try:
+        with daemon(tmp_path, registrar, call=[], allowed_callers=[PHONE]) as running:
+            registered(running)
+            press(pins)
+            wait_until(lambda: doorbell_state(running) == CallState.RINGING, what="ringing")
+            phone.command("dial", f"sip:{USER}@{DOMAIN}")
+            phone.wait_event("CALL_ESTABLISHED", timeout=10)
+            wait_until(lambda: doorbell_state(running) == CallState.IN_CALL, what="answered")
+            phone.command("hangup")
+            wait_until(lambda: doorbell_state(running) == CallState.IDLE, what="the call ended")
+    finally:
+        phone.stop()
+
+
+def test_a_caller_not_allowed_is_refused_and_said_why(
+    pins: MockFactory,
+    tmp_path: Path,
+    registrar: int,
+    card: FakeSoundCard,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=False)
+    try:
+        with daemon(tmp_path, registrar, call=[], allowed_callers=["someone"]) as running:
+            registered(running)
+            phone.command("dial", f"sip:{USER}@{DOMAIN}")
+            closed = phone.wait_event("CALL_CLOSED", timeout=10)
+            assert "403" in closed.get("param", ""), closed
+            assert running.daemon is not None
+            assert running.daemon.parts.doorbell.talkback.floor.holder is None
+            assert f"a call from sip:{PHONE}@{DOMAIN} refused: not in sip.allowed_callers" in (
+                caplog.text
+            )
+    finally:
+        phone.stop()
