@@ -199,6 +199,27 @@ def test_digest_without_qop_and_bad_challenges() -> None:
         digest.authorization(body_only, "u", "p", "INVITE", "sip:x")
 
 
+def test_of_several_challenges_the_first_usable_one_is_answered() -> None:
+    """RFC 8760 §2.4: a server lists its challenges in its order of preference; one
+    peercam cannot answer (auth-int, an unknown algorithm) is passed over."""
+    response = Response(401, "Unauthorized")
+    for offered in (
+        'Digest realm="pbx", nonce="a", algorithm=SHA-1',
+        'Digest realm="pbx", nonce="b", qop="auth-int"',
+        'Digest realm="pbx", nonce="c", algorithm=SHA-256, qop="auth"',
+        'Digest realm="pbx", nonce="d"',
+    ):
+        response.headers.add("WWW-Authenticate", offered)
+    chosen = digest.challenge_in(response)
+    assert (chosen.nonce, chosen.algorithm) == ("c", "SHA-256")
+    only_bad = Response(401, "Unauthorized")
+    only_bad.headers.add("WWW-Authenticate", 'Digest realm="pbx", nonce="b", qop="auth-int"')
+    with pytest.raises(SipError, match="auth-int"):
+        digest.challenge_in(only_bad)
+    with pytest.raises(SipError, match="without a WWW-Authenticate"):
+        digest.challenge_in(Response(401, "Unauthorized"))
+
+
 # --- SDP ----------------------------------------------------------------------------
 
 PHONE_OFFER = (

@@ -103,10 +103,25 @@ async def test_the_registration_is_refreshed_before_it_expires(registrar: int) -
     async with registered(registrar, expires=2) as (_, registration, states):
         async with asyncio.timeout(10):
             await states.reach(State.REGISTERED)
-        await asyncio.sleep(3.5)  # refreshed at 80 % of the 2 s granted: ~ every 1.6 s
+        await asyncio.sleep(3.5)  # refreshed every 1 s (80 % of 2 s, but never sooner)
         assert registration.registrations >= 3
-        assert states[-1].state == State.REGISTERED
+        # A refresh is no new registration: the state stays REGISTERED throughout.
+        assert [s.state for s in states] == [State.REGISTERING, State.REGISTERED]
         assert (await call_through(registrar)).status == 200
+
+
+async def test_the_expiry_read_is_our_bindings_not_another_devices(registrar: int) -> None:
+    """The registrar's 200 lists every binding of the address of record: another
+    device's (here one of 120 s, registered first, of the same user) must not be
+    taken for ours (600 s)."""
+    async with registered(registrar, expires=120) as (_, _, other):
+        async with asyncio.timeout(10):
+            await other.reach(State.REGISTERED)
+        async with registered(registrar, expires=600) as (_, _, ours):
+            async with asyncio.timeout(10):
+                await ours.reach(State.REGISTERED)
+            assert ours[-1].expires == 600
+        assert other[-1].state == State.REGISTERED
 
 
 async def test_wrong_credentials_fail_with_a_reason_and_are_retried(

@@ -119,9 +119,24 @@ def authorization(
 
 
 def challenge_in(response: Response) -> Challenge:
-    """The challenge of a 401 (WWW-Authenticate) or 407 (Proxy-Authenticate)."""
+    """The challenge of a 401 (WWW-Authenticate) or 407 (Proxy-Authenticate) that
+    peercam can answer: servers may offer several in their order of preference (RFC
+    8760 §2.4, e.g. SHA-256 then MD5), and the first usable one is taken."""
     header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-    return Challenge.parse(response.headers.require(header))
+    offered = response.headers.get_all(header)
+    if not offered:
+        raise SipError(f"{response.status} without a {header} header")
+    problems = []
+    for text in offered:
+        try:
+            challenge = Challenge.parse(text)
+        except SipError as error:
+            problems.append(str(error))
+            continue
+        if challenge.usable:
+            return challenge
+        problems.append(f"digest qop {','.join(challenge.qop)} is not supported")
+    raise SipError("; ".join(problems))
 
 
 def answer(

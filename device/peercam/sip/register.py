@@ -8,17 +8,21 @@ import asyncio
 import enum
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from peercam.sip import digest
-from peercam.sip.message import Address, Request, Response, SipError, is_number
+from peercam.sip.message import Address, Request, Response, SipError, SipUri, is_number
 from peercam.sip.transaction import T1, request
 from peercam.sip.transport import Endpoint, Target
 
 logger = logging.getLogger(__name__)
 
 RETRY_FIRST, RETRY_MOST = 5.0, 300.0  # seconds: a failed registration's pauses
+# Seconds stop() waits to remove the binding: a daemon stopping does not wait out a
+# registrar that is gone (the binding then lapses at its expiry).
+UNREGISTER_WAIT = 2.0
 MAX_CHALLENGES = 2  # a second 401 in a row for new credentials means they are wrong
 
 
@@ -60,6 +64,10 @@ class Registration:
         self._task: asyncio.Task[None] | None = None
         self.state = RegistrationState(State.UNREGISTERED)
         self.registrations = 0  # successful REGISTERs, refreshes included
+        # Until when the registrar holds our binding (monotonic): a failed refresh does
+        # not remove it, so stop() still asks to remove it while it may stand.
+        self._bound_until = 0.0
+        self._contact: SipUri | None = None  # the binding's URI, as last sent
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"sip-register-{self.account.user}")
@@ -70,12 +78,13 @@ class Registration:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self.state.state == State.REGISTERED:
+        if time.monotonic() < self._bound_until:
             try:
-                async with asyncio.timeout(4 * self._t1 * 8):
+                async with asyncio.timeout(UNREGISTER_WAIT):
                     await self._register(0)
             except (TimeoutError, OSError, SipError) as error:
                 logger.info("SIP: could not unregister %s: %s", self.account.user, error)
+        self._bound_until = 0.0
         self._set(RegistrationState(State.UNREGISTERED))
 
     def _set(self, state: RegistrationState) -> None:
@@ -86,7 +95,8 @@ class Registration:
     async def _run(self) -> None:
         pause = RETRY_FIRST
         while True:
-            self._set(RegistrationState(State.REGISTERING))
+            if self.state.state != State.REGISTERED:
+                self._set(RegistrationState(State.REGISTERING))  # a refresh stays REGISTERED
             try:
                 granted = await self._register(self.account.expires)
             except (TimeoutError, OSError, SipError) as error:
@@ -101,6 +111,7 @@ class Registration:
                 continue
             pause = RETRY_FIRST
             self.registrations += 1
+            self._bound_until = time.monotonic() + granted
             self._set(RegistrationState(State.REGISTERED, "", granted))
             # Refreshed well before it lapses, and never in a busy loop (§10.2.4).
             await asyncio.sleep(max(1.0, min(granted * 0.8, granted - 10.0)))
@@ -145,6 +156,7 @@ class Registration:
         transport = account.registrar.transport.lower()
         aor = Address(f"sip:{account.user}@{account.domain}")
         contact = Address(f"sip:{account.user}@{host}:{port};transport={transport}")
+        self._contact = SipUri.parse(contact.uri)
         message = Request("REGISTER", f"sip:{account.domain}")
         message.headers.add("Max-Forwards", "70")
         message.headers.add("From", str(aor.with_param("tag", self._tag)))
@@ -166,10 +178,22 @@ class Registration:
             except SipError:
                 continue
             granted = contact.param("expires") or ""
-            if is_number(granted) and self.account.user in contact.uri:
+            if is_number(granted) and self._is_ours(contact.uri):
                 return int(granted)
         expires = response.headers.get("Expires") or ""
         return int(expires) if is_number(expires) else asked
+
+    def _is_ours(self, uri: str) -> bool:
+        """Whether a binding the registrar lists is the one we sent (an address of
+        record has others: other devices, stale ones), by user, host and port."""
+        try:
+            listed = SipUri.parse(uri)
+        except SipError:
+            return False
+        ours = self._contact
+        return ours is not None and (listed.user, listed.host.lower(), listed.port) == (
+            ours.user, ours.host.lower(), ours.port,
+        )  # fmt: skip
 
 
 def _why(error: Exception) -> str:
