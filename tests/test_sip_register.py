@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,15 +72,20 @@ async def call_through(port: int, user: str = USER) -> Response:
     caller = Endpoint()
     await caller.open("127.0.0.1")
     try:
-        message = Request("OPTIONS", f"sip:{user}@{DOMAIN}")
-        for name, value in (
-            ("Max-Forwards", "70"), ("From", f"<sip:hall@{DOMAIN}>;tag=h1"),
-            ("To", f"<sip:{user}@{DOMAIN}>"), ("Call-ID", "probe-1"), ("CSeq", "1 OPTIONS"),
-        ):  # fmt: skip
-            message.headers.add(name, value)
-        return await request(caller, message, Target("UDP", "127.0.0.1", port), t1=0.1)
+        return await options(caller, Target("UDP", "127.0.0.1", port), user)
     finally:
         await caller.close()
+
+
+async def options(endpoint: Endpoint, target: Target, user: str, number: int = 1) -> Response:
+    message = Request("OPTIONS", f"sip:{user}@{DOMAIN}")
+    for name, value in (
+        ("Max-Forwards", "70"), ("From", f"<sip:hall@{DOMAIN}>;tag=h{number}"),
+        ("To", f"<sip:{user}@{DOMAIN}>"), ("Call-ID", f"probe-{number}"),
+        ("CSeq", "1 OPTIONS"),
+    ):  # fmt: skip
+        message.headers.add(name, value)
+    return await request(endpoint, message, target, t1=0.1)
 
 
 @pytest.mark.parametrize("transport", ["UDP", "TCP"])
@@ -145,6 +151,26 @@ async def test_a_registrar_that_is_not_there_is_a_clear_failure(transport: str) 
             await states.reach(State.FAILED)
         reason = states[-1].reason
         assert reason == ("no answer" if transport == "UDP" else "connection refused")
+
+
+async def test_requests_at_once_over_tcp_share_one_connection(registrar: int) -> None:
+    """Two transactions starting together to a TCP registrar open one connection, not
+    one each (the first's writer was lost and its reader's end closed the other's)."""
+    endpoint = Endpoint()
+    await endpoint.open("127.0.0.1")
+    try:
+        target = Target("TCP", "127.0.0.1", registrar)
+        answers = await asyncio.gather(*(options(endpoint, target, "nobody", n) for n in (1, 2)))
+        assert [a.status for a in answers] == [404, 404]  # "nobody": answered over TCP
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            ["ss", "-Htn", "state", "established", "dst", f"127.0.0.1:{registrar}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        established = listed.stdout.splitlines()
+        assert len(established) == 1, established
+    finally:
+        await endpoint.close()
 
 
 class Replies(asyncio.DatagramProtocol):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import secrets
 from collections.abc import Callable
@@ -103,6 +104,7 @@ class OutgoingCall:
             self._final.set()
 
     async def _invite_until_final(self) -> None:
+        await self._endpoint.connect(self._proxy)  # a TCP connection's port goes in the Via
         for _ in range(2):  # once more with credentials when challenged
             response = await self._transaction(self._new_invite())
             if response.status in (401, 407) and self._credentials and not self._authorization:
@@ -205,8 +207,13 @@ class OutgoingCall:
         # No Record-Route in the answer (none is asked for): in-dialog requests go to
         # the phone's own address, its Contact (§12.2.1.1).
         remote = SipUri.parse(self._remote_uri)
-        transport = remote.transport or self._proxy.transport
-        self._remote_target = Target(transport, remote.host, remote.port or 5060)
+        transport = (remote.transport or self._proxy.transport).upper()
+        if _is_address(remote.host) and transport == self._proxy.transport:
+            self._remote_target = Target(transport, remote.host, remote.port or 5060)
+        else:
+            # A name (looked up here it would block the loop) or another transport:
+            # the proxy routes the dialog's requests by their Request-URI instead.
+            self._remote_target = self._proxy
         await self._send_ack(response)
         self._emit(CallEvent(CallState.ANSWERED, "", response.body))
 
@@ -306,3 +313,11 @@ class OutgoingCall:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._endpoint.stop_waiting(self._branch, "INVITE")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -23,12 +23,6 @@ async def request(
     unless given: a CANCEL takes its INVITE's), sent to `target`; its final response.
     TimeoutError after 64 * t1 with none (Timer F); OSError if the target cannot be
     reached at all (a TCP connection refused)."""
-    await endpoint.connect(target)
-    host, port = endpoint.local_address(target)
-    branch = branch or new_branch()
-    via = Via(target.transport, host, port, (("branch", branch), ("rport", "")))
-    message.headers.remove("Via")
-    message.headers.add("Via", str(via))
     final: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
     provisional = asyncio.Event()
 
@@ -39,9 +33,17 @@ async def request(
         else:
             provisional.set()
 
+    branch = branch or new_branch()
     endpoint.wait_for(branch, message.method, on_response)
     try:
+        # Connecting is inside Timer F: a registrar that swallows the SYN fails in
+        # 64 T1 like one that does not answer, not in the kernel's two minutes.
         async with asyncio.timeout(64 * t1):
+            await endpoint.connect(target)
+            host, port = endpoint.local_address(target)
+            via = Via(target.transport, host, port, (("branch", branch), ("rport", "")))
+            message.headers.remove("Via")
+            message.headers.add("Via", str(via))
             await endpoint.send(message, target)
             interval = t1
             while target.transport == "UDP":

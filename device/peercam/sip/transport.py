@@ -62,6 +62,7 @@ class Endpoint:
         self._streams: dict[Target, asyncio.StreamWriter] = {}
         self._readers: set[asyncio.Task[None]] = set()
         self._sends: set[asyncio.Task[None]] = set()  # send_soon's over streams
+        self._connecting: dict[Target, asyncio.Future[None]] = {}
         # By (branch, method): a CANCEL shares its INVITE's branch (§9.1).
         self._waiting: dict[tuple[str, str], Callable[[Response], None]] = {}
 
@@ -89,12 +90,23 @@ class Endpoint:
             return str(probe.getsockname()[0]), self.udp_port
 
     async def connect(self, target: Target) -> None:
-        """Open the stream to a TCP target (a no-op for UDP)."""
+        """Open the stream to a TCP target (a no-op for UDP). Callers that ask at once
+        share one connection attempt."""
         if target.transport == "UDP" or target in self._streams:
             return
+        pending = self._connecting.get(target)
+        if pending is None:
+            pending = asyncio.ensure_future(self._open_stream(target))
+            self._connecting[target] = pending
+            pending.add_done_callback(lambda _: self._connecting.pop(target, None))
+        await asyncio.shield(pending)
+
+    async def _open_stream(self, target: Target) -> None:
         reader, writer = await asyncio.open_connection(target.host, target.port)
         self._streams[target] = writer
-        task = asyncio.create_task(self._read(target, reader), name=f"sip-tcp-{target.host}")
+        task = asyncio.create_task(
+            self._read(target, reader, writer), name=f"sip-tcp-{target.host}"
+        )
         self._readers.add(task)
         task.add_done_callback(self._readers.discard)
 
@@ -133,7 +145,9 @@ class Endpoint:
     def stop_waiting(self, branch: str, method: str) -> None:
         self._waiting.pop((branch, method), None)
 
-    async def _read(self, target: Target, reader: asyncio.StreamReader) -> None:
+    async def _read(
+        self, target: Target, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         framer = StreamFramer()
         try:
             while data := await reader.read(65_536):
@@ -146,9 +160,10 @@ class Endpoint:
         except ConnectionError as error:
             logger.info("SIP connection to %s:%d: %s", target.host, target.port, error)
         finally:
-            writer = self._streams.pop(target, None)
-            if writer is not None:
-                writer.close()
+            # Only this reader's connection: a newer one to the same target stays.
+            if self._streams.get(target) is writer:
+                del self._streams[target]
+            writer.close()
 
     def received(self, data: bytes, source: Target, stream: bool) -> None:
         if not data.strip(b"\r\n"):
@@ -193,7 +208,7 @@ class Endpoint:
             self._on_request(message, source)
 
     async def close(self) -> None:
-        tasks = [*self._readers, *self._sends]
+        tasks = [*self._readers, *self._sends, *self._connecting.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
