@@ -1,6 +1,7 @@
 """A real registrar for the SIP tests: Debian's kamailio on loopback (UDP and TCP on
 one port), one account, locations in memory. Requests to a registered address are
-relayed to its contact; to any other, 404."""
+relayed to its contact; to any other, 404. It record-routes calls, so their later
+requests (ACK, BYE) must come back through it with Route headers."""
 
 from __future__ import annotations
 
@@ -33,9 +34,32 @@ loadmodule "siputils.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "auth.so"
+loadmodule "rr.so"
+loadmodule "xlog.so"
 modparam("usrloc", "db_mode", 0)
 modparam("registrar", "min_expires", 1)
 request_route {{
+    # A call's later requests come back through here, as a proxy that record-routes
+    # asks (a PBX's own proxy does): each is logged, for the tests to see.
+    if (has_totag()) {{
+        if (loose_route()) {{
+            xlog("L_INFO", "routed in dialog: $rm\n");
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK") && t_check_trans()) {{
+            t_relay();
+            exit;
+        }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
     if (is_method("REGISTER")) {{
         if (!pv_www_authenticate("$td", "{password}", "0")) {{
             www_challenge("$td", "0");
@@ -53,6 +77,9 @@ request_route {{
     if (!lookup("location")) {{
         sl_send_reply("404", "Not here");
         exit;
+    }}
+    if (is_method("INVITE")) {{
+        record_route();
     }}
     t_relay();
 }}

@@ -6,9 +6,11 @@ from peercam.encode.codecs import G722, OPUS, PCMA, PCMU
 from peercam.sip import audio_plan, sdp
 
 
-def description(media: str, *attributes: str, port: int = 4000) -> sdp.AudioDescription:
+def description(
+    media: str, *attributes: str, port: int = 4000, profile: str = "RTP/AVP"
+) -> sdp.AudioDescription:
     lines = ["v=0", "o=- 1 1 IN IP4 10.0.0.9", "s=-", "c=IN IP4 10.0.0.9", "t=0 0"]
-    lines += [f"m=audio {port} RTP/AVP {media}", *attributes]
+    lines += [f"m=audio {port} {profile} {media}", *attributes]
     return sdp.parse_audio(("\r\n".join(lines) + "\r\n").encode())
 
 
@@ -43,11 +45,14 @@ def test_g722_is_decoded_at_16_khz_and_a_renumbered_opus_is_taken_on_both_number
     assert opus.send_payload_type == 96 and set(opus.receive) == {96, 111}
 
 
-def test_no_common_codec_or_a_refused_stream_makes_no_plan() -> None:
+def test_no_common_codec_a_refused_stream_or_srtp_makes_no_plan() -> None:
     offered = audio_plan.offer_formats(["pcmu"])
     assert audio_plan.from_answer(offered, description("3")) is None  # GSM
     assert audio_plan.from_answer(offered, description("0", port=0)) is None
-    assert audio_plan.from_answer(offered, description("0", "a=inactive")) is None
+    # SRTP, which peercam does not speak to phones: refused rather than sent in the clear.
+    assert audio_plan.from_answer(offered, description("0", profile="RTP/SAVP")) is None
+    held = audio_plan.from_answer(offered, description("0", "a=inactive"))
+    assert held is not None and not held.sends  # a call on hold: kept, nothing sent
 
 
 def test_a_phones_offer_is_answered_with_its_first_codec_peercam_makes() -> None:

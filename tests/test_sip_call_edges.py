@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import cast
 
 from peercam.sip.call import CallEvent, CallState, OutgoingCall
+from peercam.sip.incoming_call import IncomingCall
 from peercam.sip.message import Address, Request, Response, parse, response_to
 from peercam.sip.transport import Endpoint, Target
 from tests.sip_states import StateLog
@@ -195,3 +196,89 @@ async def test_requests_in_the_call_key_presses_by_info_options_and_a_refresh() 
         refresh = by_cseq["5 INVITE"]
         assert refresh.body == SDP and refresh.headers.get("Contact")  # the session goes on
         assert call.state == CallState.ANSWERED
+
+
+@asynccontextmanager
+async def called_by_phone() -> AsyncIterator[
+    tuple[list[IncomingCall], StateLog[CallEvent], ScriptedPhone, int]
+]:
+    """peercam's endpoint taking calls (the test decides, on each, what to answer)
+    and a scripted phone calling it."""
+    loop = asyncio.get_running_loop()
+    transport, phone = await loop.create_datagram_endpoint(
+        ScriptedPhone, local_addr=("127.0.0.1", 0)
+    )
+    events: StateLog[CallEvent] = StateLog()
+    calls: list[IncomingCall] = []
+
+    def on_request(message: Request, source: Target) -> None:
+        if any(call.handle_request(message, source) for call in calls):
+            return
+        if message.method == "INVITE":
+            calls.append(IncomingCall(endpoint, message, source, events.add, t1=T1))
+
+    endpoint = Endpoint(on_request)
+    await endpoint.open("127.0.0.1")
+    try:
+        yield calls, events, phone, endpoint.udp_port
+    finally:
+        for call in calls:
+            await call.close()
+        await endpoint.close()
+        transport.close()
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def phone_request(method: str, port: int, branch: str, number: int, to_tag: str = "") -> Request:
+    request = Request(method, f"sip:door@127.0.0.1:{port}")
+    for name, value in (
+        ("Via", f"SIP/2.0/UDP 127.0.0.1:1;rport;branch={branch}"), ("Max-Forwards", "70"),
+        ("From", "<sip:hall@127.0.0.1>;tag=hall1"),
+        ("To", "<sip:door@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")),
+        ("Call-ID", "incoming-1"), ("CSeq", f"{number} {method}"),
+        ("Contact", "<sip:hall@127.0.0.1>"),
+    ):  # fmt: skip
+        request.headers.add(name, value)
+    return request
+
+
+async def test_a_call_to_the_door_cancelled_before_it_is_taken_is_answered_487() -> None:
+    async with called_by_phone() as (calls, events, phone, port):
+        phone.peer = ("127.0.0.1", port)
+        invite = phone_request("INVITE", port, "z9hG4bKinv1", 1)
+        invite.headers.add("Content-Type", "application/sdp")
+        invite.body = SDP
+        phone.send(invite)
+        await eventually(lambda: len(calls) == 1)
+        phone.send(phone_request("CANCEL", port, "z9hG4bKinv1", 1))
+        await phone.until(lambda: len(phone.responses) >= 2)
+        statuses = {r.headers.require("CSeq"): r.status for r in phone.responses}
+        assert statuses == {"1 CANCEL": 200, "1 INVITE": 487}
+        assert events[-1].state == CallState.ENDED
+        assert not calls[0].accept(SDP)  # the owner, late, takes nothing
+
+
+async def test_the_answer_is_resent_until_the_ack_and_a_call_never_acked_is_ended() -> None:
+    async with called_by_phone() as (calls, events, phone, port):
+        phone.peer = ("127.0.0.1", port)
+        invite = phone_request("INVITE", port, "z9hG4bKinv2", 1)
+        phone.send(invite)
+        await eventually(lambda: len(calls) == 1)
+        phone.on_request = lambda r: [response_to(r, 200, "OK")] if r.method == "BYE" else []
+        assert calls[0].accept(SDP)
+        # No ACK: the 200 again at T1, 2 T1, ... then, after 64 T1, a BYE.
+        await phone.until(lambda: "BYE" in phone.methods())
+        oks = [r for r in phone.responses if r.status == 200]
+        assert len(oks) >= 4 and all(r.body == SDP for r in oks)
+        bye = phone.requests[-1]
+        assert bye.uri == "sip:hall@127.0.0.1"  # the caller's Contact
+        assert (
+            Address.parse(bye.headers.require("From")).tag
+            == Address.parse(oks[0].headers.require("To")).tag
+        )  # in the dialog the answer made
+        assert events[-1].state == CallState.ENDED

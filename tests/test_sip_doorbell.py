@@ -7,6 +7,7 @@ pulses the door relay, and a hang-up on either side ends the call."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from gpiozero.pins.mock import MockFactory
 
 from peercam.config import build_config
 from peercam.doorbell.call import CallState
+from peercam.sip.message import Request, Response, parse
 from peercam.sip.phone_line import PhoneLine
 from peercam.sip.register import State
 from tests import sip_phone, sip_registrar
@@ -91,6 +93,11 @@ def line(running: InProcessDaemon) -> PhoneLine:
     return next(o for o in running.daemon.parts.outputs if isinstance(o, PhoneLine))
 
 
+def metric(running: InProcessDaemon, name: str, **labels: str) -> float | None:
+    assert running.daemon is not None
+    return running.daemon.metrics.registry.get_sample_value(name, labels)
+
+
 def doorbell_state(running: InProcessDaemon) -> CallState:
     assert running.daemon is not None
     return running.daemon.parts.doorbell.state
@@ -142,6 +149,8 @@ def test_a_ring_calls_the_phone_which_talks_with_the_visitor_and_opens_the_door(
             phone.command("hangup")
             wait_until(lambda: doorbell_state(running) == CallState.IDLE, what="the call ended")
             assert running.daemon.parts.doorbell.talkback.floor.holder is None
+            assert metric(running, "peercam_sip_registered") == 1
+            assert metric(running, "peercam_sip_calls_total", direction="out", result="talked") == 1
         phone.stop()  # its recording is complete once it has ended
         heard, rate = phone.heard()
         assert abs(tone_of(heard, rate) - VISITOR_HZ) < 10
@@ -159,6 +168,9 @@ def test_the_door_ends_the_call_when_the_daemon_stops(
             press(pins)
             phone.wait_event("CALL_ESTABLISHED", timeout=10)
         phone.wait_event("CALL_CLOSED", timeout=10)  # the BYE reached the phone
+        # peercam's ACK and BYE went through the proxy that record-routed the call.
+        routed = (tmp_path / "kamailio.log").read_text(errors="replace")
+        assert "routed in dialog: ACK" in routed and "routed in dialog: BYE" in routed
     finally:
         phone.stop()
 
@@ -308,5 +320,67 @@ def test_a_caller_not_allowed_is_refused_and_said_why(
             assert f"a call from sip:{PHONE}@{DOMAIN} refused: not in sip.allowed_callers" in (
                 caplog.text
             )
+            wait_until(
+                lambda: (
+                    metric(running, "peercam_sip_calls_total", direction="in", result="refused")
+                    == 1
+                )
+            )
     finally:
         phone.stop()
+
+
+def test_a_phone_putting_the_call_on_hold_gets_no_audio_until_it_resumes(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    """baresip's hold is a re-INVITE with a=sendonly: peercam answers recvonly and stops
+    sending; resume (sendrecv) starts it again."""
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=True)
+    try:
+        with daemon(tmp_path, registrar) as running:
+            registered(running)
+            press(pins)
+            phone.wait_event("CALL_ESTABLISHED", timeout=10)
+            wait_until(lambda: len(line(running).calls) == 1 and line(running).calls[0].connected)
+            media = line(running).calls[0].media
+            wait_until(lambda: media.sent > 25, what="audio to the phone")
+            phone.command("hold")
+            time.sleep(1.0)  # the re-INVITE and its answer
+            held = media.sent
+            time.sleep(1.0)
+            assert media.sent == held  # nothing sent while held
+            phone.command("resume")
+            wait_until(lambda: media.sent > held + 25, what="audio again after resume")
+            assert doorbell_state(running) == CallState.IN_CALL  # the call went on throughout
+    finally:
+        phone.stop()
+
+
+def test_a_call_claiming_an_allowed_caller_but_not_from_the_pbx_is_refused(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    """The From header is the caller's say-so: with a PBX, only calls it relays count."""
+    with daemon(tmp_path, registrar, call=[], allowed_callers=[PHONE]) as running:
+        registered(running)
+        invite = Request("INVITE", f"sip:{USER}@127.0.0.1:{line(running).sip_port}")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spoofer:
+            spoofer.bind(("127.0.0.1", 0))
+            spoofer.settimeout(5)
+            port = spoofer.getsockname()[1]
+            for name, value in (
+                ("Via", f"SIP/2.0/UDP 127.0.0.1:{port};rport;branch=z9hG4bKspoof"),
+                ("Max-Forwards", "70"), ("From", f"<sip:{PHONE}@{DOMAIN}>;tag=x"),
+                ("To", f"<sip:{USER}@{DOMAIN}>"), ("Call-ID", "spoof-1"), ("CSeq", "1 INVITE"),
+                ("Contact", f"<sip:{PHONE}@127.0.0.1:{port}>"),
+                ("Content-Type", "application/sdp"),
+            ):  # fmt: skip
+                invite.headers.add(name, value)
+            invite.body = (
+                b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                b"m=audio 4000 RTP/AVP 0\r\n"
+            )
+            spoofer.sendto(invite.to_bytes(), ("127.0.0.1", line(running).sip_port))
+            answer = parse(spoofer.recv(65_535))
+        assert isinstance(answer, Response) and answer.status == 403
+        assert running.daemon is not None
+        assert running.daemon.parts.doorbell.talkback.floor.holder is None

@@ -644,6 +644,16 @@ class Config(_Section):
     onvif: OnvifConfig = OnvifConfig()
     update: UpdateConfig = UpdateConfig()
 
+    @model_validator(mode="after")
+    def _phones_need_a_speaker(self) -> Config:
+        # A phone that answers takes the call as a page does, by taking talkback's
+        # floor: without a speaker every answer would be refused and hung up.
+        if self.sip.enabled and not self.talkback.enabled:
+            raise ValueError(
+                "sip.enabled needs talkback.enabled: the phone is heard on the speaker"
+            )
+        return self
+
     @property
     def small_stream(self) -> SmallStream | None:
         """The small H.264 stream the camera serves (RTSP /live/sub, ONVIF profile

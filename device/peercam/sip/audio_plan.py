@@ -24,7 +24,7 @@ class AudioPlan:
     receive: dict[int, Decoding]  # the phone's audio by payload type
     events: frozenset[int]  # the phone's RFC 4733 key presses by payload type
     send_events: int | None  # the type to send key presses with (none are sent yet)
-    sends: bool = True  # False when the phone only sends (a=sendonly on its side)
+    sends: bool = True  # False when the phone takes nothing (its a=sendonly, a=inactive)
 
 
 def sdp_format(codec: str) -> Format:
@@ -78,7 +78,7 @@ def from_offer(offer: AudioDescription, codecs: list[str]) -> tuple[AudioPlan, l
 
 
 def _plan(remote: AudioDescription, common: list[Format], local: list[Format]) -> AudioPlan | None:
-    if remote.port == 0 or remote.direction == "inactive" or not common:
+    if remote.port == 0 or not common or "SAVP" in remote.profile:
         return None
     first = common[0]
     codec = _codec_of(first)
@@ -104,5 +104,5 @@ def _plan(remote: AudioDescription, common: list[Format], local: list[Format]) -
         receive=receive,
         events=frozenset(events - set(receive)),
         send_events=send_event.payload_type if send_event is not None else None,
-        sends=remote.direction != "sendonly",
+        sends=remote.direction not in ("sendonly", "inactive"),
     )

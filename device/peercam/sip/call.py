@@ -6,14 +6,14 @@ SDP when answered)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
-import ipaddress
 import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from peercam.sip import digest, in_dialog
+from peercam.sip import digest, in_dialog, routes
 from peercam.sip.message import (
     Address,
     CSeq,
@@ -56,6 +56,7 @@ class OutgoingCall:
         self, endpoint: Endpoint, uri: str, proxy: Target, caller: Address, local_sdp: bytes,
         on_event: Callable[[CallEvent], None], credentials: Credentials | None = None,
         t1: float = T1, on_key: Callable[[str], None] | None = None,
+        on_offer: in_dialog.OfferHandler | None = None,
     ) -> None:  # fmt: skip
         self._endpoint = endpoint
         self.uri = uri
@@ -64,6 +65,7 @@ class OutgoingCall:
         self._sdp = local_sdp
         self._on_event = on_event
         self._on_key = on_key  # a key pressed, told by SIP INFO
+        self._on_offer = on_offer  # a new offer in the call
         self._credentials = credentials
         # The header answering the one challenge answered (none is answered twice).
         self._authorization: tuple[str, str] | None = None
@@ -75,6 +77,7 @@ class OutgoingCall:
         self._remote_tag: str | None = None
         self._remote_target: Target | None = None
         self._remote_uri = uri
+        self._routes: list[str] = []  # the dialog's route set, once answered
         self.state = CallState.CALLING
         self._task: asyncio.Task[None] | None = None
         self._cancel_asked = False
@@ -206,9 +209,15 @@ class OutgoingCall:
             self._remote_uri = Address.parse(contact).uri
         # No Record-Route in the answer (none is asked for): in-dialog requests go to
         # the phone's own address, its Contact (§12.2.1.1).
+        self._routes = routes.from_record_route(
+            response.headers.get_all("Record-Route"), caller_side=True
+        )
         remote = SipUri.parse(self._remote_uri)
         transport = (remote.transport or self._proxy.transport).upper()
-        if _is_address(remote.host) and transport == self._proxy.transport:
+        if self._routes:
+            # Proxies that asked to stay in the path (§12.2.1.1): through the first.
+            self._remote_target = routes.first_hop(self._routes, self._proxy)
+        elif routes.is_address(remote.host) and transport == self._proxy.transport:
             self._remote_target = Target(transport, remote.host, remote.port or 5060)
         else:
             # A name (looked up here it would block the loop) or another transport:
@@ -237,6 +246,8 @@ class OutgoingCall:
             ("To", str(to)), ("Call-ID", self.call_id), ("CSeq", f"{number} {method}"),
         ):  # fmt: skip
             message.headers.add(name, value)
+        for route in self._routes:
+            message.headers.add("Route", route)
         return message
 
     async def cancel(self) -> None:
@@ -245,6 +256,13 @@ class OutgoingCall:
         first (an answer is then hung up at once). Returns once the call ended, or the
         phone never confirmed it within 64 T1 (it is then taken as ended)."""
         if self.state not in (CallState.CALLING, CallState.RINGING):
+            return
+        if self._cancel_asked:
+            # Asked before (a ring's time ran out, then the ring was missed): one CANCEL
+            # transaction is enough; wait for its outcome.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(64 * self._t1):
+                    await self._ended.wait()
             return
         self._cancel_asked = True
         if self._invite is None:
@@ -282,10 +300,10 @@ class OutgoingCall:
     async def hang_up(self) -> None:
         """End the call: BYE when answered, CANCEL while ringing."""
         if self.state == CallState.ANSWERED:
-            self._cseq += 1
-            bye = self._in_dialog("BYE", self._cseq)
             self._emit(CallEvent(CallState.ENDED, "hung up"))
             try:
+                self._cseq += 1
+                bye = self._in_dialog("BYE", self._cseq)
                 await request(self._endpoint, bye, self._remote_target or self._proxy, self._t1)
             except (TimeoutError, OSError, SipError) as error:
                 logger.info("SIP: BYE to %s: %s", self.uri, error)
@@ -305,19 +323,26 @@ class OutgoingCall:
         if message.method == "BYE":
             self._emit(CallEvent(CallState.ENDED, "hung up by the phone"))
         return in_dialog.answer(
-            message, self.state == CallState.ANSWERED, self._sdp, self._contact(), self._on_key
+            message,
+            self.state == CallState.ANSWERED,
+            self._sdp,
+            self._contact(),
+            self._on_key,
+            self._on_offer,
         )
 
+    @property
+    def cancel_asked(self) -> bool:
+        """Whether it is being (or was) cancelled: an answer now is hung up at once."""
+        return self._cancel_asked
+
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        task = self._task
+        if task is not None:
+            if self.state == CallState.ENDED and not task.done():
+                # Ended, and its task is sending the BYE of an answer that crossed the
+                # CANCEL: let that transaction retransmit to its end (Timer F bounds it).
+                await asyncio.wait({task}, timeout=64 * self._t1)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         self._endpoint.stop_waiting(self._branch, "INVITE")
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True

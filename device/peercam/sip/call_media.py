@@ -62,6 +62,7 @@ class CallMedia:
         self._sending: asyncio.Task[None] | None = None
         self._last_heard = 0.0
         self._latched = False
+        self._held = False  # the phone put the call on hold: nothing is sent
         self.sent = 0  # packets
         self.heard = 0  # audio packets played (or offered to talkback)
         self.keys = 0
@@ -86,6 +87,9 @@ class CallMedia:
             except OSError:
                 rtp.close()
                 continue
+            except BaseException:
+                rtp.close()  # cancelled meanwhile: the port is not left open
+                raise
             self._rtp, self._rtcp = rtp, rtcp
             return port
         raise OSError(f"no free pair of RTP ports on {host}")
@@ -107,18 +111,27 @@ class CallMedia:
                 while True:
                     frame = await subscription.get()
                     for packet in stream.packets(frame.payloads, frame.rtp_timestamp):
-                        self._send_to_phone(packet)
-                        self.sent += 1
-                        octets += len(packet) - 12
+                        if self._send_to_phone(packet):
+                            self.sent += 1
+                            octets += len(packet) - 12
                     if time.monotonic() >= next_report:
                         self._report(stream.sender_report(plan.codec.clock_rate, self.sent, octets))
                         next_report = time.monotonic() + SENDER_REPORT_PERIOD
         except SubscriptionClosed:
             return  # the pipeline is stopping
 
-    def _send_to_phone(self, packet: bytes) -> None:
-        if self._rtp is not None and self._remote is not None:
-            self._rtp.sendto(packet, self._remote)
+    def retarget(self, remote: tuple[str, int], sends: bool) -> None:
+        """The phone's new offer in the call moved its audio (a PBX handing the media
+        to the phone itself) or held it: send there, or not at all."""
+        self._remote = remote
+        self._latched = False  # the new address's own packets may correct it once more
+        self._held = not sends
+
+    def _send_to_phone(self, packet: bytes) -> bool:
+        if self._rtp is None or self._remote is None or self._held:
+            return False
+        self._rtp.sendto(packet, self._remote)
+        return True
 
     def _report(self, report: bytes) -> None:
         if self._rtcp is not None and self._remote is not None:

@@ -13,9 +13,14 @@ from peercam.sip.message import Request, Response, response_to
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 
 
+# A new offer in the call (a PBX moving the media, a hold): peercam's answer to it, or
+# None when it cannot take it (the call then goes on as it was).
+OfferHandler = Callable[[bytes], bytes | None]
+
+
 def answer(
     message: Request, established: bool, local_sdp: bytes, contact: str,
-    on_key: Callable[[str], None] | None,
+    on_key: Callable[[str], None] | None, on_offer: OfferHandler | None = None,
 ) -> Response | None:  # fmt: skip
     """The response to `message`, a request in the call's dialog (None for an ACK)."""
     if message.method == "ACK":
@@ -27,12 +32,19 @@ def answer(
     if message.method in ("OPTIONS", "UPDATE") and not message.body:
         return _with_allow(response_to(message, 200, "OK"))
     if message.method == "INVITE" and established:
-        # A session refresh, or a retransmitted one: the same session goes on;
-        # peercam's SDP stands (RFC 3264 §8: unchanged, so the same version).
+        body = local_sdp
+        if message.body and on_offer is not None:
+            # A new offer: Asterisk moving the audio straight to the phone
+            # (direct_media), a hold; answered as RFC 3264 §8 says.
+            answered = on_offer(message.body)
+            if answered is None:
+                return response_to(message, 488, "Not Acceptable Here")
+            body = answered
+        # Without a body: a session refresh; peercam's SDP stands, unchanged.
         ok = _with_allow(response_to(message, 200, "OK"))
         ok.headers.add("Contact", contact)
         ok.headers.add("Content-Type", "application/sdp")
-        ok.body = local_sdp
+        ok.body = body
         return ok
     return _with_allow(response_to(message, 501, "Not Implemented"))
 

@@ -11,7 +11,7 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from peercam.sip import in_dialog
+from peercam.sip import in_dialog, routes
 from peercam.sip.call import CallEvent, CallState
 from peercam.sip.message import Address, CSeq, Request, Response, SipError, Via, response_to
 from peercam.sip.transaction import T1, T2, new_branch, request
@@ -24,6 +24,7 @@ class IncomingCall:
     def __init__(
         self, endpoint: Endpoint, invite: Request, source: Target,
         on_event: Callable[[CallEvent], None], on_key: Callable[[str], None] | None = None,
+        on_offer: in_dialog.OfferHandler | None = None,
         t1: float = T1,
     ) -> None:  # fmt: skip
         self._endpoint = endpoint
@@ -31,6 +32,7 @@ class IncomingCall:
         self._source = source  # the phone, or the PBX relaying it: in-dialog requests go back
         self._on_event = on_event
         self._on_key = on_key
+        self._on_offer = on_offer
         self._t1 = t1
         self.call_id = invite.headers.require("Call-ID")
         self._branch = Via.parse(invite.headers.require("Via")).branch
@@ -55,16 +57,23 @@ class IncomingCall:
         self._endpoint.send_soon(self._final, reply_target(self._invite, self._source))
         self._emit(CallEvent(CallState.ENDED, f"{status} {reason}"))
 
-    def accept(self, local_sdp: bytes) -> None:
-        """Answer with `local_sdp`; ANSWERED is told once the phone ACKs."""
+    def accept(self, local_sdp: bytes) -> bool:
+        """Answer with `local_sdp`; ANSWERED is told once the phone ACKs. False if the
+        phone cancelled meanwhile (nothing is sent)."""
+        if self.state == CallState.ENDED:
+            return False
         self._sdp = local_sdp
         ok = response_to(self._invite, 200, "OK", to_tag=self._tag)
+        # §12.1.1: the proxies that record-routed see the answer with their entries.
+        for value in self._invite.headers.get_all("Record-Route"):
+            ok.headers.add("Record-Route", value)
         ok.headers.add("Contact", self._contact())
         ok.headers.add("Allow", in_dialog.ALLOW)
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = local_sdp
         self._final = ok
         self._task = asyncio.create_task(self._until_acked(ok), name="sip-answer")
+        return True
 
     def _contact(self) -> str:
         host, port = self._endpoint.local_address(self._source)
@@ -99,8 +108,13 @@ class IncomingCall:
         if message.method == "INVITE" and self._is_first_invite(message):
             answer = self._final  # a retransmission: the same answer again
         elif message.method == "CANCEL":
-            # peercam answers at once: by the time a CANCEL comes it is too late (§9.2).
             answer = response_to(message, 200, "OK", to_tag=self._tag)
+            if self._final is None:
+                # Not answered yet (the owner was still taking the floor): §9.2, the
+                # INVITE is answered 487 and the call ends.
+                self._final = response_to(self._invite, 487, "Request Terminated", self._tag)
+                self._endpoint.send_soon(self._final, reply_target(self._invite, self._source))
+                self._emit(CallEvent(CallState.ENDED, "cancelled by the phone"))
         elif message.method == "ACK":
             self._acked.set()
             answer = None
@@ -108,7 +122,12 @@ class IncomingCall:
             if message.method == "BYE":
                 self._emit(CallEvent(CallState.ENDED, "hung up by the phone"))
             answer = in_dialog.answer(
-                message, self.state == CallState.ANSWERED, self._sdp, self._contact(), self._on_key
+                message,
+                self.state == CallState.ANSWERED,
+                self._sdp,
+                self._contact(),
+                self._on_key,
+                self._on_offer,
             )
         if answer is not None:
             self._endpoint.send_soon(answer, reply_target(message, source))
@@ -127,25 +146,37 @@ class IncomingCall:
         if self.state == CallState.ENDED or self._final is None or self._final.status != 200:
             return
         self._emit(CallEvent(CallState.ENDED, "hung up"))
+        try:
+            bye, target = self._bye()
+            await request(self._endpoint, bye, target, self._t1, new_branch())
+        except (TimeoutError, OSError, SipError) as error:
+            logger.info("SIP: BYE to %s: %s", self.caller.uri, error)
+
+    def _bye(self) -> tuple[Request, Target]:
         self._cseq = CSeq.parse(self._invite.headers.require("CSeq")).number + 1
         bye = Request("BYE", self._remote_target_uri())
-        to = self.caller
         ours = Address.parse(self._invite.headers.require("To")).with_param("tag", self._tag)
         for name, value in (
-            ("Max-Forwards", "70"), ("From", str(ours)), ("To", str(to)),
+            ("Max-Forwards", "70"), ("From", str(ours)), ("To", str(self.caller)),
             ("Call-ID", self.call_id), ("CSeq", f"{self._cseq} BYE"),
         ):  # fmt: skip
             bye.headers.add(name, value)
-        try:
-            await request(self._endpoint, bye, self._source, self._t1, new_branch())
-        except (TimeoutError, OSError, SipError) as error:
-            logger.info("SIP: BYE to %s: %s", self.caller.uri, error)
+        dialog_routes = routes.from_record_route(
+            self._invite.headers.get_all("Record-Route"), caller_side=False
+        )
+        for route in dialog_routes:
+            bye.headers.add("Route", route)
+        return bye, routes.first_hop(dialog_routes, self._source)
 
     def _remote_target_uri(self) -> str:
         contact = self._invite.headers.get("Contact")
         return Address.parse(contact).uri if contact else self.caller.uri
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        task = self._task
+        if task is not None:
+            if self.state == CallState.ENDED and not task.done():
+                # Its task is sending the BYE of an answer never ACKed: let it finish.
+                await asyncio.wait({task}, timeout=64 * self._t1)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

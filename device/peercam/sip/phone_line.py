@@ -22,6 +22,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
 from peercam.config import ConfigError, SipConfig
 from peercam.doorbell.call import CallState as DoorbellState
 from peercam.doorbell.call import Doorbell
@@ -47,12 +49,23 @@ from peercam.sip.register import (
     Registration,
     RegistrationState,
 )
+from peercam.sip.register import State as RegistrationStateKind
 from peercam.sip.transport import Endpoint, Target, reply_target
 
 logger = logging.getLogger(__name__)
 
 KEY_GAP = 5.0  # seconds between key presses after which a code starts afresh
 STOP_WAIT = 2.0  # seconds the line's stop waits for phones to confirm a hang-up
+
+
+@dataclass
+class LocalMedia:
+    """Where peercam takes a call's audio, as its SDP says, and that SDP's version."""
+
+    host: str
+    port: int
+    session: int
+    version: int
 
 
 @dataclass
@@ -67,14 +80,37 @@ class Leg:
     offer: list[sdp.Format] = field(default_factory=list)  # peercam's, when it called
     connected: bool = False  # audio flows and the floor was taken: keys count
     answered_ring: bool = False  # it took the doorbell's call (else it only talks)
+    local: LocalMedia | None = None
+    codec: str = ""  # the one the call settled on
     keys: str = ""
     last_key: float = 0.0
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(frozen=True)
+class LineMetrics:
+    """What /metrics shows of the line: whether the PBX has it, and its calls."""
+
+    registered: Gauge
+    calls: Counter
+
+    @classmethod
+    def made_in(cls, registry: CollectorRegistry) -> LineMetrics:
+        return cls(
+            Gauge("peercam_sip_registered", "1 while the PBX holds the door's registration",
+                  registry=registry),
+            Counter("peercam_sip_calls", "SIP calls by direction and how they went",
+                    ["direction", "result"], registry=registry),
+        )  # fmt: skip
+
+
 class PhoneLine:
-    def __init__(self, config: SipConfig, pipeline: MediaPipeline, doorbell: Doorbell) -> None:
+    def __init__(
+        self, config: SipConfig, pipeline: MediaPipeline, doorbell: Doorbell,
+        metrics: LineMetrics,
+    ) -> None:  # fmt: skip
         self._config = config
+        self._metrics = metrics
         self._pipeline = pipeline
         self._doorbell = doorbell
         self._events: EventBus = doorbell.events
@@ -91,6 +127,15 @@ class PhoneLine:
         self._listener: asyncio.Task[None] | None = None
         self.codecs: list[str] = [c for c in config.codecs if c in pipeline.codecs]
         self.registration_state: RegistrationState | None = None
+
+    @property
+    def calls(self) -> tuple[Leg, ...]:
+        """The calls with phones now: ringing, talking, ending."""
+        return tuple(self._legs)
+
+    @property
+    def sip_port(self) -> int:
+        return self._endpoint.udp_port
 
     @property
     def name(self) -> str:
@@ -141,6 +186,7 @@ class PhoneLine:
 
     def _registration_changed(self, state: RegistrationState) -> None:
         self.registration_state = state
+        self._metrics.registered.set(1 if state.state == RegistrationStateKind.REGISTERED else 0)
         logger.info("SIP: %s: %s %s", self.name, state.state.value, state.reason)
 
     def _own(self, work: Coroutine[Any, Any, Any], name: str) -> None:
@@ -156,15 +202,23 @@ class PhoneLine:
     async def _listen(self, queue: asyncio.Queue[Event]) -> None:
         while True:
             event = await queue.get()
-            if isinstance(event, Ring) and event.call == DoorbellState.RINGING.value:
-                if self._ringing is None and self._active is None and self._config.call:
-                    self._ringing = asyncio.create_task(self._ring(), name="sip-ring")
-            elif isinstance(event, Answered | Declined | Missed):
-                if not self._holds_call():
-                    await self._stop_ringing()
-            elif isinstance(event, CallEnded) and self._active is not None:
-                if not self._holds_call():
-                    await self._active.call.hang_up()
+            try:
+                await self._heard(event)
+            except Exception:
+                # One event's fault must not leave the phones unrung from then on.
+                logger.exception("SIP: handling %s failed", type(event).__name__)
+
+    async def _heard(self, event: Event) -> None:
+        if isinstance(event, Ring) and event.call == DoorbellState.RINGING.value:
+            if self._ringing is None and self._active is None and self._config.call:
+                self._ringing = asyncio.create_task(self._ring(), name="sip-ring")
+        elif isinstance(event, Answered | Declined | Missed):
+            if not self._holds_call():
+                await self._stop_ringing()
+        elif isinstance(event, CallEnded) and self._active is not None:
+            if not self._holds_call():
+                # Ended by the doorbell, not the phone: its BYE in a task of the line's.
+                self._own(self._active.call.hang_up(), "sip-hang-up")
 
     def _holds_call(self) -> bool:
         holder = self._doorbell.call_holder
@@ -231,8 +285,8 @@ class PhoneLine:
             logger.warning("SIP: cannot call %s: %s", uri, error)
             return None
         offer = audio_plan.offer_formats(self.codecs)
-        session = secrets.randbelow(1 << 31)
-        body = sdp.describe(media_host, port, offer, session, session)
+        local = LocalMedia(media_host, port, secrets.randbelow(1 << 31), 1)
+        body = sdp.describe(media_host, port, offer, local.session, local.version)
         caller = Address(f"sip:{self._config.user or 'door'}@{self._domain or media_host}",
                          self._config.display_name)  # fmt: skip
         credentials = (
@@ -243,8 +297,9 @@ class PhoneLine:
         call = OutgoingCall(
             self._endpoint, uri, proxy, caller, body, lambda event: self._call_event(leg, event),
             credentials, on_key=lambda digit: self._key(leg, digit),
+            on_offer=lambda body: self._new_offer(leg, body),
         )  # fmt: skip
-        leg = Leg(target, call, media, floor_id, label, offer)
+        leg = Leg(target, call, media, floor_id, label, offer, local=local)
         self._legs.append(leg)
         call.start()
         logger.info("SIP: ringing %s", uri)
@@ -257,6 +312,9 @@ class PhoneLine:
             self._own(self._answered(leg, event.remote_sdp), "sip-answered")
         elif event.state == CallState.ENDED:
             logger.info("SIP: call to %s ended: %s", leg.target, event.reason)
+            incoming = isinstance(leg.call, IncomingCall)
+            result = "talked" if leg.connected else "refused" if incoming else "unanswered"
+            self._metrics.calls.labels("in" if incoming else "out", result).inc()
             leg.ended.set()
             self._own(self._leg_ended(leg, event.reason), "sip-ended")
 
@@ -270,14 +328,25 @@ class PhoneLine:
             logger.warning("SIP: %s answered with no codec peercam sends; hanging up", leg.target)
             await leg.call.hang_up()
             return
+        call = leg.call
+        if isinstance(call, OutgoingCall) and call.cancel_asked:
+            # Picked up just as its ringing was stopped (its time ran out, someone else
+            # answered): the answer crossed the CANCEL, and the call module hangs it up.
+            logger.info("SIP: %s answered as it was being cancelled", leg.target)
+            return
         outcome = await self._doorbell.answer(leg.floor_id, leg.label)
         if not outcome.ok:
             # Someone else (a page, another phone) took the call first.
             logger.info("SIP: %s answered too late (%s); hanging up", leg.target, outcome.reason)
             await leg.call.hang_up()
             return
+        if leg.ended.is_set():
+            # The phone hung up while the doorbell was being answered.
+            await self._doorbell.hang_up(leg.floor_id, leg.label)
+            return
         self._active = leg
         leg.answered_ring = leg.connected = True
+        leg.codec = plan.codec.name
         leg.media.start(plan)
         logger.info("SIP: %s answered; audio in %s", leg.target, plan.codec.name)
         self._answer.set()
@@ -289,10 +358,15 @@ class PhoneLine:
             self._legs.remove(leg)
         if leg is self._active:
             self._active = None
+        await self._release(leg)
+
+    async def _release(self, leg: Leg) -> None:
+        """Give back what `leg` took: the doorbell's call, or the floor it talked with."""
         if leg.answered_ring:
             await self._doorbell.hang_up(leg.floor_id, leg.label)
         elif leg.connected:
             await self._doorbell.talk(leg.floor_id, leg.label, False)
+        leg.answered_ring = leg.connected = False
 
     def _cancel(self, leg: Leg) -> None:
         """Stop `leg` ringing, in a task of the line's: the phone may take up to 64 T1
@@ -308,6 +382,30 @@ class PhoneLine:
             await asyncio.gather(ringing, return_exceptions=True)
         for leg in list(self._legs):
             self._cancel(leg)
+
+    def _new_offer(self, leg: Leg, body: bytes) -> bytes | None:
+        """The phone's new offer in the call: the same codec at a new address, or a
+        hold. peercam's answer, or None to refuse it (another codec: the call goes on
+        as it was)."""
+        local = leg.local
+        if local is None or not leg.codec:
+            return None
+        try:
+            made = audio_plan.from_offer(sdp.parse_audio(body), [leg.codec])
+        except SipError as error:
+            logger.info("SIP: %s sent an offer peercam cannot use: %s", leg.target, error)
+            return None
+        if made is None:
+            logger.info("SIP: %s asked for another codec in the call; refused", leg.target)
+            return None
+        plan, formats = made
+        leg.media.retarget(plan.remote, plan.sends)
+        local.version += 1
+        logger.info("SIP: %s moved its audio to %s:%d", leg.target, *plan.remote)
+        direction = _answering_direction(body)
+        return sdp.describe(
+            local.host, local.port, formats, local.session, local.version, direction
+        )
 
     # Keys pressed in a call
 
@@ -347,6 +445,7 @@ class PhoneLine:
         call = IncomingCall(
             self._endpoint, invite, source, lambda event: self._call_event(leg, event),
             on_key=lambda digit: self._key(leg, digit),
+            on_offer=lambda body: self._new_offer(leg, body),
         )  # fmt: skip
         caller = call.caller.uri
         label = f"phone {_user(caller) or caller}"
@@ -361,7 +460,7 @@ class PhoneLine:
     async def _take_incoming(
         self, leg: Leg, call: IncomingCall, invite: Request, source: Target
     ) -> None:
-        if not self._allowed(call.caller.uri):
+        if not self._allowed(call.caller.uri, source):
             logger.warning("SIP: a call from %s refused: not in sip.allowed_callers", leg.target)
             call.refuse(403, "Forbidden")
             return
@@ -374,6 +473,13 @@ class PhoneLine:
             call.refuse(488, "Not Acceptable Here")
             return
         plan, formats = made
+        try:
+            host = self._endpoint.local_address(source)[0]
+            port = await leg.media.open(host)
+        except OSError as error:
+            logger.warning("SIP: a call from %s refused: %s", leg.target, error)
+            call.refuse(500, "Server Internal Error")
+            return
         # A phone calling while the bell rings answers it; otherwise it talks through
         # the door as a viewer's Talk button does.
         if self._doorbell.state == DoorbellState.RINGING:
@@ -386,20 +492,33 @@ class PhoneLine:
             call.refuse(486, "Busy Here")
             return
         leg.connected = True
+        leg.codec = plan.codec.name
+        leg.local = LocalMedia(host, port, secrets.randbelow(1 << 31), 1)
+        direction = _answering_direction(invite.body)
+        body = sdp.describe(host, port, formats, leg.local.session, 1, direction)
+        if not call.accept(body):
+            # The phone cancelled while the floor was being taken: give it back.
+            await self._release(leg)
+            return
         if leg.answered_ring:
             self._active = leg
             self._answer.set()
-        host = self._endpoint.local_address(source)[0]
-        port = await leg.media.open(host)
-        session = secrets.randbelow(1 << 31)
-        call.accept(sdp.describe(host, port, formats, session, session))
         leg.media.start(plan)
         logger.info("SIP: %s called the door; audio in %s", leg.target, plan.codec.name)
 
-    def _allowed(self, uri: str) -> bool:
+    def _allowed(self, uri: str, source: Target) -> bool:
+        """Whether a call from `uri`, come from `source`, may be taken. The From header
+        is the caller's say-so: with a PBX, only calls the PBX relays count (it
+        authenticated its phones); without one, an allowed sip: URI must also come
+        from the host it names."""
         try:
             caller = SipUri.parse(uri)
         except SipError:
+            return False
+        proxy = self._proxy
+        if self._config.registrar and (
+            proxy is None or (source.host, source.port) != (proxy.host, proxy.port)
+        ):
             return False
         for allowed in self._config.allowed_callers:
             if allowed.startswith(("sip:", "sips:")):
@@ -407,7 +526,8 @@ class PhoneLine:
                     wanted = SipUri.parse(allowed)
                 except SipError:
                     continue
-                if (wanted.user, wanted.host.lower()) == (caller.user, caller.host.lower()):
+                same = (wanted.user, wanted.host.lower()) == (caller.user, caller.host.lower())
+                if same and (self._config.registrar or wanted.host == source.host):
                     return True
             elif allowed == caller.user and caller.host.lower() == self._domain.lower():
                 return True
@@ -440,6 +560,15 @@ class PhoneLine:
         await self._endpoint.close()
 
 
+def _answering_direction(offer: bytes) -> str:
+    """RFC 3264 §6.1: the answer's direction mirrors the offer's."""
+    try:
+        offered = sdp.parse_audio(offer).direction
+    except SipError:
+        return "sendrecv"
+    return {"sendonly": "recvonly", "recvonly": "sendonly"}.get(offered, offered)
+
+
 def _user(uri: str) -> str:
     try:
         return SipUri.parse(uri).user
@@ -468,4 +597,5 @@ def build(context: OutputContext) -> list[Output]:
     config = context.config.sip
     if not config.enabled or context.doorbell is None:
         return []
-    return [PhoneLine(config, context.pipeline, context.doorbell)]
+    metrics = LineMetrics.made_in(context.metrics.registry)
+    return [PhoneLine(config, context.pipeline, context.doorbell, metrics)]

@@ -33,6 +33,7 @@ class AudioDescription:
     formats: list[Format] = field(default_factory=list)
     direction: str = "sendrecv"
     ptime: int | None = None
+    profile: str = "RTP/AVP"  # RTP/SAVP: SRTP, which peercam does not speak to phones
 
     def codecs(self) -> list[Format]:
         return [f for f in self.formats if f.name != "TELEPHONE-EVENT"]
@@ -75,7 +76,7 @@ def parse_audio(body: bytes) -> AudioDescription:
                 if not all(is_number(p) and int(p) < 128 for p in parts[3:]):
                     raise SipError("audio payload types")
                 payload_types = [int(p) for p in parts[3:]]
-                audio = AudioDescription(session_address or "", int(parts[1]))
+                audio = AudioDescription(session_address or "", int(parts[1]), profile=parts[2])
         elif kind == "c":
             address = _connection_address(value)
             if audio is None and not in_audio:
