@@ -384,3 +384,30 @@ def test_a_call_claiming_an_allowed_caller_but_not_from_the_pbx_is_refused(
         assert isinstance(answer, Response) and answer.status == 403
         assert running.daemon is not None
         assert running.daemon.parts.doorbell.talkback.floor.holder is None
+
+
+@pytest.mark.parametrize(("codecs", "rate"), [("G722", 16_000), ("PCMA", 8000)])
+def test_a_wideband_or_a_law_phone_gets_its_codec_from_the_shared_encoder(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard, codecs: str, rate: int
+) -> None:
+    """A phone offering only G.722 (or only A-law) is answered in it, both ways."""
+    phone = sip_phone.started(
+        tmp_path / "phone", registrar, PHONE_HZ, answer=True, codecs=codecs, rate=rate
+    )
+    try:
+        with daemon(tmp_path, registrar) as running:
+            registered(running)
+            press(pins)
+            phone.wait_event("CALL_ESTABLISHED", timeout=10)
+            wait_until(lambda: len(line(running).calls) == 1 and line(running).calls[0].connected)
+            assert line(running).calls[0].codec == codecs.lower()
+            wait_until(lambda: len(card.played()) > 2 * 48_000, what="the speaker playing")
+            assert abs(tone_of(card.played(), 48_000) - PHONE_HZ) < 10
+            phone.command("hangup")
+            wait_until(lambda: doorbell_state(running) == CallState.IDLE, what="the call ended")
+        phone.stop()
+        heard, heard_rate = phone.heard()
+        assert heard_rate == rate
+        assert abs(tone_of(heard, heard_rate) - VISITOR_HZ) < 10
+    finally:
+        phone.stop()
