@@ -200,7 +200,7 @@ async def test_requests_in_the_call_key_presses_by_info_options_and_a_refresh() 
 
 @asynccontextmanager
 async def called_by_phone() -> AsyncIterator[
-    tuple[list[IncomingCall], StateLog[CallEvent], ScriptedPhone, int]
+    tuple[StateLog[IncomingCall], StateLog[CallEvent], ScriptedPhone, int]
 ]:
     """peercam's endpoint taking calls (the test decides, on each, what to answer)
     and a scripted phone calling it."""
@@ -209,13 +209,13 @@ async def called_by_phone() -> AsyncIterator[
         ScriptedPhone, local_addr=("127.0.0.1", 0)
     )
     events: StateLog[CallEvent] = StateLog()
-    calls: list[IncomingCall] = []
+    calls: StateLog[IncomingCall] = StateLog()  # .reach(CallState.CALLING): one came
 
     def on_request(message: Request, source: Target) -> None:
         if any(call.handle_request(message, source) for call in calls):
             return
         if message.method == "INVITE":
-            calls.append(IncomingCall(endpoint, message, source, events.add, t1=T1))
+            calls.add(IncomingCall(endpoint, message, source, events.add, t1=T1))
 
     endpoint = Endpoint(on_request)
     await endpoint.open("127.0.0.1")
@@ -226,12 +226,6 @@ async def called_by_phone() -> AsyncIterator[
             await call.close()
         await endpoint.close()
         transport.close()
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 def phone_request(method: str, port: int, branch: str, number: int, to_tag: str = "") -> Request:
@@ -254,7 +248,8 @@ async def test_a_call_to_the_door_cancelled_before_it_is_taken_is_answered_487()
         invite.headers.add("Content-Type", "application/sdp")
         invite.body = SDP
         phone.send(invite)
-        await eventually(lambda: len(calls) == 1)
+        async with asyncio.timeout(5):
+            await calls.reach(CallState.CALLING)
         phone.send(phone_request("CANCEL", port, "z9hG4bKinv1", 1))
         await phone.until(lambda: len(phone.responses) >= 2)
         statuses = {r.headers.require("CSeq"): r.status for r in phone.responses}
@@ -268,7 +263,8 @@ async def test_the_answer_is_resent_until_the_ack_and_a_call_never_acked_is_ende
         phone.peer = ("127.0.0.1", port)
         invite = phone_request("INVITE", port, "z9hG4bKinv2", 1)
         phone.send(invite)
-        await eventually(lambda: len(calls) == 1)
+        async with asyncio.timeout(5):
+            await calls.reach(CallState.CALLING)
         phone.on_request = lambda r: [response_to(r, 200, "OK")] if r.method == "BYE" else []
         assert calls[0].accept(SDP)
         # No ACK: the 200 again at T1, 2 T1, ... then, after 64 T1, a BYE.
