@@ -18,7 +18,7 @@ RUN_DEBS  := python3-venv python3-dev gcc libasound2-dev
 GST_DEBS  := gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-base \
 	gstreamer1.0-nice gstreamer1.0-libav python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 python3-gi
 TEST_DEBS := chromium coturn iptables iproute2 janus systemd shellcheck mosquitto zbar-tools \
-	curl ffmpeg espeak-ng fdisk e2fsprogs dosfstools mtools kamailio baresip-core $(GST_DEBS)
+	curl ffmpeg espeak-ng fdisk e2fsprogs dosfstools mtools kamailio kamailio-tls-modules baresip-core $(GST_DEBS)
 
 .PHONY: run test test-all lint typecheck bench clean install-run install-test image image-test
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from peercam.tls.certificate import make_self_signed
+
 USER, PASSWORD, DOMAIN = "door", "door-secret", "peercam.test"
 PHONE = "hall"  # the house phone's account (tests/sip_phone.py), same password
 # Debian's multiarch directory: x86_64-linux-gnu here, aarch64-linux-gnu on a Pi.
@@ -25,7 +27,9 @@ children=1
 tcp_children=1
 listen=udp:127.0.0.1:{port}
 listen=tcp:127.0.0.1:{port}
+{tls_listen}
 mpath="{modules}/"
+{tls_module}
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
@@ -86,6 +90,21 @@ request_route {{
 """
 
 
+# TLS on a port of its own, with a certificate the test made (kamailio-tls-modules).
+TLS = """
+enable_tls=yes
+listen=tls:127.0.0.1:{tls_port}
+"""
+TLS_MODULE = """
+loadmodule "tls.so"
+modparam("tls", "certificate", "{cert}")
+modparam("tls", "private_key", "{key}")
+modparam("tls", "verify_certificate", 0)
+modparam("tls", "require_certificate", 0)
+modparam("tls", "tls_method", "TLSv1.2+")
+"""
+
+
 def why_unavailable() -> str | None:
     if not shutil.which("kamailio") or not (MODULES / "registrar.so").exists():
         return "Debian's kamailio is not installed"
@@ -107,14 +126,29 @@ def free_port() -> int:
     raise RuntimeError("no port free for UDP and TCP")
 
 
+def why_no_tls() -> str | None:
+    if not (MODULES / "tls.so").exists():
+        return "Debian's kamailio-tls-modules is not installed"
+    return None
+
+
 @contextmanager
-def kamailio(directory: Path) -> Iterator[int]:
-    """kamailio running with CONFIG: its port."""
+def kamailio(directory: Path, tls: tuple[Path, Path, int] | None = None) -> Iterator[int]:
+    """kamailio running with CONFIG: its port (UDP and TCP). `tls`: its certificate,
+    key and port for TLS as well."""
     port = free_port()
     config = directory / "kamailio.cfg"
+    tls_listen = tls_module = ""
+    if tls is not None:
+        cert, key, tls_port = tls
+        tls_listen = TLS.format(tls_port=tls_port)
+        tls_module = TLS_MODULE.format(cert=cert, key=key)
     config.write_text(
-        CONFIG.format(port=port, modules=MODULES, user=USER, phone=PHONE, password=PASSWORD)
-    )
+        CONFIG.format(
+            port=port, modules=MODULES, user=USER, phone=PHONE, password=PASSWORD,
+            tls_listen=tls_listen, tls_module=tls_module,
+        )
+    )  # fmt: skip
     log = (directory / "kamailio.log").open("wb")
     process = subprocess.Popen(
         ["kamailio", "-f", str(config), "-DD", "-E", "-Y", str(directory), "-w", str(directory)],
@@ -122,7 +156,7 @@ def kamailio(directory: Path) -> Iterator[int]:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
-        while not _listening(port):
+        while not _listening(port) or (tls is not None and not _listening(tls[2])):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((directory / "kamailio.log").read_text()[-3000:])
             time.sleep(0.1)
@@ -135,6 +169,17 @@ def kamailio(directory: Path) -> Iterator[int]:
             process.kill()
             process.wait(5)
         log.close()
+
+
+@contextmanager
+def kamailio_with_tls(directory: Path) -> Iterator[tuple[int, int, Path]]:
+    """kamailio with TLS as well, its certificate made for 127.0.0.1: (its UDP and TCP
+    port, its TLS port, the certificate to trust)."""
+    cert, key = directory / "pbx-cert.pem", directory / "pbx-key.pem"
+    make_self_signed(cert, key, ["pbx.peercam.test"], ["127.0.0.1"])
+    tls_port = free_port()
+    with kamailio(directory, (cert, key, tls_port)) as port:
+        yield port, tls_port, cert
 
 
 def _listening(port: int) -> bool:

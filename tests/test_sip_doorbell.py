@@ -61,7 +61,9 @@ def card(tmp_path: Path) -> Iterator[FakeSoundCard]:
         os.environ["ALSA_CONFIG_PATH"] = before
 
 
-def daemon(tmp_path: Path, registrar: int, **sip: Any) -> InProcessDaemon:
+def daemon(tmp_path: Path, port: int, **sip: Any) -> InProcessDaemon:
+    """The daemon registering at the test registrar on `port` (`sip` adds to or
+    overrides its [sip] section)."""
     return InProcessDaemon(
         build_config(
             {
@@ -79,7 +81,7 @@ def daemon(tmp_path: Path, registrar: int, **sip: Any) -> InProcessDaemon:
                 "doorbell": {"ring_timeout": 30, "door_pulse_ms": 400},
                 "ringback": {"enabled": False},
                 "sip": {
-                    "enabled": True, "registrar": f"127.0.0.1:{registrar}", "domain": DOMAIN,
+                    "enabled": True, "registrar": f"127.0.0.1:{port}", "domain": DOMAIN,
                     "user": USER, "password": PASSWORD, "call": [PHONE], "listen_port": 0,
                     "door_code": "#", **sip,
                 },
@@ -411,3 +413,28 @@ def test_a_wideband_or_a_law_phone_gets_its_codec_from_the_shared_encoder(
         assert abs(tone_of(heard, heard_rate) - VISITOR_HZ) < 10
     finally:
         phone.stop()
+
+
+def test_a_ring_over_tls_calls_the_phone(
+    pins: MockFactory, tmp_path: Path, card: FakeSoundCard
+) -> None:
+    """peercam's leg to the PBX over TLS, its certificate checked against the CA given
+    (the phone's own leg is UDP: the PBX bridges them)."""
+    if sip_registrar.why_no_tls() is not None:
+        pytest.skip(str(sip_registrar.why_no_tls()))
+    with sip_registrar.kamailio_with_tls(tmp_path) as (port, tls_port, cert):
+        phone = sip_phone.started(tmp_path / "phone", port, PHONE_HZ, answer=True)
+        try:
+            with daemon(
+                tmp_path, port, registrar=f"127.0.0.1:{tls_port}", transport="tls",
+                tls_ca_file=str(cert),
+            ) as running:  # fmt: skip
+                registered(running)
+                press(pins)
+                phone.wait_event("CALL_ESTABLISHED", timeout=10)
+                wait_until(lambda: doorbell_state(running) == CallState.IN_CALL, what="answered")
+                wait_until(lambda: len(card.played()) > 48_000, what="the speaker playing")
+                phone.command("hangup")  # its BYE reaches peercam over the TLS connection
+                wait_until(lambda: doorbell_state(running) == CallState.IDLE, what="ended")
+        finally:
+            phone.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from peercam.sip.message import Request, Response, response_to
 from peercam.sip.register import Account, Registration, RegistrationState, State
 from peercam.sip.transaction import request
 from peercam.sip.transport import Endpoint, Target
+from peercam.tls.certificate import make_self_signed
 from tests import sip_registrar
 from tests.sip_registrar import DOMAIN, PASSWORD, USER
 from tests.sip_states import StateLog
@@ -36,9 +38,9 @@ def registrar(tmp_path: Path) -> Iterator[int]:
 class Phone:
     """peercam's endpoint, answering 200 to whatever reaches it (and keeping it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.received: list[Request] = []
-        self.endpoint = Endpoint(self._on_request)
+        self.endpoint = Endpoint(self._on_request, tls)
 
     def _on_request(self, message: Request, source: Target) -> None:
         self.received.append(message)
@@ -218,3 +220,53 @@ async def test_malformed_messages_to_peercam_are_dropped_and_it_stays_registered
         assert not phone.received  # none of it reached the owner
         assert (await call_through(registrar)).status == 200
         assert states[-1].state == State.REGISTERED
+
+
+@pytest.fixture
+def tls_registrar(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
+    if sip_registrar.why_no_tls() is not None:
+        pytest.skip(str(sip_registrar.why_no_tls()))
+    with sip_registrar.kamailio_with_tls(tmp_path) as ports:
+        yield ports
+
+
+async def test_registers_over_tls_and_is_reachable_through_it(
+    tls_registrar: tuple[int, int, Path],
+) -> None:
+    port, tls_port, cert = tls_registrar
+    phone = Phone(ssl.create_default_context(cafile=str(cert)))
+    await phone.endpoint.open("127.0.0.1")
+    states = States()
+    target = Target("TLS", "127.0.0.1", tls_port, "127.0.0.1")
+    registration = Registration(phone.endpoint, Account(target, DOMAIN, USER, PASSWORD), states.add)
+    registration.start()
+    try:
+        async with asyncio.timeout(10):
+            await states.reach(State.REGISTERED)
+        # A request to the door's address reaches it over its own TLS connection.
+        assert (await call_through(port)).status == 200
+        assert phone.received and phone.received[-1].method == "OPTIONS"
+    finally:
+        await registration.stop()
+        await phone.endpoint.close()
+
+
+async def test_a_registrar_whose_certificate_is_not_trusted_is_a_clear_failure(
+    tls_registrar: tuple[int, int, Path], tmp_path: Path
+) -> None:
+    _, tls_port, _ = tls_registrar
+    other, other_key = tmp_path / "other-cert.pem", tmp_path / "other-key.pem"
+    make_self_signed(other, other_key, ["elsewhere"], ["127.0.0.1"])
+    endpoint = Endpoint(None, ssl.create_default_context(cafile=str(other)))
+    await endpoint.open("127.0.0.1")
+    states = States()
+    target = Target("TLS", "127.0.0.1", tls_port, "127.0.0.1")
+    registration = Registration(endpoint, Account(target, DOMAIN, USER, PASSWORD), states.add)
+    registration.start()
+    try:
+        async with asyncio.timeout(10):
+            await states.reach(State.FAILED)
+        assert states[-1].reason.startswith("its TLS certificate is not trusted")
+    finally:
+        await registration.stop()
+        await endpoint.close()

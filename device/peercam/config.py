@@ -444,7 +444,10 @@ class SipConfig(_Section):
     # The PBX or registrar (a Fritz!Box, Asterisk), host or host:port; empty: no
     # registration, and `call` holds full SIP URIs reached directly.
     registrar: str = ""
-    transport: Literal["udp", "tcp"] = "udp"
+    # tls: the PBX's certificate is checked against tls_ca_file (PEM; the system's CAs
+    # when unset) and the name in `registrar`; its port defaults to 5061.
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    tls_ca_file: str | None = None
     domain: str = ""  # of the account's SIP URI; default: the registrar's host
     user: str = ""
     password: str | None = None

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ class PhoneLine:
         self._pipeline = pipeline
         self._doorbell = doorbell
         self._events: EventBus = doorbell.events
-        self._endpoint = Endpoint(self._on_request)
+        self._endpoint = Endpoint(self._on_request, _tls_context(config))
         self._registration: Registration | None = None
         self._proxy: Target | None = None  # the registrar, once its name is resolved
         self._domain = config.domain or split_host_port(config.registrar)[0]
@@ -161,7 +162,8 @@ class PhoneLine:
         if self._proxy is None:
             host, port = split_host_port(self._config.registrar)
             transport = self._config.transport.upper()
-            self._proxy = await _resolved(Target(transport, host, port or 5060))
+            default = 5061 if transport == "TLS" else 5060
+            self._proxy = await _resolved(Target(transport, host, port or default))
         return self._proxy
 
     async def _register(self) -> None:
@@ -560,6 +562,15 @@ class PhoneLine:
         await self._endpoint.close()
 
 
+def _tls_context(config: SipConfig) -> ssl.SSLContext | None:
+    if config.transport != "tls":
+        return None
+    try:
+        return ssl.create_default_context(cafile=config.tls_ca_file)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"sip.tls_ca_file {config.tls_ca_file}: {error}") from None
+
+
 def _answering_direction(offer: bytes) -> str:
     """RFC 3264 §6.1: the answer's direction mirrors the offer's."""
     try:
@@ -590,7 +601,8 @@ async def _resolved(target: Target) -> Target:
     )
     if not infos:
         raise OSError(f"{target.host} has no address")
-    return Target(target.transport, str(infos[0][4][0]), target.port)
+    # The name stays beside the address: a TLS certificate is checked against it.
+    return Target(target.transport, str(infos[0][4][0]), target.port, target.host)
 
 
 def build(context: OutputContext) -> list[Output]:

@@ -8,6 +8,7 @@ import asyncio
 import enum
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -202,6 +203,8 @@ def _why(error: Exception) -> str:
         return "no answer"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"its TLS certificate is not trusted: {error.verify_message}"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return str(error)

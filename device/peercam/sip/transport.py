@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from peercam.sip.message import (
     Address,
@@ -27,14 +28,17 @@ from peercam.sip.message import (
 
 logger = logging.getLogger(__name__)
 
-TRANSPORTS = ("UDP", "TCP")
+TRANSPORTS = ("UDP", "TCP", "TLS")
 
 
 @dataclass(frozen=True)
 class Target:
-    transport: str  # UDP or TCP
+    transport: str  # UDP, TCP or TLS
     host: str
     port: int
+    # The name its TLS certificate must carry, when `host` is the address it was
+    # looked up to (RFC 5922 §7: the configured name, not the address).
+    name: str = field(default="", compare=False)
 
 
 RequestHandler = Callable[[Request, Target], None]
@@ -56,8 +60,13 @@ class _Datagrams(asyncio.DatagramProtocol):
 class Endpoint:
     """peercam's SIP endpoint. `on_request` is called on the event loop."""
 
-    def __init__(self, on_request: RequestHandler | None = None) -> None:
+    def __init__(
+        self, on_request: RequestHandler | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """`tls`: how TLS targets' certificates are checked (the system's CAs when
+        None)."""
         self._on_request = on_request
+        self._tls = tls
         self._udp: asyncio.DatagramTransport | None = None
         self._streams: dict[Target, asyncio.StreamWriter] = {}
         self._readers: set[asyncio.Task[None]] = set()
@@ -102,7 +111,14 @@ class Endpoint:
         await asyncio.shield(pending)
 
     async def _open_stream(self, target: Target) -> None:
-        reader, writer = await asyncio.open_connection(target.host, target.port)
+        if target.transport == "TLS":
+            context = self._tls or ssl.create_default_context()
+            reader, writer = await asyncio.open_connection(
+                target.host, target.port, ssl=context,
+                server_hostname=target.name or target.host,
+            )  # fmt: skip
+        else:
+            reader, writer = await asyncio.open_connection(target.host, target.port)
         self._streams[target] = writer
         task = asyncio.create_task(
             self._read(target, reader, writer), name=f"sip-tcp-{target.host}"
