@@ -80,6 +80,7 @@ bench: install-test
 	$(BIN)/python -m bench.audio_latency
 	$(BIN)/python -m bench.janus_fanout
 	$(BIN)/python -m bench.constrained_viewer
+	$(BIN)/python -m bench.sip_delays
 
 # The SD card image (image-build/README.md): build it, or build it and boot it
 # under qemu. Both need root and take a while; neither is part of `make test`.

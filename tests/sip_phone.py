@@ -34,7 +34,7 @@ def why_unavailable() -> str | None:
 class Baresip:
     def __init__(
         self, directory: Path, registrar_port: int, tone: Path, answer: bool,
-        codecs: str = "PCMU,PCMA",
+        codecs: str = "PCMU,PCMA", rtp_ports: tuple[int, int] | None = None,
     ) -> None:  # fmt: skip
         self.directory = directory
         self.recordings = directory / "recordings"
@@ -57,6 +57,8 @@ class Baresip:
             "module_app menu.so\nmodule_app ctrl_tcp.so\n"
             f"ctrl_tcp_listen 127.0.0.1:{self.control_port}\n"
             f"snd_path {self.recordings}\n"
+            # Its media ports, where a benchmark tells its packets from peercam's.
+            + (f"rtp_ports {rtp_ports[0]}-{rtp_ports[1]}\n" if rtp_ports else "")
         )
         self.log = directory / "baresip.log"
         self.events: list[dict[str, Any]] = []

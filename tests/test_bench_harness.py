@@ -10,9 +10,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import av
 import numpy as np
 import pytest
+from bench import sip_delays
 from bench.cpu_per_viewer import Receivers, Sample, SystemRun, sample
 from bench.glass_to_glass import BROWSER_FLAGS, READER, measure, reader_arguments
 from bench.systems import main_thread_seconds, peercam
@@ -153,3 +156,33 @@ def test_a_stall_is_time_on_a_picture_held_too_long_edges_included() -> None:
     # Nothing shown at all: the whole window, not zero (Chromium's freezeCount says 0).
     assert stalls([], 1000, 2000) == (1.0, 1.0)
     assert stalls([400.0, 2500.0], 1000, 2000) == (1.0, 1.0)  # outside the window
+
+
+def test_the_sip_bench_finds_a_click_in_a_packet_and_dates_it_at_the_phones_microphone() -> None:
+    """bench/sip_delays.py: a click 40 samples into a PCMU packet is found there; an
+    ideal phone had it at its microphone the rest of the frame (120 samples = 15 ms)
+    before the packet; packets to other ports, and one without a click, are passed over."""
+    encoder = av.CodecContext.create("pcm_mulaw", "w")
+    assert isinstance(encoder, av.AudioCodecContext)
+    encoder.sample_rate, encoder.layout, encoder.format = 8000, "mono", "s16"
+    encoder.open()
+
+    def packet(samples: np.ndarray[Any, Any], sequence: int) -> bytes:
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
+        frame.sample_rate = 8000
+        payload = b"".join(bytes(p) for p in encoder.encode(frame))
+        return bytes([0x80, 0]) + sequence.to_bytes(2, "big") + bytes(8) + payload
+
+    quiet = np.zeros(160, dtype=np.int16)
+    click = quiet.copy()
+    click[40:80] = 30_000
+    datagrams = [
+        sip_delays.Datagram(1000.0, 41000, 5000, packet(quiet, 1)),
+        sip_delays.Datagram(1020.0, 41000, 5000, packet(click, 2)),
+        sip_delays.Datagram(1020.0, 5000, 41000, packet(click, 3)),  # the other way
+    ]
+    assert sip_delays.click_offset(datagrams[1].payload, sip_delays.pcmu_decoder()) == 40
+    from_phone = sip_delays.first_clicks(datagrams, lambda d: d.source_port == 41000, True)
+    assert from_phone == [pytest.approx(1005.0)]
+    arrivals = sip_delays.first_clicks(datagrams, lambda d: d.source_port == 41000, False)
+    assert arrivals == [1020.0]
