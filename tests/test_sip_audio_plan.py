@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from peercam.encode.codecs import G722, OPUS, PCMA, PCMU
-from peercam.sip import audio_plan, sdp
+from peercam.sip import audio_plan, sdp, video_plan
 
 
 def description(
@@ -66,3 +66,45 @@ def test_a_phones_offer_is_answered_with_its_first_codec_peercam_makes() -> None
     assert [(f.payload_type, f.name) for f in answer] == [(8, "PCMA"), (101, "TELEPHONE-EVENT")]
     assert not plan.sends  # it only sends: peercam listens
     assert audio_plan.from_offer(description("3"), ["pcmu"]) is None
+
+
+def test_video_is_sent_only_in_the_h264_packets_peercam_makes() -> None:
+    answer = description(
+        "0", "m=video 5000 RTP/AVP 97 98", "a=rtpmap:97 H264/90000",
+        "a=fmtp:97 profile-level-id=42e01f;packetization-mode=0", "a=rtpmap:98 H264/90000",
+        "a=fmtp:98 profile-level-id=42e01f;packetization-mode=1",
+    )  # fmt: skip
+    body = sdp.describe("10.0.0.2", 20000, [sdp.Format(0, "PCMU", 8000)], 1, 1)
+    assert sdp.parse_video(body) is None  # no video offered, none found
+    video = sdp.parse_video(
+        b"v=0\r\nc=IN IP4 10.0.0.9\r\nm=audio 4000 RTP/AVP 0\r\n"
+        b"m=video 5000 RTP/AVP 97 98\r\na=rtpmap:97 H264/90000\r\n"
+        b"a=fmtp:97 packetization-mode=0\r\na=rtpmap:98 H264/90000\r\n"
+        b"a=fmtp:98 profile-level-id=42e01f;packetization-mode=1\r\n"
+    )
+    plan = video_plan.from_answer(video)
+    assert plan is not None and plan.payload_type == 98 and plan.remote == ("10.0.0.9", 5000)
+    high = sdp.parse_video(
+        b"v=0\r\nc=IN IP4 10.0.0.9\r\nm=video 5000 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n"
+        b"a=fmtp:97 profile-level-id=640028;packetization-mode=1\r\n"
+    )
+    assert video_plan.from_answer(high) is None  # High profile: not what peercam sends
+    assert answer.port == 4000  # the audio is read past the video lines too
+
+
+def test_an_answer_has_the_offers_streams_refusing_the_others_with_port_0() -> None:
+    offer = (
+        b"v=0\r\nc=IN IP4 10.0.0.9\r\nm=audio 4000 RTP/AVP 0\r\nm=video 5000 RTP/AVP 97\r\n"
+        b"m=application 6000 UDP/BFCP *\r\n"
+    )
+    assert sdp.count_streams(offer) == [
+        ("audio", "RTP/AVP 0"), ("video", "RTP/AVP 97"), ("application", "UDP/BFCP *"),
+    ]  # fmt: skip
+    body = sdp.describe(
+        "10.0.0.2", 20000, [sdp.Format(0, "PCMU", 8000)], 1, 1,
+        video=sdp.VideoSection(0, [sdp.Format(97, "", 0)]),
+        refused=[("application", "UDP/BFCP *")],
+    ).decode()  # fmt: skip
+    assert [line for line in body.split("\r\n") if line.startswith("m=")] == [
+        "m=audio 20000 RTP/AVP 0", "m=video 0 RTP/AVP 97", "m=application 0 UDP/BFCP *",
+    ]  # fmt: skip

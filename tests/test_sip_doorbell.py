@@ -19,10 +19,11 @@ from gpiozero.pins.mock import MockFactory
 
 from peercam.config import build_config
 from peercam.doorbell.call import CallState
+from peercam.sip import sdp
 from peercam.sip.message import Request, Response, parse
 from peercam.sip.phone_line import PhoneLine
 from peercam.sip.register import State
-from tests import sip_phone, sip_registrar
+from tests import sip_phone, sip_registrar, video_phone
 from tests.alsa_fixture import FakeSoundCard, dominant_frequency, fake_sound_card
 from tests.browser import chromium, open_page, wait_for_stats, wait_js
 from tests.inprocess_daemon import InProcessDaemon
@@ -438,3 +439,87 @@ def test_a_ring_over_tls_calls_the_phone(
                 wait_until(lambda: doorbell_state(running) == CallState.IDLE, what="ended")
         finally:
             phone.stop()
+
+
+def test_a_video_phone_gets_the_camera_from_the_shared_encoder(
+    pins: MockFactory, tmp_path: Path, card: FakeSoundCard
+) -> None:
+    """sip.video: a phone that takes H.264 sees the camera (decoded by FFmpeg), from
+    the smallest H.264 stream the camera makes; its picture-loss report asks that
+    encoder for a keyframe. Called directly, without a PBX."""
+    phone = video_phone.VideoPhone()
+    phone.start()
+    try:
+        with InProcessDaemon(
+            build_config(
+                {
+                    "server": {
+                        "host": "127.0.0.1", "port": 0, "redirect_http": False,
+                        "state_dir": str(tmp_path / "state"),
+                    },
+                    "camera": {
+                        "source": "test", "size": "640x480", "fps": 15, "lores_size": "320x240",
+                    },
+                    "audio": {"source": "alsa", "device": "peercam_mic"},
+                    "talkback": {"device": "peercam_speaker"},
+                    "gpio": {"doorbell_pin": BUTTON, "debounce_ms": 0},
+                    "ringback": {"enabled": False},
+                    "sip": {
+                        "enabled": True, "call": [f"sip:videophone@127.0.0.1:{phone.port}"],
+                        "listen_port": 0, "video": True, "codecs": ["pcmu"],
+                    },
+                }
+            )
+        ) as running:  # fmt: skip
+            press(pins)
+            wait_until(lambda: doorbell_state(running) == CallState.IN_CALL, what="answered")
+            wait_until(lambda: len(phone.received.frames) >= 30, what="30 pictures decoded")
+            assert set(phone.received.frames) == {(320, 240)}  # the small stream
+            leg = line(running).calls[0]
+            assert leg.video is not None and leg.video.layer == "low"
+            wait_until(lambda: leg.video is not None and leg.video.keyframes_asked == 1)
+            invite = phone.received.invite
+            assert invite is not None and b"m=video" in invite.body
+            assert b"packetization-mode=1" in invite.body
+    finally:
+        phone.stop()
+
+
+@pytest.mark.parametrize("video", [False, True])
+def test_a_phone_calling_with_video_gets_it_or_a_refused_stream(
+    pins: MockFactory, tmp_path: Path, card: FakeSoundCard, video: bool
+) -> None:
+    """An answer keeps the offer's streams (RFC 3264 §6): with sip.video off the
+    phone's video is refused with port 0; on, the camera goes to it."""
+    phone = video_phone.VideoPhone()
+    phone.start()
+    try:
+        config = build_config(
+            {
+                "server": {
+                    "host": "127.0.0.1", "port": 0, "redirect_http": False,
+                    "state_dir": str(tmp_path / "state"),
+                },
+                "camera": {"source": "test", "size": "320x240", "fps": 15},
+                "audio": {"source": "alsa", "device": "peercam_mic"},
+                "talkback": {"device": "peercam_speaker"},
+                "ringback": {"enabled": False},
+                "sip": {
+                    "enabled": True, "allowed_callers": ["sip:videophone@127.0.0.1"],
+                    "listen_port": 0, "video": video, "codecs": ["pcmu"],
+                },
+            }
+        )  # fmt: skip
+        with InProcessDaemon(config) as running:
+            phone.call(line(running).sip_port)
+            wait_until(lambda: phone.received.answer is not None, what="an answer")
+            answer = phone.received.answer
+            assert answer is not None and answer.status == 200
+            streams = sdp.count_streams(answer.body)
+            assert [kind for kind, _ in streams] == ["audio", "video"]
+            refused = sdp.parse_video(answer.body)
+            assert refused is not None and (refused.port == 0) is not video
+            if video:
+                wait_until(lambda: len(phone.received.frames) >= 10, what="pictures decoded")
+    finally:
+        phone.stop()

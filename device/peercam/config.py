@@ -193,8 +193,9 @@ class AudioConfig(_Section):
     channels: Annotated[int, Field(ge=1, le=2)] = 1
     tone_hz: Annotated[float, Field(gt=20, lt=20_000)] = 440.0
     bitrate_kbps: Annotated[int, Field(ge=6, le=256)] = 32
-    # Offered in this order: Opus for browsers, G.711 for clients that have nothing else.
-    # Each is encoded only while someone receives it: aac for NVRs (RTSP /live/aac).
+    # Offered in this order: Opus for browsers, G.711 for clients that have nothing else,
+    # G.722 for SIP phones that offer it. Each is encoded only while someone receives
+    # it: aac for NVRs (RTSP /live/aac).
     codecs: list[Literal["opus", "pcmu", "pcma", "g722", "aac"]] = [
         "opus", "pcmu", "pcma", "g722", "aac",
     ]  # fmt: skip
@@ -461,6 +462,10 @@ class SipConfig(_Section):
     ring_seconds: Annotated[float, Field(gt=0, le=600)] = 20.0  # each target's
     # Offered to phones in this order; each is the microphone's shared encoder.
     codecs: list[Literal["g722", "pcma", "pcmu", "opus"]] = ["g722", "pcma", "pcmu", "opus"]
+    # The camera to phones that take video (H.264 in packetization-mode 1): the
+    # smallest H.264 stream the camera makes (video.low_bitrate_kbps's, else
+    # camera.lores_size's), from the shared encoder.
+    video: bool = False
     # Keys a phone in the call presses to open the door (e.g. "#", or a PIN such as
     # "4711#"); empty: the keypad opens nothing.
     door_code: Annotated[str, Field(pattern=r"^[0-9*#A-D]{0,16}$")] = ""

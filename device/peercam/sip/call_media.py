@@ -43,6 +43,37 @@ class _Socket(asyncio.DatagramProtocol):
         logger.debug("SIP call media: %s", exc)  # a phone gone: its SIP side says so
 
 
+Datagrams = Callable[[bytes, tuple[str, int]], None]
+
+
+async def open_rtp_pair(
+    host: str, on_rtp: Datagrams, on_rtcp: Datagrams
+) -> tuple[asyncio.DatagramTransport, asyncio.DatagramTransport, int]:
+    """An RTP socket on an even port and its RTCP socket on the next (RFC 3550 §11):
+    (RTP, RTCP, the RTP port)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(PORT_ATTEMPTS):
+        port = random.randrange(16384, 32768, 2)
+        try:
+            rtp, _ = await loop.create_datagram_endpoint(
+                lambda: _Socket(on_rtp), local_addr=(host, port)
+            )
+        except OSError:
+            continue
+        try:
+            rtcp, _ = await loop.create_datagram_endpoint(
+                lambda: _Socket(on_rtcp), local_addr=(host, port + 1)
+            )
+        except OSError:
+            rtp.close()
+            continue
+        except BaseException:
+            rtp.close()  # cancelled meanwhile: the port is not left open
+            raise
+        return rtp, rtcp, port
+    raise OSError(f"no free pair of RTP ports on {host}")
+
+
 class CallMedia:
     def __init__(
         self, pipeline: MediaPipeline, talkback: Talkback, floor_id: str, label: str,
@@ -71,28 +102,10 @@ class CallMedia:
     async def open(self, host: str) -> int:
         """Listen for the phone's RTP (an even port) and RTCP (the next one), on the
         address the phone will be told: the RTP port."""
-        loop = asyncio.get_running_loop()
-        for _ in range(PORT_ATTEMPTS):
-            port = random.randrange(16384, 32768, 2)  # even: RTCP is the next (§11)
-            try:
-                rtp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Socket(self._received), local_addr=(host, port)
-                )
-            except OSError:
-                continue
-            try:
-                rtcp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Socket(lambda data, addr: None), local_addr=(host, port + 1)
-                )
-            except OSError:
-                rtp.close()
-                continue
-            except BaseException:
-                rtp.close()  # cancelled meanwhile: the port is not left open
-                raise
-            self._rtp, self._rtcp = rtp, rtcp
-            return port
-        raise OSError(f"no free pair of RTP ports on {host}")
+        self._rtp, self._rtcp, port = await open_rtp_pair(
+            host, self._received, lambda data, addr: None
+        )
+        return port
 
     def start(self, plan: AudioPlan) -> None:
         """Media flows: the plan is what offer and answer agreed."""

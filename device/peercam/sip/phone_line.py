@@ -29,11 +29,13 @@ from peercam.config import ConfigError, SipConfig
 from peercam.doorbell.call import CallState as DoorbellState
 from peercam.doorbell.call import Doorbell
 from peercam.events import Answered, CallEnded, Declined, Event, EventBus, Missed, Ring
+from peercam.media import LOW, MAIN, SUB, Layer
 from peercam.outputs.output import Output, OutputContext
 from peercam.pipeline import MediaPipeline
-from peercam.sip import audio_plan, sdp
+from peercam.sip import audio_plan, sdp, video_plan
 from peercam.sip.call import CallEvent, CallState, Credentials, OutgoingCall
 from peercam.sip.call_media import CallMedia
+from peercam.sip.call_video import CallVideo
 from peercam.sip.incoming_call import IncomingCall
 from peercam.sip.message import (
     Address,
@@ -83,6 +85,11 @@ class Leg:
     answered_ring: bool = False  # it took the doorbell's call (else it only talks)
     local: LocalMedia | None = None
     codec: str = ""  # the one the call settled on
+    video: CallVideo | None = None  # the camera to a phone that takes it
+    # The video stream as peercam's SDP has it (taken, refused, or none offered), and
+    # the offer's other streams it refused: answers to later offers keep them all.
+    video_section: sdp.VideoSection | None = None
+    refused: list[tuple[str, str]] = field(default_factory=list)
     keys: str = ""
     last_key: float = 0.0
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -118,7 +125,10 @@ class PhoneLine:
         self._endpoint = Endpoint(self._on_request, _tls_context(config))
         self._registration: Registration | None = None
         self._proxy: Target | None = None  # the registrar, once its name is resolved
-        self._domain = config.domain or split_host_port(config.registrar)[0]
+        # The domain of peercam's own address (empty without a PBX: its address then).
+        self._domain = config.domain or (
+            split_host_port(config.registrar)[0] if config.registrar else ""
+        )
         self._legs: list[Leg] = []
         self._active: Leg | None = None
         self._ringing: asyncio.Task[None] | None = None
@@ -127,6 +137,13 @@ class PhoneLine:
         self._queue: asyncio.Queue[Event] | None = None
         self._listener: asyncio.Task[None] | None = None
         self.codecs: list[str] = [c for c in config.codecs if c in pipeline.codecs]
+        # The camera to phones (sip.video): the smallest H.264 stream there is, a
+        # phone's screen being small, else the main one.
+        self._video_layer: Layer | None = None
+        if config.video and "h264" in pipeline.codecs:
+            self._video_layer = next(
+                (layer for layer in (LOW, SUB) if pipeline.has_layer("h264", layer)), MAIN
+            )
         self.registration_state: RegistrationState | None = None
 
     @property
@@ -288,7 +305,8 @@ class PhoneLine:
             return None
         offer = audio_plan.offer_formats(self.codecs)
         local = LocalMedia(media_host, port, secrets.randbelow(1 << 31), 1)
-        body = sdp.describe(media_host, port, offer, local.session, local.version)
+        video, section = await self._video_offer(media_host, label)
+        body = sdp.describe(media_host, port, offer, local.session, local.version, video=section)
         caller = Address(f"sip:{self._config.user or 'door'}@{self._domain or media_host}",
                          self._config.display_name)  # fmt: skip
         credentials = (
@@ -301,7 +319,10 @@ class PhoneLine:
             credentials, on_key=lambda digit: self._key(leg, digit),
             on_offer=lambda body: self._new_offer(leg, body),
         )  # fmt: skip
-        leg = Leg(target, call, media, floor_id, label, offer, local=local)
+        leg = Leg(
+            target, call, media, floor_id, label, offer, local=local, video=video,
+            video_section=section,
+        )  # fmt: skip
         self._legs.append(leg)
         call.start()
         logger.info("SIP: ringing %s", uri)
@@ -350,11 +371,14 @@ class PhoneLine:
         leg.answered_ring = leg.connected = True
         leg.codec = plan.codec.name
         leg.media.start(plan)
-        logger.info("SIP: %s answered; audio in %s", leg.target, plan.codec.name)
+        seen = self._start_video(leg, video_plan.from_answer(_video_of(remote_sdp)))
+        logger.info("SIP: %s answered; audio in %s%s", leg.target, plan.codec.name, seen)
         self._answer.set()
 
     async def _leg_ended(self, leg: Leg, reason: str) -> None:
         await leg.media.close()
+        if leg.video is not None:
+            await leg.video.close()
         await leg.call.close()
         if leg in self._legs:
             self._legs.remove(leg)
@@ -406,8 +430,64 @@ class PhoneLine:
         logger.info("SIP: %s moved its audio to %s:%d", leg.target, *plan.remote)
         direction = _answering_direction(body)
         return sdp.describe(
-            local.host, local.port, formats, local.session, local.version, direction
-        )
+            local.host, local.port, formats, local.session, local.version, direction,
+            video=leg.video_section, refused=leg.refused,
+        )  # fmt: skip
+
+    # Video to phones that take it
+
+    async def _video_offer(
+        self, host: str, label: str
+    ) -> tuple[CallVideo | None, sdp.VideoSection | None]:
+        """The camera offered to a phone being called, when sip.video asks for it."""
+        if self._video_layer is None:
+            return None, None
+        video = CallVideo(self._pipeline, self._video_layer, label)
+        try:
+            port = await video.open(host)
+        except OSError as error:
+            logger.warning("SIP: no video for %s: %s", label, error)
+            return None, None
+        return video, sdp.VideoSection(port, [video_plan.offer_format()])
+
+    async def _video_answer(self, leg: Leg, offer: bytes, host: str) -> video_plan.VideoPlan | None:
+        """For a phone's offer: the video peercam takes (sip.video on, H.264 that fits)
+        and the streams it refuses, noted on `leg` for its SDP."""
+        streams = sdp.count_streams(offer)
+        first_video = next((i for i, (kind, _) in enumerate(streams) if kind == "video"), None)
+        first_audio = next((i for i, (kind, _) in enumerate(streams) if kind == "audio"), None)
+        leg.refused = [
+            stream for i, stream in enumerate(streams) if i not in (first_audio, first_video)
+        ]
+        if first_video is None:
+            return None
+        offered = _video_of(offer)
+        made = video_plan.from_offer(offered) if self._video_layer is not None else None
+        if made is not None:
+            video = CallVideo(self._pipeline, self._video_layer or MAIN, leg.label)
+            try:
+                port = await video.open(host)
+            except OSError as error:
+                logger.warning("SIP: no video for %s: %s", leg.label, error)
+                made = None
+            else:
+                leg.video = video
+                leg.video_section = sdp.VideoSection(port, [made[1]])
+                return made[0]
+        # Refused, as RFC 3264 §6 asks: port 0, its formats named.
+        numbers = streams[first_video][1].split()[1:]  # past its transport
+        formats = [sdp.Format(int(n), "", 0) for n in numbers if n.isdigit()]
+        leg.video_section = sdp.VideoSection(0, formats)
+        return None
+
+    def _start_video(self, leg: Leg, plan: video_plan.VideoPlan | None) -> str:
+        """Start the camera to a phone that took it: how the log says so."""
+        if leg.video is None:
+            return ""
+        if plan is None:
+            return "; no video (not taken)"
+        leg.video.start(plan)
+        return f"; video from the {leg.video.layer} H.264 stream"
 
     # Keys pressed in a call
 
@@ -497,16 +577,23 @@ class PhoneLine:
         leg.codec = plan.codec.name
         leg.local = LocalMedia(host, port, secrets.randbelow(1 << 31), 1)
         direction = _answering_direction(invite.body)
-        body = sdp.describe(host, port, formats, leg.local.session, 1, direction)
+        taken = await self._video_answer(leg, invite.body, host)
+        body = sdp.describe(
+            host, port, formats, leg.local.session, 1, direction,
+            video=leg.video_section, refused=leg.refused,
+        )  # fmt: skip
         if not call.accept(body):
             # The phone cancelled while the floor was being taken: give it back.
             await self._release(leg)
+            if leg.video is not None:
+                await leg.video.close()
             return
         if leg.answered_ring:
             self._active = leg
             self._answer.set()
         leg.media.start(plan)
-        logger.info("SIP: %s called the door; audio in %s", leg.target, plan.codec.name)
+        seen = self._start_video(leg, taken)
+        logger.info("SIP: %s called the door; audio in %s%s", leg.target, plan.codec.name, seen)
 
     def _allowed(self, uri: str, source: Target) -> bool:
         """Whether a call from `uri`, come from `source`, may be taken. The From header
@@ -552,6 +639,8 @@ class PhoneLine:
             logger.info("SIP: not every phone confirmed the end of its call")
         for leg in legs:
             await leg.media.close()
+            if leg.video is not None:
+                await leg.video.close()
             await leg.call.close()
         tasks = list(self._tasks)
         for task in tasks:
@@ -569,6 +658,13 @@ def _tls_context(config: SipConfig) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=config.tls_ca_file)
     except (OSError, ssl.SSLError) as error:
         raise ConfigError(f"sip.tls_ca_file {config.tls_ca_file}: {error}") from None
+
+
+def _video_of(body: bytes) -> sdp.AudioDescription | None:
+    try:
+        return sdp.parse_video(body)
+    except SipError:
+        return None  # video peercam cannot read is video it does not send
 
 
 def _answering_direction(offer: bytes) -> str:

@@ -47,6 +47,30 @@ class AudioDescription:
 
 def parse_audio(body: bytes) -> AudioDescription:
     """The first audio stream of an SDP body (a phone's offer or answer)."""
+    found = _parse(body, "audio")
+    if found is None:
+        raise SipError("no audio stream in the SDP")
+    return found
+
+
+def parse_video(body: bytes) -> AudioDescription | None:
+    """The first video stream of an SDP body, if it has one."""
+    return _parse(body, "video")
+
+
+def count_streams(body: bytes) -> list[tuple[str, str]]:
+    """Every m= line's kind, and its transport and formats, in order: an answer has as
+    many (RFC 3264 §6), refusing those it does not take with port 0."""
+    streams = []
+    for line in body.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            parts = line[2:].split()
+            if len(parts) >= 4:
+                streams.append((parts[0], " ".join(parts[2:])))
+    return streams
+
+
+def _parse(body: bytes, media: str) -> AudioDescription | None:
     if len(body) > _MAX_SDP:
         raise SipError(f"SDP of {len(body)} bytes")
     try:
@@ -65,16 +89,16 @@ def parse_audio(body: bytes) -> AudioDescription:
         kind, value = line[0], line[2:].strip()
         if kind == "m":
             if audio is not None:
-                break  # the audio stream is done; later streams (video) are not ours
+                break  # the stream is done; later ones are not this call's
             parts = value.split()
-            in_audio = len(parts) >= 4 and parts[0] == "audio"
+            in_audio = len(parts) >= 4 and parts[0] == media
             if in_audio:
                 if not is_number(parts[1]) or int(parts[1]) > 65535:
-                    raise SipError(f"audio port {parts[1][:10]!r}")
+                    raise SipError(f"{media} port {parts[1][:10]!r}")
                 if not parts[2].startswith("RTP/AVP") and parts[2] != "RTP/SAVP":
-                    raise SipError(f"audio transport {parts[2][:20]!r}")
+                    raise SipError(f"{media} transport {parts[2][:20]!r}")
                 if not all(is_number(p) and int(p) < 128 for p in parts[3:]):
-                    raise SipError("audio payload types")
+                    raise SipError(f"{media} payload types")
                 payload_types = [int(p) for p in parts[3:]]
                 audio = AudioDescription(session_address or "", int(parts[1]), profile=parts[2])
         elif kind == "c":
@@ -96,9 +120,9 @@ def parse_audio(body: bytes) -> AudioDescription:
             elif name == "ptime" and in_audio and audio is not None and is_number(rest.strip()):
                 audio.ptime = int(rest.strip())
     if audio is None:
-        raise SipError("no audio stream in the SDP")
+        return None
     if not audio.address:
-        raise SipError("no connection address for the audio stream")
+        raise SipError(f"no connection address for the {media} stream")
     for payload_type in payload_types:
         known = rtpmaps.get(payload_type) or STATIC.get(payload_type)
         if known is not None:
@@ -151,11 +175,23 @@ def choose(offer: AudioDescription, available: list[str]) -> Choice | None:
     return Choice(codec, offer.telephone_event(rate))
 
 
+@dataclass(frozen=True)
+class VideoSection:
+    """A video stream in peercam's SDP: `port` 0 refuses the phone's (its formats are
+    then only named, as RFC 3264 §6 asks)."""
+
+    port: int
+    formats: list[Format]
+    direction: str = "sendonly"  # peercam shows its camera; it takes no picture back
+
+
 def describe(
     address: str, port: int, formats: list[Format], session_id: int, version: int,
-    direction: str = "sendrecv", ptime: int = 20,
+    direction: str = "sendrecv", ptime: int = 20, video: VideoSection | None = None,
+    refused: list[tuple[str, str]] | None = None,
 ) -> bytes:  # fmt: skip
-    """peercam's SDP (an offer, or an answer with the formats `choose` gave)."""
+    """peercam's SDP (an offer, or an answer with the formats `choose` gave), with a
+    video stream after the audio when `video` is given."""
     family = "IP6" if ":" in address else "IP4"
     lines = [
         "v=0",
@@ -171,6 +207,17 @@ def describe(
         if f.fmtp:
             lines.append(f"a=fmtp:{f.payload_type} {f.fmtp}")
     lines += [f"a=ptime:{ptime}", f"a={direction}"]
+    if video is not None:
+        numbers = " ".join(str(f.payload_type) for f in video.formats)
+        lines.append(f"m=video {video.port} RTP/AVP {numbers}")
+        if video.port:
+            for f in video.formats:
+                lines.append(f"a=rtpmap:{f.payload_type} {f.name}/{f.clock_rate}")
+                if f.fmtp:
+                    lines.append(f"a=fmtp:{f.payload_type} {f.fmtp}")
+            lines.append(f"a={video.direction}")
+    # An answer refuses, with port 0, the offer's other streams (RFC 3264 §6).
+    lines += [f"m={kind} 0 {rest}" for kind, rest in refused or []]
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
