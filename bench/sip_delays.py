@@ -25,7 +25,6 @@ import struct
 import tempfile
 import threading
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,12 +142,9 @@ def clicks_wav(path: Path, seconds: int) -> Path:
     burst = (0.9 * 32767 * np.sin(2 * np.pi * 2000 * np.arange(40) / PHONE_RATE)).astype("<i2")
     for second in range(1, seconds):
         samples[second * PHONE_RATE : second * PHONE_RATE + 40] = burst
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(PHONE_RATE)
-        out.writeframes(samples.tobytes())
-    return path
+    from tests.sip_phone import wav_file
+
+    return wav_file(path, samples, PHONE_RATE)
 
 
 def first_clicks(

@@ -156,12 +156,16 @@ def tone_file(path: Path, frequency: float, seconds: float, rate: int = 8000) ->
     """A WAV baresip plays as its microphone: mono at the codec's rate, as aufile needs
     (8 kHz for G.711, 16 kHz for G.722)."""
     t = np.arange(int(rate * seconds)) / rate
-    samples = (8000 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
+    return wav_file(path, (8000 * np.sin(2 * np.pi * frequency * t)).astype("<i2"), rate)
+
+
+def wav_file(path: Path, samples: npt.NDArray[np.int16], rate: int) -> Path:
+    """`samples` as a mono 16-bit WAV, as baresip's aufile plays it."""
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(samples.tobytes())
+        out.writeframes(samples.astype("<i2").tobytes())
     return path
 
 

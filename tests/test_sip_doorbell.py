@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
+from playwright.sync_api import BrowserContext, Page
 
 from peercam.config import build_config
 from peercam.doorbell.call import CallState
@@ -178,6 +179,15 @@ def test_the_door_ends_the_call_when_the_daemon_stops(
         phone.stop()
 
 
+def playing_page(browser: BrowserContext, running: InProcessDaemon) -> Page:
+    """A viewer's page, live: answering names its session, so it must be playing."""
+    page = browser.new_page()
+    open_page(page, running.base, "/")
+    wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
+    wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
+    return page
+
+
 def test_a_page_answering_first_stops_the_phone_ringing(
     pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
 ) -> None:
@@ -185,11 +195,7 @@ def test_a_page_answering_first_stops_the_phone_ringing(
     try:
         with daemon(tmp_path, registrar) as running, chromium() as browser:
             registered(running)
-            page = browser.new_page()
-            open_page(page, running.base, "/")
-            # Answering names the page's live session: it must be playing first.
-            wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
-            wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
+            page = playing_page(browser, running)
             press(pins)
             phone.wait_event("CALL_INCOMING", timeout=10)
             page.wait_for_selector("#ring", state="visible", timeout=5000)
@@ -210,11 +216,7 @@ def test_a_phone_answering_first_stops_the_pages_ringing(
     try:
         with daemon(tmp_path, registrar) as running, chromium() as browser:
             registered(running)
-            page = browser.new_page()
-            open_page(page, running.base, "/")
-            # Answering names the page's live session: it must be playing first.
-            wait_for_stats(page, lambda s: s["framesDecoded"] > 5)
-            wait_js(page, "window.peercamDoorbell.socket.readyState === 1")
+            page = playing_page(browser, running)
             press(pins)
             page.wait_for_selector("#ring", state="visible", timeout=5000)
             phone.wait_event("CALL_INCOMING", timeout=10)

@@ -23,7 +23,7 @@ from peercam.sip.message import (
     SipUri,
     Via,
 )
-from peercam.sip.transaction import T1, new_branch, request
+from peercam.sip.transaction import T1, end_task, new_branch, request
 from peercam.sip.transport import Endpoint, Target, reply_target
 
 logger = logging.getLogger(__name__)
@@ -337,12 +337,7 @@ class OutgoingCall:
         return self._cancel_asked
 
     async def close(self) -> None:
-        task = self._task
-        if task is not None:
-            if self.state == CallState.ENDED and not task.done():
-                # Ended, and its task is sending the BYE of an answer that crossed the
-                # CANCEL: let that transaction retransmit to its end (Timer F bounds it).
-                await asyncio.wait({task}, timeout=64 * self._t1)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        # Ended with its task still running: it is sending the BYE of an answer that
+        # crossed the CANCEL.
+        await end_task(self._task, self.state == CallState.ENDED, self._t1)
         self._endpoint.stop_waiting(self._branch, "INVITE")

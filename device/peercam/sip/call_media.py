@@ -74,23 +74,41 @@ async def open_rtp_pair(
     raise OSError(f"no free pair of RTP ports on {host}")
 
 
-class CallMedia:
+class RtpSession:
+    """What a call's media stream holds: its socket pair and the task sending on it,
+    all let go by `close`."""
+
+    def __init__(self) -> None:
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self._sending: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self._sending is not None:
+            self._sending.cancel()
+            await asyncio.gather(self._sending, return_exceptions=True)
+            self._sending = None
+        for transport in (self._rtp, self._rtcp):
+            if transport is not None:
+                transport.close()
+        self._rtp = self._rtcp = None
+
+
+class CallMedia(RtpSession):
     def __init__(
         self, pipeline: MediaPipeline, talkback: Talkback, floor_id: str, label: str,
         on_key: Callable[[KeyPress], None],
     ) -> None:  # fmt: skip
+        super().__init__()
         self._pipeline = pipeline
         self._talkback = talkback
         self._floor_id = floor_id
         self._label = label
         self._on_key = on_key
-        self._rtp: asyncio.DatagramTransport | None = None
-        self._rtcp: asyncio.DatagramTransport | None = None
         self._plan: AudioPlan | None = None
         self._remote: tuple[str, int] | None = None
         self._audio: RtpAudioIn | None = None
         self._keys = DtmfReceiver()
-        self._sending: asyncio.Task[None] | None = None
         self._last_heard = 0.0
         self._latched = False
         self._held = False  # the phone put the call on hold: nothing is sent
@@ -198,13 +216,3 @@ class CallMedia:
         if press is not None:
             self.keys += 1
             self._on_key(press)
-
-    async def close(self) -> None:
-        if self._sending is not None:
-            self._sending.cancel()
-            await asyncio.gather(self._sending, return_exceptions=True)
-            self._sending = None
-        for transport in (self._rtp, self._rtcp):
-            if transport is not None:
-                transport.close()
-        self._rtp = self._rtcp = None

@@ -15,7 +15,7 @@ from peercam.encode.rtp_stream import RtpStream
 from peercam.fanout.hub import SubscriptionClosed
 from peercam.media import Layer
 from peercam.pipeline import MediaPipeline
-from peercam.sip.call_media import SENDER_REPORT_PERIOD, open_rtp_pair
+from peercam.sip.call_media import SENDER_REPORT_PERIOD, RtpSession, open_rtp_pair
 from peercam.sip.video_plan import VideoPlan
 
 logger = logging.getLogger(__name__)
@@ -24,15 +24,13 @@ CODEC = "h264"
 RTCP_PSFB_FIR = 4  # RFC 5104 §4.3.1: full intra request
 
 
-class CallVideo:
+class CallVideo(RtpSession):
     def __init__(self, pipeline: MediaPipeline, layer: Layer, label: str) -> None:
+        super().__init__()
         self._pipeline = pipeline
         self.layer = layer
         self._label = label
-        self._rtp: asyncio.DatagramTransport | None = None
-        self._rtcp: asyncio.DatagramTransport | None = None
         self._remote: tuple[str, int] | None = None
-        self._sending: asyncio.Task[None] | None = None
         self.sent = 0  # packets
         self.keyframes_asked = 0
 
@@ -76,13 +74,3 @@ class CallVideo:
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 self.keyframes_asked += 1
                 self._pipeline.producer(CODEC, self.layer).request_keyframe("phone")
-
-    async def close(self) -> None:
-        if self._sending is not None:
-            self._sending.cancel()
-            await asyncio.gather(self._sending, return_exceptions=True)
-            self._sending = None
-        for transport in (self._rtp, self._rtcp):
-            if transport is not None:
-                transport.close()
-        self._rtp = self._rtcp = None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from peercam.sip import in_dialog, routes
 from peercam.sip.call import CallEvent, CallState
 from peercam.sip.message import Address, CSeq, Request, Response, SipError, Via, response_to
-from peercam.sip.transaction import T1, T2, new_branch, request
+from peercam.sip.transaction import T1, T2, end_task, new_branch, request
 from peercam.sip.transport import Endpoint, Target, reply_target
 
 logger = logging.getLogger(__name__)
@@ -173,10 +173,6 @@ class IncomingCall:
         return Address.parse(contact).uri if contact else self.caller.uri
 
     async def close(self) -> None:
-        task = self._task
-        if task is not None:
-            if self.state == CallState.ENDED and not task.done():
-                # Its task is sending the BYE of an answer never ACKed: let it finish.
-                await asyncio.wait({task}, timeout=64 * self._t1)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        # Ended with its task still running: it is sending the BYE of an answer never
+        # ACKed.
+        await end_task(self._task, self.state == CallState.ENDED, self._t1)

@@ -56,3 +56,14 @@ async def request(
             return await final
     finally:
         endpoint.stop_waiting(branch, message.method)
+
+
+async def end_task(task: asyncio.Task[None] | None, finishing: bool, t1: float) -> None:
+    """Stop a call's task at close; one `finishing` (the call ended, and the task is
+    sending its BYE) first gets to retransmit to its end, which Timer F bounds."""
+    if task is None:
+        return
+    if finishing and not task.done():
+        await asyncio.wait({task}, timeout=64 * t1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
