@@ -278,3 +278,32 @@ async def test_the_answer_is_resent_until_the_ack_and_a_call_never_acked_is_ende
             == Address.parse(oks[0].headers.require("To")).tag
         )  # in the dialog the answer made
         assert events[-1].state == CallState.ENDED
+
+
+async def test_a_refusal_sent_again_is_acked_again() -> None:
+    async with call_to_phone() as (call, events, phone):
+        phone.on_request = lambda r: [answered(r, 486, "Busy Here")] if r.method == "INVITE" else []
+        call.start()
+        await phone.until(lambda: phone.methods().count("ACK") == 1)
+        phone.send(answered(phone.requests[0], 486, "Busy Here"))  # as if the ACK was lost
+        await phone.until(lambda: phone.methods().count("ACK") == 2)
+        assert events[-1].reason == "486 Busy Here"
+
+
+async def test_a_second_phone_answering_a_forked_call_is_acked_and_hung_up() -> None:
+    """A PBX ringing a group forks the INVITE: two phones may answer. The call goes on
+    with the first; the second's dialog is confirmed and ended at once (§13.2.2.4)."""
+    async with call_to_phone() as (call, events, phone):
+        phone.on_request = lambda r: [answered(r, 200, "OK")] if r.method == "INVITE" else []
+        call.start()
+        async with asyncio.timeout(5):
+            await events.reach(CallState.ANSWERED)
+        second = answered(phone.requests[0], 200, "OK")
+        second.headers.set("To", phone.requests[0].headers.require("To") + ";tag=phone2")
+        phone.send(second)
+        await phone.until(lambda: "BYE" in phone.methods())
+        bye = phone.requests[-1]
+        assert Address.parse(bye.headers.require("To")).tag == "phone2"
+        acks = [r for r in phone.requests if r.method == "ACK"]
+        assert {Address.parse(a.headers.require("To")).tag for a in acks} == {"phone1", "phone2"}
+        assert call.state == CallState.ANSWERED  # the first phone's call goes on

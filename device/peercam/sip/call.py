@@ -74,6 +74,7 @@ class OutgoingCall:
         self._cseq = 0
         self._invite: Request | None = None
         self._branch = ""
+        self._branches: list[str] = []  # every INVITE's, a challenged one's too
         self._remote_tag: str | None = None
         self._remote_target: Target | None = None
         self._remote_uri = uri
@@ -167,11 +168,14 @@ class OutgoingCall:
                     self._emit(CallEvent(CallState.RINGING, f"{response.status} {response.reason}"))
             elif not final.done():
                 final.set_result(response)
-            elif 200 <= response.status < 300 and self.state == CallState.ANSWERED:
-                # The 2xx again: our ACK was lost (§13.2.2.4).
-                self._endpoint.send_soon(self._ack(response), self._remote_target or self._proxy)
+            elif response.status >= 300:
+                # The refusal again: our ACK was lost (§17.1.1.2, Timer D's time).
+                self._endpoint.send_soon(self._non_2xx_ack(invite, response), self._proxy)
+            elif self._remote_tag is not None:
+                self._another_2xx(response)
 
         branch = self._branch
+        self._branches.append(branch)  # heard until close: retransmissions are answered
         self._endpoint.wait_for(branch, "INVITE", on_response)
         await self._endpoint.send(invite, self._proxy)
         interval = self._t1
@@ -185,9 +189,28 @@ class OutgoingCall:
                 interval *= 2
         response = await final
         if response.status >= 300:
-            self._endpoint.stop_waiting(branch, "INVITE")
             await self._endpoint.send(self._non_2xx_ack(invite, response), self._proxy)
         return response
+
+    def _another_2xx(self, response: Response) -> None:
+        """A 2xx after the first: the same answer again (our ACK was lost: ACKed
+        again, §13.2.2.4), or another phone's answer forked by the PBX (a ring group,
+        §13.2.2.4: its dialog is confirmed with an ACK and ended at once with a BYE;
+        the call goes on with the first)."""
+        try:
+            tag = Address.parse(response.headers.require("To")).tag
+        except SipError:
+            return
+        if tag == self._remote_tag:
+            self._endpoint.send_soon(self._ack(response), self._remote_target or self._proxy)
+            return
+        logger.info("SIP: a second phone answered the call to %s; ending its leg", self.uri)
+        contact = response.headers.get("Contact")
+        uri = Address.parse(contact).uri if contact else self.uri
+        number = CSeq.parse(response.headers.require("CSeq")).number
+        for method, cseq in (("ACK", number), ("BYE", number + 1)):
+            message = self._in_dialog(method, cseq, tag=tag, uri=uri, routes=False)
+            self._endpoint.send_soon(message, self._proxy)
 
     def _non_2xx_ack(self, invite: Request, response: Response) -> Request:
         """§17.1.1.3: the ACK of a refusal, in the INVITE's transaction."""
@@ -232,21 +255,27 @@ class OutgoingCall:
     def _ack(self, response: Response) -> Request:
         return self._in_dialog("ACK", CSeq.parse(response.headers.require("CSeq")).number)
 
-    def _in_dialog(self, method: str, number: int) -> Request:
+    def _in_dialog(
+        self, method: str, number: int, tag: str | None = None, uri: str | None = None,
+        routes: bool = True,
+    ) -> Request:  # fmt: skip
+        """A request in the call's dialog (or, given `tag` and `uri`, in a forked
+        answer's, sent through the proxy)."""
         host, port = self._endpoint.local_address(self._proxy)
-        message = Request(method, self._remote_uri)
+        message = Request(method, uri or self._remote_uri)
         via = Via(self._proxy.transport, host, port, (("branch", new_branch()), ("rport", "")))
+        remote_tag = tag or self._remote_tag
         to = (
             Address(self.uri)
-            if self._remote_tag is None
-            else Address(self.uri).with_param("tag", self._remote_tag)
+            if remote_tag is None
+            else Address(self.uri).with_param("tag", remote_tag)
         )
         for name, value in (
             ("Via", str(via)), ("Max-Forwards", "70"), ("From", str(self._from)),
             ("To", str(to)), ("Call-ID", self.call_id), ("CSeq", f"{number} {method}"),
         ):  # fmt: skip
             message.headers.add(name, value)
-        for route in self._routes:
+        for route in self._routes if routes else []:
             message.headers.add("Route", route)
         return message
 
@@ -340,4 +369,5 @@ class OutgoingCall:
         # Ended with its task still running: it is sending the BYE of an answer that
         # crossed the CANCEL.
         await end_task(self._task, self.state == CallState.ENDED, self._t1)
-        self._endpoint.stop_waiting(self._branch, "INVITE")
+        for branch in self._branches:
+            self._endpoint.stop_waiting(branch, "INVITE")
