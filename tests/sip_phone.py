@@ -52,7 +52,7 @@ class Baresip:
             "call_local_timeout 0\n"
             f"audio_source aufile,{tone}\n"
             f"module_path {MODULES}\n"
-            "module g711.so\nmodule g722.so\nmodule aufile.so\nmodule sndfile.so\n"
+            "module g711.so\nmodule g722.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\n"
             "module_tmp account.so\n"
             "module_app menu.so\nmodule_app ctrl_tcp.so\n"
             f"ctrl_tcp_listen 127.0.0.1:{self.control_port}\n"
@@ -135,7 +135,9 @@ class Baresip:
         assert recordings, f"baresip recorded nothing: {log}"
         with wave.open(str(recordings[-1]), "rb") as recording:
             data = recording.readframes(recording.getnframes())
-            return np.frombuffer(data, dtype="<i2"), recording.getframerate()
+            channels = recording.getnchannels()
+            samples = np.frombuffer(data, dtype="<i2").reshape(-1, channels)[:, 0]
+            return samples, recording.getframerate()
 
     def stop(self) -> None:
         if self._process is None:
@@ -152,17 +154,20 @@ class Baresip:
             self._log_file.close()
 
 
-def tone_file(path: Path, frequency: float, seconds: float, rate: int = 8000) -> Path:
-    """A WAV baresip plays as its microphone: mono at the codec's rate, as aufile needs
-    (8 kHz for G.711, 16 kHz for G.722)."""
+def tone_file(
+    path: Path, frequency: float, seconds: float, rate: int = 8000, channels: int = 1
+) -> Path:
+    """A WAV baresip plays as its microphone at the codec's rate and channels, as
+    aufile needs (8 kHz mono for G.711, 16 kHz for G.722, 48 kHz stereo for Opus)."""
     t = np.arange(int(rate * seconds)) / rate
-    return wav_file(path, (8000 * np.sin(2 * np.pi * frequency * t)).astype("<i2"), rate)
+    tone = (8000 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
+    return wav_file(path, np.repeat(tone, channels), rate, channels)
 
 
-def wav_file(path: Path, samples: npt.NDArray[np.int16], rate: int) -> Path:
-    """`samples` as a mono 16-bit WAV, as baresip's aufile plays it."""
+def wav_file(path: Path, samples: npt.NDArray[np.int16], rate: int, channels: int = 1) -> Path:
+    """`samples` (interleaved) as a 16-bit WAV, as baresip's aufile plays it."""
     with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
+        out.setnchannels(channels)
         out.setsampwidth(2)
         out.setframerate(rate)
         out.writeframes(samples.astype("<i2").tobytes())
@@ -171,13 +176,13 @@ def wav_file(path: Path, samples: npt.NDArray[np.int16], rate: int) -> Path:
 
 def started(
     directory: Path, registrar_port: int, tone_hz: float, answer: bool,
-    codecs: str = "PCMU,PCMA", rate: int = 8000,
+    codecs: str = "PCMU,PCMA", rate: int = 8000, channels: int = 1,
 ) -> Baresip:  # fmt: skip
     """A phone registered at the registrar, its microphone a `tone_hz` tone; it answers
     by itself if `answer`. Stopped by the caller (also when this raises)."""
     directory.mkdir(parents=True)
     # aufile ends the call when its file ends: longer than any test's call.
-    tone = tone_file(directory / "tone.wav", tone_hz, 120, rate)
+    tone = tone_file(directory / "tone.wav", tone_hz, 120, rate, channels)
     phone = Baresip(directory, registrar_port, tone, answer, codecs)
     try:
         phone.start()

@@ -6,6 +6,7 @@ pulses the door relay, and a hang-up on either side ends the call."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -391,21 +392,27 @@ def test_a_call_claiming_an_allowed_caller_but_not_from_the_pbx_is_refused(
         assert running.daemon.parts.doorbell.talkback.floor.holder is None
 
 
-@pytest.mark.parametrize(("codecs", "rate"), [("G722", 16_000), ("PCMA", 8000)])
-def test_a_wideband_or_a_law_phone_gets_its_codec_from_the_shared_encoder(
-    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard, codecs: str, rate: int
-) -> None:
-    """A phone offering only G.722 (or only A-law) is answered in it, both ways."""
+@pytest.mark.parametrize(
+    ("codecs", "rate", "channels"),
+    [("G722", 16_000, 1), ("PCMA", 8000, 1), ("opus/48000/2", 48_000, 2)],
+)
+def test_each_codec_a_phone_may_take_is_answered_from_the_shared_encoder(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard, codecs: str,
+    rate: int, channels: int,
+) -> None:  # fmt: skip
+    """A phone that takes only G.722, only A-law or only Opus is answered in it, both
+    ways (its tone to the speaker, the visitor's to its recording)."""
     phone = sip_phone.started(
-        tmp_path / "phone", registrar, PHONE_HZ, answer=True, codecs=codecs, rate=rate
-    )
+        tmp_path / "phone", registrar, PHONE_HZ, answer=True, codecs=codecs, rate=rate,
+        channels=channels,
+    )  # fmt: skip
     try:
         with daemon(tmp_path, registrar) as running:
             registered(running)
             press(pins)
             phone.wait_event("CALL_ESTABLISHED", timeout=10)
             wait_until(lambda: len(line(running).calls) == 1 and line(running).calls[0].connected)
-            assert line(running).calls[0].codec == codecs.lower()
+            assert line(running).calls[0].codec == codecs.split("/")[0].lower()
             wait_until(lambda: len(card.played()) > 2 * 48_000, what="the speaker playing")
             assert abs(tone_of(card.played(), 48_000) - PHONE_HZ) < 10
             phone.command("hangup")
@@ -523,5 +530,77 @@ def test_a_phone_calling_with_video_gets_it_or_a_refused_stream(
             assert refused is not None and (refused.port == 0) is not video
             if video:
                 wait_until(lambda: len(phone.received.frames) >= 10, what="pictures decoded")
+    finally:
+        phone.stop()
+
+
+def test_only_the_whole_door_code_opens_the_door(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard
+) -> None:
+    """A PIN: "47#" opens; a wrong one, or the right keys too slowly apart, does not."""
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=True)
+    try:
+        with daemon(tmp_path, registrar, door_code="47#") as running:
+            registered(running)
+            press(pins)
+            phone.wait_event("CALL_ESTABLISHED", timeout=10)
+            wait_until(lambda: len(line(running).calls) == 1 and line(running).calls[0].connected)
+            leg = line(running).calls[0]
+            relay = pin(pins, RELAY)
+            for digit in "17#":  # a wrong PIN
+                phone.command("sndcode", digit)
+                time.sleep(0.4)
+            wait_until(lambda: leg.media.keys >= 3, what="the keys heard")
+            time.sleep(0.5)
+            assert not any(s.state for s in relay.states)
+            for digit in "47#":
+                phone.command("sndcode", digit)
+                time.sleep(0.4)
+            wait_until(lambda: any(s.state for s in relay.states), what="the relay pulsed")
+            assert leg.media.keys == 6  # each press told once
+    finally:
+        phone.stop()
+
+
+def test_wrong_credentials_are_said_and_retried_while_the_doorbell_works_on(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    with daemon(tmp_path, registrar, password="wrong") as running, chromium() as browser:
+        wait_until(
+            lambda: (s := line(running).registration_state) is not None and s.state == State.FAILED,
+            what="the registration failed",
+        )
+        assert "wrong user name or password; again in 5 s" in caplog.text
+        assert metric(running, "peercam_sip_registered") == 0
+        # Nothing else is disturbed: the page plays and rings, the button rings.
+        page = playing_page(browser, running)
+        press(pins)
+        page.wait_for_selector("#ring", state="visible", timeout=5000)
+        assert doorbell_state(running) == CallState.RINGING
+
+
+def test_garbage_to_the_phone_line_is_dropped_and_calls_go_on(
+    pins: MockFactory, tmp_path: Path, registrar: int, card: FakeSoundCard,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.INFO, logger="peercam.sip")
+    phone = sip_phone.started(tmp_path / "phone", registrar, PHONE_HZ, answer=True)
+    try:
+        with daemon(tmp_path, registrar) as running:
+            registered(running)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                for garbage in (
+                    b"\x00\xff" * 40,
+                    b"INVITE sip:x SIP/9.9\r\n\r\n",
+                    b"SIP/2.0 1\xc2\xb20 OK\r\nVia: SIP/2.0/UDP 1.2.3.4\r\n\r\n",
+                ):
+                    sender.sendto(garbage, ("127.0.0.1", line(running).sip_port))
+            wait_until(lambda: caplog.text.count("dropped") >= 3, what="each logged")
+            press(pins)
+            phone.wait_event("CALL_ESTABLISHED", timeout=10)
+            wait_until(lambda: doorbell_state(running) == CallState.IN_CALL, what="answered")
+            state = line(running).registration_state
+            assert state is not None and state.state == State.REGISTERED
     finally:
         phone.stop()
