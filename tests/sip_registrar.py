@@ -27,6 +27,7 @@ children=1
 tcp_children=1
 listen=udp:127.0.0.1:{port}
 listen=tcp:127.0.0.1:{port}
+tcp_connection_lifetime={tcp_lifetime}
 {tls_listen}
 mpath="{modules}/"
 {tls_module}
@@ -133,9 +134,12 @@ def why_no_tls() -> str | None:
 
 
 @contextmanager
-def kamailio(directory: Path, tls: tuple[Path, Path, int] | None = None) -> Iterator[int]:
+def kamailio(
+    directory: Path, tls: tuple[Path, Path, int] | None = None, tcp_lifetime: int = 120
+) -> Iterator[int]:
     """kamailio running with CONFIG: its port (UDP and TCP). `tls`: its certificate,
-    key and port for TLS as well."""
+    key and port for TLS as well. `tcp_lifetime`: seconds it keeps an idle TCP or TLS
+    connection (its default: 120)."""
     port = free_port()
     config = directory / "kamailio.cfg"
     tls_listen = tls_module = ""
@@ -146,7 +150,7 @@ def kamailio(directory: Path, tls: tuple[Path, Path, int] | None = None) -> Iter
     config.write_text(
         CONFIG.format(
             port=port, modules=MODULES, user=USER, phone=PHONE, password=PASSWORD,
-            tls_listen=tls_listen, tls_module=tls_module,
+            tls_listen=tls_listen, tls_module=tls_module, tcp_lifetime=tcp_lifetime,
         )
     )  # fmt: skip
     log = (directory / "kamailio.log").open("wb")

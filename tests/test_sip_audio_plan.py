@@ -108,3 +108,18 @@ def test_an_answer_has_the_offers_streams_refusing_the_others_with_port_0() -> N
     assert [line for line in body.split("\r\n") if line.startswith("m=")] == [
         "m=audio 20000 RTP/AVP 0", "m=video 0 RTP/AVP 97", "m=application 0 UDP/BFCP *",
     ]  # fmt: skip
+
+
+def test_a_phones_video_offer_is_answered_in_its_profile_and_srtp_refused() -> None:
+    offer = (
+        b"v=0\r\nc=IN IP4 10.0.0.9\r\nm=audio 4000 RTP/AVP 0\r\n"
+        b"m=video 5000 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n"
+        b"a=fmtp:99 profile-level-id=42801e;packetization-mode=1\r\n"
+    )
+    made = video_plan.from_offer(sdp.parse_video(offer))
+    assert made is not None
+    plan, answer = made
+    assert plan.payload_type == 99 and answer.payload_type == 99
+    assert answer.fmtp == "profile-level-id=42801e;packetization-mode=1"  # RFC 6184 §8.2.2
+    encrypted = offer.replace(b"m=video 5000 RTP/AVP", b"m=video 5000 RTP/SAVP")
+    assert video_plan.from_offer(sdp.parse_video(encrypted)) is None

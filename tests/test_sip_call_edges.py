@@ -250,10 +250,11 @@ async def test_a_call_to_the_door_cancelled_before_it_is_taken_is_answered_487()
         phone.send(invite)
         async with asyncio.timeout(5):
             await calls.reach(CallState.CALLING)
+        await phone.until(lambda: [r.status for r in phone.responses] == [100])  # §17.2.1
         phone.send(phone_request("CANCEL", port, "z9hG4bKinv1", 1))
-        await phone.until(lambda: len(phone.responses) >= 2)
-        statuses = {r.headers.require("CSeq"): r.status for r in phone.responses}
-        assert statuses == {"1 CANCEL": 200, "1 INVITE": 487}
+        await phone.until(lambda: len(phone.responses) == 3)
+        statuses = {(r.headers.require("CSeq"), r.status) for r in phone.responses}
+        assert statuses == {("1 INVITE", 100), ("1 CANCEL", 200), ("1 INVITE", 487)}
         assert events[-1].state == CallState.ENDED
         assert not calls[0].accept(SDP)  # the owner, late, takes nothing
 

@@ -387,6 +387,8 @@ def test_a_call_claiming_an_allowed_caller_but_not_from_the_pbx_is_refused(
             )
             spoofer.sendto(invite.to_bytes(), ("127.0.0.1", line(running).sip_port))
             answer = parse(spoofer.recv(65_535))
+            while isinstance(answer, Response) and answer.status < 200:
+                answer = parse(spoofer.recv(65_535))  # its 100 Trying first
         assert isinstance(answer, Response) and answer.status == 403
         assert running.daemon is not None
         assert running.daemon.parts.doorbell.talkback.floor.holder is None
@@ -450,6 +452,12 @@ def test_a_ring_over_tls_calls_the_phone(
             phone.stop()
 
 
+def reanswer_of(phone: video_phone.VideoPhone) -> bytes:
+    answer = phone.received.reanswer
+    assert answer is not None and answer.status == 200
+    return answer.body
+
+
 def test_a_video_phone_gets_the_camera_from_the_shared_encoder(
     pins: MockFactory, tmp_path: Path, card: FakeSoundCard
 ) -> None:
@@ -490,6 +498,21 @@ def test_a_video_phone_gets_the_camera_from_the_shared_encoder(
             invite = phone.received.invite
             assert invite is not None and b"m=video" in invite.body
             assert b"packetization-mode=1" in invite.body
+            # The phone holds its video (a new offer, video inactive): the answer
+            # mirrors it and no picture is sent; taken again, they come again.
+            phone.reinvite("inactive")
+            wait_until(lambda: phone.received.reanswer is not None, what="the answer")
+            held = sdp.parse_video(reanswer_of(phone))
+            assert held is not None and held.direction == "inactive" and held.port != 0
+            time.sleep(0.5)
+            before = leg.video.sent
+            time.sleep(1.0)
+            assert leg.video.sent == before
+            phone.reinvite("recvonly")
+            wait_until(lambda: phone.received.reanswer is not None, what="the answer")
+            resumed = sdp.parse_video(reanswer_of(phone))
+            assert resumed is not None and resumed.direction == "sendonly"
+            wait_until(lambda: leg.video is not None and leg.video.sent > before + 10)
     finally:
         phone.stop()
 

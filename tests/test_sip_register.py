@@ -270,3 +270,21 @@ async def test_a_registrar_whose_certificate_is_not_trusted_is_a_clear_failure(
     finally:
         await registration.stop()
         await endpoint.close()
+
+
+async def test_a_closed_tcp_connection_is_registered_again_at_once(tmp_path: Path) -> None:
+    """Over TCP the binding is the connection: a registrar that closes idle ones (here
+    after 2 s) would leave the door unreachable until the next refresh; it registers
+    again as the connection closes, and stays reachable."""
+    with sip_registrar.kamailio(tmp_path, tcp_lifetime=2) as port:
+        async with registered(port, "TCP", expires=600) as (phone, registration, states):
+            async with asyncio.timeout(10):
+                await states.reach(State.REGISTERED)
+            closed = asyncio.Event()
+            phone.endpoint.when_closed(Target("TCP", "127.0.0.1", port), closed.set)
+            async with asyncio.timeout(15):
+                await closed.wait()  # kamailio dropped the idle connection
+                await registration.bound.wait()  # and the door is bound again
+            assert registration.registrations >= 2
+            assert (await call_through(port)).status == 200
+            assert phone.received and phone.received[-1].method == "OPTIONS"

@@ -14,7 +14,7 @@ import av
 from aiortc.codecs.h264 import H264PayloadDescriptor
 from aiortc.rtp import RtcpPsfbPacket, RtpPacket
 
-from peercam.sip.message import Request, Response, parse, response_to
+from peercam.sip.message import Address, Request, Response, parse, response_to
 
 SDP = """v=0\r
 o=phone 1 1 IN IP4 127.0.0.1\r
@@ -36,6 +36,7 @@ class Received:
     keyframe_requests_sent: int = 0
     invite: Request | None = None
     answer: Response | None = None  # to its own call to the door
+    reanswer: Response | None = None  # to its re-INVITE in the door's call
 
 
 class VideoPhone:
@@ -45,6 +46,7 @@ class VideoPhone:
         self.video = _bound(even=True)
         self.port = self.sip.getsockname()[1]
         self.received = Received()
+        self._door = ""  # the door's Contact, once it re-INVITEs
         self._stopping = threading.Event()
         self._threads = [
             threading.Thread(target=self._answer, daemon=True),
@@ -71,10 +73,34 @@ class VideoPhone:
         self.received.invite = invite  # what it offered; its own answers are not needed
         self.sip.sendto(invite.to_bytes(), ("127.0.0.1", door_port))
 
-    def _sdp(self) -> bytes:
-        return SDP.format(
-            audio=self.audio.getsockname()[1], video=self.video.getsockname()[1]
-        ).encode()
+    def _sdp(self, video_direction: str = "recvonly") -> bytes:
+        return (
+            SDP.format(audio=self.audio.getsockname()[1], video=self.video.getsockname()[1])
+            .replace("a=recvonly", f"a={video_direction}")
+            .encode()
+        )
+
+    def reinvite(self, video_direction: str) -> None:
+        """In the call the door made to it: a new offer with the video `inactive` (on
+        hold) or `recvonly` again; the door's answer lands in `received.reanswer`."""
+        invite = self.received.invite
+        assert invite is not None
+        request = Request("INVITE", Address.parse(invite.headers.require("Contact")).uri)
+        for name, value in (
+            ("Via", f"SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch=z9hG4bKre{video_direction}"),
+            ("Max-Forwards", "70"),
+            ("From", invite.headers.require("To") + ";tag=video1"),
+            ("To", invite.headers.require("From")), ("Call-ID", invite.headers.require("Call-ID")),
+            ("CSeq", f"{2 if video_direction == 'inactive' else 3} INVITE"),
+            ("Contact", f"<sip:videophone@127.0.0.1:{self.port}>"),
+            ("Content-Type", "application/sdp"),
+        ):  # fmt: skip
+            request.headers.add(name, value)
+        request.body = self._sdp(video_direction)
+        self.received.reanswer = None
+        self._door = Address.parse(invite.headers.require("Contact")).uri
+        host, port = self._door.split("@")[1].split(";")[0].split(":")
+        self.sip.sendto(request.to_bytes(), (host, int(port)))
 
     def _answer(self) -> None:
         while not self._stopping.is_set():
@@ -84,8 +110,11 @@ class VideoPhone:
                 continue
             message = parse(data)
             if isinstance(message, Response):
-                if message.status >= 200 and self.received.answer is None:
-                    self.received.answer = message
+                if message.status >= 200 and "INVITE" in message.headers.require("CSeq"):
+                    if self.received.invite is not None and self._door:
+                        self.received.reanswer = message  # to its re-INVITE
+                    elif self.received.answer is None:
+                        self.received.answer = message
                     self.sip.sendto(self._ack(message).to_bytes(), source)
                 continue
             if message.method == "ACK":

@@ -240,7 +240,11 @@ class OutgoingCall:
         if self._routes:
             # Proxies that asked to stay in the path (§12.2.1.1): through the first.
             self._remote_target = routes.first_hop(self._routes, self._proxy)
-        elif routes.is_address(remote.host) and transport == self._proxy.transport:
+        elif (
+            routes.is_address(remote.host)
+            and transport == self._proxy.transport
+            and transport != "TLS"  # its certificate would be checked against an address
+        ):
             self._remote_target = Target(transport, remote.host, remote.port or 5060)
         else:
             # A name (looked up here it would block the loop) or another transport:
@@ -339,6 +343,17 @@ class OutgoingCall:
         else:
             await self.cancel()
 
+    def _take_offer(self, body: bytes) -> bytes | None:
+        """The owner's answer to a new offer in the call, kept as the call's SDP: a
+        later offerless re-INVITE is offered what was last agreed (RFC 3264 §8).
+        Without an owner to ask, the session goes on as it was."""
+        if self._on_offer is None:
+            return self._sdp
+        answer = self._on_offer(body)
+        if answer is not None:
+            self._sdp = answer
+        return answer
+
     def handle_request(self, message: Request, source: Target) -> bool:
         """A request in this call's dialog (same Call-ID): True if it was this call's."""
         if message.headers.get("Call-ID") != self.call_id:
@@ -357,7 +372,7 @@ class OutgoingCall:
             self._sdp,
             self._contact(),
             self._on_key,
-            self._on_offer,
+            self._take_offer,
         )
 
     @property

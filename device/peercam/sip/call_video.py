@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket
@@ -31,14 +32,21 @@ class CallVideo(RtpSession):
         self.layer = layer
         self._label = label
         self._remote: tuple[str, int] | None = None
+        self._held = False
         self.sent = 0  # packets
         self.keyframes_asked = 0
 
     async def open(self, host: str) -> int:
+        # RTCP on the RTP port too: a phone that multiplexes them (RFC 5761).
         self._rtp, self._rtcp, port = await open_rtp_pair(
-            host, lambda data, addr: None, self._rtcp_received
+            host, self._rtcp_received, self._rtcp_received
         )
         return port
+
+    def retarget(self, remote: tuple[str, int], sends: bool) -> None:
+        """A new offer in the call moved the phone's video, or held it."""
+        self._remote = remote
+        self._held = not sends
 
     def start(self, plan: VideoPlan) -> None:
         self._remote = plan.remote
@@ -54,22 +62,25 @@ class CallVideo(RtpSession):
                 while True:
                     frame = await subscription.get()
                     for packet in stream.packets(frame.payloads, frame.rtp_timestamp):
-                        if self._rtp is not None and self._remote is not None:
+                        if self._rtp is not None and self._remote is not None and not self._held:
                             self._rtp.sendto(packet, self._remote)
                             self.sent += 1
                             octets += len(packet) - 12
                     if time.monotonic() >= next_report and self._rtcp is not None:
                         report = stream.sender_report(90_000, self.sent, octets)
-                        self._rtcp.sendto(report, (plan.remote[0], plan.remote[1] + 1))
+                        remote = self._remote or plan.remote
+                        self._rtcp.sendto(report, (remote[0], remote[1] + 1))
                         next_report = time.monotonic() + SENDER_REPORT_PERIOD
         except SubscriptionClosed:
             return  # the pipeline is stopping
 
     def _rtcp_received(self, data: bytes, source: tuple[str, int]) -> None:
+        if len(data) < 8 or not 200 <= data[1] <= 206:
+            return  # not RTCP (RFC 5761 §4: packet types 200-206)
         try:
             packets = RtcpPacket.parse(data)
-        except ValueError:
-            return  # not RTCP: dropped, as any stray datagram
+        except (ValueError, struct.error):
+            return  # malformed: dropped, as any stray datagram
         for packet in packets:
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 self.keyframes_asked += 1

@@ -44,6 +44,10 @@ class IncomingCall:
         self._acked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.state = CallState.CALLING
+        # §17.2.1: a 100 at once, so the phone stops resending while the owner decides
+        # (and may CANCEL, which §9.1 allows only once a 1xx came).
+        self._trying = response_to(invite, 100, "Trying")
+        endpoint.send_soon(self._trying, reply_target(invite, source))
 
     def _emit(self, event: CallEvent) -> None:
         if self.state == CallState.ENDED:
@@ -100,13 +104,24 @@ class IncomingCall:
             return
         self._emit(CallEvent(CallState.ANSWERED, "", self._invite.body))
 
+    def _take_offer(self, body: bytes) -> bytes | None:
+        """The owner's answer to a new offer in the call, kept as the call's SDP: a
+        later offerless re-INVITE is offered what was last agreed (RFC 3264 §8).
+        Without an owner to ask, the session goes on as it was."""
+        if self._on_offer is None:
+            return self._sdp
+        answer = self._on_offer(body)
+        if answer is not None:
+            self._sdp = answer
+        return answer
+
     def handle_request(self, message: Request, source: Target) -> bool:
         """A request of this call (same Call-ID): True if it was this call's."""
         if message.headers.get("Call-ID") != self.call_id:
             return False
         answer: Response | None
         if message.method == "INVITE" and self._is_first_invite(message):
-            answer = self._final  # a retransmission: the same answer again
+            answer = self._final or self._trying  # a retransmission: the same answer again
         elif message.method == "CANCEL":
             answer = response_to(message, 200, "OK", to_tag=self._tag)
             if self._final is None:
@@ -127,7 +142,7 @@ class IncomingCall:
                 self._sdp,
                 self._contact(),
                 self._on_key,
-                self._on_offer,
+                self._take_offer,
             )
         if answer is not None:
             self._endpoint.send_soon(answer, reply_target(message, source))

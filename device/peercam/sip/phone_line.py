@@ -305,7 +305,11 @@ class PhoneLine:
             return None
         offer = audio_plan.offer_formats(self.codecs)
         local = LocalMedia(media_host, port, secrets.randbelow(1 << 31), 1)
-        video, section = await self._video_offer(media_host, label)
+        try:
+            video, section = await self._video_offer(media_host, label)
+        except BaseException:
+            await media.close()  # cancelled meanwhile (a page answered): ports let go
+            raise
         body = sdp.describe(media_host, port, offer, local.session, local.version, video=section)
         caller = Address(f"sip:{self._config.user or 'door'}@{self._domain or media_host}",
                          self._config.display_name)  # fmt: skip
@@ -426,12 +430,44 @@ class PhoneLine:
             return None
         plan, formats = made
         leg.media.retarget(plan.remote, plan.sends)
+        self._follow_video(leg, body)
         local.version += 1
         logger.info("SIP: %s moved its audio to %s:%d", leg.target, *plan.remote)
         direction = _answering_direction(body)
         return sdp.describe(
             local.host, local.port, formats, local.session, local.version, direction,
             video=leg.video_section, refused=leg.refused,
+        )  # fmt: skip
+
+    def _follow_video(self, leg: Leg, offer: bytes) -> None:
+        """The video of a new offer in the call, answered position for position: the
+        camera follows the phone's video to its new address, stops while it is held,
+        and stays refused where it was (or was never offered)."""
+        streams = sdp.count_streams(offer)
+        kinds = [kind for kind, _ in streams]
+        first_video = kinds.index("video") if "video" in kinds else None
+        first_audio = kinds.index("audio") if "audio" in kinds else None
+        leg.refused = [
+            stream for i, stream in enumerate(streams) if i not in (first_audio, first_video)
+        ]
+        if first_video is None:
+            leg.video_section = None
+            if leg.video is not None:
+                leg.video.retarget(("0.0.0.0", 9), sends=False)  # no longer offered
+            return
+        video = _video_of(offer)
+        section = leg.video_section
+        if leg.video is None or section is None or section.port == 0 or video is None:
+            numbers = streams[first_video][1].split()[1:]
+            formats = [sdp.Format(int(n), "", 0) for n in numbers if n.isdigit()]
+            leg.video_section = sdp.VideoSection(0, formats)
+            return
+        taking = video.port != 0 and video.direction not in ("sendonly", "inactive")
+        leg.video.retarget((video.address, video.port), sends=taking)
+        made = video_plan.from_offer(video)  # its numbering of H.264 may have changed
+        leg.video_section = sdp.VideoSection(
+            section.port if video.port else 0, [made[1]] if made else section.formats,
+            "sendonly" if taking else "inactive",
         )  # fmt: skip
 
     # Video to phones that take it
@@ -687,7 +723,10 @@ def _direct_target(uri: str) -> Target:
     """Where a SIP URI is reached without a proxy: its host and port (RFC 3263's
     DNS lookups of SRV records are not made: a house phone is an address)."""
     parsed = SipUri.parse(uri)
-    return Target((parsed.transport or "UDP").upper(), parsed.host, parsed.port or 5060)
+    if uri.lower().startswith("sips:"):
+        return Target("TLS", parsed.host, parsed.port or 5061)  # §26.2.2: TLS or nothing
+    transport = (parsed.transport or "UDP").upper()
+    return Target(transport, parsed.host, parsed.port or (5061 if transport == "TLS" else 5060))
 
 
 async def _resolved(target: Target) -> Target:

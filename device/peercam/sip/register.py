@@ -5,6 +5,7 @@ growing pause when it fails. Its state is told through a callback, typed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import secrets
@@ -21,6 +22,9 @@ from peercam.sip.transport import Endpoint, Target
 logger = logging.getLogger(__name__)
 
 RETRY_FIRST, RETRY_MOST = 5.0, 300.0  # seconds: a failed registration's pauses
+# Seconds between CRLF pings on a TCP or TLS registrar's connection (RFC 5626 §4.4.1
+# suggests 95-120 s; NAT and PBX idle timers are shorter at home).
+KEEP_ALIVE_SECONDS = 25.0
 # Seconds stop() waits to remove the binding: a daemon stopping does not wait out a
 # registrar that is gone (the binding then lapses at its expiry).
 UNREGISTER_WAIT = 2.0
@@ -69,15 +73,50 @@ class Registration:
         # not remove it, so stop() still asks to remove it while it may stand.
         self._bound_until = 0.0
         self._contact: SipUri | None = None  # the binding's URI, as last sent
+        self._lost = asyncio.Event()  # the connection the binding lives on closed
+        # Set while a binding made over the current connection stands.
+        self.bound = asyncio.Event()
+        self._pinging: asyncio.Task[None] | None = None
+        self._unwatch: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"sip-register-{self.account.user}")
+        registrar = self.account.registrar
+        if registrar.transport != "UDP":
+            # Over TCP or TLS the binding is the connection: when it closes (a PBX that
+            # drops idle ones, a restart), nothing reaches the door until it registers
+            # again, so it does at once; a ping now and then finds a dead one out.
+            self._unwatch = self._endpoint.when_closed(registrar, self._connection_lost)
+            self._pinging = asyncio.create_task(self._ping(), name="sip-keep-alive")
+
+    def _connection_lost(self) -> None:
+        self.bound.clear()
+        if self.state.state == State.REGISTERED:
+            logger.info(
+                "SIP: the connection to %s closed; registering again", self.account.registrar.host
+            )
+            self._lost.set()
+
+    async def _ping(self) -> None:
+        while True:
+            await asyncio.sleep(KEEP_ALIVE_SECONDS)
+            if self.state.state != State.REGISTERED:
+                continue
+            try:
+                await self._endpoint.keep_alive(self.account.registrar)
+            except OSError:
+                self._connection_lost()
 
     async def stop(self) -> None:
         """Stop refreshing and remove the binding (Expires: 0) if it was made."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._pinging):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._pinging = None
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
             self._task = None
         if time.monotonic() < self._bound_until:
             try:
@@ -113,9 +152,14 @@ class Registration:
             pause = RETRY_FIRST
             self.registrations += 1
             self._bound_until = time.monotonic() + granted
+            self.bound.set()
             self._set(RegistrationState(State.REGISTERED, "", granted))
-            # Refreshed well before it lapses, and never in a busy loop (§10.2.4).
-            await asyncio.sleep(max(1.0, min(granted * 0.8, granted - 10.0)))
+            # Refreshed well before it lapses, and never in a busy loop (§10.2.4);
+            # at once if the connection it lives on closed.
+            self._lost.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(1.0, min(granted * 0.8, granted - 10.0))):
+                    await self._lost.wait()
 
     async def _register(self, expires: int) -> int:
         """One REGISTER (challenges answered): the seconds granted. SipError when the

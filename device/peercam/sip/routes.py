@@ -22,7 +22,9 @@ def from_record_route(values: list[str], caller_side: bool) -> list[str]:
 def first_hop(routes: list[str], fallback: Target) -> Target:
     """Where the dialog's requests go: the first proxy of the set, if it names an
     address peercam can send to without a lookup; else `fallback`."""
-    if not routes:
+    if not routes or fallback.transport == "TLS":
+        # Over TLS the dialog stays on the connection peercam opened and checked (the
+        # proxy's, by its configured name): a hop's address has no name to check.
         return fallback
     try:
         uri = SipUri.parse(Address.parse(routes[0]).uri)

@@ -72,6 +72,7 @@ class Endpoint:
         self._readers: set[asyncio.Task[None]] = set()
         self._sends: set[asyncio.Task[None]] = set()  # send_soon's over streams
         self._connecting: dict[Target, asyncio.Future[None]] = {}
+        self._on_closed: dict[Target, list[Callable[[], None]]] = {}
         # By (branch, method): a CANCEL shares its INVITE's branch (§9.1).
         self._waiting: dict[tuple[str, str], Callable[[Response], None]] = {}
 
@@ -131,7 +132,9 @@ class Endpoint:
             self._send_datagram(message, target)
             return
         await self.connect(target)
-        writer = self._streams[target]
+        writer = self._streams.get(target)
+        if writer is None:
+            raise ConnectionResetError(f"the connection to {target.host}:{target.port} closed")
         writer.write(message.to_bytes())
         await writer.drain()
 
@@ -158,6 +161,24 @@ class Endpoint:
     def wait_for(self, branch: str, method: str, on_response: Callable[[Response], None]) -> None:
         self._waiting[branch, method] = on_response
 
+    def when_closed(self, target: Target, callback: Callable[[], None]) -> Callable[[], None]:
+        """`callback` each time the connection to a TCP or TLS `target` closes (the
+        registrar's: its binding points at a port nothing listens on any more); the
+        function returned stops it."""
+        self._on_closed.setdefault(target, []).append(callback)
+        return lambda: self._on_closed.get(target, []).remove(callback)
+
+    async def keep_alive(self, target: Target) -> None:
+        """A CRLF ping on the connection to `target` (RFC 5626 §4.4.1), which also finds
+        out that it has gone. OSError if it has."""
+        if target.transport == "UDP":
+            return
+        writer = self._streams.get(target)
+        if writer is None or writer.is_closing():
+            raise ConnectionResetError(f"no connection to {target.host}:{target.port}")
+        writer.write(b"\r\n\r\n")
+        await writer.drain()
+
     def stop_waiting(self, branch: str, method: str) -> None:
         self._waiting.pop((branch, method), None)
 
@@ -173,12 +194,14 @@ class Endpoint:
             logger.info(
                 "SIP from %s:%d: %s; closing the connection", target.host, target.port, error
             )
-        except ConnectionError as error:
+        except OSError as error:  # a reset, a TLS failure
             logger.info("SIP connection to %s:%d: %s", target.host, target.port, error)
         finally:
             # Only this reader's connection: a newer one to the same target stays.
             if self._streams.get(target) is writer:
                 del self._streams[target]
+                for on_closed in list(self._on_closed.get(target, [])):
+                    on_closed()
             writer.close()
 
     def received(self, data: bytes, source: Target, stream: bool) -> None:

@@ -23,13 +23,17 @@ def offer_format() -> Format:
     return Format(PAYLOAD_TYPE, "H264", 90_000, fmtp=FMTP)
 
 
+def _params(format_: Format) -> dict[str, str]:
+    return dict(
+        item.strip().partition("=")[::2] for item in format_.fmtp.split(";") if item.strip()
+    )
+
+
 def _takes(format_: Format) -> bool:
     """An H.264 format peercam's packets fit: mode 1 (FU-A), baseline profiles."""
     if format_.name != "H264" or format_.clock_rate != 90_000:
         return False
-    params = dict(
-        item.strip().partition("=")[::2] for item in format_.fmtp.split(";") if item.strip()
-    )
+    params = _params(format_)
     profile = params.get("profile-level-id", "42001f").lower()
     # 42: baseline (peercam's constrained baseline is decodable by it); e0/c0/80/40
     # constraint flags do not matter to a baseline decoder.
@@ -38,21 +42,37 @@ def _takes(format_: Format) -> bool:
 
 def from_answer(video: AudioDescription | None) -> VideoPlan | None:
     """The video the phone took in its answer to peercam's offer, if it took any."""
-    if video is None or video.port == 0 or video.direction in ("sendonly", "inactive"):
+    if not _usable(video):
         return None
+    assert video is not None
     chosen = next((f for f in video.formats if _takes(f)), None)
     if chosen is None:
         return None
     return VideoPlan(chosen.payload_type, (video.address, video.port))
 
 
+def _usable(video: AudioDescription | None) -> bool:
+    """A video stream peercam can send on: open, taking pictures, plain RTP (SRTP it
+    does not speak to phones: refused rather than sent in the clear)."""
+    return (
+        video is not None and video.port != 0
+        and video.direction not in ("sendonly", "inactive") and "SAVP" not in video.profile
+    )  # fmt: skip
+
+
 def from_offer(video: AudioDescription | None) -> tuple[VideoPlan, Format] | None:
     """The video for a phone's offer, and the format peercam answers with (the
     offer's payload type); None when there is none peercam's packets fit."""
-    if video is None or video.port == 0 or video.direction in ("sendonly", "inactive"):
+    if not _usable(video):
         return None
+    assert video is not None
     chosen = next((f for f in video.formats if _takes(f)), None)
     if chosen is None:
         return None
-    answer = Format(chosen.payload_type, "H264", 90_000, fmtp=FMTP)
+    # RFC 6184 §8.2.2: the answer keeps the offer's profile (and level: the phone's
+    # decoder's); peercam's constrained baseline is within any baseline offered.
+    profile = _params(chosen).get("profile-level-id", "42e01f")
+    answer = Format(
+        chosen.payload_type, "H264", 90_000, fmtp=f"profile-level-id={profile};packetization-mode=1"
+    )
     return VideoPlan(chosen.payload_type, (video.address, video.port)), answer
