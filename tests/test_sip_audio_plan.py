@@ -123,3 +123,14 @@ def test_a_phones_video_offer_is_answered_in_its_profile_and_srtp_refused() -> N
     assert answer.fmtp == "profile-level-id=42801e;packetization-mode=1"  # RFC 6184 §8.2.2
     encrypted = offer.replace(b"m=video 5000 RTP/AVP", b"m=video 5000 RTP/SAVP")
     assert video_plan.from_offer(sdp.parse_video(encrypted)) is None
+
+
+def test_an_answer_lists_its_streams_in_the_offers_order() -> None:
+    body = sdp.describe(
+        "10.0.0.2", 20000, [sdp.Format(0, "PCMU", 8000)], 1, 1,
+        video=sdp.VideoSection(0, [sdp.Format(97, "", 0)]),
+        refused=[("application", "UDP/BFCP *")], order=["video", "application", "audio"],
+    ).decode()  # fmt: skip
+    assert [line for line in body.split("\r\n") if line.startswith("m=")] == [
+        "m=video 0 RTP/AVP 97", "m=application 0 UDP/BFCP *", "m=audio 20000 RTP/AVP 0",
+    ]  # fmt: skip

@@ -255,6 +255,15 @@ async def test_a_call_to_the_door_cancelled_before_it_is_taken_is_answered_487()
         await phone.until(lambda: len(phone.responses) == 3)
         statuses = {(r.headers.require("CSeq"), r.status) for r in phone.responses}
         assert statuses == {("1 INVITE", 100), ("1 CANCEL", 200), ("1 INVITE", 487)}
+        # Not ACKed: the 487 comes again (Timer G), until the ACK.
+        await phone.until(lambda: [r.status for r in phone.responses].count(487) >= 2)
+        ack = phone_request("ACK", port, "z9hG4bKinv1", 1, to_tag="x")
+        ack.headers.set("To", phone.responses[-1].headers.require("To"))
+        phone.send(ack)
+        await asyncio.sleep(4 * T1 * 2)
+        resent = [r.status for r in phone.responses].count(487)
+        await asyncio.sleep(8 * T1)
+        assert [r.status for r in phone.responses].count(487) == resent  # the ACK stopped it
         assert events[-1].state == CallState.ENDED
         assert not calls[0].accept(SDP)  # the owner, late, takes nothing
 

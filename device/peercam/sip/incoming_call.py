@@ -42,6 +42,7 @@ class IncomingCall:
         self._sdp = b""
         self._final: Response | None = None
         self._acked = asyncio.Event()
+        self._sending_bye = False  # its task may be sending the BYE: let it finish
         self._task: asyncio.Task[None] | None = None
         self.state = CallState.CALLING
         # §17.2.1: a 100 at once, so the phone stops resending while the owner decides
@@ -58,7 +59,7 @@ class IncomingCall:
     def refuse(self, status: int, reason: str) -> None:
         """Say no (403 not allowed, 486 busy, 488 no common codec)."""
         self._final = response_to(self._invite, status, reason, to_tag=self._tag)
-        self._endpoint.send_soon(self._final, reply_target(self._invite, self._source))
+        self._task = asyncio.create_task(self._until_acked(self._final), name="sip-refuse")
         self._emit(CallEvent(CallState.ENDED, f"{status} {reason}"))
 
     def accept(self, local_sdp: bytes) -> bool:
@@ -83,9 +84,11 @@ class IncomingCall:
         host, port = self._endpoint.local_address(self._source)
         return f"<sip:peercam@{host}:{port};transport={self._source.transport.lower()}>"
 
-    async def _until_acked(self, ok: Response) -> None:
-        """§13.3.1.4: the 200 again at T1, 2T1, ... up to T2, until the ACK; none
-        within 64 T1 ends the call."""
+    async def _until_acked(self, final: Response) -> None:
+        """The final response again at T1, 2T1, ... up to T2, until the ACK (§13.3.1.4
+        for a 200, Timer G for a refusal, §17.2.1). A 200 never ACKed within 64 T1
+        ends the call; a refusal is then simply done."""
+        ok = final
         target = reply_target(self._invite, self._source)
         await self._endpoint.send(ok, target)
         interval = self._t1
@@ -99,10 +102,12 @@ class IncomingCall:
                             await self._endpoint.send(ok, target)
                         interval = min(2 * interval, T2)
         except TimeoutError:
-            logger.info("SIP: %s never confirmed the answer; ending the call", self.caller.uri)
-            await self.hang_up()
+            if ok.status == 200:
+                logger.info("SIP: %s never confirmed the answer; ending the call", self.caller.uri)
+                await self.hang_up()
             return
-        self._emit(CallEvent(CallState.ANSWERED, "", self._invite.body))
+        if ok.status == 200:
+            self._emit(CallEvent(CallState.ANSWERED, "", self._invite.body))
 
     def _take_offer(self, body: bytes) -> bytes | None:
         """The owner's answer to a new offer in the call, kept as the call's SDP: a
@@ -128,7 +133,9 @@ class IncomingCall:
                 # Not answered yet (the owner was still taking the floor): §9.2, the
                 # INVITE is answered 487 and the call ends.
                 self._final = response_to(self._invite, 487, "Request Terminated", self._tag)
-                self._endpoint.send_soon(self._final, reply_target(self._invite, self._source))
+                self._task = asyncio.create_task(
+                    self._until_acked(self._final), name="sip-terminated"
+                )
                 self._emit(CallEvent(CallState.ENDED, "cancelled by the phone"))
         elif message.method == "ACK":
             self._acked.set()
@@ -161,6 +168,7 @@ class IncomingCall:
         if self.state == CallState.ENDED or self._final is None or self._final.status != 200:
             return
         self._emit(CallEvent(CallState.ENDED, "hung up"))
+        self._sending_bye = True
         try:
             bye, target = self._bye()
             await request(self._endpoint, bye, target, self._t1, new_branch())
@@ -190,4 +198,4 @@ class IncomingCall:
     async def close(self) -> None:
         # Ended with its task still running: it is sending the BYE of an answer never
         # ACKed.
-        await end_task(self._task, self.state == CallState.ENDED, self._t1)
+        await end_task(self._task, self._sending_bye, self._t1)

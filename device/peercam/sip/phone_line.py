@@ -90,6 +90,7 @@ class Leg:
     # the offer's other streams it refused: answers to later offers keep them all.
     video_section: sdp.VideoSection | None = None
     refused: list[tuple[str, str]] = field(default_factory=list)
+    order: list[str] | None = None  # the kinds of the phone's offer, in its order
     keys: str = ""
     last_key: float = 0.0
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -383,12 +384,13 @@ class PhoneLine:
         await leg.media.close()
         if leg.video is not None:
             await leg.video.close()
-        await leg.call.close()
-        if leg in self._legs:
-            self._legs.remove(leg)
         if leg is self._active:
             self._active = None
         await self._release(leg)
+        # Last: a call's close may wait for its BYE's transaction to end.
+        await leg.call.close()
+        if leg in self._legs:
+            self._legs.remove(leg)
 
     async def _release(self, leg: Leg) -> None:
         """Give back what `leg` took: the doorbell's call, or the floor it talked with."""
@@ -436,7 +438,7 @@ class PhoneLine:
         direction = _answering_direction(body)
         return sdp.describe(
             local.host, local.port, formats, local.session, local.version, direction,
-            video=leg.video_section, refused=leg.refused,
+            video=leg.video_section, refused=leg.refused, order=leg.order,
         )  # fmt: skip
 
     def _follow_video(self, leg: Leg, offer: bytes) -> None:
@@ -444,7 +446,7 @@ class PhoneLine:
         camera follows the phone's video to its new address, stops while it is held,
         and stays refused where it was (or was never offered)."""
         streams = sdp.count_streams(offer)
-        kinds = [kind for kind, _ in streams]
+        kinds = leg.order = [kind for kind, _ in streams]
         first_video = kinds.index("video") if "video" in kinds else None
         first_audio = kinds.index("audio") if "audio" in kinds else None
         leg.refused = [
@@ -490,6 +492,7 @@ class PhoneLine:
         """For a phone's offer: the video peercam takes (sip.video on, H.264 that fits)
         and the streams it refuses, noted on `leg` for its SDP."""
         streams = sdp.count_streams(offer)
+        leg.order = [kind for kind, _ in streams]
         first_video = next((i for i, (kind, _) in enumerate(streams) if kind == "video"), None)
         first_audio = next((i for i, (kind, _) in enumerate(streams) if kind == "audio"), None)
         leg.refused = [
@@ -616,7 +619,7 @@ class PhoneLine:
         taken = await self._video_answer(leg, invite.body, host)
         body = sdp.describe(
             host, port, formats, leg.local.session, 1, direction,
-            video=leg.video_section, refused=leg.refused,
+            video=leg.video_section, refused=leg.refused, order=leg.order,
         )  # fmt: skip
         if not call.accept(body):
             # The phone cancelled while the floor was being taken: give it back.

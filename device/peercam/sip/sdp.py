@@ -188,10 +188,12 @@ class VideoSection:
 def describe(
     address: str, port: int, formats: list[Format], session_id: int, version: int,
     direction: str = "sendrecv", ptime: int = 20, video: VideoSection | None = None,
-    refused: list[tuple[str, str]] | None = None,
+    refused: list[tuple[str, str]] | None = None, order: list[str] | None = None,
 ) -> bytes:  # fmt: skip
     """peercam's SDP (an offer, or an answer with the formats `choose` gave), with a
-    video stream after the audio when `video` is given."""
+    video stream when `video` is given. An answer lists its streams in the offer's
+    `order` of kinds (RFC 3264 §6 pairs them by position): the first audio and the
+    first video are peercam's, every other is the next of `refused`, port 0."""
     family = "IP6" if ":" in address else "IP4"
     lines = [
         "v=0",
@@ -199,26 +201,34 @@ def describe(
         "s=peercam",
         f"c=IN {family} {address}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {' '.join(str(f.payload_type) for f in formats)}",
     ]
+    audio = [f"m=audio {port} RTP/AVP {' '.join(str(f.payload_type) for f in formats)}"]
     for f in formats:
         channels = f"/{f.channels}" if f.channels != 1 else ""
-        lines.append(f"a=rtpmap:{f.payload_type} {_sdp_name(f.name)}/{f.clock_rate}{channels}")
+        audio.append(f"a=rtpmap:{f.payload_type} {_sdp_name(f.name)}/{f.clock_rate}{channels}")
         if f.fmtp:
-            lines.append(f"a=fmtp:{f.payload_type} {f.fmtp}")
-    lines += [f"a=ptime:{ptime}", f"a={direction}"]
-    if video is not None:
-        numbers = " ".join(str(f.payload_type) for f in video.formats)
-        lines.append(f"m=video {video.port} RTP/AVP {numbers}")
-        if video.port:
-            for f in video.formats:
-                lines.append(f"a=rtpmap:{f.payload_type} {f.name}/{f.clock_rate}")
-                if f.fmtp:
-                    lines.append(f"a=fmtp:{f.payload_type} {f.fmtp}")
-            lines.append(f"a={video.direction}")
-    # An answer refuses, with port 0, the offer's other streams (RFC 3264 §6).
-    lines += [f"m={kind} 0 {rest}" for kind, rest in refused or []]
+            audio.append(f"a=fmtp:{f.payload_type} {f.fmtp}")
+    audio += [f"a=ptime:{ptime}", f"a={direction}"]
+    blocks = {"audio": audio, "video": _video_lines(video) if video is not None else []}
+    others = iter([f"m={kind} 0 {rest}"] for kind, rest in refused or [])
+    if order is None:
+        order = ["audio", "video"] + ["refused"] * len(refused or [])
+    for kind in order:
+        block = blocks.pop(kind, None) if kind in ("audio", "video") else None
+        lines += block if block else next(others, [])
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def _video_lines(video: VideoSection) -> list[str]:
+    numbers = " ".join(str(f.payload_type) for f in video.formats)
+    lines = [f"m=video {video.port} RTP/AVP {numbers}"]
+    if video.port:
+        for f in video.formats:
+            lines.append(f"a=rtpmap:{f.payload_type} {f.name}/{f.clock_rate}")
+            if f.fmtp:
+                lines.append(f"a=fmtp:{f.payload_type} {f.fmtp}")
+        lines.append(f"a={video.direction}")
+    return lines
 
 
 def _sdp_name(name: str) -> str:
