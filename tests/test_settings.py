@@ -275,7 +275,10 @@ async def test_secrets_never_reach_the_page_and_are_kept_unless_changed(
 ) -> None:
     turn = '[[webrtc.ice_servers]]\nurls = ["turn:127.0.0.1:3478"]\nusername = "cam"\n'
     mqtt = '[mqtt]\nhost = "127.0.0.1"\nusername = "cam"\npassword = "mqtt-do-not-leak"\n'
-    daemon = start_daemon(CAMERA_320 + mqtt + turn + 'credential = "turn-password-do-not-leak"\n')
+    sip = '[sip]\nregistrar = "127.0.0.1"\nuser = "door"\npassword = "sip-do-not-leak"\n'
+    daemon = start_daemon(
+        CAMERA_320 + mqtt + sip + turn + 'credential = "turn-password-do-not-leak"\n'
+    )
     settings = await get(daemon.access)
     assert "do-not-leak" not in json.dumps(settings)
     server = settings["written"]["webrtc"]["ice_servers"][0]
@@ -292,6 +295,9 @@ async def test_secrets_never_reach_the_page_and_are_kept_unless_changed(
     assert status == 400 and "webrtc.ice_servers" in answer["errors"], answer
     status, answer = await put(daemon.access, {"mqtt.host": "elsewhere.example"})
     assert status == 400 and "give mqtt.password again" in answer["errors"]["mqtt.host"]
+    # The PBX's password is not sent on to another PBX either.
+    status, answer = await put(daemon.access, {"sip.registrar": "elsewhere.example"})
+    assert status == 400 and "give sip.password again" in answer["errors"]["sip.registrar"]
     status, answer = await put(
         daemon.access, {"mqtt.host": "elsewhere.example", "mqtt.password": "a-new-one"}
     )

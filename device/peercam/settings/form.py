@@ -28,7 +28,9 @@ ORDER = (
 SECRET_KEYS = frozenset({"password", "credential", "secret", "token", "page_password"})
 # Where a secret is sent: a secret kept as UNCHANGED may not go to a new one (the page
 # would be a way to send it to a server of its choosing).
-ENDPOINT_KEYS = frozenset({"url", "urls", "host", "port", "broker", "phone_broker"})
+ENDPOINT_KEYS = frozenset(
+    {"url", "urls", "host", "port", "broker", "phone_broker", "registrar", "tls_ca_file"}
+)
 UNCHANGED = "(unchanged)"
 
 _FIELD = re.compile(r"^\s+([a-z_][a-z0-9_]*)\s*:")
