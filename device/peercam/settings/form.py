@@ -22,7 +22,7 @@ from peercam.settings.impact import SAYS, impact_of
 # The page's order; sections not named here follow, as the model lists them.
 ORDER = (
     "camera", "video", "audio", "recording", "motion", "doorbell", "gpio", "talkback",
-    "ringback", "webrtc", "viewers", "webpush", "mqtt", "rtsp", "onvif", "republish",
+    "ringback", "sip", "webrtc", "viewers", "webpush", "mqtt", "rtsp", "onvif", "republish",
     "frame_counter", "remote", "auth", "server",
 )  # fmt: skip
 SECRET_KEYS = frozenset({"password", "credential", "secret", "token", "page_password"})
