@@ -134,3 +134,10 @@ def test_an_answer_lists_its_streams_in_the_offers_order() -> None:
     assert [line for line in body.split("\r\n") if line.startswith("m=")] == [
         "m=video 0 RTP/AVP 97", "m=application 0 UDP/BFCP *", "m=audio 20000 RTP/AVP 0",
     ]  # fmt: skip
+
+
+def test_peercams_video_offer_names_the_level_of_the_stream_it_sends() -> None:
+    assert video_plan.offer_format(640, 360, 30).fmtp == (
+        "profile-level-id=42e01f;packetization-mode=1"
+    )  # level 3.1: what libx264 is set to at least
+    assert video_plan.offer_format(1920, 1080, 30).fmtp.startswith("profile-level-id=42e028")

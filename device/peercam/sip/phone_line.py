@@ -116,9 +116,12 @@ class LineMetrics:
 class PhoneLine:
     def __init__(
         self, config: SipConfig, pipeline: MediaPipeline, doorbell: Doorbell,
-        metrics: LineMetrics,
+        metrics: LineMetrics, video_sizes: dict[Layer, tuple[int, int, int]] | None = None,
     ) -> None:  # fmt: skip
+        """`video_sizes`: each H.264 layer's width, height and rate (for the level a
+        video offer names)."""
         self._config = config
+        self._video_sizes = video_sizes or {}
         self._metrics = metrics
         self._pipeline = pipeline
         self._doorbell = doorbell
@@ -486,7 +489,8 @@ class PhoneLine:
         except OSError as error:
             logger.warning("SIP: no video for %s: %s", label, error)
             return None, None
-        return video, sdp.VideoSection(port, [video_plan.offer_format()])
+        width, height, fps = self._video_sizes.get(self._video_layer, (1280, 720, 30))
+        return video, sdp.VideoSection(port, [video_plan.offer_format(width, height, fps)])
 
     async def _video_answer(self, leg: Leg, offer: bytes, host: str) -> video_plan.VideoPlan | None:
         """For a phone's offer: the video peercam takes (sip.video on, H.264 that fits)
@@ -748,4 +752,9 @@ def build(context: OutputContext) -> list[Output]:
     if not config.enabled or context.doorbell is None:
         return []
     metrics = LineMetrics.made_in(context.metrics.registry)
-    return [PhoneLine(config, context.pipeline, context.doorbell, metrics)]
+    camera = context.config.camera
+    sizes: dict[Layer, tuple[int, int, int]] = {MAIN: (*camera.dimensions, camera.fps)}
+    for layer, stream in ((SUB, context.config.small_stream), (LOW, context.config.low_layer)):
+        if stream is not None:
+            sizes[layer] = (stream.width, stream.height, stream.fps)
+    return [PhoneLine(config, context.pipeline, context.doorbell, metrics, sizes)]

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peercam.encode.video import VideoSettings, h264_level
 from peercam.sip.sdp import AudioDescription, Format
 
 PAYLOAD_TYPE = 96
-# Constrained baseline, level 3.1 (720p30): what libx264 and the Pi's encoder send here.
-FMTP = "profile-level-id=42e01f;packetization-mode=1"
+CONSTRAINED_BASELINE = "42e0"  # profile_idc and constraint flags of what peercam sends
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,12 @@ class VideoPlan:
     remote: tuple[str, int]
 
 
-def offer_format() -> Format:
-    return Format(PAYLOAD_TYPE, "H264", 90_000, fmtp=FMTP)
+def offer_format(width: int, height: int, fps: int) -> Format:
+    """peercam's H.264 in an offer: constrained baseline at the level of the stream it
+    will send (encode/video.py picks the same for libx264: the lowest that covers it)."""
+    level = int(h264_level(VideoSettings(width, height, fps, 0, 0.0)))
+    fmtp = f"profile-level-id={CONSTRAINED_BASELINE}{level:02x};packetization-mode=1"
+    return Format(PAYLOAD_TYPE, "H264", 90_000, fmtp=fmtp)
 
 
 def _params(format_: Format) -> dict[str, str]:
