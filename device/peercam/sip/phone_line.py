@@ -235,6 +235,7 @@ class PhoneLine:
         if isinstance(event, Ring) and event.call == DoorbellState.RINGING.value:
             if self._ringing is None and self._active is None and self._config.call:
                 self._ringing = asyncio.create_task(self._ring(), name="sip-ring")
+                self._ringing.add_done_callback(self._done)  # a fault is logged
         elif isinstance(event, Answered | Declined | Missed):
             if not self._holds_call():
                 await self._stop_ringing()
