@@ -24,10 +24,10 @@ def _ephemeral_start() -> int:
         return 32_768
 
 
-def _free(port: int) -> bool:
+def _free(port: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> bool:
     for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
         try:
-            probe = socket.socket(family, socket.SOCK_STREAM)
+            probe = socket.socket(family, kind)
         except OSError:  # no IPv6 on this host: nothing can hold the port there
             continue
         with probe:
@@ -41,6 +41,12 @@ def _free(port: int) -> bool:
 
 
 def unused_tcp_port() -> int:
+    return unused_port()
+
+
+def unused_port(udp: bool = False, next_tcp: int = 0) -> int:
+    """A free TCP port (and UDP too, with `udp`; and the `next_tcp` TCP ports after it:
+    baresip listens for TLS on its SIP port + 1)."""
     ceiling = _ephemeral_start()
     if ceiling <= LOWEST + 1000:  # a range that starts low: the ports above it
         low, ceiling = 61_000, 65_536
@@ -48,7 +54,10 @@ def unused_tcp_port() -> int:
         low = LOWEST
     chooser = random.SystemRandom()
     for _ in range(200):
-        port = chooser.randrange(low, ceiling)
-        if _free(port):
+        port = chooser.randrange(low, ceiling - next_tcp)
+        if (
+            all(_free(port + n) for n in range(next_tcp + 1))
+            and (not udp or _free(port, socket.SOCK_DGRAM))
+        ):  # fmt: skip
             return port
-    raise RuntimeError(f"no free TCP port in {LOWEST}-{ceiling - 1}")
+    raise RuntimeError(f"no free port in {low}-{ceiling - 1}")

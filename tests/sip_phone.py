@@ -39,7 +39,8 @@ class Baresip:
         self.directory = directory
         self.recordings = directory / "recordings"
         self.recordings.mkdir(parents=True, exist_ok=True)
-        self.sip_port, self.control_port = free_port(), free_port()
+        # baresip listens on its SIP port for UDP and TCP, and on the next for TLS.
+        self.sip_port, self.control_port = free_port(next_tcp=1), free_port()
         answering = ";answermode=auto" if answer else ""
         (directory / "accounts").write_text(
             f"<sip:{PHONE}@{DOMAIN}>;auth_pass={PASSWORD};"

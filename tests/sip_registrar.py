@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from peercam.tls.certificate import make_self_signed
+from tests.free_ports import unused_port
 
 USER, PASSWORD, DOMAIN = "door", "door-secret", "peercam.test"
 PHONE = "hall"  # the house phone's account (tests/sip_phone.py), same password
@@ -112,19 +113,10 @@ def why_unavailable() -> str | None:
     return None
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on loopback."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for UDP and TCP")
+def free_port(next_tcp: int = 0) -> int:
+    """A port free for both UDP and TCP (and the `next_tcp` TCP ports after it), below
+    the kernel's ephemeral range (tests/free_ports.py says why)."""
+    return unused_port(udp=True, next_tcp=next_tcp)
 
 
 def why_no_tls() -> str | None:
