@@ -50,6 +50,8 @@ STILL_VIDEO = """
   const context = canvas.getContext('2d');
   const image = context.createImageData(width, height);
   bytes.forEach((value, i) => image.data.set([value, value, value, 255], 4 * i));
+  // Painted before the stream starts, so that no frame of it can be the blank canvas.
+  context.putImageData(image, 0, 0);
   setInterval(() => context.putImageData(image, 0, 0), 33);
   const video = document.createElement('video');
   video.id = 'video'; video.muted = true; video.autoplay = true;
