@@ -62,10 +62,9 @@ class OutgoingCall:
         self.uri = uri
         self._proxy = proxy
         self._from = caller.with_param("tag", secrets.token_hex(6))
-        self._sdp = local_sdp
+        self._local = in_dialog.LocalSession(local_sdp, on_offer)
         self._on_event = on_event
         self._on_key = on_key  # a key pressed, told by SIP INFO
-        self._on_offer = on_offer  # a new offer in the call
         self._credentials = credentials
         # The header answering the one challenge answered (none is answered twice).
         self._authorization: tuple[str, str] | None = None
@@ -147,7 +146,7 @@ class OutgoingCall:
             invite.headers.add(name, value)
         if self._authorization is not None:
             invite.headers.add(*self._authorization)
-        invite.body = self._sdp
+        invite.body = self._local.sdp
         self._invite = invite
         return invite
 
@@ -343,17 +342,6 @@ class OutgoingCall:
         else:
             await self.cancel()
 
-    def _take_offer(self, body: bytes) -> bytes | None:
-        """The owner's answer to a new offer in the call, kept as the call's SDP: a
-        later offerless re-INVITE is offered what was last agreed (RFC 3264 §8).
-        Without an owner to ask, the session goes on as it was."""
-        if self._on_offer is None:
-            return self._sdp
-        answer = self._on_offer(body)
-        if answer is not None:
-            self._sdp = answer
-        return answer
-
     def handle_request(self, message: Request, source: Target) -> bool:
         """A request in this call's dialog (same Call-ID): True if it was this call's."""
         if message.headers.get("Call-ID") != self.call_id:
@@ -369,10 +357,10 @@ class OutgoingCall:
         return in_dialog.answer(
             message,
             self.state == CallState.ANSWERED,
-            self._sdp,
+            self._local.sdp,
             self._contact(),
             self._on_key,
-            self._take_offer,
+            self._local.take_offer,
         )
 
     @property

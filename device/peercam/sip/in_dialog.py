@@ -18,6 +18,24 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 OfferHandler = Callable[[bytes], bytes | None]
 
 
+class LocalSession:
+    """peercam's side of a call's offer/answer: the SDP last agreed, and whom to ask
+    about a new offer. A later offerless re-INVITE is offered what was last agreed
+    (RFC 3264 §8); without an owner to ask, the session goes on as it was."""
+
+    def __init__(self, sdp: bytes, on_offer: OfferHandler | None) -> None:
+        self.sdp = sdp
+        self._on_offer = on_offer
+
+    def take_offer(self, body: bytes) -> bytes | None:
+        if self._on_offer is None:
+            return self.sdp
+        answered = self._on_offer(body)
+        if answered is not None:
+            self.sdp = answered
+        return answered
+
+
 def answer(
     message: Request, established: bool, local_sdp: bytes, contact: str,
     on_key: Callable[[str], None] | None, on_offer: OfferHandler | None = None,

@@ -32,14 +32,13 @@ class IncomingCall:
         self._source = source  # the phone, or the PBX relaying it: in-dialog requests go back
         self._on_event = on_event
         self._on_key = on_key
-        self._on_offer = on_offer
         self._t1 = t1
         self.call_id = invite.headers.require("Call-ID")
         self._branch = Via.parse(invite.headers.require("Via")).branch
         self._tag = secrets.token_hex(6)
         self.caller = Address.parse(invite.headers.require("From"))
         self._cseq = 0
-        self._sdp = b""
+        self._local = in_dialog.LocalSession(b"", on_offer)
         self._final: Response | None = None
         self._acked = asyncio.Event()
         self._sending_bye = False  # its task may be sending the BYE: let it finish
@@ -67,7 +66,7 @@ class IncomingCall:
         phone cancelled meanwhile (nothing is sent)."""
         if self.state == CallState.ENDED:
             return False
-        self._sdp = local_sdp
+        self._local.sdp = local_sdp
         ok = response_to(self._invite, 200, "OK", to_tag=self._tag)
         # §12.1.1: the proxies that record-routed see the answer with their entries.
         for value in self._invite.headers.get_all("Record-Route"):
@@ -109,17 +108,6 @@ class IncomingCall:
         if ok.status == 200:
             self._emit(CallEvent(CallState.ANSWERED, "", self._invite.body))
 
-    def _take_offer(self, body: bytes) -> bytes | None:
-        """The owner's answer to a new offer in the call, kept as the call's SDP: a
-        later offerless re-INVITE is offered what was last agreed (RFC 3264 §8).
-        Without an owner to ask, the session goes on as it was."""
-        if self._on_offer is None:
-            return self._sdp
-        answer = self._on_offer(body)
-        if answer is not None:
-            self._sdp = answer
-        return answer
-
     def handle_request(self, message: Request, source: Target) -> bool:
         """A request of this call (same Call-ID): True if it was this call's."""
         if message.headers.get("Call-ID") != self.call_id:
@@ -146,10 +134,10 @@ class IncomingCall:
             answer = in_dialog.answer(
                 message,
                 self.state == CallState.ANSWERED,
-                self._sdp,
+                self._local.sdp,
                 self._contact(),
                 self._on_key,
-                self._take_offer,
+                self._local.take_offer,
             )
         if answer is not None:
             self._endpoint.send_soon(answer, reply_target(message, source))

@@ -46,32 +46,28 @@ def _takes(format_: Format) -> bool:
 
 def from_answer(video: AudioDescription | None) -> VideoPlan | None:
     """The video the phone took in its answer to peercam's offer, if it took any."""
-    if not _usable(video):
-        return None
-    assert video is not None
-    chosen = next((f for f in video.formats if _takes(f)), None)
-    if chosen is None:
+    chosen = _chosen(video)
+    if video is None or chosen is None:
         return None
     return VideoPlan(chosen.payload_type, (video.address, video.port))
 
 
-def _usable(video: AudioDescription | None) -> bool:
-    """A video stream peercam can send on: open, taking pictures, plain RTP (SRTP it
-    does not speak to phones: refused rather than sent in the clear)."""
-    return (
-        video is not None and video.port != 0
-        and video.direction not in ("sendonly", "inactive") and "SAVP" not in video.profile
-    )  # fmt: skip
+def _chosen(video: AudioDescription | None) -> Format | None:
+    """The first H.264 format peercam can send on a video stream that is open, takes
+    pictures and is plain RTP (SRTP it does not speak to phones: refused rather than
+    sent in the clear)."""
+    if video is None or video.port == 0 or "SAVP" in video.profile:
+        return None
+    if video.direction in ("sendonly", "inactive"):
+        return None
+    return next((f for f in video.formats if _takes(f)), None)
 
 
 def from_offer(video: AudioDescription | None) -> tuple[VideoPlan, Format] | None:
     """The video for a phone's offer, and the format peercam answers with (the
     offer's payload type); None when there is none peercam's packets fit."""
-    if not _usable(video):
-        return None
-    assert video is not None
-    chosen = next((f for f in video.formats if _takes(f)), None)
-    if chosen is None:
+    chosen = _chosen(video)
+    if video is None or chosen is None:
         return None
     # RFC 6184 §8.2.2: the answer keeps the offer's profile (and level: the phone's
     # decoder's); peercam's constrained baseline is within any baseline offered.
