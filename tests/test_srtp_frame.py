@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 
 import pytest
-from aiortc import rtp
+from aiortc import RTCRtpHeaderExtensionParameters, RTCRtpParameters, rtp
 from pylibsrtp import Policy, Session
 
 from peercam.rtc.rtp_header import HeaderTemplate
 from peercam.rtc.srtp_frame import FrameProtector
 
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 PROFILES = [
     Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
@@ -45,6 +46,43 @@ def test_frames_protected_in_place_are_what_pylibsrtp_makes(profile: int) -> Non
             sequence = (sequence + 1) & 0xFFFF
         expected = [theirs.protect(bytes(h) + p) for h, p in zip(headers, payloads, strict=True)]
         assert [bytes(v) for v in protector.protect(headers, payloads)] == expected
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_frame_numbered_and_marked_in_place_is_what_pylibsrtp_makes(profile: int) -> None:
+    """The per-frame path: one header per frame, each packet's number and the last
+    one's marker written into the buffer, is the same bytes as a header filled per
+    packet (the one a NACK's answer is made from), protected by pylibsrtp."""
+    key = os.urandom(KEY_LENGTHS[profile])
+    theirs, ours = _session(profile, key), _session(profile, key)
+    protector = FrameProtector(ours)
+    extensions = rtp.HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(id=3, uri=ABS_SEND_TIME),
+            ]
+        )
+    )
+    template = HeaderTemplate.build(extensions, 102, 0x1234ABCD, "0")
+    assert template.abs_send_time_at is not None
+    sequence = 65533
+    sizes_by_frame = [[1200] * 5 + [700], [90], [1200] * 70 + [40], [1100, 1100]]
+    for frame, sizes in enumerate(sizes_by_frame):
+        payloads = [os.urandom(size) for size in sizes]
+        timestamp, sent_at = 0xFFFF0000 + 3000 * frame, 0xABCDEF - frame
+        expected = []
+        for index, payload in enumerate(payloads):
+            number = (sequence + index) & 0xFFFF
+            header = template.fill(number, timestamp, index == len(sizes) - 1, sent_at)
+            expected.append(theirs.protect(bytes(header) + payload))
+        header = template.frame_header(timestamp, sent_at)
+        protected, size = protector.protect_frame(header, sequence, payloads, sum(sizes))
+        assert [bytes(v) for v in protected] == expected
+        assert size == sum(map(len, expected))
+        assert header == template.frame_header(timestamp, sent_at)  # left as it was
+        sequence = (sequence + len(sizes)) & 0xFFFF
 
 
 def test_it_reaches_only_what_this_pylibsrtp_has() -> None:

@@ -86,6 +86,12 @@ class EncodedFrame:
     rtp_timestamp: int
     payloads: tuple[bytes, ...]
     sequence: int = field(default=0)  # per-codec frame counter, for tests and metrics
+    # The payloads' bytes together: counted once here, in the encoder's thread, rather
+    # than once per viewer on the event loop.
+    payload_bytes: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "payload_bytes", sum(map(len, self.payloads)))
 
 
 def rtp_timestamp(captured_at: float, clock_rate: int) -> int:

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from aiortc import RTCRtpCodecParameters, RTCRtpSender, clock, rtp
+from aiortc import RTCRtpCodecParameters, RTCRtpSender, rtp
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpsender import random_sequence_number
@@ -41,7 +41,7 @@ from aiortc.utils import random32, uint16_add, uint32_add
 
 from peercam.media import EncodedFrame
 from peercam.rtc.pair_socket import PairSocket
-from peercam.rtc.rtp_header import HeaderTemplate, abs_send_time
+from peercam.rtc.rtp_header import HeaderTemplate, abs_send_time, ntp_now
 from peercam.rtc.shared_track import SharedFrameTrack
 from peercam.rtc.srtp_frame import FrameProtector
 
@@ -82,6 +82,7 @@ _NTP, _RTP, _OCTETS, _PACKETS = (
     _SENDER + n for n in ("ntp_timestamp", "rtp_timestamp", "octet_count", "packet_count")
 )
 _TX_BYTES, _TX_PACKETS = _DTLS + "tx_bytes", _DTLS + "tx_packets"
+_CONNECTED = State.CONNECTED
 
 
 class _SentFrame(NamedTuple):  # one per viewer per frame: a tuple is the cheapest
@@ -174,21 +175,21 @@ class FrameSender:
                     continue
                 dtls: RTCDtlsTransport = sender.transport
                 socket = self._open_socket(dtls)
-                ntp = clock.current_ntp_time()
+                ntp = ntp_now()
                 numbered = self._number(frame, ntp)
-                headers = self._headers(numbered)
                 if socket.direct:
-                    self._send(dtls, socket, headers, frame.payloads)
+                    self._send_frame(dtls, socket, numbered, frame.payload_bytes)
                 else:
                     # A relay: aiortc's own path, one packet at a time (it protects and
                     # counts).
                     self._relaying = True
                     try:
+                        headers = self._headers(numbered)
                         for header, payload in zip(headers, frame.payloads, strict=True):
                             await dtls._send_rtp(bytes(header) + payload)
                     finally:
                         self._relaying = False
-                self._sent(numbered, ntp)
+                self._sent(numbered, ntp, frame.payload_bytes)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         except Exception:
@@ -211,19 +212,19 @@ class FrameSender:
         if self._relaying:
             return False  # `run` sends it after the frame it is on
         dtls: RTCDtlsTransport = sender.transport
-        ntp = clock.current_ntp_time()
-        numbered = self._number(frame, ntp)
         try:
             socket = self._open_socket(dtls)
             if not socket.direct:
                 return False  # a relay: aiortc's path, from `run`
-            self._send(dtls, socket, self._headers(numbered), frame.payloads)
+            ntp = ntp_now()
+            numbered = self._number(frame, ntp)
+            self._send_frame(dtls, socket, numbered, frame.payload_bytes)
         except Exception:
             # Never into the hub's publish, which serves the other viewers too. Nothing
             # was counted as sent: queued, `run` meets the same error, logs it and ends
             # this viewer, as it would have without the hand-over.
             return False
-        self._sent(numbered, ntp)
+        self._sent(numbered, ntp, frame.payload_bytes)
         if self.padding_bitrate:
             try:
                 self._probe_along(dtls, socket, numbered, ntp)
@@ -256,7 +257,7 @@ class FrameSender:
     def _open_socket(self, dtls: RTCDtlsTransport) -> PairSocket:
         """The selected pair's socket, or ConnectionError (aiortc's own words) when there
         is nothing to send on: `run` ends on it, the hand-over leaves the frame to `run`."""
-        if dtls._state != State.CONNECTED:
+        if dtls._state is not _CONNECTED:
             raise ConnectionError("Cannot send encrypted RTP, not connected")
         socket = self._pair_socket(dtls)
         if socket is None:
@@ -280,7 +281,7 @@ class FrameSender:
         return _SentFrame(self._sequence, timestamp, frame.payloads, abs_send_time(ntp))
 
     def _headers(self, numbered: _SentFrame) -> list[bytearray]:
-        """Its packets' headers."""
+        """Its packets' headers, one object each (for aiortc's path over a relay)."""
         assert self._template is not None
         fill = self._template.fill
         timestamp, sent_at = numbered.timestamp, numbered.sent_at
@@ -292,31 +293,52 @@ class FrameSender:
             sequence = (sequence + 1) & 0xFFFF
         return headers
 
+    def _protector_for(self, dtls: RTCDtlsTransport) -> FrameProtector:
+        protector = self._protector
+        if protector is None or protector.session is not dtls._tx_srtp:
+            protector = self._protector = FrameProtector(dtls._tx_srtp)
+        return protector
+
+    def _send_frame(
+        self, dtls: RTCDtlsTransport, socket: PairSocket, frame: _SentFrame, payload_bytes: int
+    ) -> None:
+        """A numbered frame's packets onto `socket`: every frame of a viewer's, so one
+        header per frame rather than per packet."""
+        assert self._template is not None
+        header = self._template.frame_header(frame.timestamp, frame.sent_at)
+        protector = self._protector_for(dtls)
+        datagrams, size = protector.protect_frame(
+            header, frame.first, frame.payloads, payload_bytes
+        )
+        socket.send(datagrams)
+        self._count_sent(dtls, len(datagrams), size)
+
     def _send(
         self, dtls: RTCDtlsTransport, socket: PairSocket, headers: list[bytearray],
         payloads: tuple[bytes, ...],
     ) -> None:  # fmt: skip
-        protector = self._protector
-        if protector is None or protector.session is not dtls._tx_srtp:
-            protector = self._protector = FrameProtector(dtls._tx_srtp)
-        datagrams = protector.protect(headers, payloads)
+        datagrams = self._protector_for(dtls).protect(headers, payloads)
         socket.send(datagrams)
-        # The transport's own statistics, as its `_send_rtp` keeps them.
-        counters = dtls.__dict__
-        counters[_TX_BYTES] += sum(map(len, datagrams))
-        counters[_TX_PACKETS] += len(datagrams)
+        self._count_sent(dtls, len(datagrams), sum(map(len, datagrams)))
 
-    def _sent(self, numbered: _SentFrame, ntp: int) -> None:
+    @staticmethod
+    def _count_sent(dtls: RTCDtlsTransport, packets: int, size: int) -> None:
+        """The transport's own statistics, as its `_send_rtp` keeps them."""
+        counters = dtls.__dict__
+        counters[_TX_BYTES] += size
+        counters[_TX_PACKETS] += packets
+
+    def _sent(self, numbered: _SentFrame, ntp: int, payload_bytes: int) -> None:
         """Count the frame as sent: its numbers taken, its payloads kept for NACKs, and
         the counters aiortc's sender reports and statistics read."""
-        payloads = numbered.payloads
+        count = len(numbered.payloads)
         self._remember(numbered)
-        self._sequence = (numbered.first + len(payloads)) & 0xFFFF
+        self._sequence = (numbered.first + count) & 0xFFFF
         counters = self._sender.__dict__
         counters[_NTP] = ntp
         counters[_RTP] = numbered.timestamp
-        counters[_OCTETS] += sum(map(len, payloads))
-        counters[_PACKETS] += len(payloads)
+        counters[_OCTETS] += payload_bytes
+        counters[_PACKETS] += count
 
     def _remember(self, frame: _SentFrame) -> None:
         self._history.append(frame)
@@ -455,6 +477,6 @@ class FrameSender:
             header = self._template.fill(sequence_number, frame.timestamp, marker, frame.sent_at)
             payload = frame.payloads[index]
         else:
-            sent_at = abs_send_time(clock.current_ntp_time())
+            sent_at = abs_send_time(ntp_now())
             header, payload = self._rtx_copy(rtx_type, frame, index, sent_at)
         await self._sender.transport._send_rtp(bytes(header) + payload)

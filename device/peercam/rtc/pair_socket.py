@@ -36,6 +36,7 @@ _SEGMENT_SIZE = struct.Struct("=H")
 # A datagram as handed over: its own bytes, or a view of a frame's buffer that is
 # valid until the call returns (asyncio's transport copies what it queues).
 Datagram = bytes | memoryview
+_ALONE: Sequence[range] = (range(1),)
 
 
 def equal_runs(sizes: Sequence[int]) -> list[range]:
@@ -88,22 +89,25 @@ class PairSocket:
         return self._socket is not None
 
     def send(self, datagrams: Sequence[Datagram]) -> None:
-        sock = self._socket
-        if sock is None or self._transport.is_closing() or self._transport.get_write_buffer_size():
+        sock, transport = self._socket, self._transport
+        if sock is None or transport.is_closing() or transport.get_write_buffer_size():
             self._through_transport(datagrams, 0)
             return
-        sizes = [len(d) for d in datagrams]
-        runs = (
-            equal_runs(sizes) if self.segmenting else [range(i, i + 1) for i in range(len(sizes))]
-        )
+        count = len(datagrams)
+        runs: Sequence[range]
+        if count == 1:
+            runs = _ALONE  # audio, mostly: half a viewer's sends
+        elif self.segmenting:
+            runs = equal_runs([len(d) for d in datagrams])
+        else:
+            runs = [range(i, i + 1) for i in range(count)]
         for run in runs:
             try:
                 if len(run) == 1:
                     sock.sendto(datagrams[run.start], self._address)
                 else:
-                    segmented = [
-                        (socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(sizes[run.start]))
-                    ]
+                    size = _SEGMENT_SIZE.pack(len(datagrams[run.start]))
+                    segmented = [(socket.SOL_UDP, UDP_SEGMENT, size)]
                     sock.sendmsg(datagrams[run.start : run.stop], segmented, 0, self._address)
             except (BlockingIOError, InterruptedError):
                 self._through_transport(datagrams, run.start)  # full: asyncio queues the rest

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
 from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]  # cffi, no stubs
 
+from peercam.rtc.rtp_header import MARKER, SEQUENCE
+
 _MINIMUM_BUFFER = 64 * 1024
 
 
@@ -47,19 +49,47 @@ class FrameProtector:
         """Packet i is headers[i] + payloads[i]; returns each protected, in order."""
         trailers = SRTP_MAX_TRAILER_LEN * len(headers)  # room for libsrtp's tags
         self._room(sum(map(len, headers)) + sum(map(len, payloads)) + trailers)
-        view, length, context, buffer = self._view, self._length, self._context, self._buffer
         protected: list[memoryview] = []
-        at = 0
+        view, at = self._view, 0
         for header, payload in zip(headers, payloads, strict=True):
             middle = at + len(header)
             end = middle + len(payload)
             view[at:middle] = header
             view[middle:end] = payload
-            length[0] = end - at
-            status = lib.srtp_protect(context, buffer + at, length)
-            if status:
-                raise RuntimeError(f"libsrtp could not protect a packet (status {status})")
-            end = at + length[0]
-            protected.append(view[at:end])
-            at = end
+            at = self._seal(at, end, protected)
         return protected
+
+    def protect_frame(
+        self, header: bytes | bytearray, first: int, payloads: Sequence[bytes], payload_bytes: int
+    ) -> tuple[list[memoryview], int]:
+        """One frame's packets: each `header` (rtp_header.frame_header) numbered on from
+        `first`, the last marked, + its payload (`payload_bytes` in all). Returns them
+        protected, in order, and their bytes together. The per-viewer work of every
+        frame: no header object or list is made per packet."""
+        size, count = len(header), len(payloads)
+        self._room((size + SRTP_MAX_TRAILER_LEN) * count + payload_bytes)
+        protected: list[memoryview] = []
+        view, at = self._view, 0
+        number, last = SEQUENCE.pack_into, count - 1
+        for index, payload in enumerate(payloads):
+            middle = at + size
+            end = middle + len(payload)
+            view[at:middle] = header
+            number(view, at + 2, (first + index) & 0xFFFF)
+            if index == last:
+                view[at + 1] |= MARKER
+            view[middle:end] = payload
+            at = self._seal(at, end, protected)
+        return protected, at
+
+    def _seal(self, at: int, end: int, protected: list[memoryview]) -> int:
+        """Protect the packet lying at [at, end) where it lies; append the view of it
+        (tag included) to `protected` and return where the next one may start."""
+        length = self._length
+        length[0] = end - at
+        status = lib.srtp_protect(self._context, self._buffer + at, length)
+        if status:
+            raise RuntimeError(f"libsrtp could not protect a packet (status {status})")
+        end = at + length[0]
+        protected.append(self._view[at:end])
+        return end
