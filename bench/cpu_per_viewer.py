@@ -33,8 +33,9 @@ class Sample:
     slowest_viewer_fps: float
     # peercam only (its /metrics): RTP packets sent per viewer per second.
     packets_per_viewer_s: float | None = None
-    # peercam only: its event-loop thread's CPU, % of one core.
-    loop_cpu_percent: float | None = None
+    # The relaying part alone, % of one core: where each viewer's packets are made and
+    # sent, without the camera, encoder or feeding daemon (Running.relay_seconds).
+    relay_cpu_percent: float | None = None
     receiver_processes: int = 1
     # peercam only: viewers on a layer other than the main one at the window's end
     # (moved down by their layer chooser: each then costs what the low layer does).
@@ -50,25 +51,42 @@ class SystemRun:
     stopped_because: str = ""
     full_rate_fps: float = FULL_RATE_FPS
 
-    def per_extra_viewer(self, loop_only: bool = False) -> float:
-        """Least-squares slope of CPU over viewer count, in % of a core per viewer,
-        over the counts at which every viewer was served in full. `loop_only`: of
-        peercam's event-loop thread alone, which leaves out the encoders' own
-        variation from window to window."""
+    def _fitted(self, relay_only: bool) -> tuple[list[int], list[float]]:
+        """(viewer counts, CPU %) at the counts where every viewer was served in full."""
         full = [s for s in self.samples if s.slowest_viewer_fps >= self.full_rate_fps]
-        if loop_only:
-            full = [s for s in full if s.loop_cpu_percent is not None]
-        if len(full) < 2:
-            return math.nan
+        if relay_only:
+            full = [s for s in full if s.relay_cpu_percent is not None]
         xs = [s.viewers for s in full]
-        ys = [(s.loop_cpu_percent or 0.0) if loop_only else s.cpu_percent for s in full]
+        ys = [(s.relay_cpu_percent or 0.0) if relay_only else s.cpu_percent for s in full]
+        return xs, ys
+
+    def per_extra_viewer(self, relay_only: bool = False) -> float:
+        """Least-squares slope of CPU over viewer count, in % of a core per viewer,
+        over the counts at which every viewer was served in full. `relay_only`: of
+        the relaying part alone (Sample.relay_cpu_percent), which leaves out the
+        encoders' own variation from window to window."""
+        xs, ys = self._fitted(relay_only)
+        if len(xs) < 2:
+            return math.nan
         return float(statistics.linear_regression(xs, ys).slope)
 
-    def us_per_packet(self, loop_only: bool = False) -> float | None:
+    def slope_error(self, relay_only: bool = False) -> float:
+        """The standard error of `per_extra_viewer`: how far the windows' scatter
+        about the line leaves the slope uncertain (NaN below three counts)."""
+        xs, ys = self._fitted(relay_only)
+        if len(xs) < 3:
+            return math.nan
+        line = statistics.linear_regression(xs, ys)
+        residuals = [y - (line.intercept + line.slope * x) for x, y in zip(xs, ys, strict=True)]
+        mean = statistics.fmean(xs)
+        spread = sum((x - mean) ** 2 for x in xs)
+        return math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2) / spread)
+
+    def us_per_packet(self, relay_only: bool = False) -> float | None:
         """The extra viewer's CPU per packet it is sent (peercam only): the slope over
         the packets each viewer gets per second, in microseconds."""
         rates = [s.packets_per_viewer_s for s in self.samples if s.packets_per_viewer_s]
-        slope = self.per_extra_viewer(loop_only)
+        slope = self.per_extra_viewer(relay_only)
         if not rates or math.isnan(slope):
             return None
         return slope / 100 * 1e6 / statistics.fmean(rates)
@@ -214,14 +232,14 @@ def sample(running: Running, receivers: Receivers, window: float) -> Sample:
     time.sleep(3)  # keyframes and connection set-up settle
     bytes_before, frames_before = receivers.bytes(), receivers.frames()
     packets_before = _packets_sent(running)
-    loop_thread = running.loop_thread_seconds
-    loop_before = loop_thread() if loop_thread is not None else None
+    relay = running.relay_seconds
+    relay_before = relay() if relay is not None else None
     cpu_before, receivers_before = running.cpu_seconds(), receivers.cpu_seconds()
     started = time.monotonic()
     time.sleep(window)
     elapsed = time.monotonic() - started
     cpu_after, receivers_after = running.cpu_seconds(), receivers.cpu_seconds()
-    loop_after = loop_thread() if loop_thread is not None else None
+    relay_after = relay() if relay is not None else None
     packets_after = _packets_sent(running)
     bytes_after, frames_after = receivers.bytes(), receivers.frames()
     slowest_bytes = min(b - a for a, b in zip(bytes_before, bytes_after, strict=True))
@@ -239,9 +257,9 @@ def sample(running: Running, receivers: Receivers, window: float) -> Sample:
             if packets_before is not None and packets_after is not None
             else None
         ),
-        loop_cpu_percent=(
-            100 * (loop_after - loop_before) / elapsed
-            if loop_before is not None and loop_after is not None
+        relay_cpu_percent=(
+            100 * (relay_after - relay_before) / elapsed
+            if relay_before is not None and relay_after is not None
             else None
         ),
         below_main=_below_main(running),
@@ -278,8 +296,8 @@ def measure(
                 f" fps {measured.slowest_viewer_kbps:5.0f} kbit/s"
                 f" (receivers {measured.receivers_cpu_percent:5.1f} %)"
                 + (
-                    f", event loop {measured.loop_cpu_percent:5.1f} %"
-                    if measured.loop_cpu_percent is not None
+                    f", relaying {measured.relay_cpu_percent:5.1f} %"
+                    if measured.relay_cpu_percent is not None
                     else ""
                 )
                 + (f", {measured.below_main} below the main layer" if measured.below_main else ""),

@@ -532,9 +532,17 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
         )
         + ".",
         "",
-        "| system | CPU per extra viewer, % of a core | RSS at 10 viewers MB |"
-        " full-rate viewers (< 29 fps at) | peercam/system per viewer | RSS |",
-        "|---|---|---|---|---|---|",
+        "CPU per extra viewer is the least-squares slope over the full-rate counts, ± its"
+        " standard error (the windows' scatter about the line); the whole system's"
+        " processes (a relay's feeding daemon included) and the relaying part alone"
+        " (peercam's event-loop thread, where every viewer's packets are made and sent;"
+        " Janus's or GStreamer's own process): the encoders' variation between windows"
+        " is noise in the first and absent from the second.",
+        "",
+        "| system | CPU per extra viewer, % of a core | relaying part alone |"
+        " RSS at 10 viewers MB | full-rate viewers (< 29 fps at) | peercam/system per"
+        " viewer (whole; relaying part) | RSS |",
+        "|---|---|---|---|---|---|---|",
     ]
     assert ours.cpu is not None
     for result in measured:
@@ -546,12 +554,12 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
         limit = f"< 29 fps at {run.falls_below_at}" if run.falls_below_at else "never below"
         if run.stopped_because:
             limit += f" ({run.stopped_because})"
-        ratio_cpu = _ratio(ours.cpu.per_extra_viewer(), run.per_extra_viewer())
+        ratio_cpu = _slope_ratios(ours.cpu, run)
         ratio_rss = _ratio(ours_10.rss_mb if ours_10 else None, at_10.rss_mb if at_10 else None)
         if result is ours:
             ratio_cpu = ratio_rss = NA
         lines.append(
-            f"| {result.name} | {_fmt(run.per_extra_viewer(), 2)} |"
+            f"| {result.name} | {_slope(run)} | {_slope(run, relay_only=True)} |"
             f" {_fmt(at_10.rss_mb if at_10 else None, 0)} | {limit} | {ratio_cpu} | {ratio_rss} |"
         )
     for mode, runs in (
@@ -562,9 +570,9 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
     per_packet = [
         f"{result.name} {_fmt(run.us_per_packet(), 1)} µs"
         + (
-            f" ({_fmt(run.us_per_packet(loop_only=True), 1)} µs on its event loop alone,"
-            f" {_fmt(run.per_extra_viewer(loop_only=True), 2)} % of a core per viewer)"
-            if run.us_per_packet(loop_only=True) is not None
+            f" ({_fmt(run.us_per_packet(relay_only=True), 1)} µs on its event loop alone,"
+            f" {_fmt(run.per_extra_viewer(relay_only=True), 2)} % of a core per viewer)"
+            if run.us_per_packet(relay_only=True) is not None
             else ""
         )
         for result in measured
@@ -581,6 +589,21 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
     return [*lines, "", "![CPU vs viewers](cpu_vs_viewers.png)", ""]
 
 
+def _slope(run: SystemRun, relay_only: bool = False) -> str:
+    slope = run.per_extra_viewer(relay_only)
+    if math.isnan(slope):
+        return NA
+    error = run.slope_error(relay_only)
+    return _fmt(slope, 2) + ("" if math.isnan(error) else f" ± {error:.2f}")
+
+
+def _slope_ratios(ours: SystemRun, theirs: SystemRun) -> str:
+    """peercam's slope over another's: whole systems; relaying parts."""
+    whole = _ratio(ours.per_extra_viewer(), theirs.per_extra_viewer())
+    relaying = _ratio(ours.per_extra_viewer(True), theirs.per_extra_viewer(True))
+    return f"{whole}; {relaying}"
+
+
 def _other_mode_table(
     ours: SystemResults, mode: str, runs: list[tuple[SystemResults, SystemRun]]
 ) -> list[str]:
@@ -589,12 +612,12 @@ def _other_mode_table(
         return []
     lines = [
         "",
-        f"At {mode} H.264, the same receivers (% of a core per extra viewer, whole process"
-        " and, for peercam, its event loop alone; where the slowest viewer fell one frame a"
-        " second short of the camera's rate):",
+        f"At {mode} H.264, the same receivers (% of a core per extra viewer ± its standard"
+        " error, whole system and relaying part alone as above; where the slowest viewer"
+        " fell one frame a second short of the camera's rate):",
         "",
-        "| system | CPU per extra viewer | event loop alone | µs per packet | full-rate viewers"
-        " | peercam/system |",
+        "| system | CPU per extra viewer | relaying part alone | µs per packet |"
+        " full-rate viewers | peercam/system (whole; relaying part) |",
         "|---|---|---|---|---|---|",
     ]
     for result, run in runs:
@@ -603,10 +626,9 @@ def _other_mode_table(
             if run.falls_below_at
             else "never below"
         )
-        ratio = NA if result is ours else _ratio(mine.per_extra_viewer(), run.per_extra_viewer())
+        ratio = NA if result is ours else _slope_ratios(mine, run)
         lines.append(
-            f"| {result.name} | {_fmt(run.per_extra_viewer(), 2)} |"
-            f" {_fmt(run.per_extra_viewer(loop_only=True), 2)} |"
+            f"| {result.name} | {_slope(run)} | {_slope(run, relay_only=True)} |"
             f" {_fmt(run.us_per_packet(), 1)} | {limit} | {ratio} |"
         )
     return lines

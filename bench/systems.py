@@ -104,9 +104,11 @@ class Running:
     daemon_metrics: Callable[[], str] | None = None
     # peercam: bench/receivers.py's arguments for RTSP clients of the same stream.
     rtsp_receiver_args: list[str] | None = None
-    # peercam: CPU seconds of the daemon's event-loop thread alone, where every viewer's
-    # packets are made and sent (the encoders and capture run in threads of their own).
-    loop_thread_seconds: Callable[[], float] | None = None
+    # CPU seconds of the relaying part alone, where each viewer's packets are made and
+    # sent: peercam's event-loop thread (capture and encoders have threads of their
+    # own), a relay's own process (not the daemon feeding it). Its slope over viewers
+    # leaves out the encoders' variation between windows, which is noise there.
+    relay_seconds: Callable[[], float] | None = None
 
     def cpu_seconds(self) -> float:
         total = 0.0
@@ -212,8 +214,14 @@ def running_peercam(
         first_frame_expression="window.peercam && window.peercam.firstFrameMs",
         receiver_args=[f"{access.base}/whep", *_credentials(access), *receiving],
         daemon_metrics=lambda: access.urlopen("/metrics", timeout=5).decode(),
-        loop_thread_seconds=lambda: main_thread_seconds(server.pid),
+        relay_seconds=lambda: main_thread_seconds(server.pid),
     )
+
+
+def process_seconds(pid: int) -> float:
+    """CPU seconds of process `pid`, all its threads."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def main_thread_seconds(pid: int) -> float:
@@ -229,8 +237,10 @@ def plain_page_system(
     query: str,
     receiver_args: list[str],
     note: str,
+    relay: subprocess.Popen[Any] | None = None,
 ) -> Running:
-    """A system viewed through bench/whep_page.html at its own `origin`."""
+    """A system viewed through bench/whep_page.html at its own `origin`; `relay`, where
+    it has one, is the process that relays to the viewers."""
     url = f"{origin}/bench-viewer?{query}"
 
     def open_viewer(page: object) -> None:
@@ -245,6 +255,7 @@ def plain_page_system(
         first_frame_expression="window.benchFirstFrameMs",
         receiver_args=receiver_args,
         notes=[note],
+        relay_seconds=None if relay is None else lambda: process_seconds(relay.pid),
     )
 
 
@@ -432,6 +443,7 @@ def janus(
         yield plain_page_system(
             "Janus", [server, relay], origin, "janus=/janus", ["--janus", f"{origin}/janus"],
             "Janus streaming plugin, fed RTP by the peercam daemon (its CPU included)",
+            relay,
         )  # fmt: skip
 
 
@@ -475,6 +487,7 @@ def gstreamer(
             "GStreamer", [server, relay], origin, f"endpoint=/whep&codec=H264{query}",
             [f"{origin}/whep", *receiving],
             "GStreamer webrtcbin, fed RTP by the peercam daemon (its CPU included)",
+            relay,
         )  # fmt: skip
 
 

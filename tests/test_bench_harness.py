@@ -5,6 +5,7 @@ bench`'s, never asserted here.)"""
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
@@ -103,8 +104,8 @@ def test_receivers_count_each_viewers_frames_and_bytes() -> None:
     assert measured.slowest_viewer_fps > 5 and measured.slowest_viewer_kbps > 50
     assert measured.cpu_percent > 0 and measured.rss_mb > 20
     # The daemon's event loop is part of its CPU, and sends the viewers' packets.
-    assert measured.loop_cpu_percent is not None
-    assert 0 < measured.loop_cpu_percent <= measured.cpu_percent
+    assert measured.relay_cpu_percent is not None
+    assert 0 < measured.relay_cpu_percent <= measured.cpu_percent
     assert measured.packets_per_viewer_s is not None and measured.packets_per_viewer_s > 20
 
 
@@ -144,6 +145,28 @@ def test_the_side_that_held_a_viewer_back_is_told_by_what_was_sent_or_by_cpu() -
     assert other.limited_by(other.samples[1]) == "system (by CPU)"
     other.samples[1] = Sample(40, 20, 150, 95, 1600, 21, None, None, 1)
     assert other.limited_by(other.samples[1]) == "receivers (by CPU)"
+
+
+def test_the_slope_per_viewer_carries_its_standard_error_and_the_relaying_part_alone() -> None:
+    """Least squares over the full-rate counts: 10, 12, 13, 16 % at 1-4 viewers lie about
+    y = 8 + 1.9 x with residuals 0.1, 0.2, -0.7, 0.4, so the slope's standard error is
+    sqrt(0.70 / 2 / 5). A count below full rate is left out of both; the relaying
+    part's slope is its own."""
+
+    def at(viewers: int, cpu: float, relay: float | None, fps: float = 30) -> Sample:
+        return Sample(viewers, cpu, 150, 10, 1600, fps, None, relay)
+
+    run = SystemRun(
+        "Janus",
+        [at(1, 10, 2), at(2, 12, 2.5), at(3, 13, 3), at(4, 16, 3.5), at(5, 90, 9, fps=20)],
+    )
+    assert run.per_extra_viewer() == pytest.approx(1.9)
+    assert run.slope_error() == pytest.approx(math.sqrt(0.70 / 2 / 5))
+    assert run.per_extra_viewer(relay_only=True) == pytest.approx(0.5)
+    assert run.slope_error(relay_only=True) == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(SystemRun("two", [at(1, 10, 1), at(2, 11, 1)]).slope_error())
+    unmeasured = SystemRun("aiortc", [at(1, 10, None), at(2, 12, None), at(3, 13, None)])
+    assert math.isnan(unmeasured.per_extra_viewer(relay_only=True))
 
 
 def test_a_stall_is_time_on_a_picture_held_too_long_edges_included() -> None:
