@@ -52,8 +52,15 @@ class SystemRun:
     full_rate_fps: float = FULL_RATE_FPS
 
     def _fitted(self, relay_only: bool) -> tuple[list[int], list[float]]:
-        """(viewer counts, CPU %) at the counts where every viewer was served in full."""
-        full = [s for s in self.samples if s.slowest_viewer_fps >= self.full_rate_fps]
+        """(viewer counts, CPU %) at the counts where every viewer was served in full,
+        and (peercam) all on the main layer: a viewer its layer chooser moved to the
+        low layer costs what that layer's fewer packets cost, which would bend the
+        slope of one more viewer of the same stream down."""
+        full = [
+            s
+            for s in self.samples
+            if s.slowest_viewer_fps >= self.full_rate_fps and not s.below_main
+        ]
         if relay_only:
             full = [s for s in full if s.relay_cpu_percent is not None]
         xs = [s.viewers for s in full]

@@ -532,9 +532,10 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
         )
         + ".",
         "",
-        "CPU per extra viewer is the least-squares slope over the full-rate counts, ± its"
-        " standard error (the windows' scatter about the line); the whole system's"
-        " processes (a relay's feeding daemon included) and the relaying part alone"
+        "CPU per extra viewer is the least-squares slope over the counts where every"
+        " viewer got the full rate on the main layer, ± its standard error (the windows'"
+        " scatter about the line); the whole system's processes (a relay's feeding"
+        " daemon included) and the relaying part alone"
         " (peercam's event-loop thread, where every viewer's packets are made and sent;"
         " Janus's or GStreamer's own process): the encoders' variation between windows"
         " is noise in the first and absent from the second.",
@@ -748,6 +749,11 @@ def main() -> None:
         all_results.append(run_system(name, plan))
     args.output.mkdir(parents=True, exist_ok=True)
     measured = [r for r in all_results if r.skipped is None]
+    # The figures first: an hour of measuring must not be lost to a plot that fails.
+    text = "\n".join(report(all_results, plan, args.quick)) + "\n"
+    (args.output / "latest.md").write_text(text)
+    print()
+    print(text, flush=True)
     plots.cpu_vs_viewers(
         [r.cpu for r in measured if r.cpu is not None],
         args.output / "cpu_vs_viewers.png",
@@ -762,10 +768,6 @@ def main() -> None:
         ],
         args.output / "latency_histogram.png",
     )
-    text = "\n".join(report(all_results, plan, args.quick)) + "\n"
-    (args.output / "latest.md").write_text(text)
-    print()
-    print(text)
 
 
 if __name__ == "__main__":

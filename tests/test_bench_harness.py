@@ -165,6 +165,9 @@ def test_the_slope_per_viewer_carries_its_standard_error_and_the_relaying_part_a
     assert run.per_extra_viewer(relay_only=True) == pytest.approx(0.5)
     assert run.slope_error(relay_only=True) == pytest.approx(0.0, abs=1e-12)
     assert math.isnan(SystemRun("two", [at(1, 10, 1), at(2, 11, 1)]).slope_error())
+    # A count with viewers moved off the main layer is left out too.
+    run.samples.append(Sample(6, 5, 150, 10, 600, 30, None, 1, below_main=3))
+    assert run.per_extra_viewer() == pytest.approx(1.9)
     unmeasured = SystemRun("aiortc", [at(1, 10, None), at(2, 12, None), at(3, 13, None)])
     assert math.isnan(unmeasured.per_extra_viewer(relay_only=True))
 
