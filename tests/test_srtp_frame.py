@@ -85,6 +85,17 @@ def test_a_frame_numbered_and_marked_in_place_is_what_pylibsrtp_makes(profile: i
         sequence = (sequence + len(sizes)) & 0xFFFF
 
 
+def test_a_frame_larger_than_it_was_said_to_be_is_refused_not_written_past_the_buffer() -> None:
+    protector = FrameProtector(_session(Policy.SRTP_PROFILE_AES128_CM_SHA1_80, bytes(30)))
+    template = HeaderTemplate.build(rtp.HeaderExtensionsMap(), 102, 1, None)
+    header = template.frame_header(0, 0)
+    # Said to be 10 bytes, so the buffer stays at its 64 KiB: the packet fits, its
+    # authentication tag (written by libsrtp past the packet, unchecked) would not.
+    payloads = [bytes(65_536 - len(header) - 5)]
+    with pytest.raises(RuntimeError, match="outgrew"):
+        protector.protect_frame(header, 0, payloads, 10)
+
+
 def test_it_reaches_only_what_this_pylibsrtp_has() -> None:
     """Fails loudly if a pylibsrtp upgrade moves the context or the binding."""
     from pylibsrtp._binding import lib  # type: ignore[import-not-found]

@@ -77,4 +77,5 @@ def abs_send_time(ntp_time: int) -> int:
 def ntp_now() -> int:
     """The NTP time now (64-bit fixed point), as aiortc's `clock.current_ntp_time`
     gives it, without building two datetime objects for each viewer's frame."""
-    return int((time.time() + _NTP_TO_UNIX) * 4294967296.0)
+    # Masked as NTP's era 0 wraps (February 2036), where aiortc's would overflow.
+    return int((time.time() + _NTP_TO_UNIX) * 4294967296.0) & 0xFFFF_FFFF_FFFF_FFFF

@@ -85,6 +85,8 @@ class FrameProtector:
     def _seal(self, at: int, end: int, protected: list[memoryview]) -> int:
         """Protect the packet lying at [at, end) where it lies; append the view of it
         (tag included) to `protected` and return where the next one may start."""
+        if end + SRTP_MAX_TRAILER_LEN > self._size:  # libsrtp writes the tag unchecked
+            raise RuntimeError("a frame's packets outgrew the buffer made for them")
         length = self._length
         length[0] = end - at
         status = lib.srtp_protect(self._context, self._buffer + at, length)
