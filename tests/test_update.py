@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import marshal
 import os
 import subprocess
 import sys
@@ -289,6 +290,12 @@ def test_a_good_update_is_kept_and_one_whose_daemon_exits_at_start_is_rolled_bac
     assert (release.path / "pyvenv.cfg").read_text().count(".partial") == 0
     command = (release.path / "bin" / "peercam").read_text().splitlines()[0]
     assert command == f"#!{release.path}/bin/python3"
+    # Compiled ahead (the service cannot write bytecode into a read-only release), each
+    # file naming its source where the release ended up, not where it was built.
+    site = next((release.path / "lib").glob("python3*/site-packages"))
+    compiled = next((site / "peercam" / "__pycache__").glob("cli.*.pyc"))
+    code = marshal.loads(compiled.read_bytes()[16:])
+    assert code.co_filename == str(site / "peercam" / "cli.py"), code.co_filename
 
     good_pid = camera.service.main_pid()
     rolled = asyncio.run(updater.apply(broken))

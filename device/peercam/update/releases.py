@@ -10,7 +10,6 @@ never neither; a release's directory gets its final name only once it is complet
 
 from __future__ import annotations
 
-import compileall
 import logging
 import os
 import shutil
@@ -142,11 +141,7 @@ class ReleaseStore:
             # Each environment's scripts name its own interpreter by path: built under
             # the partial name, they must be told the final one before the rename.
             _retarget_scripts(building, target)
-            # The service cannot write bytecode next to a read-only release, and a Pi
-            # Zero would otherwise compile everything at every start.
-            compileall.compile_dir(
-                building, quiet=1, workers=0, stripdir=str(building), prependdir=str(target)
-            )
+            self._compile(building, target)
             _sync_tree(building)
             building.rename(target)
             _fsync_directory(self.releases)
@@ -167,10 +162,27 @@ class ReleaseStore:
         for command in steps:
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
                 raise InstallFailed(
-                    f"installing the release failed ({Path(command[1]).name}): " + " / ".join(tail)
+                    f"installing the release failed ({Path(command[1]).name}): " + _tail(done)
                 )
+
+    def _compile(self, building: Path, target: Path) -> None:
+        """Bytecode for the whole release, as it will be found at `target`: the service
+        cannot write it next to a read-only release, and a Pi Zero would otherwise
+        compile everything at every start. In a process of its own: compileall's
+        parallel workers are forked, and a fork of this process (the daemon's or the
+        CLI's, with threads running) can inherit a lock another thread held — the
+        worker then never returns and the update hangs (seen once in CI: the forked
+        worker blocked inside the import machinery's compile)."""
+        done = subprocess.run(
+            [str(self.base_python), "-m", "compileall", "-q", "-j", "0",
+             "-s", str(building), "-p", str(target), str(building)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            # As before: a file some package ships that does not compile (test data,
+            # another Python's syntax) is left to compile, or not, when imported.
+            logger.warning("some of the release did not compile to bytecode: %s", _tail(done))
 
     def discard(self, release: Release) -> None:
         """Remove a release that failed, so that nothing goes back to it."""
@@ -197,6 +209,11 @@ class ReleaseStore:
             else:
                 entry.unlink(missing_ok=True)
         return removed
+
+
+def _tail(done: subprocess.CompletedProcess[str]) -> str:
+    """The last lines a failed step printed, for its error."""
+    return " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
 
 
 def _retarget_scripts(built: Path, final: Path) -> None:
