@@ -17,8 +17,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import psutil
+
 from bench.processes import ROOT
-from bench.systems import Running
+from bench.systems import Running, cpu_seconds_of
 
 FULL_RATE_FPS = 29.0  # of a 30 fps camera; one frame a second short of its rate
 
@@ -200,13 +202,7 @@ class Receivers:
         return self._each("frames")
 
     def cpu_seconds(self) -> float:
-        import psutil
-
-        total = 0.0
-        for process in self._processes:
-            times = psutil.Process(process.process.pid).cpu_times()
-            total += times.user + times.system
-        return total
+        return cpu_seconds_of(psutil.Process(p.process.pid) for p in self._processes)
 
     def close(self) -> None:
         for process in self._processes:

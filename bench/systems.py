@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,11 +111,7 @@ class Running:
     relay_seconds: Callable[[], float] | None = None
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for process in self.processes:
-            times = process.cpu_times()
-            total += times.user + times.system
-        return total
+        return cpu_seconds_of(self.processes)
 
     def rss_mb(self) -> float:
         return float(sum(p.memory_info().rss for p in self.processes)) / 2**20
@@ -218,10 +214,13 @@ def running_peercam(
     )
 
 
-def process_seconds(pid: int) -> float:
-    """CPU seconds of process `pid`, all its threads."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+def cpu_seconds_of(processes: Iterable[psutil.Process]) -> float:
+    """CPU seconds of `processes` together, all their threads, user and system."""
+    total = 0.0
+    for process in processes:
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def main_thread_seconds(pid: int) -> float:
@@ -242,6 +241,7 @@ def plain_page_system(
     """A system viewed through bench/whep_page.html at its own `origin`; `relay`, where
     it has one, is the process that relays to the viewers."""
     url = f"{origin}/bench-viewer?{query}"
+    relaying = [] if relay is None else [psutil.Process(relay.pid)]
 
     def open_viewer(page: object) -> None:
         serve_bench_page(page, origin)
@@ -255,7 +255,7 @@ def plain_page_system(
         first_frame_expression="window.benchFirstFrameMs",
         receiver_args=receiver_args,
         notes=[note],
-        relay_seconds=None if relay is None else lambda: process_seconds(relay.pid),
+        relay_seconds=None if relay is None else lambda: cpu_seconds_of(relaying),
     )
 
 
