@@ -23,10 +23,12 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
 from bench import audio_latency, echo_cancellation, plots
+from bench.cpu_in_turns import Turns, in_turns
 from bench.cpu_per_viewer import FULL_RATE_FPS, VIEWERS_PER_PROCESS, SystemRun
 from bench.cpu_per_viewer import measure as measure_cpu
 from bench.glass_to_glass import BROWSER_FLAGS, Latency, alternating, first_frames, trials
@@ -74,10 +76,15 @@ class Plan:
     counts: list[int]
     beyond: list[int]
     clicks: int  # each way, for sound against picture
+    # peercam and Janus in turns (bench/cpu_in_turns.py): rounds, counts, window.
+    turns: tuple[int, list[int], float]
 
 
-FULL = Plan(60, 3, 20, 8, [1, 2, 5, 10, 20], [25, 30, 35, 40, 50, 60], 30)
-QUICK = Plan(6, 2, 3, 3, [1, 2], [3], 5)
+FULL = Plan(60, 3, 20, 8, [1, 2, 5, 10, 20], [25, 30, 35, 40, 50, 60], 30, (4, [1, 10, 20, 30], 8))
+QUICK = Plan(6, 2, 3, 3, [1, 2], [3], 5, (2, [1, 2], 2))
+# Issue 25's target is per viewer against Janus at these two.
+TURNS_MODES = ["640x480", "1280x720"]
+TARGET_PER_VIEWER_OVER_JANUS = 0.9
 
 
 @dataclass
@@ -281,7 +288,9 @@ def _mark(met: bool) -> str:
     return "met" if met else "**missed**"
 
 
-def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[str]:
+def report(
+    all_results: list[SystemResults], plan: Plan, quick: bool, turns: list[Turns]
+) -> list[str]:
     ours = next(r for r in all_results if r.name == "peercam")
     others = [r for r in all_results if r is not ours and r.skipped is None]
     lines = [
@@ -381,8 +390,9 @@ def report(all_results: list[SystemResults], plan: Plan, quick: bool) -> list[st
             )
         lines.append(f"| {result.name} | {_fmt(p50, 0)} | {_fmt(p95, 0)} | {load_ratios} |")
     lines += cpu_section(ours, [r for r in all_results if r.skipped is None], plan)
+    lines += turns_section(turns, plan)
     lines += rtsp_section(ours, plan)
-    lines += targets(ours)
+    lines += targets(ours, turns)
     lines += READING
     return lines
 
@@ -590,6 +600,48 @@ def cpu_section(ours: SystemResults, measured: list[SystemResults], plan: Plan) 
     return [*lines, "", "![CPU vs viewers](cpu_vs_viewers.png)", ""]
 
 
+def turns_section(turns: list[Turns], plan: Plan) -> list[str]:
+    if not turns:
+        return []
+    rounds, counts, window = plan.turns
+    lines = [
+        "## 3a. peercam against Janus, in turns",
+        "",
+        "Section 3 sweeps each system once, minutes apart; on this virtual machine both"
+        " systems' per-viewer figures have moved by 2-3x between runs an hour apart. Here"
+        f" the two take turns, {rounds} rounds of one sweep each ({', '.join(map(str, counts))}"
+        f" viewers, {window:.0f} s a count, the same receivers), the order swapped every round"
+        " (peercam first, then Janus first, ...), each system started afresh every sweep; each"
+        " round's ratio is its own (none where Janus's slope is within two standard errors of"
+        " nothing). % of a core per extra viewer ± standard error, whole"
+        " system (Janus with its feeding daemon) and relaying part alone (peercam's event"
+        " loop; Janus's process).",
+        "",
+    ]
+    for turn in turns:
+        lines += [
+            f"At {turn.mode} H.264:",
+            "",
+            f"| round | first | {turn.ours} | relaying | {turn.theirs} | relaying |"
+            " ratio (whole) | ratio (relaying) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in turn.rounds:
+            lines.append(
+                f"| {r.number} | {r.first} | {_slope(r.ours)} | {_slope(r.ours, True)} |"
+                f" {_slope(r.theirs)} | {_slope(r.theirs, True)} | {_fmt(r.ratio(), 2)} |"
+                f" {_fmt(r.ratio(True), 2)} |"
+            )
+        lines += [
+            "",
+            f"Ratio over the rounds: median {_fmt(turn.median(), 2)} (whole),"
+            f" {_fmt(turn.median(True), 2)} (relaying); highest {_fmt(turn.worst(), 2)},"
+            f" {_fmt(turn.worst(True), 2)}.",
+            "",
+        ]
+    return lines
+
+
 def _slope(run: SystemRun, relay_only: bool = False) -> str:
     slope = run.per_extra_viewer(relay_only)
     if math.isnan(slope):
@@ -682,7 +734,7 @@ def rtsp_section(ours: SystemResults, plan: Plan) -> list[str]:
     return lines
 
 
-def targets(ours: SystemResults) -> list[str]:
+def targets(ours: SystemResults, turns: list[Turns]) -> list[str]:
     first = next((t for t in ours.latency if (t.size, t.codec) == LATENCY_MATRIX[0]), None)
     run = ours.cpu
     lines = ["## peercam against its targets (640x480@30 H.264 unless said)", ""]
@@ -723,6 +775,17 @@ def targets(ours: SystemResults) -> list[str]:
                 f"- RSS at 10 viewers {at_10.rss_mb:.0f} MB (≤ {TARGET_RSS_AT_10_MB:.0f}):"
                 f" {_mark(at_10.rss_mb <= TARGET_RSS_AT_10_MB)}"
             )
+    for turn in turns:
+        worst, worst_relaying = turn.worst(), turn.worst(relay_only=True)
+        # NaN (a round without a slope) compares false: not met.
+        held = (
+            worst <= TARGET_PER_VIEWER_OVER_JANUS and worst_relaying <= TARGET_PER_VIEWER_OVER_JANUS
+        )
+        lines.append(
+            f"- CPU per extra viewer against {turn.theirs}'s at {turn.mode}, in turns: at most"
+            f" {_fmt(worst, 2)} (whole) and {_fmt(worst_relaying, 2)} (relaying part) in"
+            f" {len(turn.rounds)} rounds (≤ {TARGET_PER_VIEWER_OVER_JANUS}): {_mark(held)}"
+        )
     return [*lines, ""]
 
 
@@ -747,10 +810,27 @@ def main() -> None:
     for name in names:
         print(f"{name}:", flush=True)
         all_results.append(run_system(name, plan))
+    turns = []
+    if any(n == "janus" and r.skipped is None for n, r in zip(names, all_results, strict=True)):
+        print("peercam and janus in turns:", flush=True)
+        rounds, counts, window = plan.turns
+        for mode in TURNS_MODES:
+            turns.append(
+                in_turns(
+                    partial(started, size=mode, codec="H264"),
+                    "peercam",
+                    "janus",
+                    mode,
+                    rounds,
+                    counts,
+                    window,
+                    video_mode(mode)[1],
+                )
+            )
     args.output.mkdir(parents=True, exist_ok=True)
     measured = [r for r in all_results if r.skipped is None]
     # The figures first: an hour of measuring must not be lost to a plot that fails.
-    text = "\n".join(report(all_results, plan, args.quick)) + "\n"
+    text = "\n".join(report(all_results, plan, args.quick, turns)) + "\n"
     (args.output / "latest.md").write_text(text)
     print()
     print(text, flush=True)

@@ -10,13 +10,15 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 import pytest
-from bench import sip_delays
+from bench import cpu_in_turns, sip_delays
 from bench.cpu_per_viewer import Receivers, Sample, SystemRun, sample
 from bench.glass_to_glass import BROWSER_FLAGS, READER, measure, reader_arguments
 from bench.systems import main_thread_seconds, peercam
@@ -214,3 +216,44 @@ def test_the_sip_bench_finds_a_click_in_a_packet_and_dates_it_at_the_phones_micr
     assert from_phone == [pytest.approx(1005.0)]
     arrivals = sip_delays.first_clicks(datagrams, lambda d: d.source_port == 41000, False)
     assert arrivals == [1020.0]
+
+
+def test_turns_swap_the_order_every_round_and_each_round_has_its_own_ratio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ABBA: peercam first in odd rounds, Janus first in even ones, each system started
+    afresh for every sweep; a round's ratio is its two slopes'. The highest ratio is the
+    one reported against the target, and a round without a slope makes it unknown."""
+
+    started: list[str] = []
+    slopes = {"peercam": [0.2, 0.3, 0.25, float("nan")], "janus": [0.5, 0.4, 0.5, 0.5]}
+
+    @contextmanager
+    def start(system: str) -> Iterator[Any]:
+        started.append(system)
+        yield system
+
+    def measure(running: Any, counts: list[int], window: float, fps: int) -> SystemRun:
+        slope = slopes[running][sum(1 for s in started if s == running) - 1]
+        return SystemRun(running, [Sample(n, 5 + slope * n, 100, 10, 1500, fps) for n in counts])
+
+    monkeypatch.setattr(cpu_in_turns, "measure", measure)
+    turns = cpu_in_turns.in_turns(start, "peercam", "janus", "640x480", 3, [1, 10, 20], 8, 30)
+    assert started == ["peercam", "janus", "janus", "peercam", "peercam", "janus"]
+    assert [r.first for r in turns.rounds] == ["peercam", "janus", "peercam"]
+    assert turns.ratios() == pytest.approx([0.4, 0.75, 0.5])
+    assert turns.worst() == pytest.approx(0.75)
+    assert turns.median() == pytest.approx(0.5)
+    assert math.isnan(turns.worst(relay_only=True))  # no relaying figures measured
+    turns = cpu_in_turns.in_turns(start, "peercam", "janus", "640x480", 1, [1, 10, 20], 8, 30)
+    assert math.isnan(turns.worst())  # peercam's fourth sweep had no slope
+    # A slope the scatter could have made (0.1 ± 0.1 here) is no denominator.
+    noisy = SystemRun(
+        "janus", [Sample(n, y, 100, 10, 1500, 30) for n, y in ((1, 5), (2, 5.3), (3, 5.2))]
+    )
+    assert noisy.per_extra_viewer() == pytest.approx(0.1)
+    assert noisy.slope_error() > 0.05
+    ours = SystemRun("peercam", [Sample(n, 5 + 0.05 * n, 100, 10, 1500, 30) for n in (1, 2, 3)])
+    assert math.isnan(cpu_in_turns.Round(1, "peercam", ours, noisy).ratio())
+    clean = SystemRun("janus", [Sample(n, 5 + 0.1 * n, 100, 10, 1500, 30) for n in (1, 2, 3)])
+    assert cpu_in_turns.Round(1, "peercam", ours, clean).ratio() == pytest.approx(0.5)
