@@ -172,3 +172,29 @@ def wait_js(page: Page, expression: str, timeout: float = 30_000) -> None:
                 f"not true within {timeout / 1000:.0f} s: {expression}; {troubles(page)}"
             )
         time.sleep(0.1)
+
+
+# The page's selected ICE pair as getStats() gives it: candidate types and protocol
+# (a test that a scenario plays over the path it leaves open), and frames decoded.
+SELECTED_PAIR = """
+async () => {
+  const session = window.peercam && window.peercam.session;
+  if (!session) return null;
+  const byId = new Map();
+  (await session.pc.getStats()).forEach((s) => byId.set(s.id, s));
+  const stats = [...byId.values()];
+  const transport = stats.find((s) => s.type === 'transport');
+  const pair = transport && byId.get(transport.selectedCandidatePairId);
+  const video = stats.find((s) => s.type === 'inbound-rtp' && s.kind === 'video');
+  if (!pair) return { state: session.pc.connectionState, frames: video?.framesDecoded ?? 0 };
+  const local = byId.get(pair.localCandidateId);
+  const remote = byId.get(pair.remoteCandidateId);
+  return {
+    state: session.pc.connectionState,
+    local: local.candidateType, remote: remote.candidateType,
+    remoteAddress: remote.address, remotePort: remote.port,
+    protocol: local.protocol, relayProtocol: local.relayProtocol ?? null,
+    frames: video?.framesDecoded ?? 0,
+  };
+}
+"""

@@ -498,6 +498,53 @@ async def test_a_probe_sends_rtx_copies_of_the_frames_at_the_rate_asked() -> Non
         assert len(media) == 9  # the frames, no copy
 
 
+async def test_a_probe_over_a_relay_goes_through_aiortcs_path_as_the_frames_do() -> None:
+    """A relayed pair has no socket of its own: its probe (RTX copies and sender
+    reports) goes through aiortc's DTLS transport, which protects and counts, as its
+    frames do. Without it a viewer behind TURN, once moved to the low layer, would stay
+    there: its browser's estimate never reaches the main layer's rate by itself."""
+    now = [100.0]
+    payloads = (b"a" * 1000, b"b" * 1000, b"c" * 500)
+    async with _connected_sender(103, lambda: now[0]) as (installed, _):
+        dtls = installed._sender.transport
+        relayed: list[bytes] = []
+
+        async def through_the_relay(data: bytes) -> None:
+            relayed.append(data)
+
+        setattr(dtls.transport, "_send", through_the_relay)  # noqa: B010
+        installed._open_socket(dtls)
+        assert installed.can_probe  # a pair is selected, RTX negotiated
+        installed.probe(800_000)
+        packets_before = dtls.__dict__["_RTCDtlsTransport__tx_packets"]
+        for number in range(3):
+            ntp = ntp_now()
+            frame = EncodedFrame("h264", b"x", number == 0, 0.0, number * 3000, payloads, 0)
+            numbered = installed._number(frame, ntp)
+            installed._sent(numbered, ntp, frame.payload_bytes)
+            await installed._probe_relayed(dtls, numbered, ntp)
+            now[0] += 1 / 30
+        copies = [d for d in relayed if d[1] & 0x7F == 103]
+        reports = [d for d in relayed if d[1] == 200]
+        assert 5_500 < sum(len(d) for d in copies) < 8_500, [len(d) for d in copies]
+        assert len(reports) == 1
+        assert len(copies) + len(reports) == len(relayed)
+        assert installed.report_sent_at(installed._sender.__dict__["_RTCRtpSender__lsr"])
+        # Counted by aiortc's transport, as its own sends are.
+        assert dtls.__dict__["_RTCDtlsTransport__tx_packets"] - packets_before == len(relayed)
+        # Protected: each copy (12-byte header, the original's number, its payload)
+        # leaves longer by SRTP's 10-byte tag.
+        assert {len(d) - 12 - 2 - 10 for d in copies} <= {1000, 500}, [len(d) for d in copies]
+        rtx_sequence_numbers = [int.from_bytes(d[2:4], "big") for d in copies]
+        first = rtx_sequence_numbers[0]
+        assert rtx_sequence_numbers == [(first + i) & 0xFFFF for i in range(len(copies))]
+        # The probe not asked again ends by itself, over the relay too.
+        now[0] += 3
+        relayed.clear()
+        await installed._probe_relayed(dtls, numbered, ntp_now())
+        assert relayed == [] and installed.padding_bitrate == 0
+
+
 async def test_nacks_are_answered_once_a_round_trip_and_within_the_repair_budget() -> None:
     """On a path that drops what it cannot carry the viewer asks for more than it can
     take: the same packet again before the first answer could arrive, and more packets

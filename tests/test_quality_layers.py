@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests import netns
-from tests.browser import chromiums, open_page, page_stats, wait_for_stats
+from tests.browser import SELECTED_PAIR, chromiums, open_page, page_stats, wait_for_stats
 from tests.daemon_process import DaemonProcess
 
 HERE = Path(__file__).parent
@@ -39,6 +39,14 @@ low_bitrate_kbps = 400
 enabled = false
 """
 MAIN_WIDTH, LOW_WIDTH = 640, 320
+# The camera reaches its viewers only through the router's coturn (tests/netns.py).
+RELAYED = f"""{CONFIG}
+[webrtc]
+ice_transport_policy = "relay"
+[webrtc.turn_rest]
+urls = ["turn:{netns.TURN_IP}:{netns.TURN_PORT}?transport=udp"]
+secret = "{netns.TURN_SECRET}"
+"""
 
 
 def limit(rate: str | None) -> None:
@@ -158,3 +166,36 @@ def test_a_narrow_path_gets_the_low_layer_and_the_main_one_back(
             assert roomy_after["freezeCount"] == roomy_before["freezeCount"], roomy_after
     finally:
         daemon.terminate()
+
+
+@pytest.mark.timeout(240)
+def test_a_viewer_behind_a_turn_relay_gets_the_main_layer_back(
+    network: None, tmp_path: Path
+) -> None:
+    """A phone on a mobile network often reaches the camera only through TURN. Over the
+    relay too, a viewer moved to the low layer by a narrow moment is probed (through
+    aiortc's path, rtc/frame_sender.py) and moved back up once its path has room: its
+    browser's estimate alone would never reach the main layer's rate."""
+    turn = netns.Coturn(tmp_path / "coturn.log")
+    turn.start()
+    daemon = DaemonProcess(tmp_path, RELAYED, netns=netns.CAM)
+    try:
+        with chromiums([LIMITED]) as (far,):
+            page = far.new_page()
+            open_page(page, daemon.base, "/")
+            wait_for_stats(page, lambda s: s["framesDecoded"] > 30, timeout=30)
+            pair = page.evaluate(SELECTED_PAIR)
+            assert pair["remote"] == "relay", pair
+            assert camera_side(page)["layer"] == "main"
+
+            limit("1mbit")
+            moved = wait_for_layer(page, "low", timeout=15)
+            print(f"relayed, 1 Mbit/s: on the low layer after {moved:.1f} s")
+            limit(None)
+            back = wait_for_layer(page, "main", timeout=40)
+            print(f"relayed, limit lifted: back on the main layer after {back:.1f} s")
+            assert page.evaluate(SELECTED_PAIR)["remote"] == "relay"
+            assert 'peercam_layer_switches_total{layer="main"} 1.0' in metrics(page)
+    finally:
+        daemon.terminate()
+        turn.stop()

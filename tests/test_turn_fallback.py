@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests import netns
-from tests.browser import chromium, open_page, troubles, wait_js
+from tests.browser import SELECTED_PAIR, chromium, open_page, troubles, wait_js
 from tests.daemon_process import DaemonProcess
 
 pytestmark = [
@@ -26,30 +26,6 @@ pytestmark = [
 BROWSER = str(Path(__file__).parent / "chromium-in-viewer-ns")
 # Raw host addresses in the candidates, so the pair types read cleanly.
 NO_MDNS = ["--disable-features=WebRtcHideLocalIpsWithMdns"]
-
-SELECTED_PAIR = """
-async () => {
-  const session = window.peercam && window.peercam.session;
-  if (!session) return null;
-  const byId = new Map();
-  (await session.pc.getStats()).forEach((s) => byId.set(s.id, s));
-  const stats = [...byId.values()];
-  const transport = stats.find((s) => s.type === 'transport');
-  const pair = transport && byId.get(transport.selectedCandidatePairId);
-  const video = stats.find((s) => s.type === 'inbound-rtp' && s.kind === 'video');
-  if (!pair) return { state: session.pc.connectionState, frames: video?.framesDecoded ?? 0 };
-  const local = byId.get(pair.localCandidateId);
-  const remote = byId.get(pair.remoteCandidateId);
-  return {
-    state: session.pc.connectionState,
-    local: local.candidateType, remote: remote.candidateType,
-    remoteAddress: remote.address, remotePort: remote.port,
-    protocol: local.protocol, relayProtocol: local.relayProtocol ?? null,
-    frames: video?.framesDecoded ?? 0,
-  };
-}
-"""
-
 
 CAMERA = """
 [camera]

@@ -14,7 +14,8 @@ of the sender is aiortc's and keeps working from the same state: sender reports 
 the four counters written here once a frame, PLI/FIR go to the shared encoder
 (shared_track.py), `stop()` waits on the started/exited events set here. A relayed
 pair (TURN over UDP, TCP or TLS) has no socket of its own: there each packet goes
-through aiortc's DTLS transport as before, header template and history still ours.
+through aiortc's DTLS transport as before (a probe's too), header template and
+history still ours.
 tests/test_frame_sender.py fails loudly if an aiortc upgrade moves any of it.
 
 For the viewer's layer chooser (layer_chooser.py) it also probes the path when asked
@@ -179,6 +180,7 @@ class FrameSender:
                 numbered = self._number(frame, ntp)
                 if socket.direct:
                     self._send_frame(dtls, socket, numbered, frame.payload_bytes)
+                    self._sent(numbered, ntp, frame.payload_bytes)
                 else:
                     # A relay: aiortc's own path, one packet at a time (it protects and
                     # counts).
@@ -187,9 +189,11 @@ class FrameSender:
                         headers = self._headers(numbered)
                         for header, payload in zip(headers, frame.payloads, strict=True):
                             await dtls._send_rtp(bytes(header) + payload)
+                        self._sent(numbered, ntp, frame.payload_bytes)
+                        if self.padding_bitrate:
+                            await self._probe_relayed(dtls, numbered, ntp)
                     finally:
                         self._relaying = False
-                self._sent(numbered, ntp, frame.payload_bytes)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         except Exception:
@@ -234,10 +238,9 @@ class FrameSender:
 
     @property
     def can_probe(self) -> bool:
-        """Whether a probe would be sent: the pair has a socket of its own (not a
+        """Whether a probe would be sent: a pair is selected (its own socket or a
         relay) and RTX is negotiated."""
-        socket = self._socket
-        return socket is not None and socket.direct and self._get("rtx_payload_type") is not None
+        return self._socket is not None and self._get("rtx_payload_type") is not None
 
     def probe(self, bitrate: int, for_seconds: float = PROBE_HOLD) -> None:
         """Send `bitrate` of RTX copies beside the frames for `for_seconds` (then none,
@@ -248,11 +251,37 @@ class FrameSender:
     def _probe_along(
         self, dtls: RTCDtlsTransport, socket: PairSocket, frame: _SentFrame, ntp: int
     ) -> None:
+        if self._probe_ended():
+            return
+        copies = self._padding(frame)
+        if copies is not None:
+            self._send(dtls, socket, *copies)
+        report = self._probe_report(ntp)
+        if report is not None:
+            socket.send([dtls._tx_srtp.protect_rtcp(report)])
+
+    async def _probe_relayed(self, dtls: RTCDtlsTransport, frame: _SentFrame, ntp: int) -> None:
+        """The same probe over a relay, through aiortc's path as the frames go: a
+        viewer behind TURN (a phone on a mobile network, often) that was moved down
+        would otherwise never be moved up again, since its browser's estimate grows
+        only to about 1.5 times what it receives."""
+        if self._probe_ended():
+            return
+        try:
+            copies = self._padding(frame)
+            if copies is not None:
+                for header, payload in zip(*copies, strict=True):
+                    await dtls._send_rtp(bytes(header) + payload)
+            report = self._probe_report(ntp)
+            if report is not None:
+                await dtls._send_rtp(report)  # aiortc's: protected as RTCP by its type
+        except ConnectionError as error:  # the frame went: a probe less is no harm
+            logger.debug("a probe's packets not sent over the relay: %r", error)
+
+    def _probe_ended(self) -> bool:
         if self._clock() > self._padding_until:
             self.padding_bitrate = 0
-            return
-        self._pad(dtls, socket, frame)
-        self._report_while_probing(dtls, socket, ntp)
+        return self.padding_bitrate == 0
 
     def _open_socket(self, dtls: RTCDtlsTransport) -> PairSocket:
         """The selected pair's socket, or ConnectionError (aiortc's own words) when there
@@ -353,15 +382,16 @@ class FrameSender:
                 return frame, index
         return None
 
-    def _report_while_probing(self, dtls: RTCDtlsTransport, socket: PairSocket, ntp: int) -> None:
-        """A sender report every PROBE_REPORT_INTERVAL while probing. The viewer's next
-        receiver report times the round trip from the last sender report it had:
-        aiortc sends one every 0.5-1.5 s, so the queue a probe fills would show a
-        second or two late, past the point where the path drops. Sent as aiortc's
-        are (its counters, its CNAME, its record of when: rtcp_watch.py reads it)."""
+    def _probe_report(self, ntp: int) -> bytes | None:
+        """A sender report every PROBE_REPORT_INTERVAL while probing (None between),
+        not yet protected. The viewer's next receiver report times the round trip from
+        the last sender report it had: aiortc sends one every 0.5-1.5 s, so the queue a
+        probe fills would show a second or two late, past the point where the path
+        drops. Made as aiortc's are (its counters, its CNAME, its record of when:
+        rtcp_watch.py reads it), recorded as sent: the caller sends it at once."""
         now = self._clock()
         if now - self._reported_at < PROBE_REPORT_INTERVAL:
-            return
+            return None
         self._reported_at = now
         sender = self._sender
         counters = sender.__dict__
@@ -380,13 +410,13 @@ class FrameSender:
         if cname is not None:
             source = rtp.RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode("utf8"))])
             packets.append(rtp.RtcpSdesPacket(chunks=[source]))
-        socket.send([dtls._tx_srtp.protect_rtcp(b"".join(bytes(p) for p in packets))])
         lsr, sent = (ntp >> 16) & 0xFFFFFFFF, time.time()
         counters[_SENDER + "lsr"], counters[_SENDER + "lsr_time"] = lsr, sent
         # The viewer's report may answer any of the last few: a queue delays them.
         self._reports_sent[lsr] = sent
         if len(self._reports_sent) > KEPT_REPORTS:
             del self._reports_sent[next(iter(self._reports_sent))]
+        return b"".join(bytes(p) for p in packets)
 
     def report_sent_at(self, lsr: int) -> float | None:
         """When (time.time()) the sender report with this LSR field was sent, if it
@@ -413,16 +443,16 @@ class FrameSender:
         original = (frame.first + index) & 0xFFFF
         return header, original.to_bytes(2, "big") + frame.payloads[index]
 
-    def _pad(self, dtls: RTCDtlsTransport, socket: PairSocket, frame: _SentFrame) -> None:
+    def _padding(self, frame: _SentFrame) -> tuple[list[bytearray], tuple[bytes, ...]] | None:
         """RTX copies of `frame`'s packets (RFC 4588; the viewer keeps the first copy of
         each and drops the rest), as many as `padding_bitrate` makes due since the last
-        frame. Real packets rather than padding-only ones: a probe of the same rate in
-        fewer, fuller datagrams costs less to send."""
+        frame: (headers, payloads), or None. Real packets rather than padding-only
+        ones: a probe of the same rate in fewer, fuller datagrams costs less to send."""
         rtx_type = self._get("rtx_payload_type")
         now = self._clock()
         last, self._padding_at = self._padding_at, now
         if rtx_type is None or last is None:
-            return
+            return None
         due = self._padding_credit + self.padding_bitrate * (now - last) / 8
         # A stalled stream must not come back with a burst.
         self._padding_credit = min(due, self.padding_bitrate * MAX_PADDING_SECONDS / 8)
@@ -435,8 +465,7 @@ class FrameSender:
             headers.append(header)
             payloads.append(payload)
             self._padding_credit -= len(header) + len(payload)
-        if headers:
-            self._send(dtls, socket, headers, tuple(payloads))
+        return (headers, tuple(payloads)) if headers else None
 
     def _may_repair(self, sequence_number: int, size: int) -> bool:
         """Whether to answer a NACK for `sequence_number` now. Not twice within a round

@@ -152,7 +152,7 @@ class LayerChooser:
 
     def padding(self, now: float, possible: bool = True) -> int:
         """Bits per second of probe the sender should add now (0: none). `possible`:
-        whether the sender can send one (a relayed pair, or no RTX negotiated: it
+        whether the sender can send one (no RTX negotiated, or no pair selected yet: it
         cannot, and a probe it never sent must not be taken for one that went through)."""
         if not possible and self._probe_from is not None:
             self._probe_ended(now, failed=False)
