@@ -42,6 +42,8 @@ class Sample:
     # peercam only: viewers on a layer other than the main one at the window's end
     # (moved down by their layer chooser: each then costs what the low layer does).
     below_main: int | None = None
+    # The system's own allocations (Running.anonymous_mb): RSS without file pages.
+    anonymous_mb: float | None = None
 
 
 @dataclass
@@ -266,6 +268,7 @@ def sample(running: Running, receivers: Receivers, window: float) -> Sample:
             else None
         ),
         below_main=_below_main(running),
+        anonymous_mb=running.anonymous_mb(),
     )
 
 

@@ -116,6 +116,17 @@ class Running:
     def rss_mb(self) -> float:
         return float(sum(p.memory_info().rss for p in self.processes)) / 2**20
 
+    def anonymous_mb(self) -> float:
+        """Resident memory not backed by a file (RssAnon, proc(5): RSS less its file and
+        shared-memory pages): what the system allocated itself — heap, buffers, thread
+        stacks. RSS, and USS too, also count library pages mapped so far, which follow
+        the page cache: the daemon at 10 viewers, same code and packages, read 147 and
+        158 MB RSS (107 and 117 MB USS) from two virtual environments, and 89.8 MB
+        anonymous from both (stop 43)."""
+        return (
+            float(sum(m.rss - m.shared for m in (p.memory_info() for p in self.processes))) / 2**20
+        )
+
 
 def serve_bench_page(page: object, origin: str) -> None:
     """Answer `origin`/bench-viewer with the plain viewer page, in the browser only."""

@@ -17,11 +17,12 @@ from typing import Any
 
 import av
 import numpy as np
+import psutil
 import pytest
 from bench import cpu_in_turns, sip_delays
 from bench.cpu_per_viewer import Receivers, Sample, SystemRun, sample
 from bench.glass_to_glass import BROWSER_FLAGS, READER, measure, reader_arguments
-from bench.systems import main_thread_seconds, peercam
+from bench.systems import Running, main_thread_seconds, peercam
 
 from peercam.capture import timecode
 from tests.browser import chromium
@@ -257,3 +258,15 @@ def test_turns_swap_the_order_every_round_and_each_round_has_its_own_ratio(
     assert math.isnan(cpu_in_turns.Round(1, "peercam", ours, noisy).ratio())
     clean = SystemRun("janus", [Sample(n, 5 + 0.1 * n, 100, 10, 1500, 30) for n in (1, 2, 3)])
     assert cpu_in_turns.Round(1, "peercam", ours, clean).ratio() == pytest.approx(0.5)
+
+
+def test_anonymous_memory_is_what_the_system_allocated_within_its_rss() -> None:
+    """Beside RSS, its anonymous part: 64 MiB written by this process show in it, and it
+    is never more than RSS (which also counts library pages mapped from files)."""
+    running = Running("this process", [psutil.Process()], lambda page: None, "", "", [])
+    before = running.anonymous_mb()
+    block = b"\x01" * (64 * 2**20)
+    grown = running.anonymous_mb() - before
+    assert 60 <= grown <= 70, grown
+    assert running.anonymous_mb() <= running.rss_mb()
+    del block
