@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioice.turn import TurnTransport
 from aiortc import RTCConfiguration, RTCPeerConnection, clock, rtp
 from aiortc.rtcdtlstransport import State
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from pylibsrtp import Policy, Session
@@ -25,7 +30,13 @@ from pylibsrtp import Policy, Session
 from peercam.media import EncodedFrame
 from peercam.rtc import playout_delay
 from peercam.rtc.frame_sender import DTLS_ATTRIBUTES, SENDER_ATTRIBUTES, FrameSender
-from peercam.rtc.pair_socket import MAX_GSO_BYTES, MAX_SEGMENTS, PairSocket, equal_runs
+from peercam.rtc.pair_socket import (
+    MAX_GSO_BYTES,
+    MAX_SEGMENTS,
+    TURN_INNER_PROTOCOL,
+    PairSocket,
+    equal_runs,
+)
 from peercam.rtc.rtp_header import HeaderTemplate, abs_send_time, ntp_now
 from peercam.rtc.shared_track import SharedFrameTrack
 from tests.inprocess_daemon import InProcessDaemon, pattern_config
@@ -498,51 +509,110 @@ async def test_a_probe_sends_rtx_copies_of_the_frames_at_the_rate_asked() -> Non
         assert len(media) == 9  # the frames, no copy
 
 
-async def test_a_probe_over_a_relay_goes_through_aiortcs_path_as_the_frames_do() -> None:
-    """A relayed pair has no socket of its own: its probe (RTX copies and sender
-    reports) goes through aiortc's DTLS transport, which protects and counts, as its
-    frames do. Without it a viewer behind TURN, once moved to the low layer, would stay
-    there: its browser's estimate never reaches the main layer's rate by itself."""
+def test_aioices_turn_transport_keeps_its_client_protocol_where_pair_socket_looks() -> None:
+    """PairSocket tells a relay over TCP/TLS by the protocol aioice's TurnTransport
+    wraps: an aioice upgrade that moves it must fail here, not probe over TCP."""
+    inner = asyncio.Protocol()
+    assert getattr(TurnTransport(inner), TURN_INNER_PROTOCOL) is inner  # type: ignore[arg-type]
+
+
+class _Relay:
+    """What PairSocket reads of aioice's TurnTransport: no socket of its own, and the
+    TURN client protocol inside (a datagram one for UDP, a stream one for TCP/TLS)."""
+
+    def __init__(self, inner: asyncio.BaseProtocol) -> None:
+        setattr(self, TURN_INNER_PROTOCOL, inner)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class _QueuedTrack:
+    """A sender's track that hands over the frames put in its queue."""
+
+    def __init__(self) -> None:
+        self.frames: asyncio.Queue[EncodedFrame] = asyncio.Queue()
+
+    async def recv(self) -> EncodedFrame:
+        return await self.frames.get()
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("relay", ["udp", "tcp"])
+async def test_a_probe_goes_through_aiortcs_path_over_a_udp_relay_and_not_over_tcp(
+    relay: str,
+) -> None:
+    """Over a relay, frames go through aiortc's DTLS transport (which protects and
+    counts), and so does a probe: RTX copies at the rate asked and a sender report.
+    Without it a viewer behind TURN, once moved to the low layer, would stay there: its
+    browser's estimate never reaches the main layer's rate by itself. Not over TURN by
+    TCP or TLS, where an overfilling probe would queue ahead of the frames."""
     now = [100.0]
     payloads = (b"a" * 1000, b"b" * 1000, b"c" * 500)
-    async with _connected_sender(103, lambda: now[0]) as (installed, _):
-        dtls = installed._sender.transport
-        relayed: list[bytes] = []
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    installed = FrameSender(sender, lambda: now[0])
+    setattr(sender, "_RTCRtpSender__rtx_payload_type", 103)  # noqa: B010
+    track = _QueuedTrack()
+    setattr(sender, "_RTCRtpSender__track", track)  # noqa: B010
+    dtls = sender.transport
+    relayed: list[bytes] = []
 
-        async def through_the_relay(data: bytes) -> None:
-            relayed.append(data)
+    async def through_the_relay(data: bytes) -> None:
+        relayed.append(data)
 
-        setattr(dtls.transport, "_send", through_the_relay)  # noqa: B010
-        installed._open_socket(dtls)
-        assert installed.can_probe  # a pair is selected, RTX negotiated
-        installed.probe(800_000)
-        packets_before = dtls.__dict__["_RTCDtlsTransport__tx_packets"]
-        for number in range(3):
-            ntp = ntp_now()
+    setattr(dtls.transport, "_send", through_the_relay)  # noqa: B010
+    dtls._state = State.CONNECTED
+    dtls._tx_srtp = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    inner = asyncio.DatagramProtocol() if relay == "udp" else asyncio.Protocol()
+    pair = _Pair(_Relay(inner), ("10.0.0.1", 5000))  # type: ignore[arg-type]
+    dtls.transport._connection._nominated[1] = pair  # type: ignore[assignment]
+    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
+    running = asyncio.create_task(installed.run(codec))
+    try:
+        for number in range(4):
             frame = EncodedFrame("h264", b"x", number == 0, 0.0, number * 3000, payloads, 0)
-            numbered = installed._number(frame, ntp)
-            installed._sent(numbered, ntp, frame.payload_bytes)
-            await installed._probe_relayed(dtls, numbered, ntp)
-            now[0] += 1 / 30
+            await track.frames.put(frame)
+            await asyncio.sleep(0.02)
+            if number == 0:
+                assert installed._socket is not None and not installed._socket.direct
+                assert installed.can_probe == (relay == "udp")
+                installed.probe(800_000 if installed.can_probe else 0)
+            else:
+                now[0] += 1 / 30
+        media = [d for d in relayed if d[1] & 0x7F == 102]
         copies = [d for d in relayed if d[1] & 0x7F == 103]
         reports = [d for d in relayed if d[1] == 200]
+        assert len(media) == 12  # every frame whole, through the relay
+        if relay == "tcp":
+            assert copies == [] and reports == []
+            return
+        # The first probed frame starts the clock; the next two make 2/30 s of 100 000
+        # bytes a second due: 6 667 bytes, give or take a packet (and SRTP's tags).
         assert 5_500 < sum(len(d) for d in copies) < 8_500, [len(d) for d in copies]
-        assert len(reports) == 1
-        assert len(copies) + len(reports) == len(relayed)
-        assert installed.report_sent_at(installed._sender.__dict__["_RTCRtpSender__lsr"])
-        # Counted by aiortc's transport, as its own sends are.
-        assert dtls.__dict__["_RTCDtlsTransport__tx_packets"] - packets_before == len(relayed)
         # Protected: each copy (12-byte header, the original's number, its payload)
-        # leaves longer by SRTP's 10-byte tag.
+        # leaves longer by SRTP's 10-byte tag; the RTX stream's numbers run on.
         assert {len(d) - 12 - 2 - 10 for d in copies} <= {1000, 500}, [len(d) for d in copies]
-        rtx_sequence_numbers = [int.from_bytes(d[2:4], "big") for d in copies]
-        first = rtx_sequence_numbers[0]
-        assert rtx_sequence_numbers == [(first + i) & 0xFFFF for i in range(len(copies))]
-        # The probe not asked again ends by itself, over the relay too.
+        numbers = [int.from_bytes(d[2:4], "big") for d in copies]
+        assert numbers == [(numbers[0] + i) & 0xFFFF for i in range(len(numbers))]
+        assert len(reports) == 1  # frames 1/30 s apart: one report in 0.2 s
+        assert installed.report_sent_at(sender.__dict__["_RTCRtpSender__lsr"]) is not None
+        # Counted by aiortc's transport, as its own sends are.
+        assert dtls.__dict__["_RTCDtlsTransport__tx_packets"] == len(relayed)
+        # Not asked again: the probe ends by itself, over the relay too.
         now[0] += 3
         relayed.clear()
-        await installed._probe_relayed(dtls, numbered, ntp_now())
-        assert relayed == [] and installed.padding_bitrate == 0
+        await track.frames.put(EncodedFrame("h264", b"x", False, 0.0, 12000, payloads, 0))
+        await asyncio.sleep(0.02)
+        assert len(relayed) == 3 and installed.padding_bitrate == 0
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        dtls.transport._connection._nominated.clear()
+        dtls._state = State.NEW
+        await pc.close()
 
 
 async def test_nacks_are_answered_once_a_round_trip_and_within_the_repair_budget() -> None:

@@ -238,9 +238,15 @@ class FrameSender:
 
     @property
     def can_probe(self) -> bool:
-        """Whether a probe would be sent: a pair is selected (its own socket or a
-        relay) and RTX is negotiated."""
-        return self._socket is not None and self._get("rtx_payload_type") is not None
+        """Whether a probe would be sent: a pair is selected (its own socket or a relay
+        over UDP) and RTX is negotiated. Not over a relay reached by TCP or TLS: there
+        a probe that overfills the path is not dropped but queued in the daemon's
+        unbounded write buffer ahead of the frames, and the sender reports that would
+        show the queue wait behind it."""
+        socket = self._socket
+        return (
+            socket is not None and not socket.streamed and self._get("rtx_payload_type") is not None
+        )
 
     def probe(self, bitrate: int, for_seconds: float = PROBE_HOLD) -> None:
         """Send `bitrate` of RTX copies beside the frames for `for_seconds` (then none,
@@ -261,10 +267,10 @@ class FrameSender:
             socket.send([dtls._tx_srtp.protect_rtcp(report)])
 
     async def _probe_relayed(self, dtls: RTCDtlsTransport, frame: _SentFrame, ntp: int) -> None:
-        """The same probe over a relay, through aiortc's path as the frames go: a
-        viewer behind TURN (a phone on a mobile network, often) that was moved down
-        would otherwise never be moved up again, since its browser's estimate grows
-        only to about 1.5 times what it receives."""
+        """The same probe over a relay (UDP: see `can_probe`), through aiortc's path as
+        the frames go: a viewer behind TURN (a phone on a mobile network, often) that
+        was moved down would otherwise never be moved up again, since its browser's
+        estimate grows only to about 1.5 times what it receives."""
         if self._probe_ended():
             return
         try:
@@ -275,7 +281,7 @@ class FrameSender:
             report = self._probe_report(ntp)
             if report is not None:
                 await dtls._send_rtp(report)  # aiortc's: protected as RTCP by its type
-        except ConnectionError as error:  # the frame went: a probe less is no harm
+        except Exception as error:  # the frame went: a probe less is no harm
             logger.debug("a probe's packets not sent over the relay: %r", error)
 
     def _probe_ended(self) -> bool:

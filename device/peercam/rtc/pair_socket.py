@@ -15,6 +15,7 @@ without a socket of its own (a TURN relay).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
@@ -25,6 +26,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+# aioice's TurnTransport keeps its client protocol (UDP, or TCP/TLS) here
+# (aioice/turn.py, TurnTransport.__init__); tests/test_frame_sender.py checks it.
+TURN_INNER_PROTOCOL = "_TurnTransport__inner_protocol"
 # linux/udp.h; Python 3.11's socket module does not name it.
 UDP_SEGMENT = 103
 # Kernels before 5.x take at most 64 segments a call; a datagram is at most 64 KiB.
@@ -83,6 +87,11 @@ class PairSocket:
         self._socket: socket.socket | None = raw.dup() if raw is not None else None
         self.segmenting = self._socket is not None and _offers_segmentation(self._socket)
         self.queued = 0  # datagrams handed to the transport's queue instead
+        # A relay reached over TCP or TLS (aioice's TurnTransport around a stream
+        # protocol): what the path cannot carry is not dropped there but waits in
+        # asyncio's unbounded write buffer, ahead of later frames.
+        inner = getattr(self._transport, TURN_INNER_PROTOCOL, None)
+        self.streamed = isinstance(inner, asyncio.Protocol)
 
     @property
     def direct(self) -> bool:
