@@ -211,17 +211,9 @@ async def test_no_frame_is_handed_over_while_a_relayed_one_is_on_its_way() -> No
     a frame offered by the hub meanwhile queues behind it (were the pair to turn direct
     mid-frame, it would otherwise reuse those numbers and overtake it). Otherwise, on a
     pair with a socket of its own, the hand-over sends at once."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    sender = pc.addTransceiver("video", direction="sendonly").sender
-    installed = FrameSender(sender)
-    installed._template = HeaderTemplate.build(rtp.HeaderExtensionsMap(), 102, 1234, None)
-    dtls = sender.transport
     frame = EncodedFrame("h264", b"x", True, 0.0, 0, (b"payload",), 0)
-    first = installed._sequence
-    async with _loopback_pair() as (pair_socket, receiver):
-        dtls._state = State.CONNECTED  # as after the handshake, with its key
-        dtls._tx_srtp = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
-        dtls.transport._connection._nominated[1] = pair_socket.pair
+    async with _connected_sender() as (installed, receiver):
+        first = installed._sequence
         installed._relaying = True
         assert installed._deliver(frame) is False
         assert _made_socket(installed) is None and installed._sequence == first
@@ -231,11 +223,8 @@ async def test_no_frame_is_handed_over_while_a_relayed_one_is_on_its_way() -> No
         assert int.from_bytes(datagram[2:4], "big") == first
         assert installed._sequence == (first + 1) & 0xFFFF
         made = _made_socket(installed)
-        assert made is not None and made.pair is pair_socket.pair
-        made.close()
-        dtls.transport._connection._nominated.clear()
-        dtls._state = State.NEW
-    await pc.close()
+        nominated = installed._sender.transport.transport._connection._nominated[1]
+        assert made is not None and made.pair is nominated
 
 
 async def test_a_hand_over_that_fails_declines_instead_of_raising_into_the_hub(
@@ -244,26 +233,16 @@ async def test_a_hand_over_that_fails_declines_instead_of_raising_into_the_hub(
     """The hub's publish serves every viewer: one viewer's failure (here no file
     descriptor left for its socket) must come back as a declined frame, not an
     exception; its sender's own task then meets it and ends that viewer."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    sender = pc.addTransceiver("video", direction="sendonly").sender
-    installed = FrameSender(sender)
-    installed._template = HeaderTemplate.build(rtp.HeaderExtensionsMap(), 102, 1234, None)
-    dtls = sender.transport
 
     def no_descriptors(self: PairSocket, pair: Any) -> None:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    first = installed._sequence
-    async with _loopback_pair() as (pair_socket, _):
+    async with _connected_sender() as (installed, _):
+        first = installed._sequence
         monkeypatch.setattr(PairSocket, "__init__", no_descriptors)
-        dtls._state = State.CONNECTED
-        dtls.transport._connection._nominated[1] = pair_socket.pair
         frame = EncodedFrame("h264", b"x", True, 0.0, 0, (b"payload",), 0)
         assert installed._deliver(frame) is False
         assert installed._sequence == first and not installed._history
-        dtls.transport._connection._nominated.clear()
-        dtls._state = State.NEW
-    await pc.close()
 
 
 async def test_a_packet_sent_again_under_its_own_number_is_the_same_bytes() -> None:
@@ -419,31 +398,40 @@ def test_frames_leave_as_the_hub_publishes_them_without_waking_the_viewers_task(
 
 
 @contextlib.asynccontextmanager
-async def _connected_sender(
-    rtx_payload_type: int | None = None, clock: Callable[[], float] = time.monotonic
-) -> AsyncIterator[tuple[FrameSender, socket.socket]]:
+async def _sender_on(
+    pair: Any, rtx_payload_type: int | None = None, clock: Callable[[], float] = time.monotonic
+) -> AsyncIterator[FrameSender]:
     """A FrameSender on a real peer connection's sender, as after the handshake: DTLS
-    connected with an SRTP key, a nominated pair whose socket sends to the test's own
-    on loopback, RTX negotiated with `rtx_payload_type` if given."""
+    connected with an SRTP key, `pair` nominated, RTX negotiated with
+    `rtx_payload_type` if given."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     sender = pc.addTransceiver("video", direction="sendonly").sender
     installed = FrameSender(sender, clock)
     installed._template = HeaderTemplate.build(rtp.HeaderExtensionsMap(), 102, 1234, None)
     setattr(sender, "_RTCRtpSender__rtx_payload_type", rtx_payload_type)  # noqa: B010
     dtls = sender.transport
+    dtls._state = State.CONNECTED
+    dtls._tx_srtp = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    dtls.transport._connection._nominated[1] = pair
+    try:
+        yield installed
+    finally:
+        made = _made_socket(installed)
+        if made is not None:
+            made.close()
+        dtls.transport._connection._nominated.clear()
+        dtls._state = State.NEW
+        await pc.close()
+
+
+@contextlib.asynccontextmanager
+async def _connected_sender(
+    rtx_payload_type: int | None = None, clock: Callable[[], float] = time.monotonic
+) -> AsyncIterator[tuple[FrameSender, socket.socket]]:
+    """`_sender_on` a pair whose socket sends to the test's own on loopback."""
     async with _loopback_pair() as (pair_socket, receiver):
-        dtls._state = State.CONNECTED
-        dtls._tx_srtp = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
-        dtls.transport._connection._nominated[1] = pair_socket.pair
-        try:
+        async with _sender_on(pair_socket.pair, rtx_payload_type, clock) as installed:
             yield installed, receiver
-        finally:
-            made = _made_socket(installed)
-            if made is not None:
-                made.close()
-            dtls.transport._connection._nominated.clear()
-            dtls._state = State.NEW
-    await pc.close()
 
 
 def _drain(receiver: socket.socket) -> list[bytes]:
@@ -551,68 +539,62 @@ async def test_a_probe_goes_through_aiortcs_path_over_a_udp_relay_and_not_over_t
     TCP or TLS, where an overfilling probe would queue ahead of the frames."""
     now = [100.0]
     payloads = (b"a" * 1000, b"b" * 1000, b"c" * 500)
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    sender = pc.addTransceiver("video", direction="sendonly").sender
-    installed = FrameSender(sender, lambda: now[0])
-    setattr(sender, "_RTCRtpSender__rtx_payload_type", 103)  # noqa: B010
-    track = _QueuedTrack()
-    setattr(sender, "_RTCRtpSender__track", track)  # noqa: B010
-    dtls = sender.transport
-    relayed: list[bytes] = []
-
-    async def through_the_relay(data: bytes) -> None:
-        relayed.append(data)
-
-    setattr(dtls.transport, "_send", through_the_relay)  # noqa: B010
-    dtls._state = State.CONNECTED
-    dtls._tx_srtp = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
     inner = asyncio.DatagramProtocol() if relay == "udp" else asyncio.Protocol()
     pair = _Pair(_Relay(inner), ("10.0.0.1", 5000))  # type: ignore[arg-type]
-    dtls.transport._connection._nominated[1] = pair  # type: ignore[assignment]
-    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
-    running = asyncio.create_task(installed.run(codec))
-    try:
-        for number in range(4):
-            frame = EncodedFrame("h264", b"x", number == 0, 0.0, number * 3000, payloads, 0)
-            await track.frames.put(frame)
+    async with _sender_on(pair, 103, lambda: now[0]) as installed:
+        sender = installed._sender
+        track = _QueuedTrack()
+        setattr(sender, "_RTCRtpSender__track", track)  # noqa: B010
+        dtls = sender.transport
+        relayed: list[bytes] = []
+
+        async def through_the_relay(data: bytes) -> None:
+            relayed.append(data)
+
+        setattr(dtls.transport, "_send", through_the_relay)  # noqa: B010
+        codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
+        running = asyncio.create_task(installed.run(codec))
+        try:
+            for number in range(4):
+                frame = EncodedFrame("h264", b"x", number == 0, 0.0, number * 3000, payloads, 0)
+                await track.frames.put(frame)
+                await asyncio.sleep(0.02)
+                if number == 0:
+                    assert installed._socket is not None and not installed._socket.direct
+                    assert installed.can_probe == (relay == "udp")
+                    installed.probe(800_000 if installed.can_probe else 0)
+                else:
+                    now[0] += 1 / 30
+            media = [d for d in relayed if d[1] & 0x7F == 102]
+            copies = [d for d in relayed if d[1] & 0x7F == 103]
+            reports = [d for d in relayed if d[1] == 200]
+            assert len(media) == 12  # every frame whole, through the relay
+            if relay == "tcp":
+                assert copies == [] and reports == []
+                return
+            # The first probed frame starts the clock; the next two make 2/30 s of
+            # 100 000 bytes a second due: 6 667 bytes, give or take a packet (and SRTP's
+            # tags).
+            assert 5_500 < sum(len(d) for d in copies) < 8_500, [len(d) for d in copies]
+            # Protected: each copy (12-byte header, the original's number, its payload)
+            # leaves longer by SRTP's 10-byte tag; the RTX stream's numbers run on.
+            sizes = [len(d) for d in copies]
+            assert {size - 12 - 2 - 10 for size in sizes} <= {1000, 500}, sizes
+            numbers = [int.from_bytes(d[2:4], "big") for d in copies]
+            assert numbers == [(numbers[0] + i) & 0xFFFF for i in range(len(numbers))]
+            assert len(reports) == 1  # frames 1/30 s apart: one report in 0.2 s
+            assert installed.report_sent_at(sender.__dict__["_RTCRtpSender__lsr"]) is not None
+            # Counted by aiortc's transport, as its own sends are.
+            assert dtls.__dict__["_RTCDtlsTransport__tx_packets"] == len(relayed)
+            # Not asked again: the probe ends by itself, over the relay too.
+            now[0] += 3
+            relayed.clear()
+            await track.frames.put(EncodedFrame("h264", b"x", False, 0.0, 12000, payloads, 0))
             await asyncio.sleep(0.02)
-            if number == 0:
-                assert installed._socket is not None and not installed._socket.direct
-                assert installed.can_probe == (relay == "udp")
-                installed.probe(800_000 if installed.can_probe else 0)
-            else:
-                now[0] += 1 / 30
-        media = [d for d in relayed if d[1] & 0x7F == 102]
-        copies = [d for d in relayed if d[1] & 0x7F == 103]
-        reports = [d for d in relayed if d[1] == 200]
-        assert len(media) == 12  # every frame whole, through the relay
-        if relay == "tcp":
-            assert copies == [] and reports == []
-            return
-        # The first probed frame starts the clock; the next two make 2/30 s of 100 000
-        # bytes a second due: 6 667 bytes, give or take a packet (and SRTP's tags).
-        assert 5_500 < sum(len(d) for d in copies) < 8_500, [len(d) for d in copies]
-        # Protected: each copy (12-byte header, the original's number, its payload)
-        # leaves longer by SRTP's 10-byte tag; the RTX stream's numbers run on.
-        assert {len(d) - 12 - 2 - 10 for d in copies} <= {1000, 500}, [len(d) for d in copies]
-        numbers = [int.from_bytes(d[2:4], "big") for d in copies]
-        assert numbers == [(numbers[0] + i) & 0xFFFF for i in range(len(numbers))]
-        assert len(reports) == 1  # frames 1/30 s apart: one report in 0.2 s
-        assert installed.report_sent_at(sender.__dict__["_RTCRtpSender__lsr"]) is not None
-        # Counted by aiortc's transport, as its own sends are.
-        assert dtls.__dict__["_RTCDtlsTransport__tx_packets"] == len(relayed)
-        # Not asked again: the probe ends by itself, over the relay too.
-        now[0] += 3
-        relayed.clear()
-        await track.frames.put(EncodedFrame("h264", b"x", False, 0.0, 12000, payloads, 0))
-        await asyncio.sleep(0.02)
-        assert len(relayed) == 3 and installed.padding_bitrate == 0
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        dtls.transport._connection._nominated.clear()
-        dtls._state = State.NEW
-        await pc.close()
+            assert len(relayed) == 3 and installed.padding_bitrate == 0
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
 
 
 async def test_nacks_are_answered_once_a_round_trip_and_within_the_repair_budget() -> None:
